@@ -1,0 +1,49 @@
+# IMS: `make run` (install, migrate, seed demo data, serve) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app run
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test install migrate seed translations extract-messages serve clean bench
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(BIN)/activate
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+translations: install
+	$(BIN)/pybabel compile -q -f -d translations
+
+extract-messages: install
+	$(BIN)/pybabel extract -q -F translations/babel.cfg -k _l -k lazy_gettext -o translations/messages.pot .
+	$(BIN)/pybabel update -q -N -i translations/messages.pot -d translations
+
+migrate: install
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) ims sync-roles
+	$(FLASK) ims seed --demo
+
+run: translations seed
+	@echo "IMS: http://$(HOST):$(PORT)  (demo users: admin, wfadmin, head, manager, manager2, clerk, clerk2, cashier, auditor / Passw0rd!)"
+	@$(FLASK) ims worker --interval 30 > instance/worker.log 2>&1 & \
+	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
+	  $(FLASK) run --host $(HOST) --port $(PORT)
+
+test: translations
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/receipts.py
+
+clean:
+	rm -rf $(VENV) instance/*.db

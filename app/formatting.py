@@ -1,0 +1,32 @@
+"""Locale-aware display of money and dates (Babel, en_GB and cy_GB)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from flask_babel import format_currency, format_datetime, format_date, get_locale
+
+
+def _babel_locale() -> str:
+    loc = str(get_locale() or "en")
+    return {"en": "en_GB", "cy": "cy_GB"}.get(loc, loc)
+
+
+def money(pence) -> str:
+    """£1,234.56 for pence (empty for None), formatted for the current locale."""
+    if pence is None or pence == "":
+        return ""
+    return format_currency(Decimal(int(pence)) / 100, "GBP", locale=_babel_locale())
+
+
+def when(value, fmt: str = "medium") -> str:
+    if value is None:
+        return ""
+    if hasattr(value, "hour"):
+        return format_datetime(value, fmt)
+    return format_date(value, fmt)
+
+
+def install_filters(app) -> None:
+    app.jinja_env.filters["money"] = money
+    app.jinja_env.filters["when"] = when

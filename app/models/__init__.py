@@ -1,0 +1,13 @@
+"""SQLAlchemy 2.0 models on flask_appbuilder.Model; importing this package registers every table."""
+
+from app.models.audit import AuditEvent  # noqa: F401
+from app.models.reference import (  # noqa: F401
+    AccountHolder,
+    Fund,
+    Office,
+    PaymentMethod,
+    ReferenceValidator,
+    Setting,
+    VatCode,
+)
+from app.models.ddl import install_database_objects  # noqa: F401,E402

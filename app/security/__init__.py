@@ -1,0 +1,1 @@
+"""Roles as code, the security manager and the password policy."""

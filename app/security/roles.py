@@ -1,0 +1,87 @@
+"""Roles as code: which role holds which permission on which resource.
+
+Every view and API of ours sets ``class_permission_name`` to one of the RESOURCES keys and maps
+its methods to ``can_read`` or ``can_write`` (or a named action such as ``can_approve``).
+`ims sync-roles` applies this table to the database; the permission-matrix test fails for any
+registered permission that has no rule here.
+"""
+
+from __future__ import annotations
+
+ADMIN = "Administrator"
+WFADMIN = "Workflow Administrator"
+HEAD = "Head of Finance"
+MANAGER = "Finance Manager"
+CLERK = "Income Clerk"
+CASHIER = "Cashier"
+AUDITOR = "Auditor"
+
+ROLES = (ADMIN, WFADMIN, HEAD, MANAGER, CLERK, CASHIER, AUDITOR)
+ALL = frozenset(ROLES)
+FINANCE = frozenset({HEAD, MANAGER, CLERK, CASHIER, AUDITOR})
+MANAGERS = frozenset({HEAD, MANAGER})
+#: Roles that outrank a Finance Manager or equal it (may accept payments to accounts on stop).
+MANAGER_AND_ABOVE = frozenset({HEAD, MANAGER})
+#: Escalation order for approvals (the next role up).
+NEXT_ROLE_UP = {MANAGER: HEAD, CLERK: MANAGER, CASHIER: MANAGER}
+
+READ = "can_read"
+WRITE = "can_write"
+
+#: resource (view menu) -> permission -> roles
+RESOURCES: dict[str, dict[str, frozenset[str]]] = {
+    # reference data: Administrator writes, everyone reads
+    "Fund": {READ: ALL, WRITE: frozenset({ADMIN})},
+    "PaymentMethod": {READ: ALL, WRITE: frozenset({ADMIN})},
+    "VatCode": {READ: ALL, WRITE: frozenset({ADMIN})},
+    "Office": {READ: ALL, WRITE: frozenset({ADMIN})},
+    "ReferenceValidator": {READ: ALL, WRITE: frozenset({ADMIN})},
+    "AccountHolder": {READ: ALL, WRITE: frozenset({ADMIN})},
+    "Setting": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
+    # audit trail
+    "AuditEvent": {READ: frozenset({ADMIN, AUDITOR})},
+    # dashboard and home
+    "Dashboard": {READ: ALL},
+}
+
+#: FAB's own security views: Administrator manages users and roles; Auditor reads them;
+#: everybody may see and edit their own profile and password.
+FAB_SELF_SERVICE = {
+    "UserInfoEditView": ("can_this_form_get", "can_this_form_post"),
+    "ResetMyPasswordView": ("can_this_form_get", "can_this_form_post"),
+}
+FAB_ADMIN_VIEW_MENUS = {
+    "ResetPasswordView", "RoleModelView", "UserDBModelView", "UserStatsChartView",
+    "PermissionModelView", "ViewMenuModelView", "PermissionViewModelView",
+    "RegisterUserModelView", "Role", "User", "Permission", "ViewMenu", "PermissionViewMenu",
+    "Group", "GroupModelView", "UserGroupModelView", "ApiKey", "ApiKeyView", "ApiKeyModelView",
+    "MenuApi",
+    "SecurityApi", "OpenApi", "SwaggerView",
+}
+FAB_READ_PERMISSIONS = {"can_list", "can_show", "can_read", "can_get", "can_info", "can_userinfo"}
+
+
+def fab_roles_for(permission: str, view_menu: str) -> frozenset[str] | None:
+    """Roles holding a permission on one of FAB's own view menus, or None if it is not FAB's."""
+    if view_menu in FAB_SELF_SERVICE:
+        return ALL if permission in FAB_SELF_SERVICE[view_menu] else frozenset()
+    if view_menu == "UserDBModelView" and permission in ("can_userinfo",):
+        return ALL
+    if view_menu in ("MenuApi",) and permission == "can_get":
+        return ALL
+    if view_menu in ("OpenApi", "SwaggerView"):
+        return ALL
+    if view_menu in FAB_ADMIN_VIEW_MENUS:
+        if permission in FAB_READ_PERMISSIONS and view_menu in (
+                "UserDBModelView", "RoleModelView", "User", "Role", "Group", "GroupModelView",
+                "UserGroupModelView"):
+            return frozenset({ADMIN, AUDITOR})
+        return frozenset({ADMIN})
+    return None
+
+
+def roles_for(permission: str, view_menu: str) -> frozenset[str] | None:
+    """Roles holding ``permission`` on ``view_menu``; None when no rule covers it."""
+    if view_menu in RESOURCES:
+        return RESOURCES[view_menu].get(permission, frozenset())
+    return fab_roles_for(permission, view_menu)

@@ -1,0 +1,81 @@
+"""`ims sync-roles`: create every permission, then give each role exactly what roles.py says."""
+
+from __future__ import annotations
+
+from app.security.roles import ROLES, roles_for
+
+
+class UncoveredPermissions(RuntimeError):
+    """Some registered permission has no rule in app/security/roles.py."""
+
+
+def menu_grants(appbuilder) -> dict[str, set[str]]:
+    """Menu entries a role may see: those whose view the role can use, and their categories."""
+    grants: dict[str, set[str]] = {role: set() for role in ROLES}
+    views_by_name = {}
+    for view in appbuilder.baseviews:
+        views_by_name[view.__class__.__name__] = view
+
+    def view_for(item):
+        baseview = getattr(item, "baseview", None)
+        return baseview
+
+    for category in appbuilder.menu.get_list():
+        children = category.childs or []
+        for item in children or [category]:
+            if getattr(item, "name", "-") == "-":
+                continue
+            view = view_for(item)
+            if view is None:
+                continue
+            for role in ROLES:
+                if _role_can_use(role, view):
+                    grants[role].add(item.name)
+                    if children:
+                        grants[role].add(category.name)
+    return grants
+
+
+def _role_can_use(role: str, view) -> bool:
+    resource = view.class_permission_name
+    for perm in view.base_permissions or []:
+        roles = roles_for(perm, resource)
+        if roles and role in roles:
+            return True
+    return False
+
+
+def sync_roles(appbuilder, session) -> dict[str, int]:
+    """Apply roles.py to the database. Raises UncoveredPermissions if a permission has no rule."""
+    sm = appbuilder.sm
+    for role_name in (*ROLES, sm.auth_role_public):
+        if sm.find_role(role_name) is None:
+            sm.add_role(role_name)
+    appbuilder.add_permissions(update_perms=True)
+    pvms = session.query(sm.permissionview_model).all()
+    menus = menu_grants(appbuilder)
+    uncovered = []
+    wanted: dict[str, list] = {role: [] for role in ROLES}
+    for pvm in pvms:
+        perm, view_menu = pvm.permission.name, pvm.view_menu.name
+        if perm == "menu_access":
+            for role in ROLES:
+                if view_menu in menus[role]:
+                    wanted[role].append(pvm)
+            continue
+        roles = roles_for(perm, view_menu)
+        if roles is None:
+            uncovered.append(f"{perm} on {view_menu}")
+            continue
+        for role in roles:
+            wanted[role].append(pvm)
+    if uncovered:
+        raise UncoveredPermissions("no rule in app/security/roles.py for: " + ", ".join(sorted(uncovered)))
+    counts = {}
+    for role_name in ROLES:
+        role = sm.find_role(role_name)
+        role.permissions = wanted[role_name]
+        counts[role_name] = len(wanted[role_name])
+    sm.find_role(sm.auth_role_public).permissions = []
+    session.commit()
+    return counts

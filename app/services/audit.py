@@ -1,0 +1,240 @@
+"""Audit trail writer: session listeners for audited models, explicit events, chain verification."""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from decimal import Decimal
+
+from sqlalchemy import event, inspect, insert, select, text
+from sqlalchemy.orm import Session
+
+from app.models.audit import AuditEvent
+
+_actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_actor", default=None)
+_reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_reason", default=None)
+
+GENESIS = "0" * 64
+#: Columns never written to the trail (secrets) or too noisy to matter (login bookkeeping).
+REDACTED = {"password", "api_key_hash"}
+IGNORED = {"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"}
+_ADVISORY_KEY = 84_150_731
+
+_audited: set[type] = set()
+
+
+def audited(cls):
+    """Class decorator / registrar: changes to instances of cls are written to the trail."""
+    _audited.add(cls)
+    return cls
+
+
+def set_actor(name: str | None):
+    """Set who acts in code without a request (CLI, workers). Returns a reset token."""
+    return _actor.set(name)
+
+
+class reason_for:
+    """Context manager: attach a reason to the audit events written inside it."""
+
+    def __init__(self, reason: str | None):
+        self.reason = reason
+
+    def __enter__(self):
+        self._token = _reason.set(self.reason)
+
+    def __exit__(self, *exc):
+        _reason.reset(self._token)
+
+
+def current_actor() -> str:
+    name = _actor.get()
+    if name:
+        return name
+    try:
+        from flask import g, has_request_context
+
+        if has_request_context():
+            user = getattr(g, "user", None)
+            if user is None:
+                from flask_login import current_user
+
+                user = current_user
+            if user is not None and getattr(user, "is_authenticated", False):
+                return user.username
+            return "anonymous"
+    except Exception:  # pragma: no cover - outside Flask entirely
+        pass
+    return "system"
+
+
+def _jsonable(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, (list, tuple, set)):
+        return sorted(str(v) for v in value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _canonical(data) -> str | None:
+    if data is None:
+        return None
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compute_hash(prev_hash: str, row: dict) -> str:
+    payload = "|".join([
+        prev_hash,
+        row["occurred_at"].astimezone(timezone.utc).isoformat(),
+        row["actor"], row["action"], row["entity"], row["entity_id"] or "",
+        row["before"] or "", row["after"] or "", row["reason"] or "",
+    ])
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None):
+    """Write one event at the end of the chain (serialised on PostgreSQL by an advisory lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+    prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    row = {
+        "occurred_at": datetime.now(timezone.utc),
+        "actor": (actor or current_actor())[:100],
+        "action": action,
+        "entity": entity,
+        "entity_id": None if entity_id is None else str(entity_id),
+        "before": _canonical(before),
+        "after": _canonical(after),
+        "reason": reason if reason is not None else _reason.get(),
+    }
+    row["prev_hash"] = prev or GENESIS
+    row["hash"] = compute_hash(row["prev_hash"], row)
+    conn.execute(insert(AuditEvent.__table__).values(**row))
+
+
+def record(session: Session, action: str, entity: str, entity_id, before=None, after=None,
+           reason: str | None = None, actor: str | None = None) -> None:
+    """Write an explicit business event (posting, approval, reversal) in the session's transaction."""
+    _append(session.connection(), action, entity, entity_id,
+            None if before is None else {k: _jsonable(v) for k, v in before.items()},
+            None if after is None else {k: _jsonable(v) for k, v in after.items()},
+            reason, actor)
+
+
+def entity_name(obj) -> str:
+    return type(obj).__name__
+
+
+def _snapshot(obj, use_history: bool):
+    """Column values (and many-to-many collections) before (history) or after a change."""
+    state = inspect(obj)
+    before, after = {}, {}
+    for attr in state.mapper.column_attrs:
+        key = attr.key
+        if key in IGNORED:
+            continue
+        hist = state.attrs[key].history
+        now = getattr(obj, key, None)
+        if use_history and hist.has_changes():
+            old = hist.deleted[0] if hist.deleted else None
+            before[key] = "***" if key in REDACTED else _jsonable(old)
+            after[key] = "***" if key in REDACTED else _jsonable(now)
+        elif not use_history:
+            after[key] = "***" if key in REDACTED else _jsonable(now)
+    for rel in state.mapper.relationships:
+        if rel.uselist and rel.secondary is not None:
+            hist = state.attrs[rel.key].history
+            if use_history and hist.has_changes():
+                unchanged = list(hist.unchanged or [])
+                before[rel.key] = _jsonable(unchanged + list(hist.deleted or []))
+                after[rel.key] = _jsonable(unchanged + list(hist.added or []))
+            elif not use_history:
+                after[rel.key] = _jsonable(getattr(obj, rel.key) or [])
+    return before, after
+
+
+def _pk(obj):
+    ident = inspect(obj).identity
+    if ident is None:
+        return None
+    return ident[0] if len(ident) == 1 else "/".join(str(i) for i in ident)
+
+
+def _after_flush(session: Session, flush_context) -> None:
+    conn = None
+    for obj in list(session.new):
+        if type(obj) in _audited:
+            conn = conn or session.connection()
+            _, after = _snapshot(obj, use_history=False)
+            _append(conn, "create", entity_name(obj), _pk(obj), None, after)
+    for obj in list(session.dirty):
+        if type(obj) in _audited and session.is_modified(obj, include_collections=True):
+            before, after = _snapshot(obj, use_history=True)
+            if before or after:
+                conn = conn or session.connection()
+                _append(conn, "update", entity_name(obj), _pk(obj), before, after)
+    for obj in list(session.deleted):
+        if type(obj) in _audited:
+            conn = conn or session.connection()
+            _, before = _snapshot(obj, use_history=False)
+            _append(conn, "delete", entity_name(obj), _pk(obj), before, None)
+
+
+def install_audit_listeners(scoped_session) -> None:
+    """Register the audited models and hook the trail into every flush of the app's sessions."""
+    from flask_appbuilder.security.sqla.models import Role, User
+
+    from app.models import reference
+
+    for cls in (reference.Fund, reference.PaymentMethod, reference.VatCode, reference.Office,
+                reference.ReferenceValidator, reference.AccountHolder, reference.Setting,
+                User, Role):
+        audited(cls)
+    if not event.contains(Session, "after_flush", _after_flush):
+        event.listen(Session, "after_flush", _after_flush)
+
+
+@dataclass
+class VerifyResult:
+    valid: bool
+    events: int
+    broken_event_id: int | None = None
+    message: str = ""
+
+
+def verify_chain(session: Session, batch: int = 5000) -> VerifyResult:
+    """Recompute every hash in order; report the first event whose hash or link is wrong."""
+    prev = GENESIS
+    count = 0
+    last_id = 0
+    cols = AuditEvent.__table__.c
+    while True:
+        rows = session.execute(
+            select(AuditEvent.__table__).where(cols.id > last_id).order_by(cols.id).limit(batch)
+        ).mappings().all()
+        if not rows:
+            break
+        for row in rows:
+            count += 1
+            if row["prev_hash"] != prev:
+                return VerifyResult(False, count, row["id"],
+                                    f"event {row['id']} does not link to the event before it")
+            if compute_hash(prev, dict(row)) != row["hash"]:
+                return VerifyResult(False, count, row["id"],
+                                    f"event {row['id']} was altered after it was written")
+            prev = row["hash"]
+            last_id = row["id"]
+    return VerifyResult(True, count, None, f"{count} events, chain intact")
+
+
+def history_for(session: Session, entity: str, entity_id) -> list[AuditEvent]:
+    return list(session.scalars(select(AuditEvent).where(
+        AuditEvent.entity == entity, AuditEvent.entity_id == str(entity_id)
+    ).order_by(AuditEvent.id.desc())))

@@ -1,0 +1,50 @@
+"""FAB views (thin; they call services) and register_views(), which adds every view and API."""
+
+from flask_babel import lazy_gettext as _l
+
+
+def register_views(appbuilder) -> None:
+    """Add every view and API with translatable labels (the only place menus are defined)."""
+    from app.api.audit import AuditApi
+    from app.api.reference import (
+        AccountHolderApi,
+        FundApi,
+        OfficeApi,
+        PaymentMethodApi,
+        ReferenceValidatorApi,
+        VatCodeApi,
+    )
+    from app.views.audit import AuditEventView
+    from app.views.reference import (
+        AccountHolderView,
+        FundView,
+        OfficeView,
+        PaymentMethodView,
+        ReferenceValidatorView,
+        SettingView,
+        VatCodeView,
+    )
+
+    ref = "Reference data"
+    ref_label = _l("Reference data")
+    appbuilder.add_view(FundView, "Funds", label=_l("Funds"), icon="fa-folder-open",
+                        category=ref, category_label=ref_label, category_icon="fa-book")
+    appbuilder.add_view(AccountHolderView, "Account holders", label=_l("Account holders"),
+                        icon="fa-address-book", category=ref)
+    appbuilder.add_view(PaymentMethodView, "Payment methods", label=_l("Payment methods"),
+                        icon="fa-credit-card", category=ref)
+    appbuilder.add_view(VatCodeView, "VAT codes", label=_l("VAT codes"), icon="fa-percent",
+                        category=ref)
+    appbuilder.add_view(OfficeView, "Offices", label=_l("Offices"), icon="fa-building",
+                        category=ref)
+    appbuilder.add_view(ReferenceValidatorView, "Reference validators",
+                        label=_l("Reference validators"), icon="fa-check-square", category=ref)
+    appbuilder.add_view(SettingView, "System settings", label=_l("System settings"),
+                        icon="fa-sliders", category=ref)
+
+    appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
+                        category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
+
+    for api in (FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
+                AccountHolderApi, AuditApi):
+        appbuilder.add_api(api)

@@ -1,0 +1,220 @@
+"""FAB pages for reference data: funds, methods, VAT codes, offices, validators, accounts, settings."""
+
+from flask_appbuilder.fieldwidgets import Select2Widget
+from flask_babel import lazy_gettext as _l
+from wtforms import SelectField
+from wtforms.validators import NumberRange, Optional as OptionalV
+
+from app.formatting import money
+from app.models.reference import (
+    CHARACTER_CLASSES,
+    CHECK_DIGIT_SCHEMES,
+    METHOD_KINDS,
+    AccountHolder,
+    Fund,
+    Office,
+    PaymentMethod,
+    ReferenceValidator,
+    Setting,
+    VatCode,
+)
+from app.views.base import ImsModelView, datamodel
+from app.views.fields import MoneyField
+
+
+
+def _select(label, choices, description=None, required=False):
+    items = ([] if required else [("", "—")]) + [(c, c.replace("_", " ")) for c in choices]
+    return SelectField(label, choices=items, widget=Select2Widget(), description=description,
+                       coerce=lambda v: v or None)
+
+
+class FundView(ImsModelView):
+    datamodel = datamodel(Fund)
+    class_permission_name = "Fund"
+    list_title = _l("Funds")
+    show_title = _l("Fund")
+    add_title = _l("Add fund")
+    edit_title = _l("Edit fund")
+    list_columns = ["code", "name", "gl_code", "vat_code", "maximum_amount", "validator",
+                    "account_must_exist", "disabled"]
+    search_columns = ["code", "name", "gl_code", "vat_code", "validator", "account_must_exist",
+                      "disabled"]
+    add_columns = ["code", "name", "gl_code", "vat", "vat_override", "maximum_amount",
+                   "account_must_exist", "validator", "credit_notes_allowed", "disabled"]
+    edit_columns = add_columns[1:]
+    show_columns = add_columns
+    order_columns = ["code", "name", "gl_code"]
+    base_order = ("code", "asc")
+    label_columns = {
+        "code": _l("Code"), "name": _l("Name"), "gl_code": _l("GL code"), "vat": _l("VAT code"),
+        "vat_code": _l("VAT code"), "vat_override": _l("VAT override allowed"),
+        "maximum_amount": _l("Maximum per payment (£)"),
+        "account_must_exist": _l("Account must exist"), "validator": _l("Reference validator"),
+        "credit_notes_allowed": _l("Credit notes allowed"), "disabled": _l("Disabled"),
+    }
+    description_columns = {
+        "code": _l("Up to 10 characters, unique. Cannot be changed later."),
+        "maximum_amount": _l("Largest single payment accepted, in pounds, e.g. 5000.00."),
+        "account_must_exist": _l("Refuse payments to references with no account holder."),
+    }
+    formatters_columns = {"maximum_amount": money}
+    add_form_extra_fields = {"maximum_amount": MoneyField(_l("Maximum per payment (£)"),
+                                                          validators=[OptionalV()])}
+    edit_form_extra_fields = add_form_extra_fields
+
+
+class PaymentMethodView(ImsModelView):
+    datamodel = datamodel(PaymentMethod)
+    class_permission_name = "PaymentMethod"
+    list_title = _l("Payment methods")
+    show_title = _l("Payment method")
+    add_title = _l("Add payment method")
+    edit_title = _l("Edit payment method")
+    list_columns = ["code", "name", "kind", "refundable", "minimum_amount", "maximum_amount",
+                    "disabled"]
+    search_columns = ["code", "name", "kind", "refundable", "disabled"]
+    add_columns = ["code", "name", "kind", "refundable", "minimum_amount", "maximum_amount",
+                   "disabled"]
+    edit_columns = add_columns[1:]
+    show_columns = add_columns
+    base_order = ("code", "asc")
+    label_columns = {"code": _l("Code"), "name": _l("Name"), "kind": _l("Kind"),
+                     "refundable": _l("Refundable"), "minimum_amount": _l("Minimum (£)"),
+                     "maximum_amount": _l("Maximum (£)"), "disabled": _l("Disabled")}
+    formatters_columns = {"minimum_amount": money, "maximum_amount": money}
+    add_form_extra_fields = {
+        "kind": _select(_l("Kind"), METHOD_KINDS, required=True),
+        "minimum_amount": MoneyField(_l("Minimum (£)"), validators=[OptionalV()]),
+        "maximum_amount": MoneyField(_l("Maximum (£)"), validators=[OptionalV()]),
+    }
+    edit_form_extra_fields = add_form_extra_fields
+
+
+class VatCodeView(ImsModelView):
+    datamodel = datamodel(VatCode)
+    class_permission_name = "VatCode"
+    list_title = _l("VAT codes")
+    show_title = _l("VAT code")
+    add_title = _l("Add VAT code")
+    edit_title = _l("Edit VAT code")
+    list_columns = ["code", "name", "rate"]
+    search_columns = ["code", "name"]
+    add_columns = ["code", "name", "rate"]
+    edit_columns = ["name", "rate"]
+    show_columns = add_columns
+    base_order = ("code", "asc")
+    label_columns = {"code": _l("Code"), "name": _l("Name"), "rate": _l("Rate")}
+    description_columns = {"rate": _l("A fraction: 0.20 for 20%, 0.05 for 5%, 0 for zero-rated.")}
+    validators_columns = {"rate": [NumberRange(min=0, max=0.9999,
+                                               message=_l("Give the rate as a fraction between 0 and 1, e.g. 0.20."))]}
+
+
+class OfficeView(ImsModelView):
+    datamodel = datamodel(Office)
+    class_permission_name = "Office"
+    list_title = _l("Offices")
+    show_title = _l("Office")
+    add_title = _l("Add office")
+    edit_title = _l("Edit office")
+    list_columns = ["code", "name"]
+    search_columns = ["code", "name"]
+    add_columns = ["code", "name"]
+    edit_columns = ["name"]
+    base_order = ("code", "asc")
+    label_columns = {"code": _l("Code"), "name": _l("Name")}
+
+
+class ReferenceValidatorView(ImsModelView):
+    datamodel = datamodel(ReferenceValidator)
+    class_permission_name = "ReferenceValidator"
+    list_title = _l("Reference validators")
+    show_title = _l("Reference validator")
+    add_title = _l("Add reference validator")
+    edit_title = _l("Edit reference validator")
+    list_columns = ["name", "min_length", "max_length", "character_class", "input_mask",
+                    "check_digit_scheme", "modulus", "next_validator"]
+    search_columns = ["name", "character_class", "check_digit_scheme", "input_mask"]
+    add_columns = ["name", "min_length", "max_length", "character_class", "regex", "input_mask",
+                   "check_digit_scheme", "modulus", "weights", "subtract", "source_substitution",
+                   "result_substitutions", "next_validator"]
+    edit_columns = add_columns
+    show_fieldsets = [
+        (_l("Format"), {"fields": ["name", "min_length", "max_length", "character_class", "regex",
+                                    "input_mask"]}),
+        (_l("Check digit"), {"fields": ["check_digit_scheme", "modulus", "weights", "subtract",
+                                         "source_substitution", "result_substitutions"]}),
+        (_l("Chaining"), {"fields": ["next_validator"]}),
+    ]
+    base_order = ("name", "asc")
+    label_columns = {
+        "name": _l("Name"), "min_length": _l("Minimum length"), "max_length": _l("Maximum length"),
+        "character_class": _l("Characters allowed"), "regex": _l("Regular expression"),
+        "input_mask": _l("Input mask"), "check_digit_scheme": _l("Check digit scheme"),
+        "modulus": _l("Modulus"), "weights": _l("Weights"), "subtract": _l("Subtract from modulus"),
+        "source_substitution": _l("Source substitution"),
+        "result_substitutions": _l("Result substitutions"),
+        "next_validator": _l("Also accept (chained validator)"),
+    }
+    description_columns = {
+        "input_mask": _l("$ letter, # digit, ? letter or digit, * letter/digit/space/'/'/'-', "
+                         "@ check character; anything else is literal."),
+        "weights": _l("Comma-separated, one per position, e.g. 0,0,7,6,5,4,3,2,0."),
+        "source_substitution": _l("Replace leading characters before scoring, e.g. BJ=05."),
+        "result_substitutions": _l("Map remainders to check characters, e.g. 10:A,11:0."),
+        "next_validator": _l("A reference valid under either validator is accepted."),
+    }
+    add_form_extra_fields = {
+        "character_class": _select(_l("Characters allowed"), CHARACTER_CLASSES, required=True),
+        "check_digit_scheme": _select(_l("Check digit scheme"), CHECK_DIGIT_SCHEMES),
+    }
+    edit_form_extra_fields = add_form_extra_fields
+
+    def pre_add(self, item):
+        from app.services.reference import check_validator_fields
+
+        check_validator_fields(item)
+
+    pre_update = pre_add
+
+
+class AccountHolderView(ImsModelView):
+    datamodel = datamodel(AccountHolder)
+    class_permission_name = "AccountHolder"
+    list_title = _l("Account holders")
+    show_title = _l("Account holder")
+    add_title = _l("Add account holder")
+    edit_title = _l("Edit account holder")
+    list_columns = ["fund_code", "account_reference", "name", "postcode", "stop_message"]
+    search_columns = ["fund", "account_reference", "name", "postcode", "stop_message"]
+    add_columns = ["fund", "account_reference", "name", "address", "postcode", "stop_message"]
+    edit_columns = ["name", "address", "postcode", "stop_message"]
+    show_columns = add_columns
+    base_order = ("account_reference", "asc")
+    label_columns = {"fund": _l("Fund"), "fund_code": _l("Fund"),
+                     "account_reference": _l("Account reference"), "name": _l("Name"),
+                     "address": _l("Address"), "postcode": _l("Postcode"),
+                     "stop_message": _l("Stop message")}
+    description_columns = {"stop_message": _l(
+        "Leave empty to accept payments. Otherwise payments are refused with this message, "
+        "e.g. 'Do not accept payment – BAILIFF' (Finance Managers may override).")}
+
+
+class SettingView(ImsModelView):
+    datamodel = datamodel(Setting)
+    class_permission_name = "Setting"
+    list_title = _l("System settings")
+    list_columns = ["key", "value", "description"]
+    search_columns = ["key", "value"]
+    add_columns = ["key", "value", "description"]
+    edit_columns = ["value", "description"]
+    label_columns = {"key": _l("Setting"), "value": _l("Value"), "description": _l("Description")}
+
+    def pre_add(self, item):
+        from app.services.reference import check_setting
+
+        check_setting(item)
+
+    pre_update = pre_add
+
+

@@ -1,0 +1,123 @@
+"""Configuration classes; every key can be set from the environment (documented in README.md)."""
+
+import os
+from datetime import timedelta
+
+from flask_appbuilder.security.manager import AUTH_DB
+
+BASE_DIR = os.path.abspath(os.path.dirname(__file__))
+DEFAULT_SECRET_KEY = "dev-only-change-me"
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _normalise_db_url(url: str) -> str:
+    """Accept postgres:// and postgresql:// and use the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+class Config:
+    """Defaults shared by every environment."""
+
+    IMS_ENV = "development"
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = _normalise_db_url(
+        os.environ.get("DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "ims.db"))
+    )
+    SQLALCHEMY_TRACK_MODIFICATIONS = False
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+    APP_NAME = os.environ.get("IMS_COUNCIL_NAME", "Llanwern County Council") + " · IMS"
+    COUNCIL_NAME = os.environ.get("IMS_COUNCIL_NAME", "Llanwern County Council")
+    COUNCIL_VAT_NUMBER = os.environ.get("IMS_COUNCIL_VAT_NUMBER", "GB 123 4567 89")
+    APP_THEME = ""
+    FAB_BASE_TEMPLATE = "ims/base.html"
+    FAB_INDEX_VIEW = "app.views.home.HomeView"
+    FAB_SECURITY_MANAGER_CLASS = "app.security.manager.ImsSecurityManager"
+    FAB_UPDATE_PERMS = False  # permissions are synced by `ims sync-roles`, never on boot
+    FAB_CREATE_DB = False  # the schema comes from Alembic migrations only
+    FAB_API_SWAGGER_UI = True
+    FAB_ADD_SECURITY_API = True
+    FAB_API_MAX_PAGE_SIZE = 1000
+
+    AUTH_TYPE = AUTH_DB
+    AUTH_ROLE_ADMIN = "Administrator"
+    AUTH_ROLE_PUBLIC = "Public"
+    AUTH_USER_REGISTRATION = False
+    AUTH_RATE_LIMITED = True
+    AUTH_RATE_LIMIT = os.environ.get("IMS_LOGIN_RATE_LIMIT", "10 per 20 second")
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    FAB_PASSWORD_COMPLEXITY_ENABLED = True
+    FAB_PASSWORD_COMPLEXITY_VALIDATOR = "app.security.passwords.password_policy"
+
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=int(os.environ.get("IMS_JWT_MINUTES", "30")))
+
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_DEFAULT_TIMEZONE = "Europe/London"
+    BABEL_TRANSLATION_DIRECTORIES = os.path.join(BASE_DIR, "translations")
+    LANGUAGES = {
+        "en": {"flag": "gb", "name": "English"},
+        "cy": {"flag": "wales", "name": "Cymraeg"},
+    }
+
+    # Business settings
+    IMS_REFUND_ESCALATION = os.environ.get("IMS_REFUND_ESCALATION", "P3D")
+    IMS_SUSPENSE_AGE_WEEKS = int(os.environ.get("IMS_SUSPENSE_AGE_WEEKS", "8"))
+    IMS_IMPORT_MAX_BYTES = int(os.environ.get("IMS_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
+    IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
+    GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
+    GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
+    MAIL_FROM = os.environ.get("MAIL_FROM", "ims@localhost")
+    IMS_WORKER_INTERVAL = int(os.environ.get("IMS_WORKER_INTERVAL", "30"))
+
+
+class DevelopmentConfig(Config):
+    IMS_ENV = "development"
+
+
+class TestingConfig(Config):
+    IMS_ENV = "testing"
+    TESTING = True
+    SQLALCHEMY_DATABASE_URI = _normalise_db_url(
+        os.environ.get("TEST_DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "test.db"))
+    )
+    WTF_CSRF_ENABLED = False
+    AUTH_RATE_LIMIT = "1000 per second"
+    FAB_PASSWORD_COMPLEXITY_ENABLED = True
+
+
+class ProductionConfig(Config):
+    IMS_ENV = "production"
+    SESSION_COOKIE_SECURE = True
+    REMEMBER_COOKIE_SECURE = True
+    REMEMBER_COOKIE_HTTPONLY = True
+    PREFERRED_URL_SCHEME = "https"
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_for(env: str | None = None):
+    """The config class for IMS_ENV (development by default)."""
+    return CONFIGS[(env or os.environ.get("IMS_ENV", "development")).lower()]

@@ -1,0 +1,136 @@
+"""Test fixtures: one app per session on SQLite (default) or PostgreSQL (TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+os.environ["IMS_ENV"] = "testing"
+
+from config import BASE_DIR, TestingConfig  # noqa: E402
+
+PASSWORD = "Passw0rd!"
+
+
+def _fresh_sqlite_path() -> str:
+    path = os.path.join(BASE_DIR, "instance", f"test-{os.getpid()}.db")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    return path
+
+
+@pytest.fixture(scope="session")
+def app():
+    """The one Flask app of the test session, with schema, roles, reference and demo data."""
+    os.makedirs(os.path.join(BASE_DIR, "instance"), exist_ok=True)
+    cfg = type("SessionTestingConfig", (TestingConfig,), {})
+    if not os.environ.get("TEST_DATABASE_URL"):
+        cfg.SQLALCHEMY_DATABASE_URI = "sqlite:///" + _fresh_sqlite_path()
+        cfg.SQLALCHEMY_ENGINE_OPTIONS = {"connect_args": {"timeout": 30}}
+    from app import create_app
+
+    application = create_app(cfg)
+    with application.app_context():
+        from flask_appbuilder import Model
+
+        from app.extensions import db
+        from app.services.audit import set_actor
+        from app.services.seed import seed_demo, seed_reference
+
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        else:
+            Model.metadata.drop_all(engine)
+        Model.metadata.create_all(engine)
+        _create_extensions(engine)
+        set_actor("seed")
+        seed_reference(db.session)
+        seed_demo(db.session, application.appbuilder)
+        set_actor(None)
+        db.session.remove()
+    yield application
+
+
+def _create_extensions(engine):
+    """Database objects beyond tables (triggers, extensions) that migrations also create."""
+    from app.models import install_database_objects
+
+    install_database_objects(engine)
+
+
+@pytest.fixture
+def db(app):
+    from app.extensions import db as _db
+
+    yield _db
+    _db.session.rollback()
+    _db.session.remove()
+
+
+@pytest.fixture
+def session(db):
+    return db.session
+
+
+def login(client, username: str, password: str = PASSWORD):
+    client.get("/logout/")
+    return client.post("/login/", data={"username": username, "password": password},
+                       follow_redirects=False)
+
+
+@pytest.fixture
+def as_user(client):
+    """as_user('clerk') logs the test client in as that demo user."""
+
+    def _as(username: str):
+        resp = login(client, username)
+        assert resp.status_code == 302, resp.data[:500]
+        return client
+
+    return _as
+
+
+_token_cache: dict[str, str] = {}
+
+
+def api_token(client, username: str, password: str = PASSWORD) -> str:
+    if username not in _token_cache:
+        resp = client.post("/api/v1/security/login",
+                           json={"username": username, "password": password, "provider": "db",
+                                 "refresh": False})
+        assert resp.status_code == 200, resp.data
+        _token_cache[username] = resp.json["access_token"]
+    return _token_cache[username]
+
+
+@pytest.fixture
+def api(client):
+    """api('clerk').get(url) / .post(url, json=...) with that user's bearer token."""
+
+    class _Api:
+        def __init__(self, username):
+            self.headers = {"Authorization": f"Bearer {api_token(client, username)}"}
+
+        def get(self, url, **kw):
+            client.get("/logout/")
+            return client.get(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+        def post(self, url, **kw):
+            client.get("/logout/")
+            return client.post(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+        def put(self, url, **kw):
+            client.get("/logout/")
+            return client.put(url, headers={**self.headers, **kw.pop("headers", {})}, **kw)
+
+    return _Api
+
+
+def unique(prefix: str = "T", length: int = 8) -> str:
+    """A short unique code for test data (fund codes are at most 10 characters)."""
+    return (prefix + uuid.uuid4().hex.upper())[:length]
