@@ -34,6 +34,8 @@ class Config:
         os.environ.get("DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "ims.db"))
     )
     SQLALCHEMY_TRACK_MODIFICATIONS = False
+    UPLOAD_FOLDER = os.path.join(BASE_DIR, "instance", "uploads")
+    IMG_UPLOAD_FOLDER = UPLOAD_FOLDER
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
 
     APP_NAME = os.environ.get("IMS_COUNCIL_NAME", "Llanwern County Council") + " · IMS"
@@ -94,6 +96,7 @@ class DevelopmentConfig(Config):
 class TestingConfig(Config):
     IMS_ENV = "testing"
     TESTING = True
+    SECRET_KEY = "testing-only-secret-key-0123456789abcdef"
     SQLALCHEMY_DATABASE_URI = _normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "test.db"))
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from flask_babel import format_currency, format_datetime, format_date, get_locale
+from babel.numbers import format_currency
+from flask_babel import format_date, format_datetime, get_locale
 
 
 def _babel_locale() -> str:

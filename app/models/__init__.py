@@ -10,4 +10,11 @@ from app.models.reference import (  # noqa: F401
     Setting,
     VatCode,
 )
+from app.models.ledger import (  # noqa: F401
+    IdempotencyKey,
+    LedgerLine,
+    NumberSequence,
+    PostingGroup,
+    Transaction,
+)
 from app.models.ddl import install_database_objects  # noqa: F401,E402

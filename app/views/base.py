@@ -23,7 +23,7 @@ class ImsModelView(ModelView):
     method_permission_name = METHOD_PERMISSIONS
     base_permissions = ["can_read", "can_write"]
     show_template = "ims/show_with_history.html"
-    exclude_route_methods = {"delete"}
+    exclude_route_methods = {"delete", "download"}
     page_size = 25
 
     def __init__(self, **kwargs):

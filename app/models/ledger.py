@@ -1,0 +1,221 @@
+"""Double-entry ledger: posting groups, ledger lines, income transactions, numbers, idempotency keys.
+
+Ledger rows are append-only (database triggers in ``install_ledger_triggers`` refuse UPDATE and
+DELETE); on PostgreSQL a deferred constraint trigger checks that every posting group sums to zero
+when the transaction commits.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from flask_appbuilder import Model
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import UTCDateTime, utcnow
+from app.models.ddl import database_object
+
+GROUP_KINDS = ("receipt", "journal", "transfer", "import", "suspense", "allocation", "refund",
+               "refund_payment", "write_off", "reversal")
+ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND")
+
+
+class PostingGroup(Model):
+    """One balanced set of ledger lines posted together (a receipt, a journal, a reversal...)."""
+
+    __tablename__ = "posting_group"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
+    number: Mapped[str] = mapped_column(String(20), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
+                                                 index=True)
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    office_code: Mapped[str | None] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    import_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("posting_group.id"), unique=True)
+
+    lines: Mapped[list["LedgerLine"]] = relationship(back_populates="group",
+                                                      order_by="LedgerLine.id")
+    reverses: Mapped["PostingGroup | None"] = relationship(remote_side=[id],
+                                                           foreign_keys=[reverses_id])
+
+    def __repr__(self) -> str:
+        return f"{self.number} ({self.kind})"
+
+
+class Transaction(Model):
+    """One line of income (a receipt line, an import row, a journal or transfer target)."""
+
+    __tablename__ = "income_transaction"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="ck_income_transaction_amount"),
+        Index("ix_income_transaction_fund_date", "fund_code", "transaction_date"),
+        Index("ix_income_transaction_date_id", "transaction_date", "id"),
+        Index("ix_income_transaction_method_date", "payment_method_code", "transaction_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt_number: Mapped[str | None] = mapped_column(String(20), index=True)
+    fund_code: Mapped[str] = mapped_column(String(10), nullable=False)
+    account_reference: Mapped[str | None] = mapped_column(String(30), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+    vat_code: Mapped[str | None] = mapped_column(String(10))
+    vat_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    payment_method_code: Mapped[str] = mapped_column(String(10), nullable=False)
+    narrative: Mapped[str | None] = mapped_column(String(500))
+    transaction_date: Mapped[date] = mapped_column(Date, nullable=False)
+    external_reference: Mapped[str | None] = mapped_column(String(100))
+    office_code: Mapped[str | None] = mapped_column(String(10), index=True)
+    created_by: Mapped[str] = mapped_column(String(100), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    import_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    posting_group_id: Mapped[int] = mapped_column(ForeignKey("posting_group.id"), nullable=False,
+                                                  index=True)
+    source_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"),
+                                                              index=True)
+
+    posting_group: Mapped[PostingGroup] = relationship(foreign_keys=[posting_group_id])
+    source_transaction: Mapped["Transaction | None"] = relationship(
+        remote_side=[id], foreign_keys=[source_transaction_id])
+
+    def __repr__(self) -> str:
+        return f"{self.receipt_number or self.id} {self.fund_code}/{self.account_reference}"
+
+
+class LedgerLine(Model):
+    """One signed leg of a posting group: debit > 0, credit < 0, never zero."""
+
+    __tablename__ = "ledger_line"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="ck_ledger_line_nonzero"),
+        CheckConstraint("account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND')",
+                        name="ck_ledger_line_account"),
+        Index("ix_ledger_line_account_fund", "account", "fund_code", "account_reference"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("posting_group.id"), nullable=False,
+                                          index=True)
+    account: Mapped[str] = mapped_column(String(20), nullable=False)
+    fund_code: Mapped[str | None] = mapped_column(String(10))
+    account_reference: Mapped[str | None] = mapped_column(String(30))
+    amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"),
+                                                       index=True)
+
+    group: Mapped[PostingGroup] = relationship(back_populates="lines")
+
+    def __repr__(self) -> str:
+        return f"{self.account}:{self.fund_code or ''}:{self.account_reference or ''} {self.amount}"
+
+
+class NumberSequence(Model):
+    """Last number issued per prefix (R receipts, J journals, T transfers, ...)."""
+
+    __tablename__ = "number_sequence"
+
+    prefix: Mapped[str] = mapped_column(String(10), primary_key=True)
+    last_value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class IdempotencyKey(Model):
+    """A client's Idempotency-Key for a POST and the response first given for it."""
+
+    __tablename__ = "idempotency_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), nullable=False)
+    scope: Mapped[str] = mapped_column(String(50), nullable=False)
+    username: Mapped[str] = mapped_column(String(100), nullable=False)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    response_body: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (Index("uq_idempotency_key_scope", "scope", "username", "key", unique=True),)
+
+
+@database_object
+def install_ledger_triggers(conn) -> None:
+    """Append-only ledger tables, plus a deferred zero-sum check per posting group on PostgreSQL.
+
+    ledger_line.transaction_id may be filled in once (NULL -> id) when the income row it credits
+    is recorded; nothing else about a ledger line can change.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("""
+            CREATE OR REPLACE FUNCTION ims_ledger_append_only() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql;
+        """)
+        conn.exec_driver_sql("""
+            CREATE OR REPLACE FUNCTION ims_ledger_line_guard() RETURNS trigger AS $$
+            BEGIN
+              IF TG_OP = 'DELETE' THEN RAISE EXCEPTION 'ledger_line is append-only'; END IF;
+              IF OLD.transaction_id IS NOT NULL OR NEW.id <> OLD.id
+                 OR NEW.group_id <> OLD.group_id OR NEW.account <> OLD.account
+                 OR NEW.amount <> OLD.amount
+                 OR NEW.fund_code IS DISTINCT FROM OLD.fund_code
+                 OR NEW.account_reference IS DISTINCT FROM OLD.account_reference THEN
+                RAISE EXCEPTION 'ledger_line is append-only';
+              END IF;
+              RETURN NEW;
+            END; $$ LANGUAGE plpgsql;
+        """)
+        conn.exec_driver_sql("""
+            CREATE OR REPLACE FUNCTION ims_posting_group_balanced() RETURNS trigger AS $$
+            DECLARE s bigint;
+            BEGIN
+              SELECT COALESCE(SUM(amount), 0) INTO s FROM ledger_line WHERE group_id = NEW.group_id;
+              IF s <> 0 THEN
+                RAISE EXCEPTION 'posting group % does not balance (sum %)', NEW.group_id, s;
+              END IF;
+              RETURN NULL;
+            END; $$ LANGUAGE plpgsql;
+        """)
+        for table in ("posting_group", "income_transaction"):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+            conn.exec_driver_sql(f"""
+                CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION ims_ledger_append_only()
+            """)
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_line_append_only ON ledger_line")
+        conn.exec_driver_sql("""
+            CREATE TRIGGER ledger_line_append_only BEFORE UPDATE OR DELETE ON ledger_line
+            FOR EACH ROW EXECUTE FUNCTION ims_ledger_line_guard()
+        """)
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_line_balanced ON ledger_line")
+        conn.exec_driver_sql("""
+            CREATE CONSTRAINT TRIGGER ledger_line_balanced AFTER INSERT ON ledger_line
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+            EXECUTE FUNCTION ims_posting_group_balanced()
+        """)
+    else:
+        for table in ("posting_group", "income_transaction"):
+            for op in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(f"""
+                    CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+                    BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END
+                """)
+        conn.exec_driver_sql("""
+            CREATE TRIGGER IF NOT EXISTS ledger_line_no_delete BEFORE DELETE ON ledger_line
+            BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END
+        """)
+        conn.exec_driver_sql("""
+            CREATE TRIGGER IF NOT EXISTS ledger_line_no_update BEFORE UPDATE ON ledger_line
+            WHEN OLD.transaction_id IS NOT NULL OR NEW.id <> OLD.id OR NEW.group_id <> OLD.group_id
+              OR NEW.account <> OLD.account OR NEW.amount <> OLD.amount
+              OR NEW.fund_code IS NOT OLD.fund_code
+              OR NEW.account_reference IS NOT OLD.account_reference
+            BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END
+        """)
