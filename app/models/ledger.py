@@ -156,7 +156,7 @@ def install_ledger_triggers(conn) -> None:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("""
             CREATE OR REPLACE FUNCTION ims_ledger_append_only() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql;
+            BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql;
         """)
         conn.exec_driver_sql("""
             CREATE OR REPLACE FUNCTION ims_ledger_line_guard() RETURNS trigger AS $$
@@ -178,7 +178,7 @@ def install_ledger_triggers(conn) -> None:
             BEGIN
               SELECT COALESCE(SUM(amount), 0) INTO s FROM ledger_line WHERE group_id = NEW.group_id;
               IF s <> 0 THEN
-                RAISE EXCEPTION 'posting group % does not balance (sum %)', NEW.group_id, s;
+                RAISE EXCEPTION 'posting group %% does not balance (sum %%)', NEW.group_id, s;
               END IF;
               RETURN NULL;
             END; $$ LANGUAGE plpgsql;

@@ -1,0 +1,139 @@
+"""Ledger contract: balanced groups, append-only lines, reversals, numbers, availability."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DatabaseError
+
+from app.domain.errors import Conflict, NotFound, ValidationError
+from app.models.ledger import LedgerLine, PostingGroup, Transaction
+from app.services import ledger as L
+from app.services.audit import history_for
+
+
+def _receipt(session, amount=1000, fund="TWS", ref="X1"):
+    g = L.post_group(session, "receipt", [L.Leg(L.BANK, amount), L.Leg(L.FUND, -amount, fund, ref)],
+                     actor="clerk", office_code="CIVIC")
+    t = L.record_income(session, group=g, fund_code=fund, account_reference=ref, amount=amount,
+                        payment_method_code="CASH", transaction_date=dt.date.today(),
+                        created_by="clerk", vat_code="S")
+    return g, t
+
+
+def test_post_group_balanced_and_linked(session):
+    g, t = _receipt(session, 1200)
+    session.commit()
+    lines = session.scalars(select(LedgerLine).where(LedgerLine.group_id == g.id)).all()
+    assert sum(l.amount for l in lines) == 0
+    fund_line = next(l for l in lines if l.account == L.FUND)
+    assert fund_line.transaction_id == t.id
+    assert t.receipt_number == g.number and g.number.startswith("R")
+    assert t.vat_amount == 200  # 12.00 incl. 20% VAT
+    assert history_for(session, "PostingGroup", g.id)[0].action == "post"
+    assert L.available_amount(session, t) == 1200
+
+
+@pytest.mark.parametrize("legs", [
+    [L.Leg(L.BANK, 100), L.Leg(L.FUND, -99, "TWS", "X")],
+    [L.Leg(L.BANK, 100)],
+    [L.Leg(L.BANK, 100), L.Leg(L.FUND, -100, "TWS", "X"), L.Leg(L.SUSPENSE, 0, "SUSP")],
+    [L.Leg("NOPE", 100), L.Leg(L.FUND, -100, "TWS", "X")],
+    [L.Leg(L.BANK, 100), L.Leg(L.FUND, -100)],
+])
+def test_post_group_refuses_bad_legs(session, legs):
+    before = session.scalar(select(PostingGroup.id).order_by(PostingGroup.id.desc()).limit(1))
+    with pytest.raises(ValidationError):
+        L.post_group(session, "receipt", legs, actor="clerk")
+    session.rollback()
+    assert session.scalar(select(PostingGroup.id).order_by(PostingGroup.id.desc()).limit(1)) == before
+
+
+def test_ledger_rows_are_append_only(session):
+    g, t = _receipt(session)
+    session.commit()
+    for sql in ("UPDATE ledger_line SET amount = amount + 1 WHERE group_id = :g",
+                "DELETE FROM ledger_line WHERE group_id = :g",
+                "UPDATE posting_group SET reason = 'x' WHERE id = :g",
+                "DELETE FROM income_transaction WHERE posting_group_id = :g",
+                "UPDATE income_transaction SET amount = 1 WHERE posting_group_id = :g"):
+        with pytest.raises(DatabaseError):
+            session.execute(text(sql), {"g": g.id})
+            session.flush()
+        session.rollback()
+
+
+
+
+def test_deferred_balance_trigger_on_postgres(session):
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("deferred constraint trigger is PostgreSQL only")
+    g = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
+    session.add(g)
+    session.flush()
+    session.add(LedgerLine(group_id=g.id, account=L.BANK, amount=5))
+    session.flush()  # deferred: no error yet
+    with pytest.raises(DatabaseError, match="does not balance"):
+        session.commit()
+    session.rollback()
+
+
+def test_reverse_group_once_with_reason(session):
+    g, t = _receipt(session, 700)
+    session.commit()
+    with pytest.raises(ValidationError):
+        L.reverse_group(session, g, actor="manager", reason="  ")
+    r = L.reverse_group(session, g, actor="manager", reason="Posted twice")
+    session.commit()
+    assert r.reverses_id == g.id and r.kind == "reversal"
+    assert sum(l.amount for l in r.lines) == 0
+    assert L.available_amount(session, t) == 0
+    with pytest.raises(Conflict):
+        L.reverse_group(session, g, actor="manager", reason="again")
+    session.rollback()
+    with pytest.raises(Conflict):
+        L.reverse_group(session, r, actor="manager", reason="reverse a reversal")
+    session.rollback()
+
+
+def test_next_number_unique_and_increasing(session):
+    a = L.next_number(session, "q")
+    b = L.next_number(session, "Q")
+    assert a.startswith("Q") and int(b[1:]) == int(a[1:]) + 1
+
+
+def test_lock_transaction(session):
+    _, t = _receipt(session)
+    session.commit()
+    assert L.lock_transaction(session, t.id).id == t.id
+    session.commit()
+    with pytest.raises(NotFound):
+        L.lock_transaction(session, 10**9)
+
+
+def test_available_amount_with_reservation(session):
+    _, t = _receipt(session, 5000)
+    session.commit()
+    tid = t.id
+
+    def reservation(s, transaction_id):
+        return 1500 if transaction_id == tid else 0
+
+    L.register_reservation(reservation)
+    try:
+        assert L.available_amount(session, t) == 3500
+    finally:
+        L._reservations.remove(reservation)
+
+
+def test_balances_and_trial_balance(session):
+    before_bank = L.balance_of(session, L.BANK)
+    before_fund = L.balance_of(session, L.FUND, "TWS", "BAL1")
+    _receipt(session, 2500, ref="BAL1")
+    session.commit()
+    assert L.balance_of(session, L.BANK) == before_bank + 2500
+    assert L.balance_of(session, L.FUND, "TWS", "BAL1") == before_fund - 2500
+    tb = L.trial_balance(session)
+    assert tb["balanced"] and tb["total_debits"] == tb["total_credits"] > 0
+    assert any(a["account"] == "BANK" for a in tb["accounts"])
+    assert L.unbalanced_groups(session) == []
