@@ -33,6 +33,10 @@ def app():
     from app import create_app
 
     application = create_app(cfg)
+    # pytest-flask keeps one app context pushed for each test, and Flask 3 reuses it for every
+    # test-client request, so `g` (flask-login's cached user, FAB's g.user) would leak from one
+    # request to the next. Production requests each get a fresh context; emulate that.
+    application.before_request_funcs.setdefault(None, []).insert(0, _forget_request_user)
     with application.app_context():
         from flask_appbuilder import Model
 
@@ -54,6 +58,13 @@ def app():
         set_actor(None)
         db.session.remove()
     yield application
+
+
+def _forget_request_user():
+    from flask import g
+
+    for key in ("_login_user", "user", "_jwt_extended_jwt_user", "_jwt_extended_jwt"):
+        g.pop(key, None)
 
 
 def _create_extensions(engine):

@@ -27,8 +27,14 @@ _audited: set[type] = set()
 
 
 def audited(cls):
-    """Class decorator / registrar: changes to instances of cls are written to the trail."""
+    """Class decorator / registrar: changes to instances of cls are written to the trail.
+
+    Column attributes get active history, so the value before a change is known even when the
+    attribute had expired (after a commit) before it was set.
+    """
     _audited.add(cls)
+    for attr in inspect(cls).column_attrs:
+        getattr(cls, attr.key).impl.active_history = True
     return cls
 
 
@@ -161,8 +167,8 @@ def _snapshot(obj, use_history: bool):
 
 
 def _pk(obj):
-    ident = inspect(obj).identity
-    if ident is None:
+    ident = inspect(obj).mapper.primary_key_from_instance(obj)
+    if not ident or all(i is None for i in ident):
         return None
     return ident[0] if len(ident) == 1 else "/".join(str(i) for i in ident)
 
