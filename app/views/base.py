@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask_appbuilder import ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from wtforms import BooleanField
+from wtforms.fields.core import UnboundField
+from wtforms.validators import DataRequired, InputRequired
 
 #: FAB method name -> our permission suffix (can_read / can_write)
 METHOD_PERMISSIONS = {
@@ -29,6 +32,18 @@ class ImsModelView(ModelView):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.extra_args = {**(self.extra_args or {}), "entity_name": self.datamodel.obj.__name__}
+        for form in (self.add_form, self.edit_form):
+            _optional_checkboxes(form)
+
+
+def _optional_checkboxes(form) -> None:
+    """FAB marks checkboxes of NOT NULL columns as required, so "unticked" (False) could never be
+    saved. A checkbox always has a value: drop the required validator."""
+    for name in dir(form):
+        field = getattr(form, name, None)
+        if isinstance(field, UnboundField) and issubclass(field.field_class, BooleanField):
+            field.kwargs["validators"] = [v for v in field.kwargs.get("validators", [])
+                                          if not isinstance(v, (DataRequired, InputRequired))]
 
 
 def datamodel(model) -> SQLAInterface:

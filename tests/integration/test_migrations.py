@@ -1,0 +1,59 @@
+"""Alembic: an empty database upgrades to head, and autogenerate then finds no difference."""
+
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
+
+from config import BASE_DIR
+
+
+@pytest.fixture
+def empty_database_url(app):
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "postgresql":
+        name = f"ims_mig_{uuid.uuid4().hex[:8]}"
+        admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    else:
+        path = os.path.join(BASE_DIR, "instance", f"mig-{uuid.uuid4().hex[:8]}.db")
+        yield f"sqlite:///{path}"
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _flask(url, *args):
+    env = {**os.environ, "IMS_ENV": "testing", "TEST_DATABASE_URL": url}
+    return subprocess.run([sys.executable, "-m", "flask", "--app", "run", *args], cwd=BASE_DIR,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_upgrade_empty_database_to_head_then_no_autogenerate_diff(empty_database_url):
+    up = _flask(empty_database_url, "db", "upgrade")
+    assert up.returncode == 0, up.stderr[-3000:]
+    engine = create_engine(empty_database_url)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {"fund", "audit_event", "ab_user", "alembic_version"} <= tables
+    check = _flask(empty_database_url, "db", "check")
+    assert check.returncode == 0, (check.stdout + check.stderr)[-3000:]
+    seed = _flask(empty_database_url, "ims", "seed")
+    assert seed.returncode == 0, seed.stderr[-3000:]
+
+
+def test_every_revision_has_a_message():
+    versions = os.path.join(BASE_DIR, "migrations", "versions")
+    for name in os.listdir(versions):
+        if name.endswith(".py"):
+            text = open(os.path.join(versions, name), encoding="utf-8").read()
+            first = text.splitlines()[0].strip('"')
+            assert first and first != "empty message", name
