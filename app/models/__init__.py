@@ -17,4 +17,19 @@ from app.models.ledger import (  # noqa: F401
     PostingGroup,
     Transaction,
 )
+from app.models.workflow import (  # noqa: F401
+    ApprovalLimit,
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowInstance,
+    WorkflowTask,
+)
+from app.models.imports import (  # noqa: F401
+    BankProfile,
+    FundReferencePattern,
+    ImportBatch,
+    ImportStatusEvent,
+    ProcessingRule,
+)
+from app.models.suspense import SuspenseItem  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402

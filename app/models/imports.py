@@ -106,6 +106,7 @@ class ImportBatch(Model):
     rows_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     rows_posted: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     rows_suspense: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    rows_duplicate: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     total_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     posted_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     suspense_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

@@ -23,7 +23,7 @@ class SuspenseItem(Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    reference_text: Mapped[str | None] = mapped_column(String(200))
+    reference_text: Mapped[str | None] = mapped_column(String(200), index=True)
     narrative: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(String(500))
     fund_code: Mapped[str | None] = mapped_column(String(10))

@@ -40,8 +40,29 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "Setting": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
     # audit trail
     "AuditEvent": {READ: frozenset({ADMIN, AUDITOR})},
+    # workflows: limits and definitions edited by Workflow Administrators; lanes decide who approves
+    "ApprovalLimit": {READ: ALL, WRITE: frozenset({WFADMIN})},
+    "WorkflowDefinition": {READ: ALL, WRITE: frozenset({WFADMIN})},
+    "WorkflowInstance": {READ: ALL},
+    "Task": {READ: ALL, WRITE: ALL - {AUDITOR}},
+    # imports (bank and payment-agent files), processing rules, bank profiles, suspense
+    "Import": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
+               WRITE: frozenset({MANAGER, CLERK}), "can_reverse": frozenset({MANAGER})},
+    "ProcessingRule": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
+                       WRITE: frozenset({CLERK})},
+    "BankProfile": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}), WRITE: frozenset({CLERK})},
+    "FundReferencePattern": {READ: ALL, WRITE: frozenset({ADMIN, CLERK})},
+    "SuspenseItem": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
+                     WRITE: frozenset({MANAGER, CLERK})},
     # dashboard and home
     "Dashboard": {READ: ALL},
+    # income ledger: Cashiers and Income Clerks take payments (managers too, so that they can
+    # accept an account on stop); Income Clerks journal and transfer; finance roles read.
+    "Receipt": {READ: FINANCE, WRITE: frozenset({CASHIER, CLERK, MANAGER, HEAD})},
+    "Transaction": {READ: FINANCE},
+    "Journal": {READ: FINANCE, WRITE: frozenset({CLERK})},
+    "Transfer": {READ: FINANCE, WRITE: frozenset({CLERK})},
+    "Ledger": {READ: FINANCE},
 }
 
 #: FAB's own security views: Administrator manages users and roles; Auditor reads them;

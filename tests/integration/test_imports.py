@@ -1,0 +1,220 @@
+"""Import pipeline: receive, rules, fund patterns, validation, postings, suspense, duplicates,
+resume after a crash, and reversal (real database, SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+
+import pytest
+from sqlalchemy import func, select
+
+from app.domain.errors import Conflict, ValidationError
+from app.models.imports import FundReferencePattern, ImportBatch, ProcessingRule
+from app.models.ledger import LedgerLine, PostingGroup, Transaction
+from app.models.reference import Fund
+from app.models.suspense import SuspenseItem
+from app.services import imports as svc
+from app.services.ledger import trial_balance
+from app.services.seed import make_reference
+from tests.conftest import unique
+
+
+def _receive(app, session, content: str | bytes, fmt="ims_csv", actor="clerk", **kw):
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    return svc.receive_import(session, stream=io.BytesIO(data), filename=f"{unique('f')}.csv",
+                              fmt=fmt, actor=actor, instance_path=app.instance_path,
+                              max_bytes=kw.pop("max_bytes", app.config["IMS_IMPORT_MAX_BYTES"]),
+                              **kw)
+
+
+@pytest.fixture
+def fund(session):
+    code = unique("IF")
+    session.add(Fund(code=code, name="Import test fund " + code))
+    session.commit()
+    return code
+
+
+def _ctax_refs(session, n):
+    v = session.scalar(select(Fund).where(Fund.code == "CTAX")).validator
+    rng = random.Random()
+    return [make_reference(v, rng) for _ in range(n)]
+
+
+def test_posts_rows_and_sends_unmatched_to_suspense(app, session, fund):
+    tag = unique("Z", 7)
+    refs = _ctax_refs(session, 1)
+    csv_text = ("transaction_date,account_reference,amount,narrative,fund_code\n"
+                f"2026-01-05,{tag}1,12.34,\"Smith, J\",{fund}\n"
+                f"05/01/2026,{refs[0]},50.00,council tax,CTAX\n"
+                f"2026-01-05,{tag}UNKNOWN,7.00,\"multi\nline narrative\",\n"
+                f"2026-01-05,99999999X,8.00,bad check digit,CTAX\n")
+    batch = _receive(app, session, csv_text)
+    assert batch.status == "received" and batch.rows_total == 4 and batch.total_amount == 7734
+    batch = svc.process_import(session, batch.id, actor="clerk")
+    assert batch.status == "succeeded", batch.errors_json
+    assert (batch.rows_posted, batch.rows_suspense) == (2, 2)
+    txs = session.scalars(select(Transaction).where(Transaction.import_id == batch.id)
+                          .order_by(Transaction.id)).all()
+    assert [(t.fund_code, t.account_reference, t.amount) for t in txs] == [
+        (fund, f"{tag}1", 1234), ("CTAX", refs[0], 5000)]
+    assert txs[0].narrative == "Smith, J"
+    items = session.scalars(select(SuspenseItem).where(SuspenseItem.import_id == batch.id)
+                            .order_by(SuspenseItem.id)).all()
+    assert [(i.reference_text, i.amount, i.status) for i in items] == [
+        (f"{tag}UNKNOWN", 700, "unallocated"), ("99999999X", 800, "unallocated")]
+    assert items[0].narrative == "multi\nline narrative"
+    assert "No fund" in items[0].reason and "Check digit" in items[1].reason
+    # every group: Dr Bank / Cr Fund or Cr Suspense, balanced
+    lines = session.execute(select(LedgerLine.account, func.sum(LedgerLine.amount)).join(
+        PostingGroup, PostingGroup.id == LedgerLine.group_id).where(
+        PostingGroup.import_id == batch.id).group_by(LedgerLine.account)).all()
+    assert dict(lines) == {"BANK": 7734, "FUND": -6234, "SUSPENSE": -1500}
+    assert trial_balance(session)["balanced"]
+    hist = [e.status for e in session.get(ImportBatch, batch.id).history]
+    assert hist == ["received", "processing", "succeeded"]
+
+
+def test_fund_from_reference_pattern_and_rules(app, session, fund):
+    tag = unique("P", 6)
+    session.add(FundReferencePattern(fund_code=fund, pattern=f"^{tag}[0-9]+$", priority=1))
+    rule = ProcessingRule(name=unique("rule"), priority=1, import_type="ims_csv",
+                          conditions=f'narrative contains "{tag}-PARK" AND amount between 1.00 20.00',
+                          set_reference=f"{tag}777", stop_processing=True)
+    later = ProcessingRule(name=unique("rule"), priority=2, import_type="ims_csv",
+                           conditions=f'narrative contains "{tag}-PARK"', set_fund_code="CTAX")
+    off = ProcessingRule(name=unique("rule"), priority=0, enabled=False,
+                         conditions=f'narrative contains "{tag}"', set_fund_code="CTAX")
+    session.add_all([rule, later, off])
+    session.commit()
+    try:
+        csv_text = ("transaction_date,account_reference,amount,narrative\n"
+                    f"2026-02-01,{tag}123,10.00,plain\n"
+                    f"2026-02-01,junk,15.00,{tag}-PARK fine\n"
+                    f"2026-02-01,junk,25.00,{tag}-PARK too big for rule 1\n")
+        batch = svc.process_import(session, _receive(app, session, csv_text).id)
+        txs = session.scalars(select(Transaction).where(Transaction.import_id == batch.id)
+                              .order_by(Transaction.id)).all()
+        # row 1 by pattern; row 2: rule 1 rewrote the reference (pattern then matched), stop
+        # kept rule 2 away; row 3: rule 2 set CTAX, "JUNK" fails CTAX validation -> suspense
+        assert [(t.fund_code, t.account_reference) for t in txs] == [
+            (fund, f"{tag}123"), (fund, f"{tag}777")]
+        items = session.scalars(select(SuspenseItem).where(SuspenseItem.import_id == batch.id)).all()
+        assert [(i.fund_code, i.amount) for i in items] == [("CTAX", 2500)]
+    finally:
+        for r in (rule, later, off):
+            r.enabled = False
+        session.commit()
+
+
+def test_malformed_file_posts_nothing_and_names_lines(app, session, fund):
+    csv_text = ("transaction_date,account_reference,amount,fund_code\n"
+                f"2026-01-05,A1,1.234,{fund}\n"
+                f"2026-02-30,A2,5.00,{fund}\n"
+                f"2026-01-05,A3,abc,{fund}\n"
+                f"2026-01-05,A4,5.00\n"
+                f"2026-01-05,A5,5.00,{fund},extra\n"
+                f"2026-01-05,A6,5.00,{fund}\n")
+    before = session.scalar(select(func.count()).select_from(Transaction))
+    with pytest.raises(svc.ImportRejected) as exc:
+        _receive(app, session, csv_text)
+    lines = {e["line"]: e["message"] for e in exc.value.lines}
+    assert set(lines) == {2, 3, 4, 5, 6}
+    assert "two decimal places" in lines[2] and "not a real date" in lines[3]
+    assert "not a number" in lines[4] and "columns" in lines[5] and "columns" in lines[6]
+    assert session.scalar(select(func.count()).select_from(Transaction)) == before
+    batch = session.get(ImportBatch, exc.value.import_id)
+    assert batch.status == "failed" and batch.active_sha256 is None
+
+
+def test_same_file_twice_is_refused_and_earlier_lines_reported(app, session, fund):
+    tag = unique("D", 6)
+    base = f"transaction_date,account_reference,amount,fund_code\n2026-03-01,{tag},9.99,{fund}\n"
+    b1 = svc.process_import(session, _receive(app, session, base).id)
+    assert b1.status == "succeeded"
+    with pytest.raises(Conflict):
+        _receive(app, session, base)
+    b2 = svc.process_import(session, _receive(app, session, base + f"2026-03-02,{tag},9.99,{fund}\n").id)
+    assert b2.rows_duplicate == 1
+    dups = json.loads(b2.duplicates_json)
+    assert dups[0]["line"] == 2 and f"import {b1.id}" in dups[0]["message"]
+
+
+def test_crash_mid_import_resumes_without_double_posting(app, session, fund):
+    tag = unique("C", 6)
+    rows = "".join(f"2026-04-01,{tag}{i},1.00,{fund}\n" for i in range(25))
+    batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
+    with pytest.raises(svc._SimulatedCrash):
+        svc.process_import(session, batch.id, chunk_size=10, fail_after_chunks=1)
+    session.rollback()
+    b = session.get(ImportBatch, batch.id)
+    session.refresh(b)
+    assert b.status == "processing" and b.rows_done == 10 and b.last_line_done == 11
+    # not stale yet: another runner does not take it
+    assert svc.process_import(session, batch.id).rows_done == 10
+    svc.retry_import(session, batch.id, actor="clerk")
+    b = svc.process_import(session, batch.id, chunk_size=10)
+    assert b.status == "succeeded" and b.rows_posted == 25
+    assert session.scalar(select(func.count()).select_from(Transaction).where(
+        Transaction.import_id == batch.id)) == 25
+    assert session.scalar(select(func.sum(Transaction.amount)).where(
+        Transaction.import_id == batch.id)) == 2500
+
+
+def test_reversal_withdraws_suspense_and_reverses_postings(app, session, fund):
+    tag = unique("R", 6)
+    csv_text = ("transaction_date,account_reference,amount,fund_code\n"
+                f"2026-05-01,{tag}A,10.00,{fund}\n2026-05-01,{tag}B,3.00,\n")
+    batch = svc.process_import(session, _receive(app, session, csv_text).id)
+    with pytest.raises(ValidationError):
+        svc.reverse_import(session, batch.id, actor="manager", reason=" ")
+    svc.reverse_import(session, batch.id, actor="manager", reason="Wrong file from the bank")
+    b = session.get(ImportBatch, batch.id)
+    assert b.status == "reversed" and b.reversed_by == "manager"
+    assert [e.status for e in b.history][-1] == "reversed"
+    items = session.scalars(select(SuspenseItem).where(SuspenseItem.import_id == batch.id)).all()
+    assert [i.status for i in items] == ["withdrawn"]
+    net = session.execute(select(LedgerLine.account, func.sum(LedgerLine.amount)).join(
+        PostingGroup, PostingGroup.id == LedgerLine.group_id).where(
+        PostingGroup.import_id == batch.id).group_by(LedgerLine.account)).all()
+    assert all(v == 0 for _, v in net) and len(net) == 3
+    rev = session.scalars(select(PostingGroup).where(PostingGroup.import_id == batch.id,
+                                                     PostingGroup.kind == "reversal")).all()
+    assert len(rev) == 2 and all(g.reason == "Wrong file from the bank" for g in rev)
+    with pytest.raises(Conflict):
+        svc.reverse_import(session, batch.id, actor="manager", reason="again")
+
+
+def test_reversal_refused_when_suspense_item_allocated(app, session, fund):
+    tag = unique("A", 6)
+    csv_text = f"transaction_date,account_reference,amount\n2026-05-01,{tag}B,3.00\n"
+    batch = svc.process_import(session, _receive(app, session, csv_text).id)
+    item = session.scalar(select(SuspenseItem).where(SuspenseItem.import_id == batch.id))
+    item.status = "allocated"
+    session.commit()
+    with pytest.raises(Conflict) as exc:
+        svc.reverse_import(session, batch.id, actor="manager", reason="wrong")
+    assert str(item.id) in exc.value.message and "allocated" in exc.value.message
+    assert session.get(ImportBatch, batch.id).status == "succeeded"
+
+
+def test_file_over_size_limit_is_refused(app, session):
+    with pytest.raises(ValidationError) as exc:
+        _receive(app, session, "transaction_date,account_reference,amount\n" + "x" * 2000,
+                 max_bytes=1000)
+    assert "larger than the limit" in exc.value.message
+
+
+def test_tick_job_processes_queued_imports(app, session, fund):
+    from app.services.jobs import run_tick
+
+    tag = unique("K", 6)
+    batch = _receive(app, session, f"transaction_date,account_reference,amount,fund_code\n"
+                                   f"2026-06-01,{tag},4.00,{fund}\n")
+    session.commit()
+    out = list(run_tick())
+    assert any(f"{batch.id}:succeeded" in line for line in out)
+    session.expire_all()
+    assert session.get(ImportBatch, batch.id).status == "succeeded"
