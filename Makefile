@@ -20,17 +20,17 @@ $(VENV)/.installed: requirements.txt | $(BIN)/activate
 install: $(VENV)/.installed
 
 translations: install
-	$(BIN)/pybabel compile -q -f -d translations
+	$(BIN)/pybabel -q compile -f -d translations
 
 extract-messages: install
-	$(BIN)/pybabel extract -q -F translations/babel.cfg -k _l -k lazy_gettext -o translations/messages.pot .
-	$(BIN)/pybabel update -q -N -i translations/messages.pot -d translations
+	$(BIN)/python translations/extract.py
 
 migrate: install
 	$(FLASK) db upgrade
 
 seed: migrate
 	$(FLASK) ims sync-roles
+	$(FLASK) ims sync-workflows
 	$(FLASK) ims seed --demo
 
 run: translations seed

@@ -41,6 +41,26 @@ def sync_roles_cmd() -> None:
         click.echo(f"{role}: {n} permissions")
 
 
+@ims_cli.command("sync-workflows")
+def sync_workflows_cmd() -> None:
+    """Deploy workflows/*.bpmn as new versions when their content changed (validated first)."""
+    from app.domain.errors import ValidationError
+    from app.extensions import db
+    from app.services.audit import set_actor
+    from app.services.workflow import sync_workflows
+
+    set_actor("sync-workflows")
+    try:
+        for line in sync_workflows(db.session):
+            click.echo(line)
+    except ValidationError as exc:
+        click.echo(exc.message, err=True)
+        for name, errors in exc.errors.items():
+            for error in errors:
+                click.echo(f"  {name}: {error}", err=True)
+        sys.exit(1)
+
+
 @ims_cli.command("audit-verify")
 def audit_verify() -> None:
     """Check the audit trail's hash chain; exit 1 naming the first broken event."""
@@ -76,3 +96,51 @@ def worker(interval: int | None, once: bool) -> None:
         if once:
             return
         time.sleep(interval)
+
+
+@ims_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", required=True,
+              type=click.Choice(["ims_csv", "bank_csv", "camt053", "mt940", "allpay"]))
+@click.option("--profile", default=None, help="Bank profile name or id (bank_csv).")
+@click.option("--user", default="cli", help="Who the postings are recorded against.")
+@click.option("--queue", is_flag=True, help="Only check and queue it; `ims tick` posts it.")
+def import_cmd(path: str, fmt: str, profile: str | None, user: str, queue: bool) -> None:
+    """Import a bank or payment-agent file: check it whole, then post (or queue) it."""
+    import os
+
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services import imports as svc
+    from app.services.audit import set_actor
+
+    set_actor(user)
+    try:
+        with open(path, "rb") as fh:
+            batch = svc.receive_import(
+                db.session, stream=fh, filename=os.path.basename(path), fmt=fmt,
+                profile=profile, actor=user, instance_path=current_app.instance_path,
+                max_bytes=current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024))
+    except svc.ImportRejected as exc:
+        click.echo(exc.message, err=True)
+        for err in exc.lines:
+            click.echo(f"  {err['message']}", err=True)
+        sys.exit(1)
+    except DomainError as exc:
+        click.echo(exc.message, err=True)
+        sys.exit(1)
+    if queue:
+        click.echo(f"import {batch.id}: queued ({batch.rows_total} rows)")
+        return
+    batch = svc.process_import(db.session, batch.id, actor=user)
+    result = svc.import_result(batch)
+    click.echo(f"import {batch.id}: {batch.status}; {result['rows_posted']} posted, "
+               f"{result['rows_suspense']} to suspense, total £{result['total_amount']}")
+    if batch.control_total:
+        click.echo(f"control: {batch.control_total}")
+    for dup in result["duplicates"]:
+        click.echo(f"  {dup['message']} (line {dup['line']})")
+    for err in result["errors"]:
+        click.echo(f"  {err['message']}", err=True)
+    if batch.status != "succeeded":
+        sys.exit(1)

@@ -19,6 +19,7 @@ from app.models.reference import (
     VatCode,
 )
 from app.security import roles as R
+from app.services.approval_limits import seed_approval_limits
 from app.services.reference import SUSPENSE_FUND, WRITE_OFF_FUND
 
 DEMO_PASSWORD = "Passw0rd!"
@@ -154,6 +155,7 @@ def seed_reference(session: Session) -> dict[str, int]:
         for c, n, gl, vat, ov, mx, must, v, cn in FUNDS])
     counts["settings added"] = _add_missing(session, Setting, "key", [
         dict(key=k, value=v, description=d) for k, v, d in SETTINGS])
+    counts["approval limits added"] = seed_approval_limits(session)
     session.commit()
     return counts
 

@@ -42,6 +42,18 @@ def register_views(appbuilder) -> None:
     appbuilder.add_view(SettingView, "System settings", label=_l("System settings"),
                         icon="fa-sliders", category=ref)
 
+    from app.views.ledger import register_ledger_views
+
+    register_ledger_views(appbuilder)
+
+    from app.views.workflow import register_workflow_views
+
+    register_workflow_views(appbuilder)
+
+    from app.views.imports import register_import_views
+
+    register_import_views(appbuilder)
+
     appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
 

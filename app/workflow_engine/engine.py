@@ -41,6 +41,13 @@ class EngineError(RuntimeError):
     """The workflow could not proceed (bad data for an expression, a failing operator...)."""
 
 
+def _message(exc: Exception) -> str:
+    """SpiffWorkflow's __str__ can fail on empty notes: build the message defensively."""
+    base = str(exc.args[0]) if exc.args else exc.__class__.__name__
+    notes = [n for n in (getattr(exc, "notes", None) or []) if n]
+    return ". ".join([base, *notes])
+
+
 class _InstanceConverter(BpmnWorkflowConverter):
     """Serialises a workflow without its spec (stored once per definition version)."""
 
@@ -108,7 +115,7 @@ def parse_definition(xml: bytes | str, roles: set[str], registry: OperatorRegist
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
     except (ValidationException, SpiffWorkflowException) as exc:
-        raise DefinitionError([f"The BPMN does not parse: {exc}"]) from None
+        raise DefinitionError([f"The BPMN does not parse: {_message(exc)}"]) from None
     except Exception as exc:  # lxml/Spiff raise many kinds for malformed models
         raise DefinitionError([f"The BPMN does not parse: {exc.__class__.__name__}: {exc}"]) from None
     spec_json = json.dumps({
@@ -199,7 +206,7 @@ class WorkflowRun:
         try:
             self.workflow.do_engine_steps(did_complete_task=did_complete)
         except SpiffWorkflowException as exc:
-            raise EngineError(str(exc)) from exc
+            raise EngineError(_message(exc)) from exc
         after = {str(t.id) for t in self._ready_user_tasks()}
         self.log.cancelled_tasks.extend(sorted(before - after))
 
@@ -208,7 +215,7 @@ class WorkflowRun:
         try:
             self.workflow.refresh_timers()
         except SpiffWorkflowException as exc:
-            raise EngineError(str(exc)) from exc
+            raise EngineError(_message(exc)) from exc
         self.step()
         after = {str(t.id) for t in self._ready_user_tasks()}
         self.log.cancelled_tasks = sorted((before - after) | set(self.log.cancelled_tasks))
@@ -221,7 +228,7 @@ class WorkflowRun:
         try:
             task.run()
         except SpiffWorkflowException as exc:
-            raise EngineError(str(exc)) from exc
+            raise EngineError(_message(exc)) from exc
         self.step()
 
     # queries --------------------------------------------------------------

@@ -56,7 +56,8 @@ def _label(el) -> str:
 
 def _owner(el):
     """The nearest ancestor (or self) with an id, for error messages."""
-    while el is not None and el.get("id") is None:
+    while el is not None and (el.get("id") is None
+                              or etree.QName(el).localname.endswith("EventDefinition")):
         el = el.getparent()
     return el
 

@@ -1,0 +1,231 @@
+"""The workflow service: instances, the task table, four-eyes, outcomes, versions, timers."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.domain.errors import Conflict, Forbidden, NotFound, ValidationError
+from app.models.audit import AuditEvent
+from app.models.base import utcnow
+from app.models.workflow import ApprovalLimit, WorkflowEvent, WorkflowInstance
+from app.services import workflow as wf
+from tests.workflows.helpers import OUTCOMES, deploy_demo, demo_xml, ready_tasks, start, variant
+
+
+def test_instance_stores_state_subject_and_projects_the_ready_task(session):
+    instance = start(session, 12_345)
+    assert instance.status == "running" and instance.subject_type == "wf_test"
+    assert instance.started_by == "clerk" and instance.requester == "clerk"
+    assert instance.serializer_version.startswith("spiff-")
+    assert '"spec"' not in instance.state_json[:200]  # the spec is stored once, on the version
+    [task] = ready_tasks(session, instance.id)
+    assert task.role == "Finance Manager" and task.name == "Activity_ApproveFM"
+    assert task.due_at is not None and instance.next_timer_at == task.due_at
+    history = [e.action for e in instance.events]
+    assert history == ["started"]
+
+
+def test_one_approval_then_outcome_delivered_in_the_same_transaction(session):
+    instance = start(session, 20_000)
+    [task] = ready_tasks(session, instance.id)
+    result = wf.complete_task(session, task.id, "manager", "approve", "Fine")
+    assert result.instance_status == "completed" and result.outcome == "approved"
+    assert OUTCOMES[instance.subject_id] == ["approved"]
+    session.expire_all()
+    instance = session.get(WorkflowInstance, instance.id)
+    assert [e.action for e in instance.events] == ["started", "approved_task", "approved"]
+    assert instance.events[1].actor == "manager" and instance.events[1].comment == "Fine"
+    audit = session.scalars(select(AuditEvent.action).where(
+        AuditEvent.entity == "WorkflowInstance", AuditEvent.entity_id == str(instance.id))).all()
+    assert "workflow.start" in audit and "workflow.approved" in audit
+
+
+def test_two_approvals_in_sequence_and_the_four_eyes_rule(session):
+    instance = start(session, 80_000)
+    [first] = ready_tasks(session, instance.id)
+    wf.complete_task(session, first.id, "manager", "approve", None)
+    [second] = ready_tasks(session, instance.id)
+    assert second.role == "Head of Finance"
+    result = wf.complete_task(session, second.id, "head", "approve", "ok")
+    assert result.outcome == "approved"
+
+
+def test_the_same_person_never_gives_two_approvals_in_one_instance(session):
+    # write-off above £5,000: Head of Finance then Finance Manager; give "head" both roles' chance
+    from flask_appbuilder.security.sqla.models import Role, User
+
+    user = session.scalar(select(User).where(User.username == "manager2"))
+    head_role = session.scalar(select(Role).where(Role.name == "Head of Finance"))
+    user.roles.append(head_role)
+    session.commit()
+    try:
+        instance = start(session, 600_000, action="write_off")
+        [first] = ready_tasks(session, instance.id)
+        assert first.role == "Head of Finance"
+        wf.complete_task(session, first.id, "manager2", "approve", None)
+        [second] = ready_tasks(session, instance.id)
+        assert second.role == "Finance Manager"
+        with pytest.raises(Forbidden) as info:
+            wf.complete_task(session, second.id, "manager2", "approve", None)
+        assert "four-eyes" in info.value.message
+        assert [t.id for t in wf.tasks_for_user(session, "manager2")].count(second.id) == 0
+        assert second.id in [t.id for t in wf.tasks_for_user(session, "manager")]
+        wf.complete_task(session, second.id, "manager", "approve", None)
+    finally:
+        user = session.scalar(select(User).where(User.username == "manager2"))
+        user.roles.remove(head_role)
+        session.commit()
+
+
+def test_requester_may_not_approve_even_holding_the_role(session):
+    instance = start(session, 1_000, requester="manager")
+    [task] = ready_tasks(session, instance.id)
+    with pytest.raises(Forbidden) as info:
+        wf.complete_task(session, task.id, "manager", "approve", None)
+    assert "requested" in info.value.message
+    assert task.id not in [t.id for t in wf.tasks_for_user(session, "manager")]
+    assert task.id in [t.id for t in wf.tasks_for_user(session, "manager2")]
+
+
+@pytest.mark.parametrize("username", ["admin", "wfadmin", "clerk2", "auditor", "head"])
+def test_only_the_lane_role_may_complete_no_bypass_for_administrator(session, username):
+    instance = start(session, 1_000)
+    [task] = ready_tasks(session, instance.id)
+    with pytest.raises(Forbidden) as info:
+        wf.complete_task(session, task.id, username, "approve", None)
+    assert "Finance Manager" in info.value.message
+    assert task.id not in [t.id for t in wf.tasks_for_user(session, username)]
+
+
+def test_reject_needs_a_comment_and_decision_must_be_known(session):
+    instance = start(session, 1_000)
+    [task] = ready_tasks(session, instance.id)
+    with pytest.raises(ValidationError):
+        wf.complete_task(session, task.id, "manager", "reject", "  ")
+    with pytest.raises(ValidationError):
+        wf.complete_task(session, task.id, "manager", "maybe", "x")
+    result = wf.complete_task(session, task.id, "manager", "reject", "Duplicate request")
+    assert result.outcome == "rejected"
+    assert OUTCOMES[instance.subject_id] == ["rejected"]
+
+
+def test_completed_task_is_a_conflict_and_unknown_is_not_found(session):
+    instance = start(session, 1_000)
+    [task] = ready_tasks(session, instance.id)
+    wf.complete_task(session, task.id, "manager", "approve", None)
+    with pytest.raises(Conflict):
+        wf.complete_task(session, task.id, "manager2", "approve", None)
+    with pytest.raises(NotFound):
+        wf.complete_task(session, "no-such-task", "manager", "approve", None)
+
+
+def test_no_approval_needed_completes_at_start(session):
+    instance = start(session, 5_000, action="suspense_allocation")
+    assert instance.status == "completed" and instance.outcome == "approved"
+    assert OUTCOMES[instance.subject_id] == ["approved"]
+    assert ready_tasks(session, instance.id) == []
+
+
+def test_changing_the_limits_changes_the_route(session):
+    limit = session.scalar(select(ApprovalLimit).where(
+        ApprovalLimit.action == "suspense_allocation", ApprovalLimit.min_amount == 0))
+    old = (limit.approvals_required, limit.roles)
+    limit.approvals_required, limit.roles = 1, "Head of Finance"
+    session.commit()
+    try:
+        instance = start(session, 5_000, action="suspense_allocation")
+        [task] = ready_tasks(session, instance.id)
+        assert task.role == "Head of Finance"
+    finally:
+        limit.approvals_required, limit.roles = old
+        session.commit()
+
+
+def test_instances_stay_on_their_version_when_a_new_one_is_deployed(session):
+    old = deploy_demo(session)
+    instance = start(session, 1_000)
+    new = wf.deploy_definition(session, variant(demo_xml()), "wfadmin")
+    try:
+        assert new.version > old.version and new.active and not old.active
+        [task] = ready_tasks(session, instance.id)
+        wf.complete_task(session, task.id, "manager", "approve", None)
+        session.expire_all()
+        instance = session.get(WorkflowInstance, instance.id)
+        assert instance.definition_id == old.id and instance.outcome == "approved"
+        later = wf.start_workflow(session, "approval_demo", "wf_test", "v2", "clerk",
+                                  {"amount_pence": 1, "reason": "x", "action": "refund"})
+        assert later.definition_id == new.id
+        session.commit()
+    finally:
+        wf.deploy_definition(session, demo_xml(), "wfadmin")  # re-activates the file's version
+    assert wf.active_definition(session, "approval_demo").id == old.id
+
+
+def test_deploying_unsafe_bpmn_fails_and_changes_nothing(session):
+    before = deploy_demo(session)
+    xml = demo_xml().replace(b'current_role == "Finance Manager"', b"().__class__")
+    with pytest.raises(ValidationError) as info:
+        wf.deploy_definition(session, xml, "wfadmin")
+    assert any("Flow_ToFM" in e for e in info.value.errors["bpmn"])
+    assert wf.active_definition(session, "approval_demo").id == before.id
+
+
+def test_sync_workflows_is_idempotent(session):
+    deploy_demo(session)
+    first = wf.sync_workflows(session)
+    second = wf.sync_workflows(session)
+    assert first == second and any("approval_demo" in line for line in first)
+
+
+def test_start_refuses_floats_and_unknown_subjects(session):
+    deploy_demo(session)
+    with pytest.raises(ValidationError):
+        wf.start_workflow(session, "approval_demo", "wf_test", "x", "clerk", {"amount_pence": 1.5})
+    with pytest.raises(ValidationError):
+        wf.start_workflow(session, "approval_demo", "nope", "x", "clerk", {"amount_pence": 1})
+    with pytest.raises(NotFound):
+        wf.start_workflow(session, "no_such_process", "wf_test", "x", "clerk", {"amount_pence": 1})
+    session.rollback()
+
+
+def test_tick_escalates_overdue_task_to_the_next_role_up(session):
+    instance = start(session, 1_000, escalate_after="PT1S")
+    [task] = ready_tasks(session, instance.id)
+    wf.fire_due_timers(session, now=utcnow() - timedelta(minutes=1))  # nothing of ours is due
+    session.expire_all()
+    assert [t.id for t in ready_tasks(session, instance.id)] == [task.id]
+    time.sleep(max(0.0, task.due_at.timestamp() - time.time()) + 0.05)
+    processed = wf.fire_due_timers(session)
+    assert processed >= 1
+    [escalated] = ready_tasks(session, instance.id)
+    assert escalated.role == "Head of Finance"
+    session.expire_all()
+    instance = session.get(WorkflowInstance, instance.id)
+    actions = [e.action for e in instance.events]
+    assert actions == ["started", "escalated"]
+    assert instance.next_timer_at is None
+    wf.complete_task(session, escalated.id, "head", "approve", "Done late")
+    assert OUTCOMES[instance.subject_id] == ["approved"]
+
+
+def test_tick_job_is_registered_and_runs(app):
+    from app.services.jobs import run_tick
+
+    with app.app_context():
+        lines = list(run_tick())
+    assert any(line.startswith("workflow-timers:") for line in lines)
+
+
+def test_events_record_who_and_comment(session):
+    instance = start(session, 60_000)
+    [t1] = ready_tasks(session, instance.id)
+    wf.complete_task(session, t1.id, "manager", "approve", "first ok")
+    [t2] = ready_tasks(session, instance.id)
+    wf.complete_task(session, t2.id, "head", "reject", "not justified")
+    rows = session.scalars(select(WorkflowEvent).where(WorkflowEvent.instance_id == instance.id)
+                           .order_by(WorkflowEvent.id)).all()
+    assert [(r.actor, r.action, r.comment) for r in rows] == [
+        ("clerk", "started", "Customer overpaid"), ("manager", "approved_task", "first ok"),
+        ("head", "rejected_task", "not justified"), ("head", "rejected", None)]
