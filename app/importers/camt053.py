@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from xml.sax import SAXParseException
+from xml.sax.expatreader import ExpatLocator
 from xml.sax.handler import ContentHandler
 
 import defusedxml
@@ -161,6 +162,7 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
     parser = defusedxml.sax.make_parser()
     parser.forbid_dtd = True
     parser.setContentHandler(handler)
+    handler.setDocumentLocator(ExpatLocator(parser))
     with open(path, "rb") as fh:
         while True:
             chunk = fh.read(65536)

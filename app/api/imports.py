@@ -1,0 +1,176 @@
+"""/api/v1/imports/ (upload, result, reverse, retry, rule tester) and /api/v1/suspense/ (list)."""
+
+from __future__ import annotations
+
+from flask import current_app, request
+from flask_appbuilder.api import BaseApi, expose
+from flask_appbuilder.security.decorators import protect
+from marshmallow import Schema, fields
+
+from app.api.base import ImsModelRestApi, MoneyField, domain_errors, error_response
+from app.domain.errors import NotFound, ValidationError
+from app.models.imports import ImportBatch
+from app.models.suspense import SuspenseItem
+from app.views.base import datamodel
+
+
+def _actor() -> str:
+    from app.services.audit import current_actor
+
+    return current_actor()
+
+
+def submit_upload(file_storage, fmt: str, profile, *, background: bool = True) -> ImportBatch:
+    """Receive an uploaded file and start processing it (thread, or inline when configured)."""
+    from app.extensions import db
+    from app.services import imports as svc
+
+    if file_storage is None or not getattr(file_storage, "filename", None) and \
+            not getattr(file_storage, "stream", None):
+        raise ValidationError("Choose a file to upload.", {"file": ["A file is required."]})
+    batch = svc.receive_import(
+        db.session, stream=file_storage.stream, filename=file_storage.filename or "upload",
+        fmt=(fmt or "").strip(), profile=profile or None, actor=_actor(),
+        instance_path=current_app.instance_path,
+        max_bytes=current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024))
+    batch_id = batch.id
+    if current_app.config.get("IMS_IMPORT_INLINE"):
+        svc.process_import(db.session, batch_id, actor=_actor())
+    elif background:
+        svc.start_background(current_app._get_current_object(), batch_id)
+    return db.session.get(ImportBatch, batch_id)
+
+
+class ImportApi(BaseApi):
+    resource_name = "imports"
+    class_permission_name = "Import"
+    allow_browser_login = True
+    base_permissions = ["can_read", "can_write", "can_reverse"]
+    method_permission_name = {"upload": "write", "result": "read", "list_imports": "read",
+                              "reverse": "reverse", "retry": "write", "try_rules": "read"}
+    openapi_spec_tag = "Imports"
+
+    @expose("/", methods=["POST"])
+    @protect()
+    @domain_errors
+    def upload(self):
+        """Upload a file: multipart `file`, `format`, optional `profile` -> 201 {"id","status"}."""
+        max_bytes = current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024)
+        if request.content_length and request.content_length > max_bytes + 65536:
+            raise ValidationError(f"The file is larger than the limit of "
+                                  f"{max_bytes // (1024 * 1024)} MB.", {"file": ["Too large."]})
+        batch = submit_upload(request.files.get("file"), request.form.get("format", ""),
+                              request.form.get("profile"))
+        return self.response(201, id=batch.id, status=batch.status)
+
+    @expose("/", methods=["GET"])
+    @protect()
+    def list_imports(self):
+        from sqlalchemy import select
+
+        from app.extensions import db
+        from app.services.imports import import_result
+
+        page = max(int(request.args.get("page", 0) or 0), 0)
+        size = min(max(int(request.args.get("page_size", 25) or 25), 1), 100)
+        batches = db.session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc())
+                                     .offset(page * size).limit(size)).all()
+        out = []
+        for b in batches:
+            r = import_result(b)
+            r.pop("duplicates")
+            r["errors"] = r["errors"][:5]
+            out.append(r)
+        return self.response(200, result=out)
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect()
+    @domain_errors
+    def result(self, pk):
+        from app.extensions import db
+        from app.services.imports import import_result
+
+        batch = db.session.get(ImportBatch, pk)
+        if batch is None:
+            raise NotFound(f"No import {pk}.")
+        return self.response(200, **import_result(batch))
+
+    @expose("/<int:pk>/reverse", methods=["POST"])
+    @protect()
+    @domain_errors
+    def reverse(self, pk):
+        from app.extensions import db
+        from app.services.imports import import_result, reverse_import
+
+        body = request.get_json(silent=True) or {}
+        batch = reverse_import(db.session, pk, actor=_actor(), reason=str(body.get("reason") or ""))
+        return self.response(200, **import_result(batch))
+
+    @expose("/<int:pk>/retry", methods=["POST"])
+    @protect()
+    @domain_errors
+    def retry(self, pk):
+        from app.extensions import db
+        from app.services import imports as svc
+
+        batch = svc.retry_import(db.session, pk, actor=_actor())
+        if current_app.config.get("IMS_IMPORT_INLINE"):
+            batch = svc.process_import(db.session, pk, actor=_actor())
+        else:
+            svc.start_background(current_app._get_current_object(), pk)
+        return self.response(200, id=batch.id, status=batch.status)
+
+    @expose("/rules/test", methods=["POST"])
+    @protect()
+    @domain_errors
+    def try_rules(self):
+        """Dry run: {"reference","amount","narrative"?,"fund_code"?,"import_type"?} -> rules fired."""
+        from app.extensions import db
+        from app.services.rules import dry_run
+
+        body = request.get_json(silent=True) or {}
+        if not isinstance(body.get("amount"), str):
+            raise ValidationError('Give the amount as a decimal string, e.g. "12.34".',
+                                  {"amount": ["Required, as a decimal string."]})
+        result = dry_run(db.session, reference=str(body.get("reference") or ""),
+                         amount=body["amount"], narrative=body.get("narrative"),
+                         fund_code=body.get("fund_code"), import_type=body.get("import_type"))
+        db.session.rollback()
+        return self.response(200, **result)
+
+    def response_400(self, message=None):  # pragma: no cover - FAB hook
+        return error_response(ValidationError(message or "Bad request."))
+
+
+class SuspenseItemSchema(Schema):
+    id = fields.Integer()
+    amount = MoneyField()
+    remaining_amount = MoneyField()
+    reference_text = fields.String()
+    narrative = fields.String()
+    reason = fields.String()
+    fund_code = fields.String()
+    transaction_date = fields.Date()
+    import_id = fields.Integer()
+    line_number = fields.Integer()
+    posting_group_id = fields.Integer()
+    status = fields.String()
+    created_at = fields.DateTime()
+
+
+class SuspenseApi(ImsModelRestApi):
+    resource_name = "suspense"
+    datamodel = datamodel(SuspenseItem)
+    class_permission_name = "SuspenseItem"
+    exclude_route_methods = {"post", "put", "delete"}
+    _cols = ["id", "amount", "remaining_amount", "reference_text", "narrative", "reason",
+             "fund_code", "transaction_date", "import_id", "line_number", "posting_group_id",
+             "status", "created_at"]
+    list_columns = _cols
+    show_columns = _cols
+    search_columns = ["reference_text", "narrative", "import_id", "status", "transaction_date",
+                      "amount", "fund_code"]
+    order_columns = ["id", "amount", "transaction_date", "import_id", "status", "created_at"]
+    base_order = ("id", "desc")
+    list_model_schema = SuspenseItemSchema()
+    show_model_schema = SuspenseItemSchema()

@@ -1,0 +1,398 @@
+"""Imports pages: upload (file picker and drag-and-drop) with a progress bar, the batch list and
+result, reversal; processing rules with a tester; bank profiles; reference patterns; suspense."""
+
+from __future__ import annotations
+
+import json
+
+from flask import abort, flash, jsonify, redirect, request, url_for
+from flask_appbuilder import BaseView, expose
+from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, Select2Widget
+from flask_appbuilder.security.decorators import has_access
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import func, select
+from wtforms import SelectField, TextAreaField
+
+from app.domain.errors import DomainError
+from app.domain.money import Money
+from app.importers.bank_csv import SIGN_CONVENTIONS
+from app.models.imports import (
+    IMPORT_FORMATS,
+    BankProfile,
+    FundReferencePattern,
+    ImportBatch,
+    ProcessingRule,
+)
+from app.models.suspense import SuspenseItem
+from app.services.audit import audited
+from app.views.base import ImsModelView, datamodel
+
+for _cls in (ProcessingRule, BankProfile, FundReferencePattern):
+    audited(_cls)
+
+FORMAT_LABELS = {
+    "ims_csv": _l("IMS CSV"), "bank_csv": _l("Bank CSV (with a bank profile)"),
+    "camt053": _l("ISO 20022 camt.053 (XML)"), "mt940": _l("SWIFT MT940"),
+    "allpay": _l("allpay / Post Office / PayPoint (fixed width)"),
+}
+
+
+def _db():
+    from app.extensions import db
+
+    return db.session
+
+
+class ImportsView(BaseView):
+    """The Imports page: upload, progress, result, history and reversal."""
+
+    route_base = "/imports"
+    class_permission_name = "Import"
+    base_permissions = ["can_read", "can_write", "can_reverse"]
+    method_permission_name = {"index": "read", "upload": "write", "detail": "read",
+                              "progress": "read", "reverse": "reverse", "retry": "write",
+                              "transactions": "read"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        session = _db()
+        page = max(request.args.get("page", 0, type=int), 0)
+        batches = session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc())
+                                  .offset(page * 25).limit(26)).all()
+        profiles = session.scalars(select(BankProfile).order_by(BankProfile.name)).all()
+        return self.render_template("imports/index.html", batches=batches[:25],
+                                    more=len(batches) > 25, page=page, profiles=profiles,
+                                    formats=FORMAT_LABELS, Money=Money)
+
+    @expose("/upload", methods=["POST"])
+    @has_access
+    def upload(self):
+        from app.api.imports import submit_upload
+        from app.services.imports import ImportRejected
+
+        wants_json = request.accept_mimetypes.best == "application/json" or \
+            request.headers.get("X-Requested-With") == "fetch"
+        try:
+            batch = submit_upload(request.files.get("file"), request.form.get("format", ""),
+                                  request.form.get("profile"))
+        except ImportRejected as exc:
+            _db().rollback()
+            if wants_json:
+                return jsonify(exc.to_dict()), 422
+            flash(exc.message, "danger")
+            if exc.import_id:
+                return redirect(url_for("ImportsView.detail", pk=exc.import_id))
+            return redirect(url_for("ImportsView.index"))
+        except DomainError as exc:
+            _db().rollback()
+            if wants_json:
+                return jsonify(exc.to_dict()), exc.status
+            flash(exc.message, "danger")
+            return redirect(url_for("ImportsView.index"))
+        url = url_for("ImportsView.detail", pk=batch.id)
+        if wants_json:
+            return jsonify({"id": batch.id, "status": batch.status, "url": url,
+                            "progress_url": url_for("ImportsView.progress", pk=batch.id)}), 201
+        return redirect(url)
+
+    @expose("/<int:pk>")
+    @has_access
+    def detail(self, pk):
+        from app.services.imports import import_result
+
+        batch = _db().get(ImportBatch, pk)
+        if batch is None:
+            abort(404)
+        return self.render_template("imports/detail.html", batch=batch,
+                                    result=import_result(batch), formats=FORMAT_LABELS)
+
+    @expose("/<int:pk>/progress")
+    @has_access
+    def progress(self, pk):
+        from app.services.imports import import_result
+
+        session = _db()
+        batch = session.get(ImportBatch, pk)
+        if batch is None:
+            return jsonify({"message": _("No such import."), "errors": {}}), 404
+        session.refresh(batch)
+        return jsonify(import_result(batch))
+
+    @expose("/<int:pk>/reverse", methods=["POST"])
+    @has_access
+    def reverse(self, pk):
+        from app.services.audit import current_actor
+        from app.services.imports import reverse_import
+
+        try:
+            reverse_import(_db(), pk, actor=current_actor(), reason=request.form.get("reason", ""))
+            flash(_("The import was reversed."), "success")
+        except DomainError as exc:
+            _db().rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("ImportsView.detail", pk=pk))
+
+    @expose("/<int:pk>/retry", methods=["POST"])
+    @has_access
+    def retry(self, pk):
+        from flask import current_app
+
+        from app.services import imports as svc
+        from app.services.audit import current_actor
+
+        try:
+            svc.retry_import(_db(), pk, actor=current_actor())
+            if current_app.config.get("IMS_IMPORT_INLINE"):
+                svc.process_import(_db(), pk, actor=current_actor())
+            else:
+                svc.start_background(current_app._get_current_object(), pk)
+            flash(_("The import was queued to run again."), "info")
+        except DomainError as exc:
+            _db().rollback()
+            flash(exc.message, "danger")
+        return redirect(url_for("ImportsView.detail", pk=pk))
+
+    @expose("/<int:pk>/transactions")
+    @has_access
+    def transactions(self, pk):
+        from app.models.ledger import Transaction
+
+        session = _db()
+        batch = session.get(ImportBatch, pk)
+        if batch is None:
+            abort(404)
+        page = max(request.args.get("page", 0, type=int), 0)
+        rows = session.scalars(select(Transaction).where(Transaction.import_id == pk)
+                               .order_by(Transaction.id).offset(page * 100).limit(101)).all()
+        return self.render_template("imports/transactions.html", batch=batch, rows=rows[:100],
+                                    more=len(rows) > 100, page=page)
+
+
+class SuspenseListView(BaseView):
+    """A simple list of suspense items (the work queue comes with the allocations feature)."""
+
+    route_base = "/suspense-items"
+    class_permission_name = "SuspenseItem"
+    base_permissions = ["can_read"]
+    method_permission_name = {"index": "read"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        session = _db()
+        q = select(SuspenseItem)
+        import_id = request.args.get("import_id", type=int)
+        status = request.args.get("status") or None
+        if import_id:
+            q = q.where(SuspenseItem.import_id == import_id)
+        if status:
+            q = q.where(SuspenseItem.status == status)
+        page = max(request.args.get("page", 0, type=int), 0)
+        total = session.scalar(select(func.count()).select_from(q.subquery()))
+        items = session.scalars(q.order_by(SuspenseItem.id.desc()).offset(page * 50).limit(50)).all()
+        return self.render_template("imports/suspense.html", items=items, total=total,
+                                    import_id=import_id, status=status, page=page,
+                                    more=(page + 1) * 50 < total)
+
+
+class RuleTesterView(BaseView):
+    """Paste a row, see which processing rules fire and where the money would go."""
+
+    route_base = "/processing-rules/tester"
+    class_permission_name = "ProcessingRule"
+    base_permissions = ["can_read"]
+    method_permission_name = {"index": "read"}
+    default_view = "index"
+
+    @expose("/", methods=["GET", "POST"])
+    @has_access
+    def index(self):
+        from app.services.rules import dry_run
+
+        form = {k: request.form.get(k, "") for k in
+                ("reference", "amount", "narrative", "fund_code", "import_type")}
+        result = error = None
+        if request.method == "POST":
+            try:
+                result = dry_run(_db(), reference=form["reference"], amount=form["amount"],
+                                 narrative=form["narrative"] or None,
+                                 fund_code=form["fund_code"] or None,
+                                 import_type=form["import_type"] or None)
+            except DomainError as exc:
+                error = exc.message
+            _db().rollback()
+        return self.render_template("imports/rule_tester.html", form=form, result=result,
+                                    error=error, formats=FORMAT_LABELS)
+
+
+def _choices(values, blank=None):
+    return ([("", blank)] if blank is not None else []) + [(v, v) for v in values]
+
+
+class ProcessingRuleView(ImsModelView):
+    datamodel = datamodel(ProcessingRule)
+    class_permission_name = "ProcessingRule"
+    list_title = _l("Processing rules")
+    show_title = _l("Processing rule")
+    add_title = _l("Add processing rule")
+    edit_title = _l("Edit processing rule")
+    list_columns = ["priority", "name", "enabled", "import_type", "conditions", "set_fund_code",
+                    "set_reference", "set_narrative", "stop_processing"]
+    add_columns = ["name", "priority", "enabled", "import_type", "conditions", "set_fund_code",
+                   "set_reference", "set_narrative", "stop_processing"]
+    edit_columns = add_columns
+    show_columns = add_columns
+    search_columns = ["name", "enabled", "import_type", "set_fund_code"]
+    order_columns = ["priority", "name"]
+    base_order = ("priority", "asc")
+    label_columns = {
+        "name": _l("Name"), "priority": _l("Priority"), "enabled": _l("Enabled"),
+        "import_type": _l("Import type"), "conditions": _l("Conditions"),
+        "set_fund_code": _l("Set fund"), "set_reference": _l("Set reference"),
+        "set_narrative": _l("Set narrative"), "stop_processing": _l("Stop processing"),
+    }
+    description_columns = {
+        "priority": _l("Lower numbers run first."),
+        "import_type": _l("Leave blank for every import type."),
+        "conditions": _l('One group per line; lines are OR-ed, conditions in a line are joined '
+                         'by AND. Fields: reference, amount, narrative, fund. Operators: equals, '
+                         'contains, starts_with, ends_with, regex, >, <, between. Example: '
+                         'reference starts_with "PCN" AND amount between 10.00 70.00. '
+                         'Blank: every row.'),
+        "stop_processing": _l("When this rule fires, no later rule runs for the row."),
+    }
+    add_form_extra_fields = {
+        "import_type": SelectField(_l("Import type"), choices=_choices(IMPORT_FORMATS, "—"),
+                                   widget=Select2Widget(), coerce=lambda v: v or None),
+        "conditions": TextAreaField(_l("Conditions"), widget=BS3TextAreaFieldWidget()),
+    }
+    edit_form_extra_fields = add_form_extra_fields
+    method_permission_name = {**ImsModelView.method_permission_name}
+
+    def pre_add(self, item):
+        from app.services.rules import check_rule
+
+        item.set_fund_code = (item.set_fund_code or "").strip().upper() or None
+        check_rule(item)
+
+    pre_update = pre_add
+
+
+class BankProfileView(ImsModelView):
+    datamodel = datamodel(BankProfile)
+    class_permission_name = "BankProfile"
+    list_title = _l("Bank profiles")
+    show_title = _l("Bank profile")
+    add_title = _l("Add bank profile")
+    edit_title = _l("Edit bank profile")
+    list_columns = ["name", "delimiter", "has_header", "skip_rows", "date_column", "date_format",
+                    "sign_convention", "reference_column"]
+    add_columns = ["name", "delimiter", "has_header", "skip_rows", "date_column", "date_format",
+                   "sign_convention", "amount_column", "credit_column", "debit_column",
+                   "reference_column", "narrative_column", "fund_column", "payment_method_code"]
+    edit_columns = add_columns
+    show_columns = add_columns
+    search_columns = ["name"]
+    label_columns = {
+        "name": _l("Bank"), "delimiter": _l("Delimiter"), "has_header": _l("Has a header row"),
+        "skip_rows": _l("Rows to skip"), "date_column": _l("Date column"),
+        "date_format": _l("Date format"), "sign_convention": _l("Sign convention"),
+        "amount_column": _l("Amount column"), "credit_column": _l("Credit column"),
+        "debit_column": _l("Debit column"), "reference_column": _l("Reference column"),
+        "narrative_column": _l("Narrative column"), "fund_column": _l("Fund code column"),
+        "payment_method_code": _l("Payment method"),
+    }
+    description_columns = {
+        "date_column": _l("Header text, or the column number (1 = first) when there is no header."),
+        "date_format": _l("e.g. %d/%m/%Y or %Y-%m-%d"),
+        "sign_convention": _l("signed: credits positive; signed_negative: credits negative; "
+                              "split: separate credit and debit columns. Debits are skipped."),
+        "skip_rows": _l("Lines before the header (titles, account details)."),
+    }
+    add_form_extra_fields = {
+        "sign_convention": SelectField(_l("Sign convention"), choices=_choices(SIGN_CONVENTIONS),
+                                       widget=Select2Widget()),
+    }
+    edit_form_extra_fields = add_form_extra_fields
+
+    def pre_add(self, item):
+        from datetime import date
+
+        from app.domain.errors import ValidationError
+
+        errors = {}
+        try:
+            date(2026, 1, 31).strftime(item.date_format or "%d/%m/%Y")
+            if "%" not in (item.date_format or "%"):
+                raise ValueError
+        except ValueError:
+            errors["date_format"] = [_("Not a valid date format.")]
+        if item.sign_convention == "split" and not item.credit_column:
+            errors["credit_column"] = [_("Split amounts need a credit column.")]
+        if item.sign_convention != "split" and not item.amount_column:
+            errors["amount_column"] = [_("Give the amount column.")]
+        if not item.delimiter:
+            item.delimiter = ","
+        if errors:
+            raise ValidationError("; ".join(v[0] for v in errors.values()), errors)
+
+    pre_update = pre_add
+
+
+class FundReferencePatternView(ImsModelView):
+    datamodel = datamodel(FundReferencePattern)
+    class_permission_name = "FundReferencePattern"
+    list_title = _l("Fund reference patterns")
+    show_title = _l("Fund reference pattern")
+    add_title = _l("Add fund reference pattern")
+    edit_title = _l("Edit fund reference pattern")
+    list_columns = ["priority", "fund_code", "pattern", "enabled", "description"]
+    add_columns = ["fund", "pattern", "priority", "enabled", "description"]
+    edit_columns = add_columns
+    show_columns = add_columns
+    search_columns = ["fund", "pattern", "enabled"]
+    base_order = ("priority", "asc")
+    label_columns = {"fund": _l("Fund"), "fund_code": _l("Fund"), "pattern": _l("Pattern"),
+                     "priority": _l("Priority"), "enabled": _l("Enabled"),
+                     "description": _l("Description")}
+    description_columns = {"pattern": _l(
+        "A regular expression matched against an imported row's reference (case ignored), "
+        "e.g. ^[0-9]{8}[0-9X]$ . The first enabled pattern by priority wins.")}
+
+    def pre_add(self, item):
+        import re
+
+        from app.domain.errors import ValidationError
+
+        try:
+            re.compile(item.pattern or "")
+        except re.error as exc:
+            raise ValidationError(_("Not a valid regular expression: %(err)s", err=str(exc)),
+                                  {"pattern": [str(exc)]}) from None
+
+    pre_update = pre_add
+
+
+def register_import_views(appbuilder) -> None:
+    """Called from app.views.register_views."""
+    from app.api.imports import ImportApi, SuspenseApi
+
+    cat, cat_label = "Imports", _l("Imports")
+    appbuilder.add_view(ImportsView, "Imports", label=_l("Imports"), icon="fa-upload",
+                        category=cat, category_label=cat_label, category_icon="fa-upload")
+    appbuilder.add_view(SuspenseListView, "Suspense items", label=_l("Suspense items"),
+                        icon="fa-question-circle", category=cat)
+    appbuilder.add_view(ProcessingRuleView, "Processing rules", label=_l("Processing rules"),
+                        icon="fa-filter", category=cat)
+    appbuilder.add_view(RuleTesterView, "Rule tester", label=_l("Rule tester"), icon="fa-flask",
+                        category=cat)
+    appbuilder.add_view(BankProfileView, "Bank profiles", label=_l("Bank profiles"),
+                        icon="fa-university", category=cat)
+    appbuilder.add_view(FundReferencePatternView, "Fund reference patterns",
+                        label=_l("Fund reference patterns"), icon="fa-code", category=cat)
+    appbuilder.add_api(ImportApi)
+    appbuilder.add_api(SuspenseApi)
