@@ -36,13 +36,18 @@ def menu_grants(appbuilder) -> dict[str, set[str]]:
     return grants
 
 
+def menu_permission(view) -> str:
+    """The permission a menu link needs: the one guarding the view's default page."""
+    method = view.default_view
+    mapped = (view.method_permission_name or {}).get(method)
+    func = getattr(view, method, None)
+    return "can_" + (mapped or getattr(func, "_permission_name", method)).removeprefix("can_")
+
+
 def _role_can_use(role: str, view) -> bool:
-    resource = view.class_permission_name
-    for perm in view.base_permissions or []:
-        roles = roles_for(perm, resource)
-        if roles and role in roles:
-            return True
-    return False
+    perm = menu_permission(view)
+    return perm in (view.base_permissions or []) and role in (
+        roles_for(perm, view.class_permission_name) or ())
 
 
 def sync_roles(appbuilder, session) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_appbuilder import ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
+from flask_babel import gettext
 from wtforms import BooleanField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, InputRequired
@@ -34,6 +35,20 @@ class ImsModelView(ModelView):
         self.extra_args = {**(self.extra_args or {}), "entity_name": self.datamodel.obj.__name__}
         for form in (self.add_form, self.edit_form):
             _optional_checkboxes(form)
+        self.formatters_columns = {**{col: _display for col in {*self.list_columns,
+                                                                 *self.show_columns}},
+                                   **(self.formatters_columns or {})}
+
+
+def _display(value):
+    """Yes/No for booleans and nothing (not "None") for empty values, in lists and record pages."""
+    if value is None:
+        return ""
+    if value is True:
+        return gettext("Yes")
+    if value is False:
+        return gettext("No")
+    return value
 
 
 def _optional_checkboxes(form) -> None:
