@@ -219,3 +219,19 @@ def install_ledger_triggers(conn) -> None:
               OR NEW.account_reference IS NOT OLD.account_reference
             BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END
         """)
+
+
+@database_object
+def install_search_indexes(conn) -> None:
+    """Trigram GIN indexes for "contains" searches on narrative and reference (PostgreSQL)."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    conn.exec_driver_sql("""
+        CREATE INDEX IF NOT EXISTS ix_income_transaction_narrative_trgm
+        ON income_transaction USING gin (narrative gin_trgm_ops)
+    """)
+    conn.exec_driver_sql("""
+        CREATE INDEX IF NOT EXISTS ix_income_transaction_reference_trgm
+        ON income_transaction USING gin (account_reference gin_trgm_ops)
+    """)

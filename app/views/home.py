@@ -1,4 +1,4 @@
-"""Home page after login."""
+"""Home page after login: the income dashboard."""
 
 from flask import redirect, url_for
 from flask_appbuilder import IndexView, expose
@@ -16,4 +16,14 @@ class HomeView(IndexView):
     def index(self):
         if not current_user.is_authenticated:
             return redirect(url_for(self.appbuilder.sm.auth_view.endpoint + ".login"))
-        return self.render_template(self.index_template, appbuilder=self.appbuilder)
+        sm = self.appbuilder.sm
+        dash = None
+        if sm.has_access("can_read", "Dashboard"):
+            from app.extensions import db
+            from app.services.search import dashboard
+
+            dash = dashboard(db.session)
+        return self.render_template(
+            self.index_template, appbuilder=self.appbuilder, dash=dash,
+            can_search=sm.has_access("can_read", "Transaction"),
+            can_receipt=sm.has_access("can_write", "Receipt"))

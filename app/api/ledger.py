@@ -1,0 +1,366 @@
+"""Income ledger API: reference validation, receipts (idempotent), transactions, journals,
+transfers and the trial balance."""
+
+from __future__ import annotations
+
+import json
+
+from flask import g, request
+from flask_appbuilder.api import BaseApi, expose
+from flask_appbuilder.security.decorators import protect
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.api.base import domain_errors
+from app.domain.errors import NotFound, ValidationError
+from app.domain.money import Money, pence_to_str
+from app.extensions import db
+from app.models.ledger import IdempotencyKey, Transaction
+from app.security import roles as R
+from app.services import journals as J
+from app.services import ledger as L
+from app.services import receipts as RC
+from app.services import search as S
+from app.services.validation import validate_reference
+
+
+def current_username() -> str:
+    user = getattr(g, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        from flask_login import current_user
+
+        user = current_user
+    return user.username
+
+
+def current_roles() -> set[str]:
+    user = getattr(g, "user", None)
+    if user is None or not getattr(user, "is_authenticated", False):
+        from flask_login import current_user
+
+        user = current_user
+    return {r.name for r in getattr(user, "roles", [])}
+
+
+def may_override_stop() -> bool:
+    return bool(current_roles() & R.MANAGER_AND_ABOVE)
+
+
+def json_body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("Send a JSON object.", {"body": ["Send a JSON object."]})
+    return data
+
+
+def transaction_json(session, t: Transaction) -> dict:
+    return {"id": t.id, "receipt_number": t.receipt_number, "fund_code": t.fund_code,
+            "account_reference": t.account_reference, "amount": pence_to_str(t.amount),
+            "available_amount": pence_to_str(L.available_amount(session, t)),
+            "vat_code": t.vat_code, "vat_amount": pence_to_str(t.vat_amount),
+            "payment_method_code": t.payment_method_code, "narrative": t.narrative,
+            "transaction_date": t.transaction_date.isoformat(),
+            "external_reference": t.external_reference, "office_code": t.office_code,
+            "created_by": t.created_by, "import_id": t.import_id,
+            "source_transaction_id": t.source_transaction_id,
+            "posting_group_id": t.posting_group_id}
+
+
+class _Base(BaseApi):
+    allow_browser_login = True
+    base_permissions = ["can_read", "can_write"]
+
+
+class ReferenceValidationApi(_Base):
+    resource_name = "references"
+    class_permission_name = "Receipt"
+    base_permissions = ["can_read"]
+    method_permission_name = {"validate": "read"}
+
+    @expose("/validate", methods=["POST"])
+    @protect()
+    @domain_errors
+    def validate(self):
+        """Validate an account reference for a fund (and optionally an amount)
+        ---
+        post:
+          responses:
+            200:
+              description: '{"valid": bool, "errors": [str]}'
+            422:
+              description: malformed request
+        """
+        data = json_body()
+        amount = None
+        if data.get("amount") not in (None, ""):
+            amount = RC.parse_amount(data.get("amount"), "amount")
+        fund_code, reference = data.get("fund_code"), data.get("reference")
+        if not isinstance(fund_code, str) or not isinstance(reference, (str, type(None))):
+            raise ValidationError("fund_code and reference are text.",
+                                  {"fund_code": ["Give a fund code."]})
+        method = data.get("payment_method_code")
+        res = validate_reference(db.session, fund_code, reference, amount,
+                                 method if isinstance(method, str) else None,
+                                 may_override_stop=may_override_stop())
+        body = {"valid": res.valid, "errors": res.errors, "field_errors": res.field_errors,
+                "warnings": res.warnings, "on_stop": res.on_stop,
+                "account_name": res.account.name if res.account is not None else None}
+        db.session.rollback()
+        return self.response(200, **body)
+
+
+class ReceiptApi(_Base):
+    resource_name = "receipts"
+    class_permission_name = "Receipt"
+    method_permission_name = {"post": "write", "get": "read"}
+
+    @expose("/", methods=["POST"])
+    @expose("", methods=["POST"])
+    @protect()
+    @domain_errors
+    def post(self):
+        """Take a payment: one receipt of one or more lines
+        ---
+        post:
+          parameters:
+          - in: header
+            name: Idempotency-Key
+            schema: {type: string}
+          responses:
+            201:
+              description: '{"receipt_number","total","transactions":[...]}'
+            422:
+              description: invalid line; nothing posted
+        """
+        session = db.session
+        user = current_username()
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            key = key.strip()
+            if not key or len(key) > 200:
+                raise ValidationError("Idempotency-Key must be 1 to 200 characters.",
+                                      {"Idempotency-Key": ["1 to 200 characters."]})
+            first = self._replay(session, key, user)
+            if first is not None:
+                return first
+        data = json_body()
+        result = RC.take_receipt(
+            session, lines=data.get("lines"), payment_method_code=data.get("payment_method_code"),
+            actor=user, may_override_stop=may_override_stop(),
+            office_code=data.get("office_code") if isinstance(data.get("office_code"), str) else None,
+            transaction_date=data.get("transaction_date"),
+            external_reference=data.get("external_reference"))
+        body = {"receipt_number": result.receipt_number, "total": str(Money(result.total)),
+                "transactions": [{"id": t.id, "fund_code": t.fund_code,
+                                  "account_reference": t.account_reference,
+                                  "amount": pence_to_str(t.amount),
+                                  "vat_code": t.vat_code, "vat_amount": pence_to_str(t.vat_amount)}
+                                 for t in result.transactions]}
+        if key is not None:
+            try:
+                session.add(IdempotencyKey(key=key, scope="receipts", username=user, status_code=201,
+                                           response_body=json.dumps(body)))
+                session.commit()
+            except IntegrityError:
+                # a concurrent request with the same key won; both posted (the key is stored
+                # after posting), so report the first one's result
+                session.rollback()
+                first = self._replay(session, key, user)
+                if first is not None:
+                    return first
+        return self.response(201, **body)
+
+    def _replay(self, session, key, user):
+        row = session.scalar(select(IdempotencyKey).where(
+            IdempotencyKey.scope == "receipts", IdempotencyKey.username == user,
+            IdempotencyKey.key == key))
+        if row is None:
+            return None
+        return self.response(row.status_code, **json.loads(row.response_body))
+
+    @expose("/<number>", methods=["GET"])
+    @protect()
+    @domain_errors
+    def get(self, number):
+        """A receipt by number
+        ---
+        get:
+          responses:
+            200:
+              description: the receipt
+            404:
+              description: not found
+        """
+        view = RC.receipt_view(db.session, number)
+        return self.response(200, receipt_number=view["group"].number,
+                             total=str(Money(view["total"])), reversed=view["reversed"],
+                             transactions=[transaction_json(db.session, t) for t in view["transactions"]])
+
+
+class TransactionApi(_Base):
+    resource_name = "transactions"
+    class_permission_name = "Transaction"
+    base_permissions = ["can_read"]
+    method_permission_name = {"get_list": "read", "get": "read"}
+
+    @expose("/", methods=["GET"])
+    @protect()
+    @domain_errors
+    def get_list(self):
+        """Search transactions (query arguments as the search page)
+        ---
+        get:
+          responses:
+            200:
+              description: '{"count","page","page_size","result":[...]}'
+        """
+        f = S.parse_filters(request.args)
+        try:
+            page = int(request.args.get("page", 1))
+            page_size = int(request.args.get("page_size", 50))
+        except ValueError:
+            raise ValidationError("page and page_size are whole numbers.",
+                                  {"page": ["A whole number."]}) from None
+        p = S.search(db.session, f, page, page_size)
+        return self.response(200, count=p.total, page=p.page, page_size=p.page_size,
+                             result=[transaction_json(db.session, t) for t in p.rows])
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect()
+    @domain_errors
+    def get(self, pk):
+        """One transaction
+        ---
+        get:
+          responses:
+            200:
+              description: the transaction
+            404:
+              description: not found
+        """
+        t = db.session.get(Transaction, pk)
+        if t is None:
+            raise NotFound(f"Transaction {pk} does not exist.")
+        return self.response(200, **transaction_json(db.session, t))
+
+
+class JournalApi(_Base):
+    resource_name = "journals"
+    class_permission_name = "Journal"
+    method_permission_name = {"post": "write", "undo": "write"}
+
+    @expose("/", methods=["POST"])
+    @expose("", methods=["POST"])
+    @protect()
+    @domain_errors
+    def post(self):
+        """Journal all or part of a received line to one or more fund/account targets
+        ---
+        post:
+          responses:
+            201:
+              description: '{"id","number","targets":[...]}'
+            422:
+              description: invalid; nothing posted
+        """
+        data = json_body()
+        group = J.journal(db.session, transaction_id=data.get("transaction_id"),
+                          targets=data.get("targets"), reason=data.get("reason"),
+                          actor=current_username(), may_override_stop=may_override_stop())
+        return self.response(201, **_group_json(group))
+
+    @expose("/<int:pk>/undo", methods=["POST"])
+    @protect()
+    @domain_errors
+    def undo(self, pk):
+        """Undo a journal once, by reversal, with a reason
+        ---
+        post:
+          responses:
+            201:
+              description: the reversal
+            409:
+              description: already undone, or a target's money has moved on
+        """
+        data = json_body()
+        rev = J.undo(db.session, group_id=pk, reason=data.get("reason"), actor=current_username())
+        return self.response(201, id=rev.id, number=rev.number, reverses_id=rev.reverses_id)
+
+
+class TransferApi(_Base):
+    resource_name = "transfers"
+    class_permission_name = "Transfer"
+    method_permission_name = {"post": "write", "undo": "write"}
+
+    @expose("/", methods=["POST"])
+    @expose("", methods=["POST"])
+    @protect()
+    @domain_errors
+    def post(self):
+        """Transfer: {"source_transaction_id","targets":[...]} or {"pairs":[...]}, with a reason
+        ---
+        post:
+          responses:
+            201:
+              description: '{"id","number","targets":[...]}'
+            422:
+              description: invalid; nothing posted
+        """
+        data = json_body()
+        group = J.transfer(db.session, reason=data.get("reason"), actor=current_username(),
+                           source_transaction_id=data.get("source_transaction_id"),
+                           targets=data.get("targets"), pairs=data.get("pairs"),
+                           may_override_stop=may_override_stop())
+        return self.response(201, **_group_json(group))
+
+    @expose("/<int:pk>/undo", methods=["POST"])
+    @protect()
+    @domain_errors
+    def undo(self, pk):
+        """Undo a transfer once, by reversal, with a reason
+        ---
+        post:
+          responses:
+            201:
+              description: the reversal
+        """
+        data = json_body()
+        rev = J.undo(db.session, group_id=pk, reason=data.get("reason"), actor=current_username())
+        return self.response(201, id=rev.id, number=rev.number, reverses_id=rev.reverses_id)
+
+
+def _group_json(group) -> dict:
+    targets = db.session.scalars(select(Transaction).where(Transaction.posting_group_id == group.id)
+                                 .order_by(Transaction.id)).all()
+    return {"id": group.id, "number": group.number, "kind": group.kind,
+            "targets": [{"id": t.id, "fund_code": t.fund_code, "account_reference": t.account_reference,
+                         "amount": pence_to_str(t.amount),
+                         "source_transaction_id": t.source_transaction_id} for t in targets]}
+
+
+class LedgerApi(_Base):
+    resource_name = "ledger"
+    class_permission_name = "Ledger"
+    base_permissions = ["can_read"]
+    method_permission_name = {"trial_balance": "read"}
+
+    @expose("/trial-balance", methods=["GET"])
+    @protect()
+    def trial_balance(self):
+        """Trial balance: do debits equal credits?
+        ---
+        get:
+          responses:
+            200:
+              description: '{"balanced","total_debits","total_credits","accounts"}'
+        """
+        tb = L.trial_balance(db.session)
+        return self.response(200, balanced=tb["balanced"],
+                             total_debits=str(Money(tb["total_debits"])),
+                             total_credits=str(Money(tb["total_credits"])),
+                             accounts=[{"account": a["account"], "fund_code": a["fund_code"],
+                                        "debit": str(Money(a["debit"])),
+                                        "credit": str(Money(a["credit"]))} for a in tb["accounts"]])
+
+
+APIS = (ReferenceValidationApi, ReceiptApi, TransactionApi, JournalApi, TransferApi, LedgerApi)

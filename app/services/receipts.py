@@ -1,0 +1,244 @@
+"""Taking payments: a receipt of one or more lines posted as one balanced group under one number."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.domain.errors import NotFound, ValidationError
+from app.domain.money import Money, vat_of
+from app.models.ledger import PostingGroup, Transaction
+from app.models.reference import Fund, Office, PaymentMethod, VatCode
+from app.services import audit
+from app.services import ledger as L
+from app.services.validation import validate_reference
+
+#: Method kinds that are bookkeeping, not money in; they cannot be used to take a payment.
+NON_RECEIPT_KINDS = ("journal", "transfer", "refund", "write_off")
+MAX_LINES = 50
+
+
+def parse_date(value, field: str = "transaction_date", default: dt.date | None = None) -> dt.date | None:
+    """ISO YYYY-MM-DD (or DD/MM/YYYY) to a date; ValidationError naming the field otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
+            try:
+                return dt.datetime.strptime(text, fmt).date()
+            except ValueError:
+                continue
+    raise ValidationError(f"{field}: not a date", {field: ["Enter a date as YYYY-MM-DD."]})
+
+
+def parse_amount(value, field: str) -> int:
+    """Money from user input ("12.34"); ValidationError naming the field for 12.345, -5, 0, 1e3,
+    NaN, floats and text."""
+    try:
+        return Money.parse(value, field=field).pence
+    except ValidationError as exc:
+        msgs = next(iter(exc.errors.values())) if exc.errors else [exc.message]
+        raise ValidationError(f"{field}: {msgs[0]}", {field: msgs}) from None
+
+
+@dataclass
+class ReceiptResult:
+    group: PostingGroup
+    transactions: list[Transaction]
+
+    @property
+    def receipt_number(self) -> str:
+        return self.group.number
+
+    @property
+    def total(self) -> int:
+        return sum(t.amount for t in self.transactions)
+
+
+def _method(session: Session, code, errors: dict, field: str = "payment_method_code") -> PaymentMethod | None:
+    if not code or not isinstance(code, str):
+        errors.setdefault(field, []).append("Choose a payment method.")
+        return None
+    method = session.scalar(select(PaymentMethod).where(PaymentMethod.code == code.strip().upper()))
+    if method is None:
+        errors.setdefault(field, []).append(f"Unknown payment method {code!r}.")
+    elif method.disabled:
+        errors.setdefault(field, []).append(f"Payment method {method.code} is disabled.")
+    elif method.kind in NON_RECEIPT_KINDS:
+        errors.setdefault(field, []).append(f"{method.code} cannot be used to take a payment.")
+    return method
+
+
+def check_line(session: Session, line: dict, prefix: str, errors: dict, *,
+               method_code: str | None = None, may_override_stop: bool = False,
+               allow_vat: bool = True) -> dict | None:
+    """Validate one line {fund_code, account_reference, amount, vat_code?, narrative?}.
+
+    Adds messages under "<prefix>.<field>" and returns the cleaned line (or None if invalid).
+    """
+    if not isinstance(line, dict):
+        errors.setdefault(prefix, []).append("Each line must be an object.")
+        return None
+    ok = True
+    amount = None
+    try:
+        amount = parse_amount(line.get("amount"), f"{prefix}.amount")
+    except ValidationError as exc:
+        ok = False
+        for k, v in exc.errors.items():
+            errors.setdefault(k, []).extend(v)
+    fund_code = line.get("fund_code")
+    ref = line.get("account_reference")
+    if fund_code is not None and not isinstance(fund_code, str):
+        errors.setdefault(f"{prefix}.fund_code", []).append("Give the fund code as text.")
+        return None
+    if ref is not None and not isinstance(ref, str):
+        errors.setdefault(f"{prefix}.account_reference", []).append("Give the reference as text.")
+        return None
+    res = validate_reference(session, fund_code, ref, amount, method_code,
+                             may_override_stop=may_override_stop)
+    for fld, msgs in res.field_errors.items():
+        if fld == "payment_method_code":
+            continue  # reported once for the receipt
+        errors.setdefault(f"{prefix}.{fld}", []).extend(msgs)
+        ok = False
+    vat_code = None
+    fund = res.fund
+    if fund is not None:
+        vat_code = fund.vat_code
+        asked = line.get("vat_code")
+        if asked not in (None, ""):
+            if not allow_vat or not isinstance(asked, str):
+                errors.setdefault(f"{prefix}.vat_code", []).append("A VAT code cannot be given here.")
+                ok = False
+            else:
+                asked = asked.strip().upper()
+                if asked != (fund.vat_code or "") and not fund.vat_override:
+                    errors.setdefault(f"{prefix}.vat_code", []).append(
+                        f"Fund {fund.code} does not allow its VAT code to be changed.")
+                    ok = False
+                elif session.scalar(select(VatCode.id).where(VatCode.code == asked)) is None:
+                    errors.setdefault(f"{prefix}.vat_code", []).append(f"Unknown VAT code {asked!r}.")
+                    ok = False
+                else:
+                    vat_code = asked
+    narrative = line.get("narrative")
+    if narrative is not None and not isinstance(narrative, str):
+        errors.setdefault(f"{prefix}.narrative", []).append("Give the narrative as text.")
+        ok = False
+    elif narrative and len(narrative) > 500:
+        errors.setdefault(f"{prefix}.narrative", []).append("At most 500 characters.")
+        ok = False
+    if not ok:
+        return None
+    return {"fund_code": fund.code, "account_reference": res.reference, "amount": amount,
+            "vat_code": vat_code, "narrative": (narrative or "").strip() or None,
+            "warnings": res.warnings}
+
+
+def take_receipt(session: Session, *, lines: list, payment_method_code, actor: str,
+                 may_override_stop: bool = False, office_code: str | None = None,
+                 transaction_date=None, external_reference: str | None = None) -> ReceiptResult:
+    """Validate every line, then post Dr Bank / Cr Fund:account per line under one receipt number.
+
+    Commits once. Raises ValidationError (nothing posted) naming each bad field as
+    "lines[i].field", "payment_method_code" or "transaction_date".
+    """
+    errors: dict[str, list[str]] = {}
+    try:
+        method = _method(session, payment_method_code, errors)
+        try:
+            tdate = parse_date(transaction_date, default=dt.date.today())
+        except ValidationError as exc:
+            errors.update(exc.errors)
+            tdate = None
+        if external_reference is not None and (not isinstance(external_reference, str)
+                                               or len(external_reference) > 100):
+            errors.setdefault("external_reference", []).append("Text of at most 100 characters.")
+        if office_code and session.scalar(select(Office.id).where(Office.code == office_code)) is None:
+            errors.setdefault("office_code", []).append(f"Unknown office {office_code!r}.")
+        if not isinstance(lines, list) or not lines:
+            errors.setdefault("lines", []).append("Add at least one line.")
+            lines = []
+        elif len(lines) > MAX_LINES:
+            errors.setdefault("lines", []).append(f"At most {MAX_LINES} lines on one receipt.")
+            lines = []
+        cleaned = []
+        for i, line in enumerate(lines):
+            c = check_line(session, line, f"lines[{i}]", errors,
+                           method_code=method.code if method is not None else None,
+                           may_override_stop=may_override_stop)
+            cleaned.append(c)
+        if not errors and method is not None:
+            total = sum(c["amount"] for c in cleaned)
+            if method.maximum_amount is not None and total > method.maximum_amount:
+                errors.setdefault("payment_method_code", []).append(
+                    f"The receipt total {Money(total)} is more than the {method.code} maximum "
+                    f"{Money(method.maximum_amount)}.")
+        if errors:
+            raise ValidationError("The receipt was not posted: " + "; ".join(
+                f"{k}: {v[0]}" for k, v in errors.items()), errors)
+        total = sum(c["amount"] for c in cleaned)
+        legs = [L.Leg(L.BANK, total)] + [
+            L.Leg(L.FUND, -c["amount"], c["fund_code"], c["account_reference"]) for c in cleaned]
+        group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code)
+        txns = []
+        for c in cleaned:
+            txns.append(L.record_income(
+                session, group=group, fund_code=c["fund_code"],
+                account_reference=c["account_reference"], amount=c["amount"],
+                payment_method_code=method.code, transaction_date=tdate,
+                narrative=c["narrative"], vat_code=c["vat_code"],
+                external_reference=external_reference, office_code=office_code, created_by=actor))
+        for t, c in zip(txns, cleaned):
+            audit.record(session, "receipt", "Transaction", t.id, after={
+                "receipt_number": group.number, "fund_code": t.fund_code,
+                "account_reference": t.account_reference, "amount": str(Money(t.amount)),
+                "payment_method_code": t.payment_method_code},
+                reason="; ".join(c["warnings"]) or None, actor=actor)
+        session.commit()
+        return ReceiptResult(group, txns)
+    except Exception:
+        session.rollback()
+        raise
+
+
+def receipt_view(session: Session, number: str) -> dict:
+    """What a printable receipt shows: lines, VAT by code, totals."""
+    group = session.scalar(select(PostingGroup).where(PostingGroup.number == number,
+                                                      PostingGroup.kind == "receipt"))
+    if group is None:
+        raise NotFound(f"Receipt {number} does not exist.")
+    txns = session.scalars(select(Transaction).where(Transaction.posting_group_id == group.id)
+                           .order_by(Transaction.id)).all()
+    funds = {f.code: f for f in session.scalars(select(Fund).where(
+        Fund.code.in_({t.fund_code for t in txns})))}
+    rates = {v.code: v for v in session.scalars(select(VatCode))}
+    vat: dict[str, dict] = {}
+    for t in txns:
+        code = t.vat_code or "-"
+        row = vat.setdefault(code, {"code": code, "rate": rates[code].rate if code in rates else None,
+                                    "gross": 0, "vat": 0})
+        row["gross"] += t.amount
+        row["vat"] += t.vat_amount
+    for row in vat.values():
+        row["net"] = row["gross"] - row["vat"]
+    method = session.scalar(select(PaymentMethod).where(
+        PaymentMethod.code == txns[0].payment_method_code)) if txns else None
+    return {"group": group, "transactions": txns, "funds": funds, "method": method,
+            "vat": sorted(vat.values(), key=lambda r: r["code"]),
+            "total": sum(t.amount for t in txns), "total_vat": sum(t.vat_amount for t in txns),
+            "reversed": L.is_reversed(session, group)}
+
+
+def vat_preview(session: Session, fund_code: str, amount: int, vat_code: str | None = None) -> int:
+    rate = session.scalar(select(VatCode.rate).where(VatCode.code == vat_code)) if vat_code else None
+    return vat_of(Money(amount), rate).pence if rate is not None else 0

@@ -1,0 +1,311 @@
+"""Transaction search: filters, paging, sorting, CSV and XLSX export; dashboard figures."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
+
+from app.domain.errors import ValidationError
+from app.domain.money import Money
+from app.models.ledger import PostingGroup, Transaction
+from app.services.receipts import parse_amount, parse_date
+
+SORTABLE = {"id": Transaction.id, "transaction_date": Transaction.transaction_date,
+            "amount": Transaction.amount, "receipt_number": Transaction.receipt_number,
+            "fund_code": Transaction.fund_code, "account_reference": Transaction.account_reference,
+            "payment_method_code": Transaction.payment_method_code,
+            "created_by": Transaction.created_by}
+MAX_PAGE_SIZE = 500
+EXPORT_COLUMNS = ["id", "receipt_number", "transaction_date", "fund_code", "account_reference",
+                  "amount", "vat_code", "vat_amount", "payment_method_code", "narrative",
+                  "external_reference", "office_code", "created_by", "import_id",
+                  "source_transaction_id"]
+
+
+@dataclass
+class SearchFilters:
+    receipt_number: str | None = None
+    amount: int | None = None
+    amount_min: int | None = None
+    amount_max: int | None = None
+    account_reference: str | None = None
+    reference_match: str = "exact"  # exact | contains
+    funds: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    user: str | None = None
+    office: str | None = None
+    narrative: str | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    import_id: int | None = None
+    sort: str = "transaction_date"
+    direction: str = "desc"
+
+    def to_args(self) -> dict:
+        """Query-string arguments that reproduce this search (for links and exports)."""
+        out: dict = {}
+        for key in ("receipt_number", "account_reference", "user", "office", "narrative"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.account_reference and self.reference_match != "exact":
+            out["reference_match"] = self.reference_match
+        for key in ("amount", "amount_min", "amount_max"):
+            if getattr(self, key) is not None:
+                out[key] = str(Money(getattr(self, key)))
+        if self.funds:
+            out["fund"] = list(self.funds)
+        if self.methods:
+            out["method"] = list(self.methods)
+        for key in ("date_from", "date_to"):
+            if getattr(self, key):
+                out[key] = getattr(self, key).isoformat()
+        if self.import_id is not None:
+            out["import_id"] = str(self.import_id)
+        if self.sort != "transaction_date" or self.direction != "desc":
+            out["sort"], out["direction"] = self.sort, self.direction
+        return out
+
+
+def _getlist(args: Mapping, key: str) -> list[str]:
+    if hasattr(args, "getlist"):
+        values = args.getlist(key)
+    else:
+        v = args.get(key)
+        values = v if isinstance(v, list) else ([v] if v else [])
+    out = []
+    for v in values:
+        out.extend(p.strip().upper() for p in str(v).split(",") if p.strip())
+    return out
+
+
+def parse_filters(args: Mapping) -> SearchFilters:
+    """Filters from query-string arguments; ValidationError naming each bad field."""
+    errors: dict[str, list[str]] = {}
+    f = SearchFilters()
+
+    def text(key, upper=False):
+        v = args.get(key)
+        v = v.strip() if isinstance(v, str) else ""
+        return (v.upper() if upper else v) or None
+
+    f.receipt_number = text("receipt_number", upper=True)
+    f.account_reference = text("account_reference", upper=True)
+    f.reference_match = text("reference_match") or "exact"
+    if f.reference_match not in ("exact", "contains"):
+        errors["reference_match"] = ["Choose exact or contains."]
+    f.user = text("user")
+    f.office = text("office", upper=True)
+    f.narrative = text("narrative")
+    f.funds = _getlist(args, "fund")
+    f.methods = _getlist(args, "method")
+    for key in ("amount", "amount_min", "amount_max"):
+        v = text(key)
+        if v:
+            try:
+                setattr(f, key, parse_amount(v, key))
+            except ValidationError as exc:
+                errors.update(exc.errors)
+    for key in ("date_from", "date_to"):
+        v = args.get(key)
+        if v:
+            try:
+                setattr(f, key, parse_date(v, key))
+            except ValidationError as exc:
+                errors.update(exc.errors)
+    v = text("import_id")
+    if v:
+        if v.isdigit():
+            f.import_id = int(v)
+        else:
+            errors["import_id"] = ["Give an import number."]
+    f.sort = text("sort") or "transaction_date"
+    if f.sort not in SORTABLE:
+        errors["sort"] = [f"Sort by one of: {', '.join(SORTABLE)}."]
+    f.direction = text("direction") or "desc"
+    if f.direction not in ("asc", "desc"):
+        errors["direction"] = ["Use asc or desc."]
+    if errors:
+        raise ValidationError("The search is not valid: " + "; ".join(
+            f"{k}: {v[0]}" for k, v in errors.items()), errors)
+    return f
+
+
+def _like(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def filtered(f: SearchFilters):
+    """A SELECT of Transaction rows matching f (unsorted)."""
+    T = Transaction
+    stmt = select(T)
+    if f.receipt_number:
+        stmt = stmt.where(T.receipt_number == f.receipt_number)
+    if f.amount is not None:
+        stmt = stmt.where(T.amount == f.amount)
+    if f.amount_min is not None:
+        stmt = stmt.where(T.amount >= f.amount_min)
+    if f.amount_max is not None:
+        stmt = stmt.where(T.amount <= f.amount_max)
+    if f.account_reference:
+        if f.reference_match == "contains":
+            stmt = stmt.where(T.account_reference.ilike(_like(f.account_reference), escape="\\"))
+        else:
+            stmt = stmt.where(T.account_reference == f.account_reference)
+    if f.funds:
+        stmt = stmt.where(T.fund_code.in_(f.funds))
+    if f.methods:
+        stmt = stmt.where(T.payment_method_code.in_(f.methods))
+    if f.user:
+        stmt = stmt.where(T.created_by == f.user)
+    if f.office:
+        stmt = stmt.where(T.office_code == f.office)
+    if f.narrative:
+        stmt = stmt.where(T.narrative.ilike(_like(f.narrative), escape="\\"))
+    if f.date_from:
+        stmt = stmt.where(T.transaction_date >= f.date_from)
+    if f.date_to:
+        stmt = stmt.where(T.transaction_date <= f.date_to)
+    if f.import_id is not None:
+        stmt = stmt.where(T.import_id == f.import_id)
+    return stmt
+
+
+def _ordered(stmt, f: SearchFilters):
+    col = SORTABLE[f.sort]
+    if f.direction == "asc":
+        return stmt.order_by(col.asc(), Transaction.id.asc())
+    return stmt.order_by(col.desc(), Transaction.id.desc())
+
+
+@dataclass
+class Page:
+    rows: list[Transaction]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 50) -> Page:
+    page = max(1, int(page or 1))
+    page_size = max(1, min(MAX_PAGE_SIZE, int(page_size or 50)))
+    base = filtered(f)
+    total = session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
+    rows = session.scalars(_ordered(base, f).limit(page_size).offset((page - 1) * page_size)).all()
+    return Page(list(rows), int(total or 0), page, page_size)
+
+
+def iter_rows(session: Session, f: SearchFilters, batch: int = 2000) -> Iterator[list]:
+    """Every matching row as a list of export values, streamed in batches (no row cap)."""
+    cols = [getattr(Transaction, c) for c in EXPORT_COLUMNS]
+    stmt = _ordered(filtered(f).with_only_columns(*cols), f)
+    result = session.execute(stmt.execution_options(yield_per=batch, stream_results=True))
+    amount_idx = (EXPORT_COLUMNS.index("amount"), EXPORT_COLUMNS.index("vat_amount"))
+    for row in result:
+        values = list(row)
+        for i in amount_idx:
+            values[i] = str(Money(int(values[i] or 0)))
+        values[EXPORT_COLUMNS.index("transaction_date")] = values[
+            EXPORT_COLUMNS.index("transaction_date")].isoformat()
+        yield values
+
+
+def _safe_cell(value):
+    """Neutralise spreadsheet formula injection in text cells."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _numeric(value):
+        return "'" + value
+    return value
+
+
+def _numeric(value: str) -> bool:
+    try:
+        float(value)
+        return True
+    except ValueError:
+        return False
+
+
+def csv_stream(session: Session, f: SearchFilters) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(EXPORT_COLUMNS)
+    yield buf.getvalue()
+    buf.seek(0)
+    buf.truncate()
+    n = 0
+    for values in iter_rows(session, f):
+        writer.writerow(["" if v is None else _safe_cell(v) for v in values])
+        n += 1
+        if n % 500 == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue()
+
+
+def xlsx_bytes(session: Session, f: SearchFilters) -> bytes:
+    from decimal import Decimal
+
+    from openpyxl import Workbook
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("Transactions")
+    ws.append(EXPORT_COLUMNS)
+    money_idx = (EXPORT_COLUMNS.index("amount"), EXPORT_COLUMNS.index("vat_amount"))
+    for values in iter_rows(session, f):
+        out = []
+        for i, v in enumerate(values):
+            out.append(Decimal(v) if i in money_idx else _safe_cell(v))
+        ws.append(out)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+# --- dashboard -------------------------------------------------------------------------------
+
+def _income_base(date_from: dt.date, date_to: dt.date):
+    """Money in (receipts and imports), not reallocations, not reversed."""
+    rev = aliased(PostingGroup)
+    return (Transaction.transaction_date >= date_from, Transaction.transaction_date <= date_to,
+            Transaction.source_transaction_id.is_(None),
+            ~exists(select(rev.id).where(rev.reverses_id == Transaction.posting_group_id)))
+
+
+def dashboard(session: Session, today: dt.date | None = None) -> dict:
+    today = today or dt.date.today()
+    start30 = today - dt.timedelta(days=29)
+
+    def by(col, date_from):
+        rows = session.execute(select(col, func.sum(Transaction.amount), func.count())
+                               .where(*_income_base(date_from, today)).group_by(col)
+                               .order_by(func.sum(Transaction.amount).desc())).all()
+        return [{"code": r[0], "amount": int(r[1] or 0), "count": int(r[2])} for r in rows]
+
+    def receipts(date_from):
+        return int(session.scalar(
+            select(func.count(func.distinct(Transaction.receipt_number)))
+            .join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
+            .where(PostingGroup.kind == "receipt", *_income_base(date_from, today))) or 0)
+
+    today_fund = by(Transaction.fund_code, today)
+    month_fund = by(Transaction.fund_code, start30)
+    return {
+        "today": today, "date_from": start30,
+        "today_total": sum(r["amount"] for r in today_fund),
+        "month_total": sum(r["amount"] for r in month_fund),
+        "today_by_fund": today_fund, "month_by_fund": month_fund,
+        "today_by_method": by(Transaction.payment_method_code, today),
+        "month_by_method": by(Transaction.payment_method_code, start30),
+        "today_receipts": receipts(today), "month_receipts": receipts(start30),
+        "largest_funds": month_fund[:10],
+    }
