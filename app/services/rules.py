@@ -133,7 +133,7 @@ def _split_and(tokens: list[str]) -> list[list[str]]:
     i = 0
     while i < len(tokens):
         tok = tokens[i]
-        if tok.lower() == "and" and not (len(cur) == 4 and cur[1].lower() == "between"):
+        if tok.lower() == "and" and not (len(cur) == 3 and cur[1].lower() == "between"):
             out.append(cur)
             cur = []
         else:
