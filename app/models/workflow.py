@@ -38,8 +38,8 @@ class WorkflowDefinition(Model):
     name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     version: Mapped[int] = mapped_column(Integer, nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
-    bpmn_xml: Mapped[str] = mapped_column(Text, nullable=False)
-    spec_json: Mapped[str] = mapped_column(Text, nullable=False)
+    bpmn_xml: Mapped[str] = mapped_column(Text, nullable=False, deferred=True)
+    spec_json: Mapped[str] = mapped_column(Text, nullable=False, deferred=True)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     deployed_by: Mapped[str] = mapped_column(String(100), nullable=False, default="system")
@@ -75,7 +75,7 @@ class WorkflowInstance(Model):
     next_timer_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
 
-    definition: Mapped[WorkflowDefinition] = relationship(lazy="joined")
+    definition: Mapped[WorkflowDefinition] = relationship()
     tasks: Mapped[list["WorkflowTask"]] = relationship(back_populates="instance",
                                                        order_by="WorkflowTask.created_at")
     events: Mapped[list["WorkflowEvent"]] = relationship(back_populates="instance",

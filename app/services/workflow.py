@@ -313,7 +313,7 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     data["subject_id"] = str(subject_id)
     now = utcnow()
     try:
-        run = WorkflowRun.start(str(definition.id), definition.spec_json, data,
+        run = WorkflowRun.start(str(definition.id), lambda: definition.spec_json, data,
                                 RunContext(session))
     except EngineError as exc:
         raise ValidationError(f"The workflow could not start: {_cause(exc)}",
@@ -348,7 +348,7 @@ def _cause(exc: Exception) -> str:
 
 def _restore(instance: WorkflowInstance, session: Session) -> WorkflowRun:
     definition = instance.definition
-    return WorkflowRun.restore(str(definition.id), definition.spec_json, instance.state_json,
+    return WorkflowRun.restore(str(definition.id), lambda: definition.spec_json, instance.state_json,
                                RunContext(session))
 
 
@@ -428,7 +428,8 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
     # Lock the instance first (timers and other completions take the same lock), then
     # compare-and-set the task row: of two people completing at once, one gets a 409.
     instance = session.scalars(select(WorkflowInstance).where(WorkflowInstance.id == instance_id)
-                               .with_for_update().execution_options(populate_existing=True)).one()
+                               .with_for_update(of=WorkflowInstance)
+                               .execution_options(populate_existing=True)).one()
     task = session.scalars(select(WorkflowTask).where(WorkflowTask.id == str(task_id))
                            .execution_options(populate_existing=True)).one()
     if task.status != "ready" or instance.status != "running":

@@ -131,11 +131,14 @@ _spec_cache: dict[str, tuple[Any, dict]] = {}
 _spec_lock = threading.Lock()
 
 
-def load_spec(key: str, spec_json: str):
-    """The restored (spec, subprocess_specs) for a definition version, cached per process."""
+def load_spec(key: str, spec_json):
+    """The restored (spec, subprocess_specs) for a definition version, cached per process.
+
+    ``spec_json`` is the stored JSON or a callable returning it (read only on a cache miss).
+    """
     cached = _spec_cache.get(key)
     if cached is None:
-        dct = json.loads(spec_json)
+        dct = json.loads(spec_json() if callable(spec_json) else spec_json)
         cached = (SERIALIZER.from_dict(dct["spec"]),
                   {k: SERIALIZER.from_dict(v) for k, v in dct["subprocess_specs"].items()})
         with _spec_lock:
@@ -169,7 +172,7 @@ class WorkflowRun:
 
     # construction -------------------------------------------------------
     @classmethod
-    def start(cls, spec_key: str, spec_json: str, data: dict, context: Any = None) -> "WorkflowRun":
+    def start(cls, spec_key: str, spec_json, data: dict, context: Any = None) -> "WorkflowRun":
         spec, subs = load_spec(spec_key, spec_json)
         wf = BpmnWorkflow(spec, subs, script_engine=SafeScriptEngine(context))
         start = wf.task_tree
@@ -181,7 +184,7 @@ class WorkflowRun:
         return run
 
     @classmethod
-    def restore(cls, spec_key: str, spec_json: str, state_json: str, context: Any = None) -> "WorkflowRun":
+    def restore(cls, spec_key: str, spec_json, state_json: str, context: Any = None) -> "WorkflowRun":
         spec, subs = load_spec(spec_key, spec_json)
         dct = json.loads(state_json)
         dct.pop(BpmnWorkflowSerializer.VERSION_KEY, None)
