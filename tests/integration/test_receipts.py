@@ -1,0 +1,113 @@
+"""Receipts service: balanced posting under one number, VAT rules, stops, printable data; search."""
+
+import csv
+import datetime as dt
+import io
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import select
+
+from app.domain.errors import ValidationError
+from app.models.ledger import LedgerLine
+from app.models.reference import AccountHolder, Fund
+from app.services import search as S
+from app.services.receipts import receipt_view, take_receipt
+from tests.conftest import unique
+
+
+def _sun_account(session):
+    return session.scalar(select(AccountHolder).where(AccountHolder.fund_code == "SUN",
+                                                      AccountHolder.stop_message.is_(None)).limit(1))
+
+
+def test_receipt_lines_one_group_with_vat_breakdown(session):
+    sun = _sun_account(session)
+    res = take_receipt(session, payment_method_code="CARD", actor="cashier", office_code="CIVIC",
+                       lines=[{"fund_code": "SUN", "account_reference": sun.account_reference,
+                               "amount": "10.50", "vat_code": "R"},
+                              {"fund_code": "TWS", "account_reference": "W1", "amount": "24.00"},
+                              {"fund_code": "TWS", "account_reference": "W1", "amount": "24.00"}])
+    lines = session.scalars(select(LedgerLine).where(LedgerLine.group_id == res.group.id)).all()
+    assert [l.amount for l in lines if l.account == "BANK"] == [5850]
+    assert sorted(l.amount for l in lines if l.account == "FUND") == [-2400, -2400, -1050]
+    assert {l.transaction_id for l in lines if l.account == "FUND"} == {t.id for t in res.transactions}
+    assert {t.receipt_number for t in res.transactions} == {res.receipt_number}
+    view = receipt_view(session, res.receipt_number)
+    by_code = {v["code"]: v for v in view["vat"]}
+    assert by_code["R"]["vat"] == 50 and by_code["R"]["gross"] == 1050  # 10.50 at 5%
+    assert by_code["S"]["vat"] == 800 and by_code["S"]["net"] == 4000
+    assert view["total"] == 5850 and view["total_vat"] == 850
+
+
+def test_stop_refused_unless_manager(session):
+    code = unique("S")
+    session.add(Fund(code=code, name="Stops"))
+    session.flush()
+    session.add(AccountHolder(fund_code=code, account_reference="ST1", name="Sam",
+                              stop_message="Refer to Revenues: insolvency"))
+    session.commit()
+    line = [{"fund_code": code, "account_reference": "st1", "amount": "2.00"}]
+    with pytest.raises(ValidationError) as exc:
+        take_receipt(session, payment_method_code="CASH", actor="cashier", lines=line)
+    assert "insolvency" in exc.value.errors["lines[0].account_reference"][0]
+    res = take_receipt(session, payment_method_code="CASH", actor="manager", lines=line,
+                       may_override_stop=True)
+    assert res.transactions[0].account_reference == "ST1"
+
+
+def test_method_maximum_applies_to_receipt_total(session):
+    with pytest.raises(ValidationError) as exc:
+        take_receipt(session, payment_method_code="CASH", actor="cashier", lines=[
+            {"fund_code": "NNDR", "account_reference": "x", "amount": "9000.00"},
+            {"fund_code": "TWS", "account_reference": "y", "amount": "1500.00"}])
+    assert exc.value.errors  # NNDR reference invalid and/or total over CASH maximum
+
+
+def test_search_filters_and_export(session):
+    tag = unique("N", 10)
+    res = take_receipt(session, payment_method_code="CHQ", actor="cashier", office_code="LIB",
+                       transaction_date="2025-03-04",
+                       lines=[{"fund_code": "TWS", "account_reference": f"S{tag}", "amount": "3.21",
+                               "narrative": f"Skip hire {tag} =cmd"},
+                              {"fund_code": "TWS", "account_reference": f"S{tag}", "amount": "1.00"}])
+    f = S.parse_filters({"narrative": tag.lower()})
+    page = S.search(session, f)
+    assert page.total == 1 and page.rows[0].amount == 321
+    f = S.parse_filters({"account_reference": tag[2:6], "reference_match": "contains",
+                         "fund": "TWS", "method": ["CHQ"], "office": "LIB", "user": "cashier",
+                         "date_from": "2025-03-04", "date_to": "04/03/2025", "sort": "amount",
+                         "direction": "asc"})
+    page = S.search(session, f)
+    assert [t.amount for t in page.rows] == [100, 321]
+    assert S.search(session, S.parse_filters({"receipt_number": res.receipt_number.lower()})).total == 2
+    assert S.search(session, S.parse_filters({"amount": "3.21", "account_reference": f"S{tag}"})).total == 1
+    rows = list(csv.reader(io.StringIO("".join(S.csv_stream(session, f)))))
+    assert rows[0] == S.EXPORT_COLUMNS and len(rows) == 3
+    assert rows[2][S.EXPORT_COLUMNS.index("amount")] == "3.21"
+    assert rows[2][S.EXPORT_COLUMNS.index("narrative")].startswith("Skip hire")
+    wb = load_workbook(io.BytesIO(S.xlsx_bytes(session, f)), read_only=True)
+    data = list(wb.active.iter_rows(values_only=True))
+    assert list(data[0]) == S.EXPORT_COLUMNS and len(data) == 3
+
+
+@pytest.mark.parametrize("args,field", [({"date_from": "notadate"}, "date_from"),
+                                        ({"amount": "1.234"}, "amount"),
+                                        ({"sort": "password"}, "sort"),
+                                        ({"import_id": "x"}, "import_id")])
+def test_search_bad_filters(args, field):
+    with pytest.raises(ValidationError) as exc:
+        S.parse_filters(args)
+    assert field in exc.value.errors
+
+
+def test_dashboard_counts_receipts_not_journals(session):
+    today = dt.date.today()
+    before = S.dashboard(session, today)
+    take_receipt(session, payment_method_code="CASH", actor="cashier",
+                 lines=[{"fund_code": "TWS", "account_reference": "DB1", "amount": "2.50"}])
+    after = S.dashboard(session, today)
+    assert after["today_total"] - before["today_total"] == 250
+    assert after["today_receipts"] == before["today_receipts"] + 1
+    tws = {r["code"]: r for r in after["today_by_fund"]}["TWS"]
+    assert tws["amount"] >= 250
