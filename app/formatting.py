@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency
-from flask_babel import format_date, format_datetime, get_locale
+from flask_babel import get_locale, get_timezone
 
 
 def _babel_locale() -> str:
@@ -24,8 +25,8 @@ def when(value, fmt: str = "medium") -> str:
     if value is None:
         return ""
     if hasattr(value, "hour"):
-        return format_datetime(value, fmt)
-    return format_date(value, fmt)
+        return format_datetime(value, fmt, tzinfo=get_timezone(), locale=_babel_locale())
+    return format_date(value, fmt, locale=_babel_locale())
 
 
 def install_filters(app) -> None:
