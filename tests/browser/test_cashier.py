@@ -1,0 +1,76 @@
+"""In Chromium: a cashier takes a two-line payment (inline validation of a bad reference), posts and
+sees the printable receipt; a clerk journals part of it and undoes the journal."""
+
+import random
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app.models.reference import Fund
+from app.services.seed import make_reference
+from tests.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+
+
+def test_cashier_receipt_then_clerk_journal_and_undo(app, page, live_url):
+    from app.extensions import db
+
+    with app.app_context():
+        fund = db.session.scalar(select(Fund).where(Fund.code == "CTAX"))
+        good = make_reference(fund.validator, random.Random(4242))
+        db.session.remove()
+    bad = good[:-1] + ("1" if good[-1] != "1" else "2")
+
+    browser_login(page, live_url, "cashier")
+    page.goto(f"{live_url}/receipts/new")
+    page.select_option("#payment_method_code", "CASH")
+    rows = page.locator("tr.receipt-line")
+    first, second = rows.nth(0), rows.nth(1)
+    first.locator("select[name=fund_code]").select_option("CTAX")
+    first.locator("input[name=account_reference]").fill(bad)
+    first.locator("input[name=amount]").focus()  # leave the reference field
+    msg = first.locator(".line-msg-account_reference")
+    msg.filter(has_text="Check digit").wait_for()
+    assert "Check digit is wrong" in msg.inner_text()
+    first.locator("input[name=account_reference]").fill(good)
+    first.locator("input[name=amount]").fill("100.00")
+    first.locator("input[name=narrative]").click()
+    page.wait_for_function(
+        "() => !document.querySelector('tr.receipt-line .line-msg-account_reference').textContent.includes('Check digit')")
+    second.locator("select[name=fund_code]").select_option("TWS")
+    second.locator("input[name=account_reference]").fill("BRW1")
+    second.locator("input[name=amount]").fill("12.00")
+    second.locator("input[name=narrative]").fill("Trade waste sacks")
+    assert page.locator("#receipt-total").inner_text() == "112.00"
+    with page.expect_navigation():
+        page.click("#post-receipt")
+    assert re.search(r"/receipts/R\d+/print$", page.url)
+    number = page.url.rsplit("/", 2)[-2]
+    body = page.locator("body").inner_text()
+    assert app.config["COUNCIL_NAME"] in body and app.config["COUNCIL_VAT_NUMBER"] in body
+    assert number in page.locator("#receipt-number").inner_text()
+    assert "£112.00" in page.locator("#receipt-total").inner_text()
+    assert page.locator("#vat-summary tbody tr").count() == 2  # O (council tax) and S (trade waste)
+
+    browser_login(page, live_url, "clerk")
+    page.goto(f"{live_url}/transactions/?receipt_number={number}&fund=TWS")
+    page.locator("#results tbody a").first.click()
+    page.wait_for_load_state()
+    assert "£12.00" in page.locator("#available").inner_text()
+    page.click("#journal-link")
+    page.wait_for_load_state()
+    page.select_option("#target-lines select[name=fund_code]", "TWS")
+    page.fill("#target-lines input[name=account_reference]", "BRW2")
+    page.fill("#target-lines input[name=amount]", "5.00")
+    page.fill("#reason", "Part paid to the wrong account")
+    with page.expect_navigation():
+        page.click("#post-journal")
+    assert "£7.00" in page.locator("#available").inner_text()
+    assert page.locator("#related-journals").count() == 1
+    page.fill(".undo-form input[name=reason]", "Journalled in error")
+    with page.expect_navigation():
+        page.click(".undo-form button[type=submit]")
+    assert "£12.00" in page.locator("#available").inner_text()
+    assert "Undone by" in page.locator("#related-journals").inner_text()
