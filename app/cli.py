@@ -73,6 +73,27 @@ def audit_verify() -> None:
         sys.exit(1)
 
 
+@ims_cli.command("export-ledger")
+@click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="The day to export (YYYY-MM-DD, Europe/London).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-",
+              help="CSV file to write (default: standard output).")
+def export_ledger(day, output: str) -> None:
+    """Export one day's ledger lines as CSV for the general ledger (debits equal credits)."""
+    from app.extensions import db
+    from app.services.ledger_export import write_ledger_csv
+
+    out = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
+    try:
+        lines, debits, credits = write_ledger_csv(db.session, day.date(), out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    click.echo(f"{lines} lines, debits {debits / 100:.2f}, credits {credits / 100:.2f}", err=True)
+    if debits != credits:
+        sys.exit(1)
+
+
 @ims_cli.command("tick")
 def tick() -> None:
     """Run due background work once (timers, ageing, queued imports)."""
