@@ -8,11 +8,11 @@ import json
 from flask import g, request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.api.base import domain_errors
-from app.domain.errors import NotFound, ValidationError
+from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money, pence_to_str
 from app.extensions import db
 from app.models.ledger import IdempotencyKey, Transaction
@@ -144,6 +144,21 @@ class ReceiptApi(_Base):
             if first is not None:
                 return first
         data = json_body()
+        pending = None
+        if key is not None:
+            # claim the key in the receipt's own transaction: a concurrent repeat waits on the
+            # unique index and then replays; a failed receipt releases the key with the rollback
+            pending = IdempotencyKey(key=key, scope="receipts", username=user, status_code=0,
+                                     response_body="{}")
+            session.add(pending)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                first = self._replay(session, key, user)
+                if first is not None:
+                    return first
+                raise
         result = RC.take_receipt(
             session, lines=data.get("lines"), payment_method_code=data.get("payment_method_code"),
             actor=user, may_override_stop=may_override_stop(),
@@ -156,18 +171,11 @@ class ReceiptApi(_Base):
                                   "amount": pence_to_str(t.amount),
                                   "vat_code": t.vat_code, "vat_amount": pence_to_str(t.vat_amount)}
                                  for t in result.transactions]}
-        if key is not None:
-            try:
-                session.add(IdempotencyKey(key=key, scope="receipts", username=user, status_code=201,
-                                           response_body=json.dumps(body)))
-                session.commit()
-            except IntegrityError:
-                # a concurrent request with the same key won; both posted (the key is stored
-                # after posting), so report the first one's result
-                session.rollback()
-                first = self._replay(session, key, user)
-                if first is not None:
-                    return first
+        if pending is not None:
+            session.execute(update(IdempotencyKey.__table__)
+                            .where(IdempotencyKey.__table__.c.id == pending.id)
+                            .values(status_code=201, response_body=json.dumps(body)))
+            session.commit()
         return self.response(201, **body)
 
     def _replay(self, session, key, user):
@@ -176,6 +184,9 @@ class ReceiptApi(_Base):
             IdempotencyKey.key == key))
         if row is None:
             return None
+        if row.status_code == 0:
+            raise Conflict("A request with this Idempotency-Key is still being processed.",
+                           {"Idempotency-Key": ["Still being processed; try again shortly."]})
         return self.response(row.status_code, **json.loads(row.response_body))
 
     @expose("/<number>", methods=["GET"])

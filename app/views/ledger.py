@@ -230,11 +230,16 @@ class TransactionView(BaseView):
 
 def _refunds_for(session, transaction_id):
     """Refund rows for a transaction when the refunds feature is installed (else empty)."""
-    try:
-        from app.models import refunds as refund_models  # type: ignore
-    except Exception:
-        return []
-    model = getattr(refund_models, "Refund", None)
+    import importlib
+
+    model = None
+    for name in ("app.models.refund", "app.models.refunds"):
+        try:
+            model = getattr(importlib.import_module(name), "Refund", None)
+        except ImportError:
+            continue
+        if model is not None:
+            break
     if model is None or not hasattr(model, "transaction_id"):
         return []
     try:

@@ -169,3 +169,18 @@ def test_trial_balance_api(api):
 def test_search_api_bad_date(api):
     r = api("clerk").get("/api/v1/transactions/?date_from=notadate")
     assert r.status_code == 422 and "date_from" in r.json["errors"]
+
+
+def test_failed_receipt_releases_its_idempotency_key(api):
+    key = str(uuid.uuid4())
+    bad = {"payment_method_code": "CASH",
+           "lines": [{"fund_code": "TWS", "account_reference": "IK", "amount": "5.001"}]}
+    assert api("cashier").post("/api/v1/receipts", json=bad, headers={"Idempotency-Key": key}).status_code == 422
+    good = {"payment_method_code": "CASH",
+            "lines": [{"fund_code": "TWS", "account_reference": "IK", "amount": "5.00"}]}
+    first = api("cashier").post("/api/v1/receipts", json=good, headers={"Idempotency-Key": key})
+    assert first.status_code == 201
+    again = api("cashier").post("/api/v1/receipts", json=good, headers={"Idempotency-Key": key})
+    assert again.json == first.json
+    assert api("cashier").post("/api/v1/receipts", json=good,
+                               headers={"Idempotency-Key": "x" * 201}).status_code == 422
