@@ -63,6 +63,12 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "Journal": {READ: FINANCE, WRITE: frozenset({CLERK})},
     "Transfer": {READ: FINANCE, WRITE: frozenset({CLERK})},
     "Ledger": {READ: FINANCE},
+    # refunds: Income Clerks request; approvals go by workflow lanes (Task); Finance Managers run
+    # payment runs; Head of Finance, Finance Manager and Auditor read the register
+    "Refund": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}), WRITE: frozenset({CLERK})},
+    "RefundPaymentRun": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    # notifications: everybody reads (and marks read) their own
+    "Notification": {READ: ALL},
 }
 
 #: FAB's own security views: Administrator manages users and roles; Auditor reads them;

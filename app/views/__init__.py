@@ -54,6 +54,12 @@ def register_views(appbuilder) -> None:
 
     register_import_views(appbuilder)
 
+    from app.views.notifications import register_notification_views
+    from app.views.refunds import register_refund_views
+
+    register_notification_views(appbuilder)
+    register_refund_views(appbuilder)
+
     appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
 
