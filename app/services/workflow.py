@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, literal, select, union_all, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.models.base import utcnow
@@ -89,8 +90,7 @@ def _demo_summary(session: Session, subject_id: str) -> dict:
 
 
 def _demo_outcome(session: Session, subject_id: str, outcome: str, instance) -> None:
-    audit.record(session, f"demo.{outcome}", "DemoRequest", subject_id,
-                 after={"outcome": outcome, "workflow_instance": instance.id})
+    """Demo subjects hold no business row: the outcome lives on the instance and its audit event."""
 
 
 register_subject("demo", _demo_summary, _demo_outcome)
@@ -241,14 +241,26 @@ def _event(session, instance, actor, action, task=None, comment=None, role=None,
 
 
 def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, actor: str,
-             now: datetime) -> None:
-    """Bring the task table, history and status in line with the engine after a step."""
+             now: datetime, new: bool = False, ready_before: set[str] | None = None) -> str | None:
+    """Bring the task table, history and status in line with the engine after a step.
+
+    ``ready_before`` (ids of the tasks that were ready in the engine) saves a query when the
+    caller knows them. Returns the outcome when this step ended the workflow (the caller audits it).
+    """
     ready = {t.id: t for t in run.ready_tasks()}
-    known = {t.id: t for t in session.scalars(select(WorkflowTask).where(
-        WorkflowTask.instance_id == instance.id, WorkflowTask.status == "ready"))}
+    if new:
+        known = {}
+    elif ready_before is not None:
+        gone = sorted(ready_before - set(ready))
+        known = {t.id: t for t in session.scalars(select(WorkflowTask).where(
+            WorkflowTask.id.in_(gone), WorkflowTask.status == "ready"))} if gone else {}
+        known.update({i: None for i in ready_before & set(ready)})
+    else:
+        known = {t.id: t for t in session.scalars(select(WorkflowTask).where(
+            WorkflowTask.instance_id == instance.id, WorkflowTask.status == "ready"))}
     fired = bool(run.log.timers_fired)
     for task_id, task in known.items():
-        if task_id not in ready:
+        if task_id not in ready and task is not None:
             task.status = "escalated" if fired else "cancelled"
             task.completed_at = now
             _event(session, instance, "system", "escalated" if fired else "cancelled", task,
@@ -256,7 +268,7 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
                             if fired else None), at=now)
     for task_id, info in ready.items():
         if task_id in known:
-            if known[task_id].due_at != info.due_at:
+            if known[task_id] is not None and known[task_id].due_at != info.due_at:
                 known[task_id].due_at = info.due_at
             continue
         if info.role is None:
@@ -264,9 +276,11 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
         session.add(WorkflowTask(id=task_id, instance_id=instance.id, name=info.name,
                                  title=info.title, role=info.role, status="ready",
                                  created_at=now, due_at=info.due_at))
-    instance.state_json = run.dump()
-    instance.serializer_version = SERIALIZER_VERSION
-    instance.next_timer_at = run.next_timer_at()
+    if not new:  # a new instance was inserted with its state
+        instance.state_json = run.dump()
+        instance.serializer_version = SERIALIZER_VERSION
+        instance.next_timer_at = run.next_timer_at()
+    outcome = None
     if run.completed and instance.status == "running":
         outcome = run.data.get("outcome")
         if outcome not in ("approved", "rejected"):
@@ -276,14 +290,11 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
         instance.completed_at = now
         instance.next_timer_at = None
         _event(session, instance, actor, outcome, comment=None, at=now)
-        session.flush()
-        audit.record(session, f"workflow.{outcome}", "WorkflowInstance", instance.id,
-                     after={"process_id": instance.process_id, "subject_type": instance.subject_type,
-                            "subject_id": instance.subject_id, "outcome": outcome})
         subject = _SUBJECTS.get(instance.subject_type)
         if subject is not None and subject.on_outcome_fn is not None:
             subject.on_outcome_fn(session, instance.subject_id, outcome, instance)
     session.flush()
+    return outcome
 
 
 def start_workflow(session: Session, process_id: str, subject_type: str, subject_id,
@@ -322,15 +333,16 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
         definition_id=definition.id, process_id=process_id, subject_type=subject_type,
         subject_id=str(subject_id), status="running", requester=data["requester"],
         started_by=started_by, started_at=now, amount_pence=amount,
-        reason=data.get("reason"), state_json="{}", serializer_version=SERIALIZER_VERSION)
+        reason=data.get("reason"), state_json=run.dump(), serializer_version=SERIALIZER_VERSION,
+        next_timer_at=run.next_timer_at())
     session.add(instance)
     session.flush()
     _event(session, instance, started_by, "started", comment=data.get("reason"), at=now)
+    outcome = _project(session, instance, run, started_by, now, new=True)
     audit.record(session, "workflow.start", "WorkflowInstance", instance.id,
                  after={"process_id": process_id, "version": definition.version,
                         "subject_type": subject_type, "subject_id": str(subject_id),
-                        "amount_pence": amount}, actor=started_by)
-    _project(session, instance, run, started_by, now)
+                        "amount_pence": amount, "outcome": outcome}, actor=started_by)
     return instance
 
 
@@ -347,29 +359,51 @@ def _cause(exc: Exception) -> str:
 
 
 def _restore(instance: WorkflowInstance, session: Session) -> WorkflowRun:
-    definition = instance.definition
-    return WorkflowRun.restore(str(definition.id), lambda: definition.spec_json, instance.state_json,
+    definition_id = instance.definition_id  # the parsed spec is cached per version id
+
+    def spec_json():
+        return session.get(WorkflowDefinition, definition_id).spec_json
+
+    return WorkflowRun.restore(str(definition_id), spec_json, instance.state_json,
                                RunContext(session))
 
 
 def user_roles(session: Session, username: str) -> set[str] | None:
     """Role names of an active user, or None if there is no such active user."""
-    from flask_appbuilder.security.sqla.models import User
+    from flask_appbuilder.security.sqla.models import Role, User
 
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None or not user.active:
-        return None
-    return {role.name for role in user.roles}
+    names = set(session.scalars(select(Role.name).join(User.roles).where(
+        User.username == username, User.active.is_(True))))
+    return names or None
 
 
-def _approvers(session: Session, instance_id: int) -> set[str]:
-    return set(session.scalars(select(WorkflowTask.completed_by).where(
-        WorkflowTask.instance_id == instance_id, WorkflowTask.status == "completed")))
+def decider_facts(session: Session, username: str, task: WorkflowTask) -> tuple[set[str] | None, bool]:
+    """(the user's role names or None if inactive/unknown, whether they decided another task of
+    the same instance) in one round trip."""
+    from flask_appbuilder.security.sqla.models import Role, User
+
+    roles_q = (select(literal("role").label("k"), Role.name.label("v"))
+               .select_from(User).join(User.roles)
+               .where(User.username == username, User.active.is_(True)))
+    decided_q = (select(literal("decided").label("k"), WorkflowTask.id.label("v"))
+                 .where(WorkflowTask.instance_id == task.instance_id,
+                        WorkflowTask.status == "completed", WorkflowTask.id != task.id,
+                        WorkflowTask.completed_by == username))
+    roles, decided = set(), False
+    for kind, value in session.execute(union_all(roles_q, decided_q)):
+        if kind == "role":
+            roles.add(value)
+        else:
+            decided = True
+    return (roles or None), decided
 
 
 def check_may_complete(session: Session, task: WorkflowTask, instance: WorkflowInstance,
-                       username: str, roles: set[str] | None) -> None:
+                       username: str, roles: set[str] | None = None,
+                       decided: bool | None = None) -> None:
     """Raise Forbidden unless ``username`` may complete ``task`` (lane role, four-eyes)."""
+    if roles is None or decided is None:
+        roles, decided = decider_facts(session, username, task)
     if roles is None:
         raise Forbidden("Your account is not active.")
     if task.role not in roles:
@@ -378,7 +412,7 @@ def check_may_complete(session: Session, task: WorkflowTask, instance: WorkflowI
     if username in (instance.requester, instance.started_by):
         raise Forbidden("You requested this; someone else must approve it (four-eyes rule).",
                         {"four_eyes": ["The requester may not approve their own request."]})
-    if username in _approvers(session, instance.id):
+    if decided:
         raise Forbidden("You have already approved this request once; another person must "
                         "give the next approval (four-eyes rule).",
                         {"four_eyes": ["One person gives at most one approval per request."]})
@@ -422,29 +456,31 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
     if decision == "reject" and not comment:
         raise ValidationError("Give a reason when rejecting.",
                               {"comment": ["A comment is required to reject."]})
-    instance_id = session.scalar(select(WorkflowTask.instance_id).where(WorkflowTask.id == str(task_id)))
-    if instance_id is None:
-        raise NotFound("No such task.")
-    # Lock the instance first (timers and other completions take the same lock), then
+    # Lock the instance (timers and other completions take the same lock), then
     # compare-and-set the task row: of two people completing at once, one gets a 409.
-    instance = session.scalars(select(WorkflowInstance).where(WorkflowInstance.id == instance_id)
-                               .with_for_update(of=WorkflowInstance)
-                               .execution_options(populate_existing=True)).one()
-    task = session.scalars(select(WorkflowTask).where(WorkflowTask.id == str(task_id))
-                           .execution_options(populate_existing=True)).one()
-    if task.status != "ready" or instance.status != "running":
-        raise Conflict("This task is no longer waiting for a decision.",
-                       {"task": [f"The task is {task.status}."]})
-    check_may_complete(session, task, instance, username, user_roles(session, username))
+    row = session.execute(
+        select(WorkflowTask, WorkflowInstance)
+        .join(WorkflowInstance, WorkflowTask.instance_id == WorkflowInstance.id)
+        .where(WorkflowTask.id == str(task_id))
+        .with_for_update(of=WorkflowInstance)
+        .execution_options(populate_existing=True)).first()
+    if row is None:
+        raise NotFound("No such task.")
+    task, instance = row
     now = utcnow()
     claimed = session.execute(
         update(WorkflowTask).where(WorkflowTask.id == task.id, WorkflowTask.status == "ready")
         .values(status="completed", completed_by=username, completed_at=now, decision=decision,
                 comment=comment).execution_options(synchronize_session=False))
-    if claimed.rowcount != 1:
-        raise Conflict("This task is no longer waiting for a decision.")
-    session.refresh(task)
+    if claimed.rowcount != 1 or instance.status != "running":
+        raise Conflict("This task is no longer waiting for a decision.",
+                       {"task": ["Someone else has completed it, or it was escalated."]})
+    check_may_complete(session, task, instance, username)
+    for key, value in (("status", "completed"), ("completed_by", username), ("completed_at", now),
+                       ("decision", decision), ("comment", comment)):
+        set_committed_value(task, key, value)
     run = _restore(instance, session)
+    ready_before = {t.id for t in run.ready_tasks()} - {task.id}
     try:
         run.complete_user_task(task.id, {"decision": decision, "comment": comment or "",
                                          "approver": username})
@@ -452,16 +488,15 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
         raise Conflict(f"The workflow could not continue: {_cause(exc)}") from None
     action = "approved_task" if decision == "approve" else "rejected_task"
     _event(session, instance, username, action, task, comment=comment, at=now)
+    outcome = _project(session, instance, run, username, now, ready_before=ready_before)
     audit.record(session, f"workflow.task.{decision}", "WorkflowTask", task.id,
                  after={"instance_id": instance.id, "task": task.name, "role": task.role,
-                        "decision": decision}, reason=comment, actor=username)
-    _project(session, instance, run, username, now)
+                        "decision": decision, "outcome": outcome}, reason=comment, actor=username)
+    result = CompletionResult(task.id, instance.id, decision, instance.status, instance.outcome,
+                              [{"id": t.id, "name": t.name, "role": t.role}
+                               for t in run.ready_tasks()])
     session.commit()
-    next_tasks = [{"id": t.id, "name": t.name, "role": t.role} for t in session.scalars(
-        select(WorkflowTask).where(WorkflowTask.instance_id == instance.id,
-                                   WorkflowTask.status == "ready"))]
-    return CompletionResult(task.id, instance.id, decision, instance.status, instance.outcome,
-                            next_tasks)
+    return result
 
 
 # --------------------------------------------------------------------------- inbox
@@ -540,10 +575,11 @@ def fire_due_timers(session: Session, now: datetime | None = None, limit: int = 
         try:
             run = _restore(instance, session)
             run.refresh_timers()
-            for name in run.log.timers_fired:
+            outcome = _project(session, instance, run, "system", moment)
+            if run.log.timers_fired or outcome:
                 audit.record(session, "workflow.timer", "WorkflowInstance", instance.id,
-                             after={"timer": name}, actor="worker")
-            _project(session, instance, run, "system", moment)
+                             after={"timers": run.log.timers_fired, "outcome": outcome},
+                             actor="worker")
             session.commit()
         except Exception as exc:
             session.rollback()

@@ -51,8 +51,7 @@ class TaskView(BaseView):
         blocked = None
         if task.status == "ready":
             try:
-                wf.check_may_complete(db.session, task, instance, username,
-                                      wf.user_roles(db.session, username))
+                wf.check_may_complete(db.session, task, instance, username)
             except Forbidden as exc:
                 blocked = exc.message
         summary = wf.subject_summary(db.session, instance)

@@ -160,7 +160,6 @@ class StepLog:
     """What happened during one run of engine steps (for the instance history)."""
 
     timers_fired: list[str] = field(default_factory=list)
-    cancelled_tasks: list[str] = field(default_factory=list)
 
 
 class WorkflowRun:
@@ -169,6 +168,7 @@ class WorkflowRun:
     def __init__(self, workflow: BpmnWorkflow):
         self.workflow = workflow
         self.log = StepLog()
+        self._ready_cache: list[ReadyTask] | None = None
 
     # construction -------------------------------------------------------
     @classmethod
@@ -205,29 +205,25 @@ class WorkflowRun:
                     getattr(spec, "event_definition", None), TimerEventDefinition):
                 self.log.timers_fired.append(spec.bpmn_id or spec.name)
 
-        before = {str(t.id) for t in self._ready_user_tasks()}
         try:
             self.workflow.do_engine_steps(did_complete_task=did_complete)
         except SpiffWorkflowException as exc:
             raise EngineError(_message(exc)) from exc
-        after = {str(t.id) for t in self._ready_user_tasks()}
-        self.log.cancelled_tasks.extend(sorted(before - after))
+        self._ready_cache = None
 
     def refresh_timers(self) -> None:
-        before = {str(t.id) for t in self._ready_user_tasks()}
         try:
             self.workflow.refresh_timers()
         except SpiffWorkflowException as exc:
             raise EngineError(_message(exc)) from exc
         self.step()
-        after = {str(t.id) for t in self._ready_user_tasks()}
-        self.log.cancelled_tasks = sorted((before - after) | set(self.log.cancelled_tasks))
 
     def complete_user_task(self, task_id: str, data: dict) -> None:
         task = self.workflow.get_task_from_id(UUID(task_id))
         if task is None or task.state != TaskState.READY or not task.task_spec.manual:
             raise EngineError("The task is not ready.")
         task.data.update(data)
+        self._ready_cache = None
         try:
             task.run()
         except SpiffWorkflowException as exc:
@@ -239,13 +235,17 @@ class WorkflowRun:
         return self.workflow.get_tasks(state=TaskState.READY, manual=True)
 
     def ready_tasks(self) -> list[ReadyTask]:
-        out = []
-        for task in self._ready_user_tasks():
-            spec = task.task_spec
-            out.append(ReadyTask(str(task.id), spec.bpmn_id or spec.name,
-                                 spec.bpmn_name or spec.bpmn_id or spec.name,
-                                 getattr(spec, "lane", None), self._due_for(task)))
-        return out
+        """Ready user tasks with their role (lane) and due time (earliest boundary timer)."""
+        if self._ready_cache is None:
+            timers = list(self._timers())
+            out = []
+            for task in self._ready_user_tasks():
+                spec = task.task_spec
+                out.append(ReadyTask(str(task.id), spec.bpmn_id or spec.name,
+                                     spec.bpmn_name or spec.bpmn_id or spec.name,
+                                     getattr(spec, "lane", None), self._due_for(task, timers)))
+            self._ready_cache = out
+        return list(self._ready_cache)
 
     def _timers(self):
         for task in self.workflow.get_tasks(state=TaskState.WAITING):
@@ -266,10 +266,10 @@ class WorkflowRun:
         except Exception:
             return None
 
-    def _due_for(self, user_task) -> datetime | None:
+    def _due_for(self, user_task, timers) -> datetime | None:
         """The earliest boundary timer attached to a user task (its escalation deadline)."""
         due = None
-        for timer in self._timers():
+        for timer in timers:
             parent = timer.parent
             if parent is not None and any(c.id == user_task.id for c in parent.children):
                 value = self._timer_value(timer)

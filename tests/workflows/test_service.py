@@ -39,7 +39,11 @@ def test_one_approval_then_outcome_delivered_in_the_same_transaction(session):
     assert instance.events[1].actor == "manager" and instance.events[1].comment == "Fine"
     audit = session.scalars(select(AuditEvent.action).where(
         AuditEvent.entity == "WorkflowInstance", AuditEvent.entity_id == str(instance.id))).all()
-    assert "workflow.start" in audit and "workflow.approved" in audit
+    assert audit == ["workflow.start"]
+    approval = session.scalars(select(AuditEvent).where(
+        AuditEvent.entity == "WorkflowTask", AuditEvent.entity_id == task.id)).one()
+    assert approval.actor == "manager" and approval.action == "workflow.task.approve"
+    assert '"outcome":"approved"' in approval.after
 
 
 def test_two_approvals_in_sequence_and_the_four_eyes_rule(session):
@@ -172,11 +176,21 @@ def test_deploying_unsafe_bpmn_fails_and_changes_nothing(session):
     assert wf.active_definition(session, "approval_demo").id == before.id
 
 
-def test_sync_workflows_is_idempotent(session):
+def test_sync_workflows_is_idempotent(session, tmp_path):
+    import shutil
+
+    from tests.workflows.helpers import DEMO_BPMN
+
     deploy_demo(session)
-    first = wf.sync_workflows(session)
-    second = wf.sync_workflows(session)
+    shutil.copy(DEMO_BPMN, tmp_path / "approval_demo.bpmn")
+    first = wf.sync_workflows(session, str(tmp_path))
+    second = wf.sync_workflows(session, str(tmp_path))
     assert first == second and any("approval_demo" in line for line in first)
+    (tmp_path / "unsafe.bpmn").write_bytes(
+        demo_xml().replace(b'current_role == "Finance Manager"', b"__import__('os')"))
+    with pytest.raises(ValidationError) as info:
+        wf.sync_workflows(session, str(tmp_path))
+    assert "unsafe.bpmn" in info.value.message
 
 
 def test_start_refuses_floats_and_unknown_subjects(session):

@@ -1,0 +1,185 @@
+"""Workflow benchmark: N approval instances started, approved and completed through the service
+layer (database, task table, four-eyes checks, history, audit) against the same BPMN run by
+SpiffWorkflow alone with one serialize/deserialize at the user task.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ims_bench_wf .venv/bin/python bench/workflow.py
+    .venv/bin/python bench/workflow.py -n 200          # SQLite (a fresh temporary file)
+
+The database named by DATABASE_URL is wiped (schema recreated). Prints its figures.
+Targets: our path within 3x of the raw engine; task completion p95 under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("IMS_ENV", "development")
+
+BPMN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workflows",
+                    "approval_demo.bpmn")
+
+
+def setup(url: str | None):
+    from config import DevelopmentConfig, _normalise_db_url
+
+    cfg = type("BenchConfig", (DevelopmentConfig,), {})
+    if url:
+        cfg.SQLALCHEMY_DATABASE_URI = _normalise_db_url(url)
+    else:
+        path = os.path.join(tempfile.gettempdir(), f"ims-bench-wf-{os.getpid()}.db")
+        if os.path.exists(path):
+            os.remove(path)
+        cfg.SQLALCHEMY_DATABASE_URI = "sqlite:///" + path
+    from app import create_app
+
+    app = create_app(cfg)
+    with app.app_context():
+        from flask_appbuilder import Model
+
+        from app.extensions import db
+        from app.models import install_database_objects
+        from app.services.audit import set_actor
+        from app.services.seed import seed_demo, seed_reference
+        from app.services.workflow import sync_workflows
+
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        else:
+            Model.metadata.drop_all(engine)
+        Model.metadata.create_all(engine)
+        install_database_objects(engine)
+        set_actor("bench")
+        seed_reference(db.session)
+        seed_demo(db.session, app.appbuilder)
+        sync_workflows(db.session)
+    return app
+
+
+def p95(values):
+    return statistics.quantiles(values, n=100)[94] if len(values) >= 20 else max(values)
+
+
+def ours(app, n: int) -> dict:
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models.workflow import WorkflowTask
+    from app.services.workflow import complete_task, start_workflow
+
+    starts, completes = [], []
+    with app.app_context():
+        session = db.session
+        t0 = time.perf_counter()
+        for i in range(n):
+            a = time.perf_counter()
+            instance = start_workflow(session, "approval_demo", "demo", f"bench-{i}", "clerk",
+                                      {"amount_pence": 10_000 + i, "reason": "bench",
+                                       "action": "refund"})
+            session.commit()
+            task_id = session.scalar(select(WorkflowTask.id).where(
+                WorkflowTask.instance_id == instance.id, WorkflowTask.status == "ready"))
+            b = time.perf_counter()
+            result = complete_task(session, task_id, "manager", "approve", "ok")
+            c = time.perf_counter()
+            assert result.outcome == "approved", result
+            starts.append(b - a)
+            completes.append(c - b)
+            session.expire_all()
+        total = time.perf_counter() - t0
+    return {"total": total, "start_p50": statistics.median(starts), "start_p95": p95(starts),
+            "complete_p50": statistics.median(completes), "complete_p95": p95(completes)}
+
+
+def raw(n: int) -> dict:
+    """SpiffWorkflow alone: the default (eval-based) script engine and full JSON serializer."""
+    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+    from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+    from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
+    from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
+    from SpiffWorkflow.util.task import TaskState
+
+    class Engine(PythonScriptEngine):
+        def call_service(self, task, operation_name=None, operation_params=None, **kw):
+            data = task.data
+            if operation_name == "approval_route":
+                out = {"approvals_required": 1, "approval_roles": ["Finance Manager"],
+                       "approval_step": 0, "current_role": ""}
+            elif operation_name == "next_approver":
+                step = data["approval_step"]
+                out = ({"current_role": data["approval_roles"][step], "approval_step": step + 1}
+                       if step < data["approvals_required"] else {"current_role": ""})
+            elif operation_name == "set_outcome":
+                out = {"outcome": operation_params["outcome"]["value"]}
+            else:
+                out = {}
+            data.update(out)
+            return json.dumps(out)
+
+    parser = SpiffBpmnParser()
+    parser.add_bpmn_file(BPMN)
+    spec = parser.get_spec("approval_demo")
+    subs = parser.get_subprocess_specs("approval_demo")
+    serializer = BpmnWorkflowSerializer(BpmnWorkflowSerializer.configure(SPIFF_CONFIG))
+    completes = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        wf = BpmnWorkflow(spec, subs, script_engine=Engine())
+        for task in wf.get_tasks(state=TaskState.READY):
+            task.data.update({"action": "refund", "amount_pence": 10_000 + i, "requester": "clerk",
+                              "reason": "bench", "escalate_after": "P3D"})
+        wf.do_engine_steps()
+        saved = serializer.serialize_json(wf)
+        b = time.perf_counter()
+        wf = serializer.deserialize_json(saved)
+        wf.script_engine = Engine()
+        [task] = wf.get_tasks(state=TaskState.READY, manual=True)
+        task.data.update({"decision": "approve", "comment": "ok"})
+        task.run()
+        wf.do_engine_steps()
+        saved = serializer.serialize_json(wf)
+        completes.append(time.perf_counter() - b)
+        assert wf.is_completed()
+    total = time.perf_counter() - t0
+    return {"total": total, "complete_p50": statistics.median(completes),
+            "complete_p95": p95(completes)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=1000, help="instances (default 1000)")
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL")
+    app = setup(url)
+    with app.app_context():
+        from app.extensions import db
+
+        dialect = db.engine.dialect.name
+    r = raw(args.n)
+    o = ours(app, args.n)
+    ms = 1000
+    print(f"workflow benchmark: {args.n} approval instances (refund, one Finance Manager approval) "
+          f"on {dialect}")
+    print(f"  raw SpiffWorkflow (serialize/deserialize at the user task): {r['total']:.2f} s "
+          f"({r['total'] / args.n * ms:.2f} ms/instance; completion p50 {r['complete_p50'] * ms:.2f} ms, "
+          f"p95 {r['complete_p95'] * ms:.2f} ms)")
+    print(f"  IMS service layer (DB, task table, four-eyes, history, audit): {o['total']:.2f} s "
+          f"({o['total'] / args.n * ms:.2f} ms/instance)")
+    print(f"    start_workflow p50 {o['start_p50'] * ms:.2f} ms, p95 {o['start_p95'] * ms:.2f} ms")
+    print(f"    complete_task  p50 {o['complete_p50'] * ms:.2f} ms, p95 {o['complete_p95'] * ms:.2f} ms "
+          f"(target < 50 ms: {'met' if o['complete_p95'] < 0.05 else 'NOT met'})")
+    ratio = o["total"] / r["total"]
+    print(f"  ratio ours/raw: {ratio:.2f}x (target <= 3x: {'met' if ratio <= 3 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
