@@ -245,9 +245,9 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
         available = L.available_amount(session, txn)
         if pence > available:
             raise ValidationError(
-                f"The refund of {Money(pence)} is more than the {Money(available)} available "
+                f"The refund of £{Money(pence)} is more than the £{Money(available)} available "
                 f"(pending refunds count).",
-                {"amount": [f"At most {Money(available)} is available."]})
+                {"amount": [f"At most £{Money(available)} is available."]})
         payer = payer_name_of(session, txn)
         payee_name = details.get("name")
         differs = False
@@ -302,7 +302,7 @@ def refund_summary(session: Session, subject_id: str) -> dict:
         "Refund": f"{refund.id} ({refund.status})",
         "Transaction": f"{txn.id} — receipt {txn.receipt_number or ''}, {txn.transaction_date}",
         "Fund / account": f"{txn.fund_code} / {txn.account_reference or ''}",
-        "Paid in": f"{Money(txn.amount)} by {txn.payment_method_code}",
+        "Paid in": f"£{Money(txn.amount)} by {txn.payment_method_code}",
         "Refund method": {"card": "Back to the card", "bacs": "BACS",
                           "cheque": "Cheque"}[refund.method],
         "Payer (account holder)": refund.payer_name or "not known",
@@ -316,7 +316,7 @@ def refund_summary(session: Session, subject_id: str) -> dict:
     history = [{"at": e.occurred_at.strftime("%Y-%m-%d %H:%M"), "actor": e.actor,
                 "action": e.action, "detail": e.reason or ""}
                for e in reversed(audit.history_for(session, "Refund", refund.id))]
-    return {"title": f"Refund {refund.id}: {Money(refund.amount)} to "
+    return {"title": f"Refund {refund.id}: £{Money(refund.amount)} to "
                      f"{refund.payee_name or refund.payer_name or 'the card'}",
             "details": details, "url": refund_link(refund.id), "history": history}
 
@@ -358,13 +358,13 @@ def on_refund_outcome(session: Session, subject_id: str, outcome: str,
         _transition(session, refund, RefundStatus.APPROVED, actor, comment,
                     posting=group.number, workflow_instance=instance.id)
         notify(session, [refund.requested_by],
-               f"Refund {refund.id} of {Money(refund.amount)} was approved.",
+               f"Refund {refund.id} of £{Money(refund.amount)} was approved.",
                refund_link(refund.id))
         if refund.method == RefundMethod.CARD:
             session.info.setdefault(PAY_QUEUE, []).append(refund.id)
         else:
             notify(session, [R.MANAGER],
-                   f"Refund {refund.id} ({refund.method.upper()}, {Money(refund.amount)}) is "
+                   f"Refund {refund.id} ({refund.method.upper()}, £{Money(refund.amount)}) is "
                    f"approved and waiting for a refund payment run.", "/refund-payment-runs/",
                    exclude=[refund.requested_by])
     else:
@@ -372,7 +372,7 @@ def on_refund_outcome(session: Session, subject_id: str, outcome: str,
         _transition(session, refund, RefundStatus.REJECTED, actor, refund.rejection_reason,
                     workflow_instance=instance.id)
         notify(session, [refund.requested_by],
-               f"Refund {refund.id} of {Money(refund.amount)} was rejected by {actor}: "
+               f"Refund {refund.id} of £{Money(refund.amount)} was rejected by {actor}: "
                f"{refund.rejection_reason}", refund_link(refund.id))
 
 
@@ -446,7 +446,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
                         provider=provider.name, provider_refund_id=result.provider_refund_id,
                         idempotency_key=key)
             notify(session, [refund.requested_by],
-                   f"Refund {refund.id} of {Money(refund.amount)} was paid back to the card.",
+                   f"Refund {refund.id} of £{Money(refund.amount)} was paid back to the card.",
                    refund_link(refund.id))
         else:
             approval = session.get(PostingGroup, refund.approval_group_id)
@@ -458,7 +458,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
             _transition(session, refund, RefundStatus.FAILED, actor, result.message[:1000],
                         provider=provider.name, idempotency_key=key)
             notify(session, [refund.requested_by, R.MANAGER],
-                   f"Refund {refund.id} of {Money(refund.amount)} could not be paid to the card: "
+                   f"Refund {refund.id} of £{Money(refund.amount)} could not be paid to the card: "
                    f"{result.message} It can be retried.", refund_link(refund.id))
         session.commit()
         return refund
@@ -513,8 +513,8 @@ def retry_refund(session: Session, refund_id, *, actor: str, provider=None) -> R
         available = L.available_amount(session, txn)
         if refund.amount > available:
             raise ValidationError(
-                f"Only {Money(available)} is now available; the refund of {Money(refund.amount)} "
-                f"cannot be retried.", {"amount": [f"At most {Money(available)} is available."]})
+                f"Only £{Money(available)} is now available; the refund of £{Money(refund.amount)} "
+                f"cannot be retried.", {"amount": [f"At most £{Money(available)} is available."]})
         group = _post_approval(session, refund, txn, actor)
         _transition(session, refund, RefundStatus.APPROVED, actor, "Retry of a failed payment",
                     posting=group.number)
@@ -616,7 +616,7 @@ def create_payment_run(session: Session, *, refund_ids, actor: str,
                         posting=group.number)
             how = "BACS" if r.method == RefundMethod.BACS else "cheque"
             notify(session, [r.requested_by],
-                   f"Refund {r.id} of {Money(r.amount)} was paid by {how} in run {number}.",
+                   f"Refund {r.id} of £{Money(r.amount)} was paid by {how} in run {number}.",
                    refund_link(r.id))
         audit.record(session, "refund_payment_run.create", "RefundPaymentRun", run.id, after={
             "number": number, "refunds": [r.id for r in payable],
