@@ -40,6 +40,12 @@ class CheckDigitRule:
                 return char
         return str(r) if 0 <= r <= 9 else None
 
+    def _prefix_len(self, ref: str) -> int:
+        for src, _dst in self.source_substitution:
+            if ref.startswith(src):
+                return len(src)
+        return 0
+
     def substitute_source(self, ref: str) -> str:
         for src, dst in self.source_substitution:
             if ref.startswith(src):
@@ -56,9 +62,12 @@ class CheckDigitRule:
             payload = ref[:check_pos] + ref[check_pos + 1:]
             return self._dynix(payload)
         scored = self.substitute_source(ref)
+        # a substitution of another length (e.g. "B=05") shifts the positions after it
+        shift = len(scored) - len(ref)
+        skip = check_pos + shift if shift and check_pos >= self._prefix_len(ref) else check_pos
         total = 0
         for i, ch in enumerate(scored):
-            if i == check_pos or not ch.isdigit():
+            if i == skip or not ch.isdigit():
                 continue
             weight = self.weights[i] if i < len(self.weights) else 0
             total += int(ch) * weight

@@ -158,7 +158,6 @@ def lock_transaction(session: Session, transaction_id: int) -> Transaction:
     stmt = select(Transaction).where(Transaction.id == transaction_id)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
-        session.expire_all()
     txn = session.scalar(stmt.execution_options(populate_existing=True))
     if txn is None:
         raise NotFound(f"Transaction {transaction_id} does not exist.")

@@ -253,6 +253,13 @@ def csv_stream(session: Session, f: SearchFilters) -> Iterator[str]:
 
 
 def xlsx_bytes(session: Session, f: SearchFilters) -> bytes:
+    buf = io.BytesIO()
+    write_xlsx(session, f, buf)
+    return buf.getvalue()
+
+
+def write_xlsx(session: Session, f: SearchFilters, fh) -> None:
+    """Write every matching row to fh as XLSX (openpyxl write-only mode: rows are not kept)."""
     from decimal import Decimal
 
     from openpyxl import Workbook
@@ -266,9 +273,7 @@ def xlsx_bytes(session: Session, f: SearchFilters) -> bytes:
         for i, v in enumerate(values):
             out.append(Decimal(v) if i in money_idx else _safe_cell(v))
         ws.append(out)
-    buf = io.BytesIO()
-    wb.save(buf)
-    return buf.getvalue()
+    wb.save(fh)
 
 
 # --- dashboard -------------------------------------------------------------------------------

@@ -197,10 +197,15 @@ class TransactionView(BaseView):
         f, errors = self._filters()
         if f is None:
             return jsonify(message="The search is not valid.", errors=errors), 422
-        data = S.xlsx_bytes(db.session, f)
-        resp = Response(data, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-        resp.headers["Content-Disposition"] = "attachment; filename=transactions.xlsx"
-        return resp
+        import tempfile
+
+        from flask import send_file
+
+        tmp = tempfile.TemporaryFile(suffix=".xlsx")  # on disk, not in memory: no row cap
+        S.write_xlsx(db.session, f, tmp)
+        tmp.seek(0)
+        return send_file(tmp, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                         as_attachment=True, download_name="transactions.xlsx")
 
     @expose("/<int:pk>")
     @has_access

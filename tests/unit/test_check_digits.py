@@ -125,3 +125,13 @@ def test_property_mod11_check_digit_change_rejected(body, delta):
 @pytest.mark.parametrize("ref", ["", "1"])
 def test_short_input_is_invalid(ref):
     assert not CTAX.is_valid(ref, 8)
+
+
+def test_source_substitution_of_another_length():
+    # "B" scored as "05": B123 -> 05123; weights apply to the scored string's positions
+    rule = CheckDigitRule.from_fields("weighted_sum", 11, "6,5,4,3,2,0", True, "B=05", "10:X,11:0")
+    ref = rule.with_check("B123")
+    total = 0 * 6 + 5 * 5 + 1 * 4 + 2 * 3 + 3 * 2
+    r = 11 - total % 11
+    assert ref == "B123" + {10: "X", 11: "0"}.get(r, str(r))
+    assert rule.is_valid(ref)
