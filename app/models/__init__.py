@@ -32,6 +32,13 @@ from app.models.imports import (  # noqa: F401
     ProcessingRule,
 )
 from app.models.suspense import SuspenseItem  # noqa: F401
+from app.models.suspense_work import (  # noqa: F401
+    SuspenseAgeingRun,
+    SuspenseAllocation,
+    SuspenseAllocationLine,
+    SuspenseNote,
+    WriteOff,
+)
 from app.models.notification import Notification  # noqa: F401,E402
 from app.models.refund import Refund, RefundPaymentRun  # noqa: F401,E402
 from app.models.ddl import install_database_objects  # noqa: F401,E402

@@ -34,6 +34,15 @@ class SuspenseItem(Model):
     status: Mapped[str] = mapped_column(String(20), nullable=False, default="unallocated",
                                         index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # maintained by app.services.suspense under the item's row lock (FOR UPDATE):
+    #: pence held by allocations / write-offs awaiting approval
+    reserved_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
+                                                 server_default="0")
+    #: pence allocated or written off and posted to the ledger
+    cleared_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
+                                                server_default="0")
+    assigned_to: Mapped[str | None] = mapped_column(String(100), index=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def remaining_amount(self) -> int:

@@ -54,6 +54,12 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "FundReferencePattern": {READ: ALL, WRITE: frozenset({ADMIN, CLERK})},
     "SuspenseItem": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
                      WRITE: frozenset({MANAGER, CLERK})},
+    # suspense work queue and allocations (Income Clerks work it; approvers and Auditors read),
+    # write-offs (requested by Income Clerks, approved through tasks), the suspense report
+    "SuspenseAllocation": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
+                           WRITE: frozenset({CLERK})},
+    "WriteOff": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}), WRITE: frozenset({CLERK})},
+    "SuspenseReport": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR})},
     # dashboard and home
     "Dashboard": {READ: ALL},
     # income ledger: Cashiers and Income Clerks take payments (managers too, so that they can

@@ -54,6 +54,10 @@ def register_views(appbuilder) -> None:
 
     register_import_views(appbuilder)
 
+    from app.views.suspense import register_suspense_views
+
+    register_suspense_views(appbuilder)
+
     from app.views.notifications import register_notification_views
     from app.views.refunds import register_refund_views
 

@@ -1,0 +1,141 @@
+"""/api/v1/suspense/<id>/allocations (allocate; list), /suggestions, /notes, /report."""
+
+from __future__ import annotations
+
+import json
+
+from flask import request
+from flask_appbuilder.api import BaseApi, expose
+from flask_appbuilder.security.decorators import protect
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.api.base import domain_errors
+from app.api.ledger import current_username, json_body, may_override_stop
+from app.domain.errors import ValidationError
+from app.domain.money import Money
+from app.extensions import db
+from app.models.ledger import IdempotencyKey
+from app.services import suspense as S
+from app.services import suggestions as SG
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 200:
+        raise ValidationError("Idempotency-Key must be 1 to 200 characters.",
+                              {"Idempotency-Key": ["1 to 200 characters."]})
+    return key
+
+
+def replay(api: BaseApi, scope: str, key: str | None, user: str):
+    if key is None:
+        return None
+    row = db.session.scalar(select(IdempotencyKey).where(
+        IdempotencyKey.scope == scope, IdempotencyKey.username == user, IdempotencyKey.key == key))
+    if row is None:
+        return None
+    return api.response(row.status_code, **json.loads(row.response_body))
+
+
+def remember(scope: str, key: str | None, user: str, status: int, body: dict) -> None:
+    if key is None:
+        return
+    try:
+        db.session.add(IdempotencyKey(key=key, scope=scope, username=user, status_code=status,
+                                      response_body=json.dumps(body)))
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+
+
+def allocation_json(a) -> dict:
+    return S.AllocationResult(a, S.get_item(db.session, a.suspense_item_id)).to_dict()
+
+
+class SuspenseAllocationApi(BaseApi):
+    resource_name = "suspense"
+    class_permission_name = "SuspenseAllocation"
+    allow_browser_login = True
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"allocate": "write", "allocations": "read", "suggestions": "read",
+                              "add_note": "write", "report": "read", "get_allocation": "read"}
+    openapi_spec_tag = "Suspense"
+
+    @expose("/<int:pk>/allocations", methods=["POST"])
+    @protect()
+    @domain_errors
+    def allocate(self, pk):
+        """Allocate a suspense item to fund/account lines
+        ---
+        post:
+          description: >-
+            {"lines":[{"fund_code","account_reference","amount"}],"note"} -> 201
+            {"status":"posted"|"awaiting_approval", ...}; 422 invalid or over remaining.
+          responses:
+            201:
+              description: the allocation
+            422:
+              description: invalid; nothing posted
+        """
+        user = current_username()
+        key = idempotency_key()
+        first = replay(self, "suspense_allocations", key, user)
+        if first is not None:
+            return first
+        data = json_body()
+        res = S.allocate(db.session, pk, data.get("lines"), actor=user, note=data.get("note"),
+                         may_override_stop=may_override_stop())
+        body = res.to_dict()
+        remember("suspense_allocations", key, user, 201, body)
+        return self.response(201, **body)
+
+    @expose("/<int:pk>/allocations", methods=["GET"])
+    @protect()
+    @domain_errors
+    def allocations(self, pk):
+        """Allocations of a suspense item, newest first"""
+        S.get_item(db.session, pk)
+        return self.response(200, result=[allocation_json(a)
+                                          for a in S.allocations_of(db.session, pk)])
+
+    @expose("/allocations/<int:allocation_id>", methods=["GET"])
+    @protect()
+    @domain_errors
+    def get_allocation(self, allocation_id):
+        """One allocation with its status"""
+        return self.response(200, **allocation_json(S.get_allocation(db.session, allocation_id)))
+
+    @expose("/<int:pk>/suggestions", methods=["GET"])
+    @protect()
+    @domain_errors
+    def suggestions(self, pk):
+        """Suggested fund/accounts for a suspense item, with the reason for each"""
+        item = S.get_item(db.session, pk)
+        return self.response(200, remaining_amount=str(Money(item.remaining_amount)),
+                             result=[s.to_dict() for s in SG.suggest(db.session, item)])
+
+    @expose("/<int:pk>/notes", methods=["POST"])
+    @protect()
+    @domain_errors
+    def add_note(self, pk):
+        """Add a note {"text"} to a suspense item"""
+        data = json_body()
+        note = S.add_note(db.session, pk, data.get("text"), actor=current_username())
+        return self.response(201, id=note.id, text=note.text, author=note.author,
+                             created_at=note.created_at.isoformat())
+
+    @expose("/report", methods=["GET"])
+    @protect()
+    @domain_errors
+    def report(self):
+        """Suspense by age band and the reconciliation of the SUSPENSE control account"""
+        bands = [{**b, "value": str(Money(b["value"]))} for b in S.age_report(db.session)]
+        rec = S.reconciliation(db.session)
+        rec = {k: (str(Money(v)) if k in ("ledger_balance", "open_remaining", "reserved",
+                                          "items_total", "difference") else v)
+               for k, v in rec.items()}
+        return self.response(200, bands=bands, reconciliation=rec)

@@ -1,0 +1,79 @@
+"""/api/v1/write-offs: request (POST), status (GET /<id>), register (GET /)."""
+
+from __future__ import annotations
+
+from flask import request
+from flask_appbuilder.api import BaseApi, expose
+from flask_appbuilder.security.decorators import protect
+from sqlalchemy import select
+
+from app.api.base import domain_errors
+from app.api.ledger import current_username, json_body
+from app.domain.errors import ValidationError
+from app.api.suspense import idempotency_key, remember, replay
+from app.extensions import db
+from app.services import writeoffs as W
+from app.views.writeoffs import filters_from
+
+
+class WriteOffApi(BaseApi):
+    resource_name = "write-offs"
+    class_permission_name = "WriteOff"
+    allow_browser_login = True
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"create": "write", "get": "read", "list_write_offs": "read"}
+    openapi_spec_tag = "Write-offs"
+
+    @expose("/", methods=["POST"])
+    @expose("", methods=["POST"])
+    @protect()
+    @domain_errors
+    def create(self):
+        """Request a write-off
+        ---
+        post:
+          description: >-
+            {"suspense_item_id"|"transaction_id","amount","reason"} -> 201 {"id","status",...}
+          responses:
+            201:
+              description: the write-off, awaiting approval
+            422:
+              description: invalid; nothing reserved
+        """
+        user = current_username()
+        key = idempotency_key()
+        first = replay(self, "write_offs", key, user)
+        if first is not None:
+            return first
+        data = json_body()
+        if not isinstance(data.get("amount"), str):
+            raise ValidationError('Give the amount as a decimal string, e.g. "12.34".',
+                                  {"amount": ['Give the amount as a decimal string, e.g. "12.34".']})
+        wo = W.request_write_off(db.session, suspense_item_id=data.get("suspense_item_id"),
+                                 transaction_id=data.get("transaction_id"),
+                                 amount=data.get("amount"), reason=data.get("reason"), actor=user)
+        body = W.to_dict(db.session, wo)
+        remember("write_offs", key, user, 201, body)
+        return self.response(201, **body)
+
+    @expose("/<int:pk>", methods=["GET"])
+    @protect()
+    @domain_errors
+    def get(self, pk):
+        """A write-off: status awaiting_approval | approved | rejected | posted"""
+        return self.response(200, **W.to_dict(db.session, W.get(db.session, pk)))
+
+    @expose("/", methods=["GET"])
+    @expose("", methods=["GET"])
+    @protect()
+    @domain_errors
+    def list_write_offs(self):
+        """The write-off register (filters as the page: status, source, from, to, requested_by,
+        fund_code, min, max; page, page_size)"""
+        f = filters_from(request.args)
+        page = max(request.args.get("page", 0, type=int) or 0, 0)
+        size = min(max(request.args.get("page_size", 50, type=int) or 50, 1), 500)
+        rows = db.session.scalars(W.register_query(f).offset(page * size).limit(size)).all()
+        count = db.session.scalar(select(db.func.count()).select_from(
+            W.register_query(f).order_by(None).subquery()))
+        return self.response(200, count=count, result=[W.to_dict(db.session, w) for w in rows])
