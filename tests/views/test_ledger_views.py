@@ -160,3 +160,24 @@ def test_trial_balance_page_and_dashboard(as_user):
     assert "/transactions/?" in home  # drill-down links
     admin_home = as_user("admin").get("/").data.decode()
     assert "dashboard" in admin_home and "/transactions/?" not in admin_home
+
+
+def test_stop_message_inline_and_manager_override(as_user, session):
+    from app.models.reference import AccountHolder
+    from tests.conftest import unique
+
+    code = unique("W")
+    session.add(Fund(code=code, name="Stop page test"))
+    session.flush()
+    session.add(AccountHolder(fund_code=code, account_reference="STP1", name="Sam",
+                              stop_message="Do not accept payment – account in litigation"))
+    session.commit()
+    line = {"fund_code": code, "account_reference": "STP1", "amount": "4.00"}
+    c = as_user("cashier")
+    js = c.post("/receipts/validate", json={"fund_code": code, "account_reference": "STP1"})
+    assert "litigation" in " ".join(js.json["errors"]["account_reference"])
+    # the form needs the fund in its list: post directly (the service validates the code)
+    resp = c.post("/receipts/new", data=_form("CASH", [line]))
+    assert resp.status_code == 200 and "litigation" in resp.data.decode()
+    resp = as_user("manager").post("/receipts/new", data=_form("CASH", [line]))
+    assert resp.status_code == 302
