@@ -81,8 +81,10 @@ class TaskView(BaseView):
             flash(_("Approved."), "success")
         else:
             flash(_("Rejected."), "success")
-        if result.instance_status == "completed":
-            flash(_("The request is now %(outcome)s.", outcome=_(result.outcome or "")), "info")
+        if result.outcome == "approved":
+            flash(_("The request is now approved."), "info")
+        elif result.outcome == "rejected":
+            flash(_("The request is now rejected."), "info")
         return redirect(url_for("TaskView.inbox"))
 
 
@@ -198,10 +200,19 @@ class ApprovalLimitView(ImsModelView):
     edit_form_extra_fields = add_form_extra_fields
 
     def pre_add(self, item):
-        check_limit(db.session, item)
+        _check_limit(item)
 
     def pre_update(self, item):
+        _check_limit(item)
+
+
+def _check_limit(item) -> None:
+    """FAB flashes str(exception): put the field messages in it."""
+    try:
         check_limit(db.session, item)
+    except DomainError as exc:
+        details = " ".join(m for msgs in exc.errors.values() for m in msgs)
+        raise ValueError(f"{exc.message} {details}".strip()) from None
 
 
 def register_workflow_views(appbuilder) -> None:
