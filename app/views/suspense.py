@@ -16,6 +16,7 @@ from app.api.ledger import current_username, may_override_stop
 from app.domain.errors import DomainError, ValidationError
 from app.domain.money import Money
 from app.extensions import db
+from app.formatting import money as fmt_money
 from app.models.reference import Fund
 from app.models.suspense_work import WriteOff
 from app.services import suspense as S
@@ -143,11 +144,11 @@ class SuspenseWorkView(BaseView):
             return redirect(url_for("SuspenseWorkView.index"))
         if res.allocation.status == "posted":
             flash(_("Allocated %(amount)s. %(left)s remains in suspense.",
-                    amount=Money(res.allocation.amount), left=Money(S.remaining_of(res.item))),
+                    amount=fmt_money(res.allocation.amount), left=fmt_money(S.remaining_of(res.item))),
                   "success")
         else:
             flash(_("The allocation of %(amount)s is above the limit and awaits approval by a "
-                    "Finance Manager. The amount is reserved.", amount=Money(res.allocation.amount)),
+                    "Finance Manager. The amount is reserved.", amount=fmt_money(res.allocation.amount)),
                   "info")
         return redirect(url_for("SuspenseWorkView.item", pk=pk))
 

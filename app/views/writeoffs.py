@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from app.domain.errors import DomainError, ValidationError
 from app.domain.money import Money
 from app.extensions import db
+from app.formatting import money as fmt_money
 from app.models.suspense import SuspenseItem
 from app.models.suspense_work import WRITE_OFF_STATUSES, WriteOff
 from app.services import suspense as S
@@ -119,7 +120,7 @@ class WriteOffView(BaseView):
                 return redirect(url_for("SuspenseWorkView.item", pk=int(item_id)) + "#write-off")
             return redirect(url_for("WriteOffView.index"))
         flash(_("Write-off %(id)s of %(amount)s requested: %(status)s.", id=wo.id,
-                amount=Money(wo.amount), status=STATUS_LABELS.get(wo.status, wo.status)), "success")
+                amount=fmt_money(wo.amount), status=STATUS_LABELS.get(wo.status, wo.status)), "success")
         return redirect(url_for("WriteOffView.detail", pk=wo.id))
 
     @expose("/ageing")
