@@ -1,0 +1,45 @@
+"""WCAG 2.2 AA checks with axe-core (vendored from npm) on the main pages, in English and Welsh."""
+
+import os
+
+import pytest
+
+from tests.conftest import browser_login
+
+pytestmark = pytest.mark.browser
+
+AXE = os.path.join(os.path.dirname(__file__), "vendor", "axe.min.js")
+PAGES = [
+    ("admin", "/fundview/list/"),
+    ("admin", "/fundview/add"),
+    ("admin", "/accountholderview/list/"),
+    ("admin", "/referencevalidatorview/add"),
+    ("auditor", "/auditeventview/list/"),
+    ("clerk", "/"),
+]
+
+
+def _violations(page):
+    page.add_script_tag(path=AXE)
+    result = page.evaluate("""async () => {
+        const r = await axe.run(document, {runOnly: {type: 'tag',
+            values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa']}});
+        return r.violations.filter(v => ['serious', 'critical'].includes(v.impact))
+            .map(v => v.id + ': ' + v.help + ' @ ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
+    }""")
+    return result
+
+
+@pytest.mark.parametrize("user,path", PAGES)
+def test_no_serious_wcag_violations(page, live_url, user, path):
+    browser_login(page, live_url, user)
+    page.goto(live_url + path)
+    page.wait_for_load_state("networkidle")
+    assert _violations(page) == []
+
+
+def test_login_page_in_welsh_is_accessible(page, live_url):
+    page.goto(f"{live_url}/lang/cy")
+    page.goto(f"{live_url}/login/")
+    assert page.locator("html").get_attribute("lang") == "cy"
+    assert _violations(page) == []
