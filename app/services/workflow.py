@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, literal, select, union_all, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -180,7 +181,12 @@ def deploy_definition(session: Session, xml: bytes | str, deployed_by: str,
                      after={"process_id": definition.process_id, "version": definition.version,
                             "sha256": definition.sha256}, actor=deployed_by)
     if commit:
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            raise Conflict("Another version of this workflow was deployed at the same time; "
+                           "try again.") from None
     return definition
 
 

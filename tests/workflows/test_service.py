@@ -248,3 +248,24 @@ def test_events_record_who_and_comment(session):
     assert [(r.actor, r.action, r.comment) for r in rows] == [
         ("clerk", "started", "Customer overpaid"), ("manager", "approved_task", "first ok"),
         ("head", "rejected_task", "not justified"), ("head", "rejected", None)]
+
+
+def test_two_approvals_by_the_same_role_need_two_people(session):
+    limit = session.scalar(select(ApprovalLimit).where(
+        ApprovalLimit.action == "suspense_allocation", ApprovalLimit.max_amount.is_(None)))
+    old = (limit.approvals_required, limit.roles)
+    limit.approvals_required, limit.roles = 2, "Finance Manager,Finance Manager"
+    session.commit()
+    try:
+        instance = start(session, 2_000_000, action="suspense_allocation")
+        [first] = ready_tasks(session, instance.id)
+        wf.complete_task(session, first.id, "manager", "approve", None)
+        [second] = ready_tasks(session, instance.id)
+        assert second.id != first.id and second.role == "Finance Manager"
+        with pytest.raises(Forbidden):
+            wf.complete_task(session, second.id, "manager", "approve", None)
+        result = wf.complete_task(session, second.id, "manager2", "approve", None)
+        assert result.outcome == "approved"
+    finally:
+        limit.approvals_required, limit.roles = old
+        session.commit()
