@@ -228,6 +228,8 @@ class TransactionView(BaseView):
             "ledger/transaction.html", t=t, group=group, postings=postings, groups=groups,
             siblings=siblings, available=L.available_amount(s, t),
             reserved=L.reserved(s, t.id), related=J.related(s, t), refunds=refunds,
+            account_balance=L.balance_of(s, L.FUND, t.fund_code, t.account_reference)
+            if t.account_reference else None,
             reversed=L.is_reversed(s, group), history=history_for(s, "Transaction", t.id),
             can_journal=sm.has_access("can_write", "Journal"),
             can_transfer=sm.has_access("can_write", "Transfer"))

@@ -103,6 +103,7 @@ def test_search_export_and_detail_journal_undo(as_user, session):
     t = session.scalar(select(Transaction).where(Transaction.receipt_number == number))
     detail = c.get(f"/transactions/{t.id}")
     assert detail.status_code == 200 and "postings" in detail.data.decode()
+    assert "account-balance" in detail.data.decode()
     # journal: a bad target names the field, nothing posted; then a good one
     jr = c.post(f"/journals/new/{t.id}", data=MultiDict([
         ("fund_code", "TWS"), ("account_reference", "VJ2"), ("amount", "40.01"), ("narrative", ""),
