@@ -73,11 +73,15 @@ class SuspenseAllocationApi(BaseApi):
         ---
         post:
           description: >-
-            {"lines":[{"fund_code","account_reference","amount"}],"note"} -> 201
-            {"status":"posted"|"awaiting_approval", ...}; 422 invalid or over remaining.
+            {"lines":[{"fund_code","account_reference","amount"}],"note",
+            "expected_remaining"?} -> 201 {"status":"posted"|"awaiting_approval", ...};
+            422 invalid or over remaining; 409 when expected_remaining (what the client saw)
+            no longer matches because someone else changed the item.
           responses:
             201:
               description: the allocation
+            409:
+              description: the item changed meanwhile (expected_remaining differs)
             422:
               description: invalid; nothing posted
         """
@@ -87,8 +91,12 @@ class SuspenseAllocationApi(BaseApi):
         if first is not None:
             return first
         data = json_body()
+        expected = data.get("expected_remaining")
+        if expected is not None and not isinstance(expected, str):
+            raise ValidationError('Give expected_remaining as a decimal string, e.g. "12.34".',
+                                  {"expected_remaining": ["A decimal string."]})
         res = S.allocate(db.session, pk, data.get("lines"), actor=user, note=data.get("note"),
-                         may_override_stop=may_override_stop())
+                         may_override_stop=may_override_stop(), expected_remaining=expected)
         body = res.to_dict()
         remember("suspense_allocations", key, user, 201, body)
         return self.response(201, **body)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, object_session
 
-from app.domain.errors import NotFound, ValidationError
+from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup
@@ -155,6 +155,18 @@ def check_lines(session: Session, lines, *, may_override_stop: bool = False) -> 
 
 
 # --------------------------------------------------------------------------- allocation
+def _expected(value) -> int | None:
+    """The remaining amount the clerk saw: pence (int) or a money string; None: not checked."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return Money.parse(value, field="expected_remaining", allow_zero=True).pence
+    except ValidationError as exc:
+        raise ValidationError(exc.message, {"expected_remaining": ["Not an amount."]}) from None
+
+
 @dataclass
 class AllocationResult:
     allocation: SuspenseAllocation
@@ -181,15 +193,18 @@ def _group_number(session, group_id):
 
 
 def allocate(session: Session, item_id, lines, *, actor: str, note=None,
-             may_override_stop: bool = False, office_code: str | None = None) -> AllocationResult:
+             may_override_stop: bool = False, office_code: str | None = None,
+             expected_remaining=None) -> AllocationResult:
     """Allocate part or all of a suspense item to fund/account lines. One commit.
 
     Below the approval limit (action "suspense_allocation") it posts at once; above it the
     amount is reserved and the suspense_allocation_approval workflow starts. Raises
-    ValidationError (bad lines, more than remaining, item closed), NotFound.
+    ValidationError (bad lines, more than remaining, item closed), NotFound, and Conflict when
+    ``expected_remaining`` (what the clerk saw) no longer matches: someone else changed the item.
     """
     try:
         note = _note_text(note)
+        expected = _expected(expected_remaining)
         cleaned = check_lines(session, lines, may_override_stop=may_override_stop)
         item = lock_item(session, item_id)
         if item.status == "withdrawn":
@@ -197,6 +212,11 @@ def allocate(session: Session, item_id, lines, *, actor: str, note=None,
                                   {"suspense_item": ["Withdrawn."]})
         total = sum(c["amount"] for c in cleaned)
         remaining = remaining_of(item)
+        if expected is not None and expected != remaining:
+            raise Conflict(
+                f"Someone else changed this item while you worked on it: {Money(remaining)} "
+                f"remains now, not {Money(expected)}. Check it and try again.",
+                {"expected_remaining": [f"Now {Money(remaining)}."]})
         if total > remaining:
             raise ValidationError(
                 f"The lines total {Money(total)} but only {Money(remaining)} remains in suspense.",

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from app.api.ledger import current_username, may_override_stop
-from app.domain.errors import DomainError, ValidationError
+from app.domain.errors import Conflict, DomainError, ValidationError
 from app.domain.money import Money
 from app.extensions import db
 from app.formatting import money as fmt_money
@@ -131,13 +131,18 @@ class SuspenseWorkView(BaseView):
     def allocate(self, pk):
         lines = _lines_from_form(request.form)
         note = request.form.get("note", "")
+        expected = request.form.get("expected_remaining", type=int)
         try:
             res = S.allocate(db.session, pk, lines, actor=current_username(), note=note,
-                             may_override_stop=may_override_stop())
+                             may_override_stop=may_override_stop(), expected_remaining=expected)
         except ValidationError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
             return self.item(pk, form_lines=lines or [{}], errors=exc.errors, note=note, status=422)
+        except Conflict as exc:
+            db.session.rollback()
+            flash(exc.message, "warning")
+            return self.item(pk, form_lines=lines or [{}], note=note, status=409)
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
@@ -174,7 +179,7 @@ class SuspenseWorkView(BaseView):
         who = None if request.form.get("unassign") else user
         S.assign(db.session, [pk], who, actor=user)
         flash(_("Assigned to you.") if who else _("Unassigned."), "success")
-        return redirect(request.form.get("next") or url_for("SuspenseWorkView.item", pk=pk))
+        return redirect(_local(request.form.get("next")) or url_for("SuspenseWorkView.item", pk=pk))
 
     @expose("/bulk", methods=["POST"])
     @has_access
@@ -182,9 +187,7 @@ class SuspenseWorkView(BaseView):
         user = current_username()
         ids = request.form.getlist("ids")
         action = request.form.get("action", "")
-        back = request.form.get("next") or url_for("SuspenseWorkView.index")
-        if not back.startswith("/"):
-            back = url_for("SuspenseWorkView.index")
+        back = _local(request.form.get("next")) or url_for("SuspenseWorkView.index")
         try:
             if action in ("assign_me", "unassign"):
                 n = S.assign(db.session, ids, user if action == "assign_me" else None, actor=user)
@@ -198,6 +201,13 @@ class SuspenseWorkView(BaseView):
             db.session.rollback()
             flash(exc.message, "danger")
         return redirect(back)
+
+
+def _local(url: str | None) -> str | None:
+    """A same-site path to go back to, or None (no open redirects)."""
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return url
+    return None
 
 
 def _exists(pk) -> bool:

@@ -82,7 +82,9 @@ class WriteOffView(BaseView):
         args = {k: v for k, v in request.args.items() if k != "page"}
         return self.render_template("writeoffs/register.html", rows=rows, total=total,
                                     value=int(value or 0), page=page, more=(page + 1) * 50 < total,
-                                    args=args, statuses=STATUS_LABELS)
+                                    args=args, statuses=STATUS_LABELS,
+                                    may_write=self.appbuilder.sm.has_access("can_write", "WriteOff"),
+                                    transaction_id=request.args.get("transaction_id", ""))
 
     @expose("/export.csv")
     @has_access

@@ -155,3 +155,15 @@ def test_write_off_bad_input(session, api):
     assert api("clerk").get("/api/v1/write-offs/99999999").status_code == 404
     session.expire_all()
     assert S.get_item(session, item.id).remaining_amount == 3_00
+
+
+def test_expected_remaining_mismatch_is_409(session, api):
+    item = make_item(session, 20_00)
+    lines = [{"fund_code": "TWS", "account_reference": unique("E"), "amount": "5.00"}]
+    ok = _alloc(api, "clerk", item.id, lines, expected_remaining="20.00")
+    assert ok.status_code == 201
+    stale = _alloc(api, "clerk2", item.id, lines, expected_remaining="20.00")
+    assert stale.status_code == 409 and "expected_remaining" in stale.json["errors"]
+    assert _alloc(api, "clerk2", item.id, lines, expected_remaining=15).status_code == 422
+    session.expire_all()
+    assert S.get_item(session, item.id).remaining_amount == 15_00

@@ -123,3 +123,31 @@ def test_ageing_lists_and_proposes(session, as_user):
     assert resp.status_code == 200
     wo = session.scalar(select(WriteOff).where(WriteOff.suspense_item_id == old.id))
     assert wo is not None and wo.amount == 2_50 and wo.status == "awaiting_approval"
+
+
+def test_residual_write_off_from_the_register_page(session, as_user):
+    from app.services import receipts as RC
+
+    txn = RC.take_receipt(session, lines=[{"fund_code": "TWS", "account_reference": unique("RS"),
+                                           "amount": "5.00"}], payment_method_code="CASH",
+                          actor="cashier").transactions[0]
+    c = as_user("clerk")
+    assert b'id="residual-form"' in c.get("/write-offs/").data
+    resp = c.post("/write-offs/new", data={"transaction_id": txn.id, "amount": "0.07",
+                                           "reason": "Residual after refund"}, follow_redirects=True)
+    assert resp.status_code == 200 and b"Awaiting approval" in resp.data
+    wo = session.scalar(select(WriteOff).where(WriteOff.transaction_id == txn.id))
+    assert wo.amount == 7 and wo.fund_code == "TWS"
+
+
+def test_stale_form_is_a_conflict(session, as_user):
+    item = make_item(session, 10_00)
+    c = as_user("clerk")
+    S.allocate(session, item.id, [{"fund_code": "TWS", "account_reference": unique("S"),
+                                   "amount": "1.00"}], actor="clerk2")
+    resp = c.post(f"/suspense/{item.id}/allocate", data={
+        "expected_remaining": "1000", "fund_code": ["TWS"], "account_reference": [unique("S")],
+        "amount": ["2.00"]})
+    assert resp.status_code == 409 and b"Someone else changed this item" in resp.data
+    session.expire_all()
+    assert S.get_item(session, item.id).remaining_amount == 9_00
