@@ -99,3 +99,20 @@ def test_overdue_finance_manager_task_escalates_to_head_of_finance(app, session)
     RF.pay_queued(session)
     session.expire_all()
     assert session.get(Refund, refund.id).status == "paid"
+
+
+def test_a_limit_naming_a_role_without_a_lane_fails_closed(session):
+    from app.models.workflow import ApprovalLimit
+
+    band = session.scalars(select(ApprovalLimit).where(
+        ApprovalLimit.action == "refund", ApprovalLimit.max_amount.is_(None))).one()
+    band.roles = f"{R.MANAGER},{R.CASHIER}"  # flushed, never committed
+    session.flush()
+    try:
+        run = _save_restore(_start(session, band.min_amount + 1), session)
+        [fm] = run.ready_tasks()
+        run.complete_user_task(fm.id, {"decision": "approve", "comment": "", "approver": "m"})
+        run = _save_restore(run, session)
+        assert run.completed and run.data["outcome"] == "rejected"
+    finally:
+        session.rollback()
