@@ -269,3 +269,17 @@ def test_two_approvals_by_the_same_role_need_two_people(session):
     finally:
         limit.approvals_required, limit.roles = old
         session.commit()
+
+
+def test_escalation_duration_comes_from_config_when_not_given(app, session):
+    deploy_demo(session)
+    app.config["IMS_WF_TEST_ESCALATION"] = "PT2H"
+    try:
+        instance = wf.start_workflow(session, "approval_demo", "wf_test", "cfg", "clerk",
+                                     {"amount_pence": 1_00, "reason": "x", "action": "refund"})
+        session.commit()
+    finally:
+        del app.config["IMS_WF_TEST_ESCALATION"]
+    [task] = ready_tasks(session, instance.id)
+    seconds = task.due_at.timestamp() - time.time()
+    assert 2 * 3600 - 120 < seconds <= 2 * 3600
