@@ -9,6 +9,7 @@ skipped when MAIL_SERVER is empty.
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 from collections.abc import Iterable
 from email.message import EmailMessage
@@ -130,16 +131,21 @@ def _mail_settings() -> dict | None:
     if not has_app_context():
         return None
     cfg = current_app.config
-    server = (cfg.get("MAIL_SERVER") or "").strip()
+
+    def setting(key, default=""):
+        value = cfg.get(key)
+        return os.environ.get(key, default) if value in (None, "") else value
+
+    server = str(setting("MAIL_SERVER")).strip()
     if not server:
         return None
     host, _, port = server.partition(":")
-    return {"host": host, "port": int(port or cfg.get("MAIL_PORT") or 25),
-            "sender": cfg.get("MAIL_FROM") or "ims@localhost",
-            "username": cfg.get("MAIL_USERNAME") or None,
-            "password": cfg.get("MAIL_PASSWORD") or None,
-            "starttls": bool(cfg.get("MAIL_USE_TLS")),
-            "base_url": (cfg.get("IMS_BASE_URL") or "").rstrip("/")}
+    return {"host": host, "port": int(port or setting("MAIL_PORT", "25") or 25),
+            "sender": setting("MAIL_FROM", "ims@localhost") or "ims@localhost",
+            "username": setting("MAIL_USERNAME") or None,
+            "password": setting("MAIL_PASSWORD") or None,
+            "starttls": str(setting("MAIL_USE_TLS")).lower() in ("1", "true", "yes", "on"),
+            "base_url": str(setting("IMS_BASE_URL")).rstrip("/")}
 
 
 def send_mail(settings: dict, messages: list[tuple[str, str, str, str | None]]) -> int:

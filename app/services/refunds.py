@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -64,6 +65,14 @@ def _cfg() -> dict:
     except ImportError:  # pragma: no cover
         pass
     return {}
+
+
+def _setting(key: str, default: str = "") -> str:
+    """A setting from the app config, else the environment (for keys config.py does not list)."""
+    value = _cfg().get(key)
+    if value in (None, ""):
+        value = os.environ.get(key, default)
+    return str(value) if value is not None else default
 
 
 def refund_link(refund_id: int) -> str:
@@ -650,10 +659,11 @@ def bacs_text(value: str | None, width: int) -> str:
 
 
 def originator() -> dict:
-    cfg = _cfg()
-    return {"sort_code": re.sub(r"\D", "", str(cfg.get("IMS_BACS_ORIGINATOR_SORT_CODE") or "000000"))[:6].rjust(6, "0"),
-            "account": re.sub(r"\D", "", str(cfg.get("IMS_BACS_ORIGINATOR_ACCOUNT") or "00000000"))[:8].rjust(8, "0"),
-            "name": str(cfg.get("IMS_BACS_ORIGINATOR_NAME") or cfg.get("COUNCIL_NAME") or "COUNCIL")}
+    """The council's own bank account and Bacs name (config IMS_BACS_ORIGINATOR_*)."""
+    sort_code = re.sub(r"\D", "", _setting("IMS_BACS_ORIGINATOR_SORT_CODE"))
+    account = re.sub(r"\D", "", _setting("IMS_BACS_ORIGINATOR_ACCOUNT"))
+    return {"sort_code": sort_code[:6].rjust(6, "0"), "account": account[:8].rjust(8, "0"),
+            "name": _setting("IMS_BACS_ORIGINATOR_NAME") or _setting("COUNCIL_NAME", "COUNCIL")}
 
 
 def bacs_reference(refund: Refund) -> str:

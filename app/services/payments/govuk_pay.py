@@ -38,7 +38,8 @@ class GovUkPayProvider:
             "Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json",
             "Accept": "application/json", "Idempotency-Key": idempotency_key})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310 (https URL from config)
+            # the URL comes from config (GOVUK_PAY_URL), never from user input
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -59,7 +60,8 @@ class GovUkPayProvider:
                                     f"GOV.UK Pay refund {state}.")
             return RefundResult(False, str(data.get("refund_id") or "") or None, state or "error",
                                 f"GOV.UK Pay refund {state or 'not accepted'}.")
-        message = data.get("description") or data.get("message") or raw[:200].decode("utf-8", "replace")
+        message = (data.get("description") or data.get("message")
+                   or raw[:200].decode("utf-8", "replace"))
         code = data.get("code")
         return RefundResult(False, None, "error",
                             f"GOV.UK Pay refused the refund ({status}{' ' + code if code else ''}): {message}")
