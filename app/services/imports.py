@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.domain.errors import Conflict, NotFound, ValidationError
@@ -185,6 +185,13 @@ class RowContext:
         if not refs or self.session is None:
             return
         refs_list = list(refs)
+        self._fetch_accounts(refs_list)
+
+    def _fetch_accounts(self, refs_list: list[str]) -> None:
+        if _is_pg(self.session):
+            for fc, ref, stop in self.session.execute(_PG_ACCOUNTS, {"refs": refs_list}):
+                self.accounts[(fc, ref)] = stop
+            return
         for i in range(0, len(refs_list), 900):
             part = refs_list[i:i + 900]
             for fc, ref, stop in self.session.execute(
@@ -411,6 +418,66 @@ def _allocate_numbers(session: Session, prefix: str, n: int) -> int:
     return last - n + 1
 
 
+def _reserve_ids(session: Session, table, n: int) -> list[int]:
+    """n fresh primary keys for table, so rows can be bulk-inserted without RETURNING.
+
+    PostgreSQL: from the column's sequence. SQLite: after max(id); the caller has already
+    written in this transaction, so it holds SQLite's single write lock.
+    """
+    if n <= 0:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.execute(text(
+            "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"),
+            {"t": table.name, "n": n}).scalars())
+    top = session.execute(select(func.max(table.c.id))).scalar() or 0
+    return list(range(top + 1, top + n + 1))
+
+
+_PROCESSORS: dict = {}
+
+
+def _bulk_insert(session: Session, table, rows: list[dict]) -> None:
+    """executemany straight to the driver (no per-row SQLAlchemy parameter building).
+
+    Values pass through each column type's bind processor (dates and UTC datetimes on SQLite)
+    so what lands is exactly what the ORM would have written.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    cols = list(rows[0].keys())
+    key = (table.name, dialect.name, tuple(cols))
+    if key not in _PROCESSORS:
+        procs = [table.c[c].type._cached_bind_processor(dialect) for c in cols]
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        sql = (f"INSERT INTO {table.name} ({', '.join(cols)}) "
+               f"VALUES ({', '.join([mark] * len(cols))})")
+        _PROCESSORS[key] = (sql, [(i, p) for i, p in enumerate(procs) if p is not None])
+    sql, procs = _PROCESSORS[key]
+    if dialect.name == "postgresql":
+        # COPY: one round trip for the whole chunk, inside the session's transaction
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cur, cur.copy(
+                f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy:
+            for r in rows:
+                values = [r[c] for c in cols]
+                for i, p in procs:
+                    if values[i] is not None:
+                        values[i] = p(values[i])
+                copy.write_row(values)
+        return
+    data = []
+    for r in rows:
+        values = [r[c] for c in cols]
+        for i, p in procs:
+            if values[i] is not None:
+                values[i] = p(values[i])
+        data.append(tuple(values))
+    conn.exec_driver_sql(sql, data)
+
+
 def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision]) -> list[dict]:
     """Rows whose date+reference+amount was imported earlier (by another import)."""
     keys = {}
@@ -422,6 +489,45 @@ def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision])
     found = set()
     tt = Transaction.__table__
     st = SuspenseItem.__table__
+    _collect_duplicates(session, batch_id, refs30, raws, found, tt, st)
+    out, seen = [], set()
+    for (d_, r_, a_, imp) in found:
+        for d in keys.get((d_, r_, a_), []):
+            if d.line not in seen:
+                seen.add(d.line)
+                out.append({"line": d.line, "message": f"Possible duplicate: {d_} {r_} "
+                            f"£{Money(a_)} was imported before (import {imp})."})
+    return sorted(out, key=lambda x: x["line"])
+
+
+_PG_DUP_TX = text(
+    "SELECT t.transaction_date, t.account_reference, t.amount, t.import_id "
+    "FROM income_transaction t JOIN unnest(CAST(:refs AS varchar[])) AS r(ref) "
+    "ON t.account_reference = r.ref WHERE t.import_id IS NOT NULL AND t.import_id <> :bid")
+_PG_DUP_SUSP = text(
+    "SELECT s.transaction_date, s.reference_text, s.amount, s.import_id "
+    "FROM suspense_item s JOIN unnest(CAST(:refs AS varchar[])) AS r(ref) "
+    "ON s.reference_text = r.ref WHERE s.import_id IS NOT NULL AND s.import_id <> :bid")
+_PG_ACCOUNTS = text(
+    "SELECT a.fund_code, a.account_reference, a.stop_message "
+    "FROM account_holder a JOIN unnest(CAST(:refs AS varchar[])) AS r(ref) "
+    "ON a.account_reference = r.ref")
+
+
+def _is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _collect_duplicates(session, batch_id, refs30, raws, found, tt, st) -> None:
+    """On PostgreSQL the references go as one array joined with unnest(): an IN list of 900
+    bind parameters becomes, once psycopg prepares the statement, a generic plan that
+    compares every row with every parameter (seconds per chunk)."""
+    if _is_pg(session):
+        for stmt, refs in ((_PG_DUP_TX, refs30), (_PG_DUP_SUSP, raws)):
+            if refs:
+                for row in session.execute(stmt, {"refs": refs, "bid": batch_id}):
+                    found.add((row[0], row[1], row[2], row[3]))
+        return
     for i in range(0, len(refs30), 900):
         for row in session.execute(select(tt.c.transaction_date, tt.c.account_reference,
                                           tt.c.amount, tt.c.import_id).where(
@@ -434,14 +540,6 @@ def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision])
                 st.c.reference_text.in_(raws[i:i + 900]), st.c.import_id.is_not(None),
                 st.c.import_id != batch_id)):
             found.add((row[0], row[1], row[2], row[3]))
-    out, seen = [], set()
-    for (d_, r_, a_, imp) in found:
-        for d in keys.get((d_, r_, a_), []):
-            if d.line not in seen:
-                seen.add(d.line)
-                out.append({"line": d.line, "message": f"Possible duplicate: {d_} {r_} "
-                            f"£{Money(a_)} was imported before (import {imp})."})
-    return sorted(out, key=lambda x: x["line"])
 
 
 def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions: list[Decision],
@@ -458,17 +556,18 @@ def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions
     if posted:
         first = _allocate_numbers(session, "I", len(posted))
         numbers = [f"I{first + i:06d}" for i in range(len(posted))]
-        gids = session.execute(insert(gt).returning(gt.c.id, sort_by_parameter_order=True), [
-            {"kind": "import", "number": numbers[i], "created_at": now, "created_by": actor,
-             "office_code": office, "reason": None, "import_id": batch.id, "reverses_id": None}
-            for i in range(len(posted))]).scalars().all()
+        gids = _reserve_ids(session, gt, len(posted))
+        _bulk_insert(session, gt, [
+            {"id": gids[i], "kind": "import", "number": numbers[i], "created_at": now,
+             "created_by": actor, "office_code": office, "reason": None, "import_id": batch.id,
+             "reverses_id": None} for i in range(len(posted))])
         txs = []
         for d, gid, number in zip(posted, gids, numbers):
             fund = ctx.funds[d.fund_code]
             vat_code = fund.vat_code
             rate = ctx.vat_rates.get(vat_code) if vat_code else None
             txs.append({
-                "receipt_number": number, "fund_code": d.fund_code,
+                "id": None, "receipt_number": number, "fund_code": d.fund_code,
                 "account_reference": d.reference, "amount": d.amount, "vat_code": vat_code,
                 "vat_amount": vat_of(Money(d.amount), rate).pence if rate else 0,
                 "payment_method_code": d.method_code,
@@ -478,8 +577,10 @@ def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions
                 "office_code": office, "created_by": actor, "created_at": now,
                 "import_id": batch.id, "posting_group_id": gid, "source_transaction_id": None})
             p_amount += d.amount
-        tids = session.execute(insert(tt).returning(tt.c.id, sort_by_parameter_order=True),
-                               txs).scalars().all()
+        tids = _reserve_ids(session, tt, len(txs))
+        for tx, tid in zip(txs, tids):
+            tx["id"] = tid
+        _bulk_insert(session, tt, txs)
         for d, gid, tid in zip(posted, gids, tids):
             lines.append({"group_id": gid, "account": "BANK", "fund_code": None,
                           "account_reference": None, "amount": d.amount, "transaction_id": None})
@@ -488,10 +589,11 @@ def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions
                           "transaction_id": tid})
     if held:
         first = _allocate_numbers(session, "S", len(held))
-        sgids = session.execute(insert(gt).returning(gt.c.id, sort_by_parameter_order=True), [
-            {"kind": "suspense", "number": f"S{first + i:06d}", "created_at": now,
-             "created_by": actor, "office_code": office, "reason": None, "import_id": batch.id,
-             "reverses_id": None} for i in range(len(held))]).scalars().all()
+        sgids = _reserve_ids(session, gt, len(held))
+        _bulk_insert(session, gt, [
+            {"id": sgids[i], "kind": "suspense", "number": f"S{first + i:06d}",
+             "created_at": now, "created_by": actor, "office_code": office, "reason": None,
+             "import_id": batch.id, "reverses_id": None} for i in range(len(held))])
         items = []
         for d, gid in zip(held, sgids):
             lines.append({"group_id": gid, "account": "BANK", "fund_code": None,
@@ -505,11 +607,11 @@ def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions
                           "line_number": d.line, "posting_group_id": gid,
                           "status": "unallocated", "created_at": now})
             s_amount += d.amount
-        session.execute(insert(st), items)
+        _bulk_insert(session, st, items)
     if sum(line["amount"] for line in lines) != 0:  # every group is Dr = Cr by construction
         raise ValidationError("Internal error: the import postings do not balance.")
     if lines:
-        session.execute(insert(lt), lines)
+        _bulk_insert(session, lt, lines)
     return len(posted), len(held), p_amount, s_amount
 
 
@@ -563,9 +665,14 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
     buf: list[Row] = []
     chunks = 0
     batch_id = batch.id
+    is_pg = session.get_bind().dialect.name == "postgresql"
 
     def flush(rows: list[Row]) -> None:
         nonlocal chunks
+        if is_pg:
+            # psycopg prepares statements run 5+ times; PostgreSQL then may switch to a generic
+            # plan made while these tables were small (full scans per reference, seconds a chunk)
+            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         decisions = []
         for r in rows:
             decisions.append(ctx.decide(
@@ -594,6 +701,12 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
             "to_suspense": n_held, "amount": str(Money(p_amt + s_amt))}, actor=actor)
         session.commit()
         chunks += 1
+        if is_pg and chunks in (1, 4, 16, 64, 256):
+            # tables that grew fast (a first big import) need fresh planner statistics, or the
+            # ledger's balance trigger and the duplicate look-ups fall back to full scans
+            session.execute(text("ANALYZE posting_group, ledger_line, income_transaction, "
+                                 "suspense_item"))
+            session.commit()
         if fail_after_chunks is not None and chunks >= fail_after_chunks:
             raise _SimulatedCrash(f"simulated crash after {chunks} chunk(s)")
 
@@ -739,11 +852,12 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
     for i in range(0, len(group_ids), CHUNK):
         part = group_ids[i:i + CHUNK]
         first = _allocate_numbers(session, "V", len(part))
-        new_ids = session.execute(insert(gt).returning(gt.c.id, sort_by_parameter_order=True), [
-            {"kind": "reversal", "number": f"V{first + j:06d}", "created_at": now,
-             "created_by": actor, "office_code": batch.office_code, "reason": reason.strip(),
-             "import_id": batch.id, "reverses_id": gid} for j, gid in enumerate(part)]
-        ).scalars().all()
+        new_ids = _reserve_ids(session, gt, len(part))
+        _bulk_insert(session, gt, [
+            {"id": new_ids[j], "kind": "reversal", "number": f"V{first + j:06d}",
+             "created_at": now, "created_by": actor, "office_code": batch.office_code,
+             "reason": reason.strip(), "import_id": batch.id, "reverses_id": gid}
+            for j, gid in enumerate(part)])
         mapping = dict(zip(part, new_ids))
         lines = [{"group_id": mapping[g], "account": a, "fund_code": f, "account_reference": r,
                   "amount": -amt, "transaction_id": t}
@@ -753,7 +867,7 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
                      .order_by(lt.c.id))]
         if sum(x["amount"] for x in lines) != 0:
             raise ValidationError("Internal error: the reversal does not balance.")
-        session.execute(insert(lt), lines)
+        _bulk_insert(session, lt, lines)
     withdrawn = session.execute(update(st).where(st.c.import_id == batch.id,
                                                  st.c.status == "unallocated")
                                 .values(status="withdrawn")).rowcount

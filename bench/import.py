@@ -1,0 +1,191 @@
+"""Import benchmark: a generated N-line IMS CSV imported end to end (rules, fund patterns,
+reference validation, postings, suspense) against a raw executemany baseline in the same run.
+
+    .venv/bin/python bench/import.py                       # SQLite (a fresh file in instance/)
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ims_bench .venv/bin/python bench/import.py
+    .venv/bin/python bench/import.py --rows 1000000 --memory   # peak memory for a big file
+
+The database named by DATABASE_URL is wiped (schema recreated). Prints its figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("IMS_ENV", "development")
+
+
+def generate(path: str, rows: int, refs_ctax: list[str], seed: int = 7) -> int:
+    """Mix: 50% explicit fund (TWS), 25% Council Tax refs by pattern (check digit validated),
+    10% rule-routed, 15% unmatched -> suspense. Returns the total in pence."""
+    rng = random.Random(seed)
+    total = 0
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        fh.write("transaction_date,account_reference,amount,narrative,fund_code\n")
+        for i in range(rows):
+            pence = rng.randint(100, 50000)
+            total += pence
+            amount = f"{pence // 100}.{pence % 100:02d}"
+            k = rng.random()
+            if k < 0.5:
+                fh.write(f"2026-01-{1 + i % 28:02d},TW{i:08d},{amount},\"Trade waste, inv {i}\",TWS\n")
+            elif k < 0.75:
+                fh.write(f"2026-01-{1 + i % 28:02d},{refs_ctax[i % len(refs_ctax)]},{amount},council tax,\n")
+            elif k < 0.85:
+                fh.write(f"2026-01-{1 + i % 28:02d},WASTE{i},{amount},BENCHRULE waste,\n")
+            else:
+                fh.write(f"2026-01-{1 + i % 28:02d},?{i},{amount},unknown payer,\n")
+    return total
+
+
+def setup(url: str | None):
+    from config import DevelopmentConfig, _normalise_db_url
+
+    cfg = type("BenchConfig", (DevelopmentConfig,), {})
+    if url:
+        cfg.SQLALCHEMY_DATABASE_URI = _normalise_db_url(url)
+    else:
+        path = os.path.join(tempfile.gettempdir(), f"ims-bench-{os.getpid()}.db")
+        if os.path.exists(path):
+            os.remove(path)
+        cfg.SQLALCHEMY_DATABASE_URI = "sqlite:///" + path
+    from app import create_app
+
+    app = create_app(cfg)
+    with app.app_context():
+        from flask_appbuilder import Model
+        from sqlalchemy import select
+
+        from app.extensions import db
+        from app.models import install_database_objects
+        from app.models.imports import FundReferencePattern, ProcessingRule
+        from app.models.reference import Fund
+        from app.services.audit import set_actor
+        from app.services.seed import make_reference, seed_reference
+
+        engine = db.engine
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        else:
+            Model.metadata.drop_all(engine)
+        Model.metadata.create_all(engine)
+        install_database_objects(engine)
+        set_actor("bench")
+        seed_reference(db.session)
+        db.session.add(FundReferencePattern(fund_code="CTAX", pattern=r"^[0-9]{8}[0-9X]$",
+                                            priority=1))
+        db.session.add(ProcessingRule(name="bench waste", priority=1,
+                                      conditions='narrative contains "BENCHRULE"',
+                                      set_fund_code="TWS", stop_processing=True))
+        db.session.commit()
+        v = db.session.scalar(select(Fund).where(Fund.code == "CTAX")).validator
+        rng = random.Random(3)
+        refs = [make_reference(v, rng) for _ in range(2000)]
+    return app, refs
+
+
+def raw_baseline(app, path: str) -> float:
+    """Parse the CSV with the csv module and executemany the same rows into a plain table."""
+    import csv
+
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS bench_raw")
+            conn.exec_driver_sql("CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, d DATE, "
+                                 "ref VARCHAR(100), amount BIGINT, narrative VARCHAR(500), "
+                                 "fund VARCHAR(10))" if db.engine.dialect.name == "sqlite" else
+                                 "CREATE TABLE bench_raw (id SERIAL PRIMARY KEY, d DATE, "
+                                 "ref VARCHAR(100), amount BIGINT, narrative VARCHAR(500), "
+                                 "fund VARCHAR(10))")
+        t0 = time.perf_counter()
+        with db.engine.begin() as conn, open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            next(reader)
+            batch = []
+            stmt = text("INSERT INTO bench_raw (d, ref, amount, narrative, fund) "
+                        "VALUES (:d, :r, :a, :n, :f)")
+            from datetime import date
+
+            for rec in reader:
+                y, m, d = rec[0].split("-")
+                batch.append({"d": date(int(y), int(m), int(d)), "r": rec[1],
+                              "a": int(rec[2].replace(".", "")), "n": rec[3], "f": rec[4] or None})
+                if len(batch) == 5000:
+                    conn.execute(stmt, batch)
+                    batch = []
+            if batch:
+                conn.execute(stmt, batch)
+        return time.perf_counter() - t0
+
+
+def run_import(app, path: str) -> tuple[float, float, object]:
+    from app.extensions import db
+    from app.services import imports as svc
+    from app.services.audit import set_actor
+
+    with app.app_context():
+        set_actor("bench")
+        t0 = time.perf_counter()
+        with open(path, "rb") as fh:
+            batch = svc.receive_import(db.session, stream=fh, filename=os.path.basename(path),
+                                       fmt="ims_csv", actor="bench",
+                                       instance_path=app.instance_path,
+                                       max_bytes=10 ** 10)
+        t1 = time.perf_counter()
+        batch = svc.process_import(db.session, batch.id, actor="bench")
+        t2 = time.perf_counter()
+        result = svc.import_result(batch)
+        db.session.remove()
+        return t1 - t0, t2 - t1, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--memory", action="store_true", help="report peak RSS; skip the baseline")
+    args = ap.parse_args()
+    url = os.environ.get("DATABASE_URL")
+    app, refs = setup(url)
+    with app.app_context():
+        from app.extensions import db
+
+        dialect = db.engine.dialect.name
+    fd, path = tempfile.mkstemp(suffix=".csv")
+    os.close(fd)
+    try:
+        total = generate(path, args.rows, refs)
+        size = os.path.getsize(path)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        check, post, result = run_import(app, path)
+        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        end_to_end = check + post
+        print(f"database: {dialect}; rows: {args.rows:,}; file: {size / 1e6:.1f} MB")
+        print(f"import: check pass {check:.2f} s + posting {post:.2f} s = {end_to_end:.2f} s "
+              f"({args.rows / end_to_end:,.0f} rows/s); status {result['status']}; "
+              f"posted {result['rows_posted']:,}, suspense {result['rows_suspense']:,}, "
+              f"total £{result['total_amount']} (expected £{total // 100}.{total % 100:02d})")
+        print(f"peak RSS: {rss1:.0f} MB (before import {rss0:.0f} MB)")
+        if not args.memory:
+            raw = raw_baseline(app, path)
+            print(f"raw executemany baseline: {raw:.2f} s; import / baseline = "
+                  f"{end_to_end / raw:.2f}x")
+        assert result["status"] == "succeeded"
+    finally:
+        os.remove(path)
+
+
+if __name__ == "__main__":
+    main()
