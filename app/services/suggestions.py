@@ -109,6 +109,9 @@ def _fuzzy(session: Session, text: str) -> list[Suggestion]:
         or_(*[func.upper(AccountHolder.name).like(f"%{t}%") for t in probe]))
         .limit(MAX_FUZZY_CANDIDATES)).all()
     text_u = " ".join(tokens)
+    # initials in the text ("J JONES", "JA JONES"): a name whose first letter fits ranks higher
+    initials = {c for w in re.findall(r"\b[A-Z]{1,2}\b", (text or "").upper())
+                if w not in STOP_WORDS for c in w}
     out = []
     for a in rows:
         name_tokens = _tokens(a.name)
@@ -117,10 +120,10 @@ def _fuzzy(session: Session, text: str) -> list[Suggestion]:
         name_u = " ".join(name_tokens)
         ratio = difflib.SequenceMatcher(None, text_u, name_u).ratio()
         overlap = sum(1 for t in name_tokens if t in tokens) / len(name_tokens)
-        initials = (len(name_tokens) >= 2 and name_tokens[-1] in tokens and
-                    any(t[0] == name_tokens[0][0] and len(t) <= 2 for t in
-                        re.findall(r"[A-Z]+", (text or "").upper())))
-        score = max(ratio, overlap, 0.7 if initials else 0.0)
+        score = max(ratio, overlap)
+        if initials and len(name_tokens) >= 2 and name_tokens[0] not in tokens:
+            score += 0.15 if name_tokens[0][0] in initials else -0.15
+        score = min(score, 1.0)
         if score >= FUZZY_THRESHOLD:
             out.append(Suggestion("fuzzy", a.fund_code, a.account_reference, a.name,
                                   f"The name \u201c{a.name}\u201d resembles \u201c{text.strip()}\u201d "

@@ -107,3 +107,18 @@ def test_suggestions_are_quick(session):
     t = time.perf_counter()
     SG.suggest(session, item)
     assert time.perf_counter() - t < 2.0
+
+
+def test_initials_rank_matching_first_names(session):
+    tag = unique("", 6).replace("0", "Q").replace("1", "W").replace("2", "E").replace("3", "R") \
+        .replace("4", "T").replace("5", "Y").replace("6", "U").replace("7", "I").replace("8", "O") \
+        .replace("9", "P")
+    surname = "Vandersloot" + tag
+    j, w = unique("JI"), unique("WI")
+    session.add_all([AccountHolder(fund_code="TWS", account_reference=j, name=f"Jane {surname}"),
+                     AccountHolder(fund_code="TWS", account_reference=w, name=f"Wyn {surname}")])
+    session.commit()
+    item = make_item(session, 1_00, reference="NONE", narrative=f"BGC J {surname.upper()}")
+    refs = [s.account_reference for s in SG.suggest(session, item) if s.kind == "fuzzy"]
+    assert j in refs
+    assert w not in refs or refs.index(j) < refs.index(w)
