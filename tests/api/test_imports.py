@@ -145,3 +145,54 @@ def test_rule_tester_api(api):
     assert resp.json["destination"] == "fund" and resp.json["fund_code"] == "TWS"
     assert api("clerk").post("/api/v1/imports/rules/test",
                              json={"reference": "A", "amount": 5.5}).status_code == 422
+
+
+def _variant(name: str, tag: str) -> bytes:
+    """The sample file with its references made unique (the same file twice is a 409)."""
+    with open(os.path.join(FIX, name), "rb") as fh:
+        data = fh.read()
+    if name.endswith(".txt"):  # fixed width: keep the widths
+        return data.replace(b"TW5", tag[:3].encode())
+    return data.replace(b"TW", tag.encode())
+
+
+@pytest.mark.parametrize("name,fmt,rows,total", [
+    ("camt053_sample.xml", "camt053", 2, "215.50"),
+    ("mt940_sample.sta", "mt940", 2, "215.50"),
+    ("allpay_sample.txt", "allpay", 3, "49.75"),
+])
+def test_each_format_imports_through_the_api(api, inline, session, name, fmt, rows, total):
+    from app.models.imports import FundReferencePattern
+
+    tag = unique("Q", 5)
+    pat = FundReferencePattern(fund_code="TWS", pattern=(f"^{tag[:3]}[0-9]{{5}}$" if fmt == "allpay"
+                                        else f"^{tag}[0-9]{{6}}"),
+                               priority=50)
+    session.add(pat)
+    session.commit()
+    try:
+        resp = upload(api("clerk"), _variant(name, tag), fmt=fmt, name=name)
+        assert resp.status_code == 201, resp.json
+        body = api("clerk").get(f"/api/v1/imports/{resp.json['id']}").json
+    finally:
+        pat.enabled = False
+        session.commit()
+    assert body["status"] == "succeeded" and body["rows_total"] == rows
+    assert body["total_amount"] == total and body["control_total"]
+    assert body["rows_posted"] >= 1 and body["rows_posted"] + body["rows_suspense"] == rows
+
+
+def test_bank_csv_with_profile_through_the_api(api, inline, session):
+    from app.models.imports import BankProfile
+
+    name = unique("Barclays")
+    session.add(BankProfile(name=name, skip_rows=2, date_column="Date", date_format="%d/%m/%Y",
+                            sign_convention="signed", amount_column="Amount",
+                            reference_column="Memo", narrative_column="Subcategory"))
+    session.commit()
+    tag = unique("K", 5)
+    resp = upload(api("clerk"), _variant("bank_barclays.csv", tag), fmt="bank_csv", profile=name)
+    assert resp.status_code == 201, resp.json
+    body = api("clerk").get(f"/api/v1/imports/{resp.json['id']}").json
+    assert body["status"] == "succeeded" and body["rows_total"] == 2
+    assert body["total_amount"] == "1375.00" and body["rows_suspense"] == 2

@@ -218,3 +218,22 @@ def test_tick_job_processes_queued_imports(app, session, fund):
     assert any(f"{batch.id}:succeeded" in line for line in out)
     session.expire_all()
     assert session.get(ImportBatch, batch.id).status == "succeeded"
+
+
+def test_cli_import_command(app, session, fund, tmp_path):
+    from app.cli import ims_cli
+
+    tag = unique("L", 6)
+    path = tmp_path / "cli.csv"
+    path.write_text("transaction_date,account_reference,amount,fund_code\n"
+                    f"2026-07-01,{tag}1,3.00,{fund}\n2026-07-01,{tag}2,4.00,\n")
+    runner = app.test_cli_runner()
+    result = runner.invoke(ims_cli, ["import", str(path), "--format", "ims_csv", "--user", "clerk"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded; 1 posted, 1 to suspense, total £7.00" in result.output
+    again = runner.invoke(ims_cli, ["import", str(path), "--format", "ims_csv"])
+    assert again.exit_code == 1 and "already imported" in again.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("transaction_date,account_reference,amount\n2026-07-01,A,1.999\n")
+    result = runner.invoke(ims_cli, ["import", str(bad), "--format", "ims_csv"])
+    assert result.exit_code == 1 and "Line 2" in result.output
