@@ -74,3 +74,32 @@ def test_cashier_receipt_then_clerk_journal_and_undo(app, page, live_url):
         page.click(".undo-form button[type=submit]")
     assert "£12.00" in page.locator("#available").inner_text()
     assert "Undone by" in page.locator("#related-journals").inner_text()
+
+
+def test_ledger_pages_have_no_serious_wcag_violations(page, live_url):
+    from tests.browser.test_accessibility import _violations
+
+    browser_login(page, live_url, "cashier")
+    page.goto(f"{live_url}/receipts/new")
+    page.select_option("#payment_method_code", "CASH")
+    row = page.locator("tr.receipt-line").nth(0)
+    row.locator("select[name=fund_code]").select_option("TWS")
+    row.locator("input[name=account_reference]").fill("AXE1")
+    row.locator("input[name=amount]").fill("1.50")
+    with page.expect_navigation():
+        page.click("#post-receipt")
+    assert _violations(page) == [], "print view"
+    number = page.url.rsplit("/", 2)[-2]
+    browser_login(page, live_url, "clerk")
+    for path in ("/receipts/new", f"/transactions/?receipt_number={number}", "/ledger/trial-balance",
+                 "/transfers/new"):
+        page.goto(live_url + path)
+        page.wait_for_load_state("networkidle")
+        assert _violations(page) == [], path
+    page.goto(f"{live_url}/transactions/?receipt_number={number}")
+    page.locator("#results tbody a").first.click()
+    page.wait_for_load_state("networkidle")
+    assert _violations(page) == [], "transaction details"
+    page.click("#journal-link")
+    page.wait_for_load_state("networkidle")
+    assert _violations(page) == [], "journal form"
