@@ -25,6 +25,11 @@ from app.services import writeoffs as W  # noqa: F401  (registers the write-off 
 from app.services.audit import history_for
 
 AGE_LABELS = {"fresh": _l("Fresh"), "old": _l("Getting old"), "stale": _l("Stale (can be written off)")}
+ALLOCATION_LABELS = {"awaiting_approval": _l("Awaiting approval"), "posted": _l("Posted"),
+                     "rejected": _l("Rejected")}
+BAND_LABELS = {"0–7 days": _l("0–7 days"), "8–28 days": _l("8–28 days"),
+               "29–56 days": _l("29–56 days"), "57–91 days": _l("57–91 days"),
+               "92–182 days": _l("92–182 days"), "Over 182 days": _l("Over 182 days")}
 STATUS_LABELS = {"open": _l("Open (unallocated or part allocated)"), "unallocated": _l("Unallocated"),
                  "part_allocated": _l("Part allocated"), "allocated": _l("Allocated"),
                  "written_off": _l("Written off"), "withdrawn": _l("Withdrawn"), "all": _l("All")}
@@ -123,6 +128,8 @@ class SuspenseWorkView(BaseView):
             notes=S.notes_of(session, item.id), history=history_for(session, "SuspenseItem", item.id),
             lines=lines, row_errors=row_errors, general=general, note=note,
             age_class=S.age_class(item.transaction_date), username=current_username(),
+            statuses=STATUS_LABELS, allocation_statuses=ALLOCATION_LABELS,
+            write_off_statuses=_write_off_labels(),
             may_allocate=sm.has_access("can_write", "SuspenseAllocation"),
             may_write_off=sm.has_access("can_write", "WriteOff")), status
 
@@ -203,6 +210,12 @@ class SuspenseWorkView(BaseView):
         return redirect(back)
 
 
+def _write_off_labels():
+    from app.views.writeoffs import STATUS_LABELS as labels
+
+    return labels
+
+
 def _local(url: str | None) -> str | None:
     """A same-site path to go back to, or None (no open redirects)."""
     if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
@@ -230,6 +243,8 @@ class SuspenseReportView(BaseView):
     def index(self):
         session = db.session
         bands = S.age_report(session)
+        for b in bands:
+            b["band"] = str(BAND_LABELS.get(b["band"], b["band"]))
         return self.render_template("suspense/report.html", bands=bands,
                                     rec=S.reconciliation(session),
                                     chart={"labels": [b["band"] for b in bands],

@@ -71,7 +71,7 @@ def test_clerk_splits_an_item_across_two_funds_to_zero(session, page, live_url):
     page.click("#allocate-btn")
     page.wait_for_load_state("networkidle")
     assert page.inner_text("#item-remaining") == "£0.00"
-    assert page.inner_text("#item-status") == "allocated"
+    assert page.inner_text("#item-status") == "Allocated"
     assert page.locator("#allocation-form").count() == 0
     assert "Payer confirmed by phone" in page.inner_text("#item-history")
     session.expire_all()
@@ -99,7 +99,7 @@ def test_large_allocation_is_approved_by_a_manager(session, page, live_url):
     page.wait_for_load_state("networkidle")
     assert "awaits approval" in page.inner_text("body")
     assert page.inner_text("#item-remaining") == "£0.00"  # reserved
-    assert "awaiting_approval" in page.inner_text("#allocations")
+    assert "Awaiting approval" in page.inner_text("#allocations")
 
     session.expire_all()
     alloc = session.scalar(select(SuspenseAllocation).where(SuspenseAllocation.suspense_item_id == item_id))
@@ -115,8 +115,8 @@ def test_large_allocation_is_approved_by_a_manager(session, page, live_url):
 
     browser_login(page, live_url, "clerk")
     page.goto(f"{live_url}/suspense/{item_id}")
-    assert "posted" in page.inner_text("#allocations")
-    assert page.inner_text("#item-status") == "allocated"
+    assert "Posted" in page.inner_text("#allocations")
+    assert page.inner_text("#item-status") == "Allocated"
     assert_books_balance(session)
 
 
