@@ -197,6 +197,18 @@ def _parse_amount(value) -> int:
 
 
 # --------------------------------------------------------------------------- request
+def ensure_deployed(session: Session) -> None:
+    """Deploy workflows/refund_approval.bpmn if no version is active (joins the transaction).
+
+    A Workflow Administrator's uploaded version, once active, is always the one used.
+    """
+    if wf.active_definition(session, PROCESS_ID) is not None:
+        return
+    with open(os.path.join(wf.WORKFLOW_DIR, f"{PROCESS_ID}.bpmn"), "rb") as fh:
+        wf.deploy_definition(session, fh.read(), "system", expected_process_id=PROCESS_ID,
+                             commit=False)
+
+
 @dataclass
 class RequestResult:
     refund: Refund
@@ -281,6 +293,7 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
             "payee_name": refund.payee_name, "sort_code": refund.sort_code,
             "account_number": refund.masked_account or None, "payee_differs": differs,
             "status": refund.status}, reason=reason_text, actor=actor)
+        ensure_deployed(session)
         instance = wf.start_workflow(session, PROCESS_ID, SUBJECT_TYPE, refund.id, actor, {
             "amount_pence": pence, "requester": actor, "reason": reason_text, "action": "refund",
             "method": method, "payee_differs": differs, "refund_id": refund.id,
