@@ -84,9 +84,10 @@ def ours(app, n: int, offset: int = 0) -> dict:
             instance = start_workflow(session, "approval_demo", "demo", f"bench-{offset + i}", "clerk",
                                       {"amount_pence": 10_000 + i, "reason": "bench",
                                        "action": "refund"})
+            instance_id = instance.id
             session.commit()
-            task_id = session.scalar(select(WorkflowTask.id).where(
-                WorkflowTask.instance_id == instance.id, WorkflowTask.status == "ready"))
+            task_id = session.scalar(select(WorkflowTask.id).where(  # the inbox row
+                WorkflowTask.instance_id == instance_id, WorkflowTask.status == "ready"))
             b = time.perf_counter()
             result = complete_task(session, task_id, "manager", "approve", "ok")
             c = time.perf_counter()
