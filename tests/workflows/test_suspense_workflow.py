@@ -71,3 +71,20 @@ def test_approval_rechecks_the_lines(session):
     session.expire_all()
     assert S.get_item(session, item.id).remaining_amount == 11_000_00
     assert_books_balance(session)
+
+
+def test_approvers_and_requester_are_notified(session):
+    from sqlalchemy import select
+
+    from app.models.notification import Notification
+
+    item = make_item(session, 10_500_00)
+    res = S.allocate(session, item.id, [line("TWS", unique("N"), "10500.00")], actor="clerk")
+    link = f"/suspense/{item.id}"
+    to_managers = session.scalars(select(Notification.username).where(Notification.link == link)).all()
+    assert {"manager", "manager2"} <= set(to_managers)
+    [task] = ready(session, res.allocation.workflow_instance_id)
+    wf.complete_task(session, task.id, "manager", "approve", "ok")
+    told = session.scalars(select(Notification.message).where(
+        Notification.link == link, Notification.username == "clerk")).all()
+    assert any("approved" in m for m in told)
