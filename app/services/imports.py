@@ -39,7 +39,7 @@ from app.services.validation import check_reference_format, normalise_reference
 
 log = logging.getLogger(__name__)
 
-CHUNK = 1000
+CHUNK = 2000
 MAX_ERRORS = 500
 MAX_DUPLICATES = 500
 STALE_AFTER = timedelta(minutes=10)
