@@ -44,6 +44,7 @@ test: translations
 
 bench: install
 	$(BIN)/python bench/receipts.py
+	$(BIN)/python bench/import.py
 
 clean:
 	rm -rf $(VENV) instance/*.db

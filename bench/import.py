@@ -185,6 +185,11 @@ def main() -> None:
         assert result["status"] == "succeeded"
     finally:
         os.remove(path)
+        if not url:
+            db_file = os.path.join(tempfile.gettempdir(), f"ims-bench-{os.getpid()}.db")
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                if os.path.exists(db_file + suffix):
+                    os.remove(db_file + suffix)
 
 
 if __name__ == "__main__":
