@@ -169,6 +169,7 @@ class WorkflowRun:
         self.workflow = workflow
         self.log = StepLog()
         self._ready_cache: list[ReadyTask] | None = None
+        self._timer_cache: list | None = None
 
     # construction -------------------------------------------------------
     @classmethod
@@ -210,6 +211,7 @@ class WorkflowRun:
         except SpiffWorkflowException as exc:
             raise EngineError(_message(exc)) from exc
         self._ready_cache = None
+        self._timer_cache = None
 
     def refresh_timers(self) -> None:
         try:
@@ -224,6 +226,7 @@ class WorkflowRun:
             raise EngineError("The task is not ready.")
         task.data.update(data)
         self._ready_cache = None
+        self._timer_cache = None
         try:
             task.run()
         except SpiffWorkflowException as exc:
@@ -237,7 +240,7 @@ class WorkflowRun:
     def ready_tasks(self) -> list[ReadyTask]:
         """Ready user tasks with their role (lane) and due time (earliest boundary timer)."""
         if self._ready_cache is None:
-            timers = list(self._timers())
+            timers = self._timers()
             out = []
             for task in self._ready_user_tasks():
                 spec = task.task_spec
@@ -247,12 +250,14 @@ class WorkflowRun:
             self._ready_cache = out
         return list(self._ready_cache)
 
-    def _timers(self):
-        for task in self.workflow.get_tasks(state=TaskState.WAITING):
-            spec = task.task_spec
-            if isinstance(spec, CatchingEvent) and isinstance(
-                    getattr(spec, "event_definition", None), TimerEventDefinition):
-                yield task
+    def _timers(self) -> list:
+        """Waiting timer events (cached until the next step)."""
+        if self._timer_cache is None:
+            self._timer_cache = [
+                task for task in self.workflow.get_tasks(state=TaskState.WAITING)
+                if isinstance(task.task_spec, CatchingEvent) and isinstance(
+                    getattr(task.task_spec, "event_definition", None), TimerEventDefinition)]
+        return self._timer_cache
 
     @staticmethod
     def _timer_value(task) -> datetime | None:
