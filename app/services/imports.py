@@ -39,7 +39,7 @@ from app.services.validation import check_reference_format, normalise_reference
 
 log = logging.getLogger(__name__)
 
-CHUNK = 2000
+CHUNK = 5000  # rows per committed chunk at most (at least 20 progress steps per file)
 MAX_ERRORS = 500
 MAX_DUPLICATES = 500
 STALE_AFTER = timedelta(minutes=10)
@@ -616,7 +616,8 @@ def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions
 
 
 def process_import(session: Session, batch_id: int, *, actor: str | None = None,
-                   chunk_size: int = CHUNK, fail_after_chunks: int | None = None) -> ImportBatch:
+                   chunk_size: int | None = None, fail_after_chunks: int | None = None
+                   ) -> ImportBatch:
     """Post a received import. Safe to call again after a crash: it resumes after the last
     committed line. ``fail_after_chunks`` simulates a crash (tests)."""
     batch = session.get(ImportBatch, batch_id)
@@ -626,6 +627,8 @@ def process_import(session: Session, batch_id: int, *, actor: str | None = None,
     batch = _claim(session, batch_id, actor)
     if batch is None:
         return session.get(ImportBatch, batch_id)
+    if chunk_size is None:
+        chunk_size = min(CHUNK, max(200, batch.rows_total // 20))
     try:
         _run(session, batch, actor, chunk_size, fail_after_chunks)
     except _SimulatedCrash:
