@@ -10,6 +10,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import event, inspect, insert, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent
@@ -105,11 +106,29 @@ def compute_hash(prev_hash: str, row: dict) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+_LAST_HASH = "ims_audit_last_hash"
+
+
+def _forget_last_hash(conn, *args) -> None:
+    conn.info.pop(_LAST_HASH, None)
+
+
+for _name in ("commit", "rollback", "rollback_savepoint"):
+    event.listen(Engine, _name, _forget_last_hash)
+
+
 def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None):
-    """Write one event at the end of the chain (serialised on PostgreSQL by an advisory lock)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-    prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+    """Write one event at the end of the chain.
+
+    The first event of a transaction takes the chain's lock (an advisory lock on PostgreSQL; SQLite
+    has one writer at a time) and reads the last hash; later events in the same transaction reuse
+    the hash they just wrote, so each costs one INSERT. Commit and rollback forget the cache.
+    """
+    prev = conn.info.get(_LAST_HASH)
+    if prev is None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+        prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
     row = {
         "occurred_at": datetime.now(timezone.utc),
         "actor": (actor or current_actor())[:100],
@@ -123,6 +142,7 @@ def _append(conn, action: str, entity: str, entity_id, before, after, reason=Non
     row["prev_hash"] = prev or GENESIS
     row["hash"] = compute_hash(row["prev_hash"], row)
     conn.execute(insert(AuditEvent.__table__).values(**row))
+    conn.info[_LAST_HASH] = row["hash"]
 
 
 def record(session: Session, action: str, entity: str, entity_id, before=None, after=None,
