@@ -101,3 +101,26 @@ def test_card_refund_above_the_limit_then_bacs_refund_in_a_payment_run(session, 
     page.wait_for_load_state("networkidle")
     notes = page.inner_text("#notification-list")
     assert f"Refund {rid}" in notes and f"Refund {bid}" in notes
+
+
+def test_refund_pages_have_no_serious_wcag_violations(session, page, live_url):
+    from tests.browser.test_accessibility import _violations
+    from tests.integration.test_refunds import approve_all, request
+
+    deploy_refund_workflow(session)
+    txn = make_txn(session, 9_000, method="CHQ")
+    refund = request(session, txn, "12.00", method="bacs", payee=(
+        {"name": "Someone Else", "sort_code": "40-11-62", "account_number": "31926819"}))
+    approve_all(session, refund, approvers=("manager",))
+    pages = [("clerk", f"/refunds/new/{txn.id}"), ("clerk", f"/refunds/{refund.id}"),
+             ("auditor", "/refunds/"), ("manager", "/refund-payment-runs/"),
+             ("clerk", "/notifications/")]
+    found = {}
+    for user, path in pages:
+        browser_login(page, live_url, user)
+        page.goto(live_url + path)
+        page.wait_for_load_state("networkidle")
+        problems = _violations(page)
+        if problems:
+            found[path] = problems
+    assert found == {}, "\n".join(f"{k}: {v}" for k, v in found.items())
