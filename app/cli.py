@@ -23,7 +23,10 @@ def seed(demo: bool) -> None:
     set_actor("seed")
     counts = seed_reference(db.session)
     if demo:
+        from app.services.demo_activity import seed_activity
+
         counts.update(seed_demo(db.session, current_app.appbuilder))
+        counts.update(seed_activity(db.session, current_app.instance_path))
     for key, value in counts.items():
         click.echo(f"{key}: {value}")
 

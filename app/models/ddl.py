@@ -16,10 +16,15 @@ def database_object(fn: Callable) -> Callable:
     return fn
 
 
+def run_installers(conn) -> None:
+    """Create every registered database object on an open connection (used by migrations)."""
+    for fn in _INSTALLERS:
+        fn(conn)
+
+
 def install_database_objects(engine) -> None:
     with engine.begin() as conn:
-        for fn in _INSTALLERS:
-            fn(conn)
+        run_installers(conn)
 
 
 @database_object

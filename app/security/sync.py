@@ -50,28 +50,48 @@ def _role_can_use(role: str, view) -> bool:
         roles_for(perm, view.class_permission_name) or ())
 
 
+def registered_permissions(appbuilder) -> set[tuple[str, str]]:
+    """(permission, view menu) pairs the registered views, APIs and menu entries need.
+
+    Views that share a class_permission_name contribute the union of their permissions.
+    """
+    pairs = set()
+    for view in appbuilder.baseviews:
+        for perm in view.base_permissions or ():
+            pairs.add((perm, view.class_permission_name))
+    for name in appbuilder.menu.get_flat_name_list():
+        if name and name != "-":
+            pairs.add(("menu_access", name))
+    return pairs
+
+
 def sync_roles(appbuilder, session) -> dict[str, int]:
-    """Apply roles.py to the database. Raises UncoveredPermissions if a permission has no rule."""
+    """Apply roles.py to the database. Raises UncoveredPermissions if a permission has no rule.
+
+    Permissions are created here rather than by FAB's add_permissions(), which deletes a
+    permission from a view menu when two views sharing it declare different permissions, and
+    grants everything it creates to the admin role (roles.py decides what Administrator holds).
+    Running it again changes nothing.
+    """
     sm = appbuilder.sm
     for role_name in (*ROLES, sm.auth_role_public):
         if sm.find_role(role_name) is None:
             sm.add_role(role_name)
-    appbuilder.add_permissions(update_perms=True)
-    pvms = session.query(sm.permissionview_model).all()
     menus = menu_grants(appbuilder)
     uncovered = []
     wanted: dict[str, list] = {role: [] for role in ROLES}
-    for pvm in pvms:
-        perm, view_menu = pvm.permission.name, pvm.view_menu.name
+    for perm, view_menu in sorted(registered_permissions(appbuilder)):
         if perm == "menu_access":
-            for role in ROLES:
-                if view_menu in menus[role]:
-                    wanted[role].append(pvm)
+            roles = {role for role in ROLES if view_menu in menus[role]}
+        else:
+            roles = roles_for(perm, view_menu)
+            if roles is None:
+                uncovered.append(f"{perm} on {view_menu}")
+                continue
+        if not roles:
+            sm.add_permission_view_menu(perm, view_menu)
             continue
-        roles = roles_for(perm, view_menu)
-        if roles is None:
-            uncovered.append(f"{perm} on {view_menu}")
-            continue
+        pvm = sm.add_permission_view_menu(perm, view_menu)
         for role in roles:
             wanted[role].append(pvm)
     if uncovered:
@@ -79,8 +99,11 @@ def sync_roles(appbuilder, session) -> dict[str, int]:
     counts = {}
     for role_name in ROLES:
         role = sm.find_role(role_name)
-        role.permissions = wanted[role_name]
+        if set(role.permissions) != set(wanted[role_name]):
+            role.permissions = wanted[role_name]
         counts[role_name] = len(wanted[role_name])
-    sm.find_role(sm.auth_role_public).permissions = []
+    public = sm.find_role(sm.auth_role_public)
+    if public.permissions:
+        public.permissions = []
     session.commit()
     return counts

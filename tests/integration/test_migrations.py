@@ -46,8 +46,35 @@ def test_upgrade_empty_database_to_head_then_no_autogenerate_diff(empty_database
     assert {"fund", "audit_event", "ab_user", "alembic_version"} <= tables
     check = _flask(empty_database_url, "db", "check")
     assert check.returncode == 0, (check.stdout + check.stderr)[-3000:]
-    seed = _flask(empty_database_url, "ims", "seed")
-    assert seed.returncode == 0, seed.stderr[-3000:]
+
+
+
+def _row_counts(url):
+    engine = create_engine(url)
+    names = [t for t in inspect(engine).get_table_names() if t != "alembic_version"]
+    with engine.connect() as conn:
+        counts = {t: conn.exec_driver_sql(f'SELECT COUNT(*) FROM "{t}"').scalar() for t in names}
+    engine.dispose()
+    return counts
+
+
+def test_make_run_setup_is_idempotent(empty_database_url):
+    """What `make run` does (upgrade, sync-roles, sync-workflows, seed --demo), twice: the second
+    run changes nothing, not even the audit trail."""
+    assert _flask(empty_database_url, "db", "upgrade").returncode == 0
+    steps = [("ims", "sync-roles"), ("ims", "sync-workflows"), ("ims", "seed", "--demo")]
+    for step in steps:
+        done = _flask(empty_database_url, *step)
+        assert done.returncode == 0, (step, done.stderr[-3000:])
+    first = _row_counts(empty_database_url)
+    assert first["account_holder"] >= 1000
+    assert first["income_transaction"] > 200 and first["suspense_item"] > 0
+    assert first["ab_user"] == 9
+    for step in steps:
+        assert _flask(empty_database_url, *step).returncode == 0
+    assert _row_counts(empty_database_url) == first
+    verify = _flask(empty_database_url, "ims", "audit-verify")
+    assert verify.returncode == 0, verify.stdout
 
 
 def test_every_revision_has_a_message():

@@ -1,0 +1,88 @@
+"""Demo activity so the portal looks like a working council's: a month of receipts, a bank file
+with unmatched lines in suspense, and a few journals. Runs once (a setting marks it done)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models.reference import AccountHolder, Setting
+
+DONE_KEY = "demo_activity_seeded"
+
+PLAN = [  # fund, share of receipts, typical amount range in pence, methods
+    ("CTAX", 40, (2_000, 25_000), ["CASH", "CARD", "TEL", "WEB", "CHQ"]),
+    ("NNDR", 10, (20_000, 400_000), ["CHQ", "CARD", "WEB"]),
+    ("HRA", 25, (5_000, 60_000), ["CASH", "CARD", "TEL"]),
+    ("PCN", 12, (3_500, 11_000), ["CARD", "WEB", "TEL"]),
+    ("SUN", 8, (1_500, 250_000), ["CHQ", "CARD"]),
+    ("LIB", 5, (50, 2_500), ["CASH", "CARD"]),
+]
+
+
+def _pounds(pence: int) -> str:
+    return f"{pence // 100}.{pence % 100:02d}"
+
+
+def seed_activity(session: Session, instance_path: str, receipts: int = 240) -> dict[str, int]:
+    """Receipts over the last 30 days, one bank import (some lines to suspense), journals."""
+    if session.get(Setting, DONE_KEY) is not None:
+        return {"demo receipts added": 0}
+    from app.services.imports import process_import, receive_import
+    from app.services.journals import journal
+    from app.services.receipts import take_receipt
+
+    rng = random.Random(1905)
+    accounts: dict[str, list[AccountHolder]] = {}
+    for holder in session.scalars(select(AccountHolder).where(AccountHolder.stop_message.is_(None))):
+        accounts.setdefault(holder.fund_code, []).append(holder)
+    today = dt.date.today()
+    weights = [share for _, share, _, _ in PLAN]
+    taken = []
+    for _ in range(receipts):
+        lines = []
+        method = None
+        for _ in range(1 if rng.random() < 0.85 else 2):
+            fund, _, (lo, hi), methods = rng.choices(PLAN, weights=weights)[0]
+            method = method or rng.choice(methods)
+            holder = rng.choice(accounts[fund])
+            lines.append({"fund_code": fund, "account_reference": holder.account_reference,
+                          "amount": _pounds(rng.randint(lo, hi)),
+                          "narrative": rng.choice(["", "Instalment", "Arrears", "Full payment",
+                                                   "Part payment", "Paid at counter"])})
+        day = today - dt.timedelta(days=int(rng.triangular(0, 30, 0)))
+        result = take_receipt(session, lines=lines, payment_method_code=method,
+                              actor=rng.choice(["cashier", "cashier", "clerk"]),
+                              office_code=rng.choice(["CIVIC", "CC", "LIB", "WEB"]),
+                              transaction_date=day.isoformat())
+        taken.append(result)
+    # A bank file: most lines match, a few are unreadable references that go to suspense.
+    rows = ["transaction_date,account_reference,amount,narrative"]
+    for i in range(40):
+        holder = rng.choice(accounts["CTAX"] + accounts["HRA"])
+        ref = holder.account_reference if i % 6 else f"REF {rng.randint(1000, 99999)}"
+        rows.append(f"{(today - dt.timedelta(days=1)).isoformat()},{ref},"
+                    f"{_pounds(rng.randint(2_000, 40_000))},BGC {holder.name.upper()[:18]}")
+    batch = receive_import(session, stream=io.BytesIO(("\n".join(rows) + "\n").encode()),
+                           filename="demo-bank-statement.csv", fmt="ims_csv", actor="clerk",
+                           instance_path=instance_path, max_bytes=10_000_000)
+    process_import(session, batch.id, actor="clerk")
+    # A few journals: money paid to the wrong council tax account moved to the right one.
+    from app.models.ledger import Transaction
+
+    ctax = session.scalars(select(Transaction).where(Transaction.fund_code == "CTAX")
+                           .order_by(Transaction.id).limit(3)).all()
+    for txn in ctax:
+        target = rng.choice(accounts["CTAX"])
+        journal(session, transaction_id=txn.id, reason="Paid to the wrong account (demo)",
+                actor="clerk", targets=[{"fund_code": "CTAX",
+                                         "account_reference": target.account_reference,
+                                         "amount": _pounds(txn.amount // 2 or 1)}])
+    session.add(Setting(key=DONE_KEY, value=today.isoformat(),
+                        description="Demo activity was seeded on this date."))
+    session.commit()
+    return {"demo receipts added": len(taken), "demo imports added": 1, "demo journals added": len(ctax)}
