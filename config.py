@@ -85,7 +85,16 @@ class Config:
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
     GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD", "")
+    MAIL_USE_TLS = _env_bool("MAIL_USE_TLS", False)
     MAIL_FROM = os.environ.get("MAIL_FROM", "ims@localhost")
+    IMS_BASE_URL = os.environ.get("IMS_BASE_URL", "http://127.0.0.1:5000")
+    # The council's own bank account, the originator of Bacs refund payment files.
+    IMS_BACS_ORIGINATOR_SORT_CODE = os.environ.get("IMS_BACS_ORIGINATOR_SORT_CODE", "40-50-60")
+    IMS_BACS_ORIGINATOR_ACCOUNT = os.environ.get("IMS_BACS_ORIGINATOR_ACCOUNT", "12345678")
+    IMS_BACS_ORIGINATOR_NAME = os.environ.get("IMS_BACS_ORIGINATOR_NAME", "")
     IMS_WORKER_INTERVAL = int(os.environ.get("IMS_WORKER_INTERVAL", "30"))
 
 

@@ -24,7 +24,7 @@ def _body(txn, amount="10.00", method="card", **kw):
 
 
 def _task_for(api, who, refund_id):
-    tasks = api(who).get("/api/v1/tasks/").json["result"]
+    tasks = api(who).get("/api/v1/tasks/").json
     return next((t for t in tasks if t["subject_type"] == "refund"
                  and t["subject_id"] == str(refund_id)), None)
 

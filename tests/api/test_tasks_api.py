@@ -14,14 +14,15 @@ on_postgres = pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").sta
 
 def _ids(resp):
     assert resp.status_code == 200, resp.data
-    return [t["id"] for t in resp.json["result"]]
+    assert isinstance(resp.json, list)  # API.md: a bare list
+    return [t["id"] for t in resp.json]
 
 
 def test_inbox_lists_what_the_caller_can_complete_now(session, api):
     instance = start(session, 12_34)
     [task] = ready_tasks(session, instance.id)
     resp = api("manager").get("/api/v1/tasks/")
-    row = next(t for t in resp.json["result"] if t["id"] == task.id)
+    row = next(t for t in resp.json if t["id"] == task.id)
     assert row["process_id"] == "approval_demo" and row["subject_type"] == "wf_test"
     assert row["subject_id"] == instance.subject_id and row["role"] == "Finance Manager"
     assert row["amount"] == "12.34" and row["created_at"] and row["due_at"]
@@ -87,7 +88,7 @@ def test_unauthenticated_is_401(client):
 def test_workflows_list_and_bpmn_download(session, api):
     start(session, 1)  # deploys the demo
     resp = api("clerk").get("/api/v1/workflows/")
-    row = next(r for r in resp.json["result"] if r["process_id"] == "approval_demo")
+    row = next(r for r in resp.json if r["process_id"] == "approval_demo")
     assert row["version"] >= 1 and row["deployed_at"]
     xml = api("clerk").get("/api/v1/workflows/approval_demo/bpmn")
     assert xml.status_code == 200 and xml.mimetype == "application/xml"
@@ -97,7 +98,7 @@ def test_workflows_list_and_bpmn_download(session, api):
 
 def test_put_bpmn_deploys_a_new_version_for_workflow_administrators_only(session, api):
     start(session, 1)
-    before = api("wfadmin").get("/api/v1/workflows/").json["result"]
+    before = api("wfadmin").get("/api/v1/workflows/").json
     old_version = next(r for r in before if r["process_id"] == "approval_demo")["version"]
     body = variant(demo_xml())
     headers = {"Content-Type": "application/xml"}
