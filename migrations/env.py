@@ -25,10 +25,16 @@ config.set_main_option("sqlalchemy.url", get_engine_url())
 target_metadata = Model.metadata
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """Leave alone the PostgreSQL trigram indexes that app/models/ddl.py installers create
+    (expression indexes with operator classes, which the models cannot declare)."""
+    return not (type_ == "index" and reflected and compare_to is None and name.endswith("_trgm"))
+
+
 def run_migrations_offline():
     context.configure(url=config.get_main_option("sqlalchemy.url"),
                       target_metadata=target_metadata, literal_binds=True, render_as_batch=True,
-                      compare_type=True)
+                      compare_type=True, include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -45,6 +51,7 @@ def run_migrations_online():
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     conf_args.setdefault("compare_type", True)
     conf_args.setdefault("render_as_batch", True)
+    conf_args.setdefault("include_object", include_object)
     with get_engine().connect() as connection:
         context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
         with context.begin_transaction():

@@ -1,5 +1,6 @@
 """Demo activity so the portal looks like a working council's: a month of receipts, a bank file
-with unmatched lines in suspense, and a few journals. Runs once (a setting marks it done)."""
+with unmatched lines in suspense, a few journals, and refunds and a write-off waiting for
+approval. Runs once (a setting marks it done)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import random
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.models.ledger import Transaction
 from app.models.reference import AccountHolder, Setting
 
 DONE_KEY = "demo_activity_seeded"
@@ -55,10 +57,13 @@ def seed_activity(session: Session, instance_path: str, receipts: int = 240) -> 
                           "narrative": rng.choice(["", "Instalment", "Arrears", "Full payment",
                                                    "Part payment", "Paid at counter"])})
         day = today - dt.timedelta(days=int(rng.triangular(0, 30, 0)))
+        card = method in ("CARD", "WEB", "TEL")
         result = take_receipt(session, lines=lines, payment_method_code=method,
                               actor=rng.choice(["cashier", "cashier", "clerk"]),
                               office_code=rng.choice(["CIVIC", "CC", "LIB", "WEB"]),
-                              transaction_date=day.isoformat())
+                              transaction_date=day.isoformat(),
+                              # the card provider's payment id, which card refunds go back to
+                              external_reference=f"demo-pay-{rng.getrandbits(40):010x}" if card else None)
         taken.append(result)
     # A bank file: most lines match, a few are unreadable references that go to suspense.
     rows = ["transaction_date,account_reference,amount,narrative"]
@@ -72,7 +77,6 @@ def seed_activity(session: Session, instance_path: str, receipts: int = 240) -> 
                            instance_path=instance_path, max_bytes=10_000_000)
     process_import(session, batch.id, actor="clerk")
     # A few journals: money paid to the wrong council tax account moved to the right one.
-    from app.models.ledger import Transaction
 
     ctax = session.scalars(select(Transaction).where(Transaction.fund_code == "CTAX")
                            .order_by(Transaction.id).limit(3)).all()
@@ -82,7 +86,31 @@ def seed_activity(session: Session, instance_path: str, receipts: int = 240) -> 
                 actor="clerk", targets=[{"fund_code": "CTAX",
                                          "account_reference": target.account_reference,
                                          "amount": _pounds(txn.amount // 2 or 1)}])
+    # Work waiting for approvers: card and BACS refunds, and a write-off of unclaimed money.
+    from app.models.suspense import SuspenseItem
+    from app.services.refunds import request_refund
+    from app.services.writeoffs import request_write_off
+
+    cards = session.scalars(select(Transaction).where(Transaction.payment_method_code == "CARD")
+                            .order_by(Transaction.id.desc()).limit(2)).all()
+    for txn, amount in zip(cards, (min(txn.amount, 4_500) for txn in cards)):
+        request_refund(session, transaction_id=txn.id, amount=_pounds(amount), method="card",
+                       reason="Paid twice in error (demo)", actor="clerk")
+    cheque = session.scalars(select(Transaction).where(Transaction.payment_method_code == "CHQ",
+                                                       Transaction.amount > 60_000)
+                             .order_by(Transaction.id.desc()).limit(1)).first()
+    if cheque is not None:
+        request_refund(session, transaction_id=cheque.id, amount=_pounds(cheque.amount),
+                       method="bacs", reason="Account closed, credit balance (demo)", actor="clerk2",
+                       payee={"name": "J Morgan", "sort_code": "20-45-77",
+                              "account_number": "41234567"})
+    unclaimed = session.scalars(select(SuspenseItem).where(SuspenseItem.amount <= 10_000)
+                                .order_by(SuspenseItem.id).limit(1)).first()
+    if unclaimed is not None:
+        request_write_off(session, suspense_item_id=unclaimed.id, amount=_pounds(unclaimed.amount),
+                          reason="Unclaimed after enquiries with the bank (demo)", actor="clerk")
     session.add(Setting(key=DONE_KEY, value=today.isoformat(),
                         description="Demo activity was seeded on this date."))
     session.commit()
-    return {"demo receipts added": len(taken), "demo imports added": 1, "demo journals added": len(ctax)}
+    return {"demo receipts added": len(taken), "demo imports added": 1,
+            "demo journals added": len(ctax)}

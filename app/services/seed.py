@@ -88,6 +88,14 @@ FUNDS = [
     ("WOFF", "Write-offs", "9002-WO", None, False, None, False, None, False),
 ]
 
+#: How an imported row's reference identifies its fund when the file names none (data, not code).
+REFERENCE_PATTERNS = [
+    ("CTAX", r"^[0-9]{8}[0-9X]$", 10, "Council Tax: 8 digits and a check character"),
+    ("NNDR", r"^[0-9]{10}$", 20, "Business Rates: 10 digits"),
+    ("HRA", r"^HR[0-9]{6}[0-9A]$", 30, "Housing rent: HR, 6 digits and a check character"),
+    ("PCN", r"^(BJ|LW)[0-9]{7}[0-9X]$", 40, "Penalty charge notice"),
+]
+
 SETTINGS = [
     (SUSPENSE_FUND, "SUSP", "The fund that holds unmatched income."),
     (WRITE_OFF_FUND, "WOFF", "The fund that written-off money is posted to."),
@@ -153,6 +161,10 @@ def seed_reference(session: Session) -> dict[str, int]:
              account_must_exist=must, validator_id=by_name[v].id if v else None,
              credit_notes_allowed=cn)
         for c, n, gl, vat, ov, mx, must, v, cn in FUNDS])
+    from app.models.imports import FundReferencePattern
+
+    counts["reference patterns added"] = _add_missing(session, FundReferencePattern, "pattern", [
+        dict(fund_code=f, pattern=p, priority=pr, description=d) for f, p, pr, d in REFERENCE_PATTERNS])
     counts["settings added"] = _add_missing(session, Setting, "key", [
         dict(key=k, value=v, description=d) for k, v, d in SETTINGS])
     counts["approval limits added"] = seed_approval_limits(session)
