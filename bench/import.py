@@ -11,7 +11,6 @@ The database named by DATABASE_URL is wiped (schema recreated). Prints its figur
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import resource
@@ -47,40 +46,17 @@ def generate(path: str, rows: int, refs_ctax: list[str], seed: int = 7) -> int:
 
 
 def setup(url: str | None):
-    from config import DevelopmentConfig, _normalise_db_url
+    from _setup import fresh_app
 
-    cfg = type("BenchConfig", (DevelopmentConfig,), {})
-    if url:
-        cfg.SQLALCHEMY_DATABASE_URI = _normalise_db_url(url)
-    else:
-        path = os.path.join(tempfile.gettempdir(), f"ims-bench-{os.getpid()}.db")
-        if os.path.exists(path):
-            os.remove(path)
-        cfg.SQLALCHEMY_DATABASE_URI = "sqlite:///" + path
-    from app import create_app
-
-    app = create_app(cfg)
+    app = fresh_app(url)
     with app.app_context():
-        from flask_appbuilder import Model
         from sqlalchemy import select
 
         from app.extensions import db
-        from app.models import install_database_objects
         from app.models.imports import FundReferencePattern, ProcessingRule
         from app.models.reference import Fund
-        from app.services.audit import set_actor
-        from app.services.seed import make_reference, seed_reference
+        from app.services.seed import make_reference
 
-        engine = db.engine
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        else:
-            Model.metadata.drop_all(engine)
-        Model.metadata.create_all(engine)
-        install_database_objects(engine)
-        set_actor("bench")
-        seed_reference(db.session)
         db.session.add(FundReferencePattern(fund_code="CTAX", pattern=r"^[0-9]{8}[0-9X]$",
                                             priority=1))
         db.session.add(ProcessingRule(name="bench waste", priority=1,

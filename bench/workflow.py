@@ -16,7 +16,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,38 +26,15 @@ BPMN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 
 
 def setup(url: str | None):
-    from config import DevelopmentConfig, _normalise_db_url
+    """A fresh schema (the database is WIPED) with demo users and the workflows deployed."""
+    from _setup import fresh_app
 
-    cfg = type("BenchConfig", (DevelopmentConfig,), {})
-    if url:
-        cfg.SQLALCHEMY_DATABASE_URI = _normalise_db_url(url)
-    else:
-        path = os.path.join(tempfile.gettempdir(), f"ims-bench-wf-{os.getpid()}.db")
-        if os.path.exists(path):
-            os.remove(path)
-        cfg.SQLALCHEMY_DATABASE_URI = "sqlite:///" + path
-    from app import create_app
-
-    app = create_app(cfg)
+    app = fresh_app(url)
     with app.app_context():
-        from flask_appbuilder import Model
-
         from app.extensions import db
-        from app.models import install_database_objects
-        from app.services.audit import set_actor
-        from app.services.seed import seed_demo, seed_reference
+        from app.services.seed import seed_demo
         from app.services.workflow import sync_workflows
 
-        engine = db.engine
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-        else:
-            Model.metadata.drop_all(engine)
-        Model.metadata.create_all(engine)
-        install_database_objects(engine)
-        set_actor("bench")
-        seed_reference(db.session)
         seed_demo(db.session, app.appbuilder)
         sync_workflows(db.session)
     return app

@@ -16,8 +16,8 @@ from app.domain.errors import ValidationError
 from app.domain.money import Money
 from app.extensions import db
 from app.models.ledger import IdempotencyKey
-from app.services import suspense as S
 from app.services import suggestions as SG
+from app.services import suspense as S
 
 
 def idempotency_key() -> str | None:

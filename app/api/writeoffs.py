@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from app.api.base import domain_errors
 from app.api.ledger import current_username, json_body
-from app.domain.errors import ValidationError
 from app.api.suspense import idempotency_key, remember, replay
+from app.domain.errors import ValidationError
 from app.extensions import db
 from app.services import writeoffs as W
 from app.views.writeoffs import filters_from

@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, \
-    parse_date, t
+from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, parse_date, t
 
 DEFAULT_METHODS = {"P": "PO", "T": "PP", "Z": "PZ", "N": "TEL", "B": "WEB", "C": "CASH", "Q": "CHQ"}
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")

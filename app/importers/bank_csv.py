@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
-from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, \
-    parse_date, t
+from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, parse_date, t
 
 SIGN_CONVENTIONS = ("signed", "signed_negative", "split")
 

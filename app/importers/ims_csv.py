@@ -9,8 +9,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
-from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, \
-    parse_date, t
+from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, parse_date, t
 
 REQUIRED = ("transaction_date", "account_reference", "amount")
 OPTIONAL = ("narrative", "fund_code", "payment_method_code", "external_reference")

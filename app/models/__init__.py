@@ -1,6 +1,22 @@
 """SQLAlchemy 2.0 models on flask_appbuilder.Model; importing this package registers every table."""
 
 from app.models.audit import AuditEvent  # noqa: F401
+from app.models.ddl import install_database_objects  # noqa: F401,E402
+from app.models.imports import (  # noqa: F401
+    BankProfile,
+    FundReferencePattern,
+    ImportBatch,
+    ImportStatusEvent,
+    ProcessingRule,
+)
+from app.models.ledger import (  # noqa: F401
+    IdempotencyKey,
+    LedgerLine,
+    NumberSequence,
+    PostingGroup,
+    Transaction,
+)
+from app.models.notification import Notification  # noqa: F401,E402
 from app.models.reference import (  # noqa: F401
     AccountHolder,
     Fund,
@@ -10,27 +26,7 @@ from app.models.reference import (  # noqa: F401
     Setting,
     VatCode,
 )
-from app.models.ledger import (  # noqa: F401
-    IdempotencyKey,
-    LedgerLine,
-    NumberSequence,
-    PostingGroup,
-    Transaction,
-)
-from app.models.workflow import (  # noqa: F401
-    ApprovalLimit,
-    WorkflowDefinition,
-    WorkflowEvent,
-    WorkflowInstance,
-    WorkflowTask,
-)
-from app.models.imports import (  # noqa: F401
-    BankProfile,
-    FundReferencePattern,
-    ImportBatch,
-    ImportStatusEvent,
-    ProcessingRule,
-)
+from app.models.refund import Refund, RefundPaymentRun  # noqa: F401,E402
 from app.models.suspense import SuspenseItem  # noqa: F401
 from app.models.suspense_work import (  # noqa: F401
     SuspenseAgeingRun,
@@ -39,6 +35,10 @@ from app.models.suspense_work import (  # noqa: F401
     SuspenseNote,
     WriteOff,
 )
-from app.models.notification import Notification  # noqa: F401,E402
-from app.models.refund import Refund, RefundPaymentRun  # noqa: F401,E402
-from app.models.ddl import install_database_objects  # noqa: F401,E402
+from app.models.workflow import (  # noqa: F401
+    ApprovalLimit,
+    WorkflowDefinition,
+    WorkflowEvent,
+    WorkflowInstance,
+    WorkflowTask,
+)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.domain.errors import Conflict, NotFound, ValidationError
@@ -30,7 +30,7 @@ from app.importers import FORMATS, FileRejected, LineError, Row, Summary, parse_
 from app.importers.allpay import DEFAULT_METHODS
 from app.models.imports import BankProfile, FundReferencePattern, ImportBatch, ImportStatusEvent
 from app.models.ledger import LedgerLine, NumberSequence, PostingGroup, Transaction
-from app.models.reference import AccountHolder, Fund, PaymentMethod, ReferenceValidator, VatCode
+from app.models.reference import AccountHolder, Fund, PaymentMethod, VatCode
 from app.models.suspense import SuspenseItem
 from app.services import audit
 from app.services.reference import SUSPENSE_FUND, designated_fund, get_setting

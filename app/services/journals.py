@@ -17,7 +17,7 @@ from app.models.ledger import PostingGroup, Transaction
 from app.models.reference import PaymentMethod
 from app.services import audit
 from app.services import ledger as L
-from app.services.receipts import check_line, parse_amount
+from app.services.receipts import check_line
 
 
 def _method_code(session: Session, kind: str, default: str) -> str:

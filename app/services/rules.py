@@ -156,8 +156,8 @@ def check_rule(rule: ProcessingRule) -> None:
             or rule.stop_processing):
         errors["set_fund_code"] = ["A rule must set something or stop processing."]
     if rule.set_fund_code:
-        from app.models.reference import Fund
         from app.extensions import db
+        from app.models.reference import Fund
 
         if db.session.scalar(select(Fund.id).where(Fund.code == rule.set_fund_code)) is None:
             errors["set_fund_code"] = ["Unknown fund."]

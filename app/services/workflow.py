@@ -40,7 +40,7 @@ from app.workflow_engine import (
     WorkflowRun,
     parse_definition,
     register_operator,
-    sha256_of,
+    sha256_of,  # noqa: F401  (re-exported for callers of this service)
 )
 
 log = logging.getLogger(__name__)

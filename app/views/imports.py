@@ -3,8 +3,6 @@ result, reversal; processing rules with a tester; bank profiles; reference patte
 
 from __future__ import annotations
 
-import json
-
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, Select2Widget

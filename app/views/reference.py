@@ -3,7 +3,8 @@
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_babel import lazy_gettext as _l
 from wtforms import SelectField
-from wtforms.validators import NumberRange, Optional as OptionalV
+from wtforms.validators import NumberRange
+from wtforms.validators import Optional as OptionalV
 
 from app.formatting import money
 from app.models.reference import (
@@ -20,7 +21,6 @@ from app.models.reference import (
 )
 from app.views.base import ImsModelView, datamodel
 from app.views.fields import MoneyField
-
 
 
 def _select(label, choices, description=None, required=False):

@@ -19,8 +19,8 @@ from app.extensions import db
 from app.formatting import money as fmt_money
 from app.models.reference import Fund
 from app.models.suspense_work import WriteOff
-from app.services import suspense as S
 from app.services import suggestions as SG
+from app.services import suspense as S
 from app.services import writeoffs as W  # noqa: F401  (registers the write-off subject and job)
 from app.services.audit import history_for
 

@@ -8,9 +8,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import SelectField, StringField
-from wtforms.validators import InputRequired, NumberRange, Optional as OptionalV
-from wtforms import IntegerField
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.validators import InputRequired, NumberRange
+from wtforms.validators import Optional as OptionalV
 
 from app.domain.errors import DomainError, Forbidden
 from app.extensions import db

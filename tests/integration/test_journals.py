@@ -1,6 +1,5 @@
 """Journals, undo and transfers through the services; concurrency on PostgreSQL."""
 
-import datetime as dt
 import threading
 
 import pytest

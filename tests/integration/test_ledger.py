@@ -7,7 +7,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
 from app.domain.errors import Conflict, NotFound, ValidationError
-from app.models.ledger import LedgerLine, PostingGroup, Transaction
+from app.models.ledger import LedgerLine, PostingGroup
 from app.services import ledger as L
 from app.services.audit import history_for
 

@@ -18,8 +18,7 @@ from app.models.workflow import WorkflowTask
 from app.services import ledger as L
 from app.services import refunds as RF
 from app.services import workflow as wf
-from app.services.payments import RefundResult
-from app.services.payments import get_provider
+from app.services.payments import RefundResult, get_provider
 from tests.conftest import unique
 
 REFUND_BPMN = os.path.join(wf.WORKFLOW_DIR, "refund_approval.bpmn")

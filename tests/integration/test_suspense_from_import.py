@@ -13,8 +13,8 @@ from app.domain.errors import Conflict
 from app.models.suspense import SuspenseItem
 from app.services import imports as svc
 from app.services import suspense as S
-from app.services import writeoffs as W
 from app.services import workflow as wf
+from app.services import writeoffs as W
 from tests.conftest import unique
 from tests.integration.test_suspense_service import assert_books_balance, ready
 

@@ -2,12 +2,11 @@
 
 import random
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from app.models.reference import AccountHolder, Fund, PaymentMethod, ReferenceValidator
+from app.models.reference import AccountHolder, Fund, ReferenceValidator
 from app.services.seed import make_reference
 from app.services.validation import validate_reference
 from tests.conftest import unique

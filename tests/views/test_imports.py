@@ -52,7 +52,7 @@ def test_upload_json_then_detail_and_progress(as_user, inline, session):
     susp = c.get(f"/suspense-items/?import_id={pid}")
     assert susp.status_code == 200 and f"{tag}X".encode() in susp.data
     listing = c.get("/imports/")
-    assert f"received → processing → succeeded".encode() in listing.data
+    assert "received → processing → succeeded".encode() in listing.data
 
 
 def test_plain_post_upload_bad_file_redirects_with_errors(as_user, inline):

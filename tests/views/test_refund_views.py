@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import func, select
 
 from app.models.refund import Refund
-from app.services import refunds as RF
 from tests.integration.test_refunds import approve_all, deploy_refund_workflow, make_txn, request
 
 

@@ -99,8 +99,9 @@ def test_new_user_with_weak_password_is_refused(as_user):
         "email": "weak@example.invalid", "active": "y", "roles": ["1"],
         "password": "abc", "conf_password": "abc"}, follow_redirects=True)
     assert b"Password needs" in resp.data
-    from app.extensions import db
     from flask_appbuilder.security.sqla.models import User
+
+    from app.extensions import db
 
     assert db.session.query(User).filter_by(username="weakpass").first() is None
 

@@ -185,8 +185,9 @@ def test_not_xml_is_refused():
 
 
 def test_script_engine_never_executes_scripts(parsed, session):
-    from app.workflow_engine.script_engine import SafeScriptEngine
     from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
+
+    from app.workflow_engine.script_engine import SafeScriptEngine
 
     run = WorkflowRun.start("test-demo", parsed.spec_json,
                             {"action": "refund", "amount_pence": 100, "escalate_after": "P1D"},

@@ -11,7 +11,7 @@ from app.models.audit import AuditEvent
 from app.models.base import utcnow
 from app.models.workflow import ApprovalLimit, WorkflowEvent, WorkflowInstance
 from app.services import workflow as wf
-from tests.workflows.helpers import OUTCOMES, deploy_demo, demo_xml, ready_tasks, start, variant
+from tests.workflows.helpers import OUTCOMES, demo_xml, deploy_demo, ready_tasks, start, variant
 
 
 def test_instance_stores_state_subject_and_projects_the_ready_task(session):
@@ -225,9 +225,8 @@ def test_tick_escalates_overdue_task_to_the_next_role_up(session):
 
 
 def test_tick_job_is_registered_and_runs(app):
-    from app.services.jobs import run_tick
-
     from app.services.audit import set_actor
+    from app.services.jobs import run_tick
 
     try:
         with app.app_context():
