@@ -24,7 +24,7 @@ def run(*args):
 def main():
     ours = os.path.join(HERE, "ours.pot")
     fab = os.path.join(HERE, "fab.pot")
-    keywords = ["-k", "_l", "-k", "lazy_gettext", "-k", "__", "-k", "ngettext:1,2"]
+    keywords = ["-k", "_l", "-k", "lazy_gettext", "-k", "__", "-k", "ngettext:1,2", "-k", "N_"]
     run("-q", "extract", "-F", os.path.join(HERE, "babel.cfg"), *keywords, "--no-location",
         "--sort-output", "-o", ours, "app", "config.py")
     run("-q", "extract", "-F", os.path.join(HERE, "babel.cfg"), *keywords, "--no-location", "--sort-output", "-o", fab, FAB)

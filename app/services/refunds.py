@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
+from app.domain.i18n import N_
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
@@ -321,20 +322,20 @@ def refund_summary(session: Session, subject_id: str) -> dict:
     refund = get_refund(session, subject_id)
     txn = session.get(Transaction, refund.transaction_id)
     details = {
-        "Refund": f"{refund.id} ({refund.status})",
-        "Transaction": f"{txn.id} — receipt {txn.receipt_number or ''}, {txn.transaction_date}",
-        "Fund / account": f"{txn.fund_code} / {txn.account_reference or ''}",
-        "Paid in": f"£{Money(txn.amount)} by {txn.payment_method_code}",
-        "Refund method": {"card": "Back to the card", "bacs": "BACS",
-                          "cheque": "Cheque"}[refund.method],
-        "Payer (account holder)": refund.payer_name or "not known",
+        N_("Refund"): f"{refund.id} ({refund.status})",
+        N_("Transaction"): f"{txn.id} — receipt {txn.receipt_number or ''}, {txn.transaction_date}",
+        N_("Fund / account"): f"{txn.fund_code} / {txn.account_reference or ''}",
+        N_("Paid in"): f"£{Money(txn.amount)} by {txn.payment_method_code}",
+        N_("Refund method"): {"card": N_("Back to the card"), "bacs": N_("BACS"),
+                          "cheque": N_("Cheque")}[refund.method],
+        N_("Payer (account holder)"): refund.payer_name or N_("not known"),
     }
     if refund.method != RefundMethod.CARD:
-        details["Payee"] = refund.payee_name or ""
+        details[N_("Payee")] = refund.payee_name or ""
     if refund.method == RefundMethod.BACS:
-        details["Bank account"] = f"{refund.sort_code} {refund.account_number}"
+        details[N_("Bank account")] = f"{refund.sort_code} {refund.account_number}"
     if refund.payee_differs:
-        details["CHECK"] = "The payee differs from the payer: confirm the bank details are genuine."
+        details[N_("CHECK")] = N_("The payee differs from the payer: confirm the bank details are genuine.")
     history = [{"at": e.occurred_at.strftime("%Y-%m-%d %H:%M"), "actor": e.actor,
                 "action": e.action, "detail": e.reason or ""}
                for e in reversed(audit.history_for(session, "Refund", refund.id))]

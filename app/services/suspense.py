@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, object_session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
+from app.domain.i18n import N_
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup
@@ -326,13 +327,13 @@ def _allocation_summary(session: Session, subject_id: str) -> dict:
     if alloc is None:
         return {"title": f"Suspense allocation {subject_id}"}
     item = session.get(SuspenseItem, alloc.suspense_item_id)
-    details = {"Suspense item": str(item.id), "Reference as received": item.reference_text or "",
-               "Narrative": item.narrative or "", "Received": str(item.transaction_date),
-               "Item amount": f"£{Money(item.amount)}"}
+    details = {N_("Suspense item"): str(item.id), N_("Reference as received"): item.reference_text or "",
+               N_("Narrative"): item.narrative or "", N_("Received"): str(item.transaction_date),
+               N_("Item amount"): f"£{Money(item.amount)}"}
     for i, ln in enumerate(alloc.lines, 1):
         details[f"Line {i}"] = f"{ln.fund_code} / {ln.account_reference} £{Money(ln.amount)}"
     if alloc.note:
-        details["Note"] = alloc.note
+        details[N_("Note")] = alloc.note
     return {"title": f"Allocate £{Money(alloc.amount)} from suspense item {item.id}",
             "details": details, "url": f"/suspense/{item.id}",
             "history": [{"at": n.created_at, "actor": n.author, "action": "note", "detail": n.text}

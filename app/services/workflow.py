@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain.errors import Conflict, Forbidden, NotFound, ValidationError
+from app.domain.i18n import N_
 from app.models.base import utcnow
 from app.models.workflow import WorkflowDefinition, WorkflowEvent, WorkflowInstance, WorkflowTask
 from app.security import roles as R
@@ -87,7 +88,7 @@ def subject_summary(session: Session, instance: WorkflowInstance) -> dict:
 
 def _demo_summary(session: Session, subject_id: str) -> dict:
     return {"title": f"Demonstration request {subject_id}",
-            "details": {"Subject": "demo", "Reference": subject_id}}
+            "details": {N_("Subject"): "demo", N_("Reference"): subject_id}}
 
 
 def _demo_outcome(session: Session, subject_id: str, outcome: str, instance) -> None:

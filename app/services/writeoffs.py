@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFound, ValidationError
+from app.domain.i18n import N_
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup, Transaction
@@ -228,20 +229,20 @@ def _summary(session: Session, subject_id: str) -> dict:
     wo = session.get(WriteOff, int(subject_id))
     if wo is None:
         return {"title": f"Write-off {subject_id}"}
-    details = {"Write-off": str(wo.id), "Source": "Suspense item" if wo.suspense_item_id
-               else "Transaction"}
+    details = {N_("Write-off"): str(wo.id),
+               N_("Source"): N_("Suspense item") if wo.suspense_item_id else N_("Transaction")}
     if wo.suspense_item_id:
         item = session.get(SuspenseItem, wo.suspense_item_id)
-        details.update({"Suspense item": str(item.id), "Reference as received":
-                        item.reference_text or "", "Narrative": item.narrative or "",
-                        "Received": str(item.transaction_date),
-                        "Item amount": f"£{Money(item.amount)}"})
+        details.update({N_("Suspense item"): str(item.id), N_("Reference as received"):
+                        item.reference_text or "", N_("Narrative"): item.narrative or "",
+                        N_("Received"): str(item.transaction_date),
+                        N_("Item amount"): f"£{Money(item.amount)}"})
     else:
         txn = session.get(Transaction, wo.transaction_id)
-        details.update({"Transaction": str(wo.transaction_id),
-                        "Account": f"{wo.fund_code} / {wo.account_reference or ''}",
-                        "Receipt": txn.receipt_number if txn else "",
-                        "Transaction amount": f"£{Money(txn.amount)}" if txn else ""})
+        details.update({N_("Transaction"): str(wo.transaction_id),
+                        N_("Account"): f"{wo.fund_code} / {wo.account_reference or ''}",
+                        N_("Receipt"): txn.receipt_number if txn else "",
+                        N_("Transaction amount"): f"£{Money(txn.amount)}" if txn else ""})
     return {"title": f"Write off £{Money(wo.amount)}", "details": details,
             "url": f"/write-offs/{wo.id}"}
 

@@ -22,7 +22,7 @@ def test_every_string_in_our_code_has_a_welsh_translation():
         pot = os.path.join(tmp, "ours.pot")
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "pybabel"), "-q", "extract",
                         "-F", os.path.join(BASE_DIR, "translations", "babel.cfg"),
-                        "-k", "_l", "-k", "lazy_gettext", "-o", pot, "app", "config.py"],
+                        "-k", "_l", "-k", "lazy_gettext", "-k", "N_", "-o", pot, "app", "config.py"],
                        cwd=BASE_DIR, check=True)
         ours = {m.id for m in _catalog(pot) if m.id}
     cy = {m.id: m for m in _catalog(CY) if m.id}
