@@ -7,6 +7,7 @@ unless a whole pass over the file produced no errors.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,6 +123,23 @@ def decoded_lines(path: str, state: dict) -> Iterator[str]:
                                      "Latin-1/Windows-1252? Save it as UTF-8).", line=n), n) from None
             state["line"] = n
             yield text
+
+
+def csv_records(reader, state: dict) -> Iterator[tuple[int, list[str]] | LineError]:
+    """(line number, record) for each non-blank CSV record; a malformed record ends the file with
+    a LineError (the csv module cannot resynchronise after it)."""
+    while True:
+        start = state["line"] + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield LineError(start, t("Line %(line)d cannot be read as CSV (%(err)s).",
+                                     line=start, err=str(exc)))
+            return
+        if rec and not (len(rec) == 1 and not rec[0].strip()):
+            yield start, rec
 
 
 FORMATS = ("ims_csv", "bank_csv", "camt053", "mt940", "allpay")

@@ -5,7 +5,17 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
-from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, parse_date, t
+from app.importers import (
+    FileRejected,
+    LineError,
+    Row,
+    Summary,
+    csv_records,
+    decoded_lines,
+    parse_amount,
+    parse_date,
+    t,
+)
 
 SIGN_CONVENTIONS = ("signed", "signed_negative", "split")
 
@@ -56,18 +66,11 @@ def parse(path: str, summary: Summary, profile) -> Iterator[Row | LineError]:
     need = max(i for i in (i_date, i_ref, i_nar, i_fund, i_amt, i_cr, i_dr) if i is not None) + 1
     width = len(header) if header else None
     rows = 0
-    while True:
-        start = state["line"] + 1
-        try:
-            rec = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            yield LineError(start, t("Line %(line)d cannot be read as CSV (%(err)s).",
-                                     line=start, err=str(exc)))
+    for record in csv_records(reader, state):
+        if isinstance(record, LineError):
+            yield record
             return
-        if not rec or (len(rec) == 1 and not rec[0].strip()):
-            continue
+        start, rec = record
         if (width is not None and len(rec) != width) or len(rec) < need:
             yield LineError(start, t("Line %(line)d has %(n)d columns; expected %(w)d.",
                                      line=start, n=len(rec), w=width or need))

@@ -9,7 +9,17 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 
-from app.importers import FileRejected, LineError, Row, Summary, decoded_lines, parse_amount, parse_date, t
+from app.importers import (
+    FileRejected,
+    LineError,
+    Row,
+    Summary,
+    csv_records,
+    decoded_lines,
+    parse_amount,
+    parse_date,
+    t,
+)
 
 REQUIRED = ("transaction_date", "account_reference", "amount")
 OPTIONAL = ("narrative", "fund_code", "payment_method_code", "external_reference")
@@ -40,18 +50,11 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
     i_pm, i_ext = idx.get("payment_method_code"), idx.get("external_reference")
     width = len(names)
     rows = 0
-    while True:
-        start = state["line"] + 1
-        try:
-            rec = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            yield LineError(start, t("Line %(line)d cannot be read as CSV (%(err)s).",
-                                     line=start, err=str(exc)))
+    for record in csv_records(reader, state):
+        if isinstance(record, LineError):
+            yield record
             return
-        if not rec or (len(rec) == 1 and not rec[0].strip()):
-            continue
+        start, rec = record
         if len(rec) != width:
             yield LineError(start, t("Line %(line)d has %(n)d columns; the header has %(w)d.",
                                      line=start, n=len(rec), w=width))
