@@ -111,7 +111,6 @@ class TestingConfig(Config):
     )
     WTF_CSRF_ENABLED = False
     AUTH_RATE_LIMIT = "1000 per second"
-    FAB_PASSWORD_COMPLEXITY_ENABLED = True
 
 
 class ProductionConfig(Config):

@@ -51,7 +51,9 @@ def app():
         else:
             Model.metadata.drop_all(engine)
         Model.metadata.create_all(engine)
-        _create_extensions(engine)
+        from app.models import install_database_objects
+
+        install_database_objects(engine)  # triggers and indexes the migrations also create
         set_actor("seed")
         seed_reference(db.session)
         seed_demo(db.session, application.appbuilder)
@@ -65,13 +67,6 @@ def _forget_request_user():
 
     for key in ("_login_user", "user", "_jwt_extended_jwt_user", "_jwt_extended_jwt"):
         g.pop(key, None)
-
-
-def _create_extensions(engine):
-    """Database objects beyond tables (triggers, extensions) that migrations also create."""
-    from app.models import install_database_objects
-
-    install_database_objects(engine)
 
 
 @pytest.fixture

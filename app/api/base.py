@@ -95,7 +95,11 @@ class RateField(fields.Field):
     """A VAT rate as a decimal string fraction, 0 <= rate < 1."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else f"{Decimal(value):.2f}" if Decimal(value) == Decimal(value).quantize(Decimal("0.01")) else str(Decimal(value).normalize())
+        """"0.20" for 20%; more places only when the rate has them ("0.175")."""
+        if value is None:
+            return None
+        rate = Decimal(value)
+        return f"{rate:.2f}" if rate == rate.quantize(Decimal("0.01")) else str(rate.normalize())
 
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, str):

@@ -13,7 +13,6 @@ from app.models.reference import CHECK_DIGIT_SCHEMES, Fund, ReferenceValidator, 
 SUSPENSE_FUND = "suspense_fund_code"
 WRITE_OFF_FUND = "write_off_fund_code"
 FUND_SETTINGS = (SUSPENSE_FUND, WRITE_OFF_FUND)
-KNOWN_SETTINGS = FUND_SETTINGS
 
 
 def check_validator_fields(v: ReferenceValidator) -> None:

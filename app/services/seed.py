@@ -185,13 +185,18 @@ def make_reference(v: ReferenceValidator | None, rng: random.Random) -> str:
     if not mask:
         length = v.max_length or 8
         return "".join(str(rng.randint(0, 9)) for _ in range(length))
+    rule = _rule(v) if v.check_digit_scheme else None
+    prefixes = [src for src, _ in rule.source_substitution] if rule else []
     while True:
+        # letters at the start come from one of the substituted prefixes (e.g. BJ, LW), if any
+        prefix = rng.choice(prefixes) if prefixes else ""
         chars = []
         for m in mask:
             if m == "#":
                 chars.append(str(rng.randint(0, 9)))
-            elif m in "$":
-                chars.append(rng.choice(["BJ", "LW"])[len(chars) % 2] if v.source_substitution
+            elif m == "$":
+                pos = len(chars)
+                chars.append(prefix[pos] if pos < len(prefix)
                              else rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ"))
             elif m in "?*":
                 chars.append(str(rng.randint(0, 9)))
@@ -203,7 +208,6 @@ def make_reference(v: ReferenceValidator | None, rng: random.Random) -> str:
         if v.check_digit_scheme is None:
             return body
         pos = mask.index("@") if "@" in mask else len(body) - 1
-        rule = _rule(v)
         ref = rule.with_check(body[:pos] + body[pos + 1:], pos)
         if ref is not None and (v.character_class != "numeric" or ref.isdigit()):
             return ref
