@@ -13,9 +13,12 @@ from sqlalchemy import select
 
 from app.api.base import ImsModelRestApi, MoneyField, domain_errors, error_response
 from app.domain.errors import DomainError, ValidationError
+from app.domain.money import Money
 from app.extensions import db
 from app.models.workflow import APPROVAL_ACTIONS, ApprovalLimit, WorkflowDefinition
+from app.services import approval_limits as limits
 from app.services import workflow as wf
+from app.services import workflow_admin as admin
 from app.services.approval_limits import check_limit
 from app.views.base import datamodel
 
@@ -94,7 +97,9 @@ class TaskApi(BaseApi):
 class WorkflowApi(BaseApi):
     resource_name = "workflows"
     class_permission_name = "WorkflowDefinition"
-    method_permission_name = {"list_definitions": "read", "get_bpmn": "read", "put_bpmn": "write"}
+    method_permission_name = {"list_definitions": "read", "get_bpmn": "read", "put_bpmn": "write",
+                              "list_versions": "read", "validate_bpmn": "write",
+                              "activate_version": "write"}
     allow_browser_login = True
 
     @expose("/", methods=["GET"])
@@ -145,15 +150,83 @@ class WorkflowApi(BaseApi):
             return self.response(422, message="Send the BPMN XML as the request body.",
                                  errors=["The body is empty."])
         try:
-            definition = wf.deploy_definition(db.session, xml, current_username(),
-                                              expected_process_id=process_id)
+            base = _base_version()
+            if base is None:
+                definition = wf.deploy_definition(db.session, xml, current_username(),
+                                                  expected_process_id=process_id)
+            else:
+                definition = admin.deploy_checked(db.session, process_id, xml,
+                                                  current_username(), base_version=base)
         except ValidationError as exc:
             db.session.rollback()
-            return self.response(422, message=exc.message, errors=exc.errors.get("bpmn", []))
+            bpmn = exc.errors.get("bpmn")
+            return self.response(422, message=exc.message,
+                                 errors=[str(e) for e in bpmn] if bpmn is not None else exc.errors,
+                                 problems=admin.problems(bpmn or []))
         except DomainError as exc:
             db.session.rollback()
             return error_response(exc)
         return self.response(201, version=definition.version, process_id=definition.process_id)
+
+    @expose("/<process_id>/validate", methods=["POST"])
+    @protect()
+    @domain_errors
+    def validate_bpmn(self, process_id):
+        """Check a BPMN as a deploy would, without deploying; and what changed from the active
+        ---
+        post:
+          requestBody:
+            content:
+              application/xml: {schema: {type: string}}
+          responses:
+            200: {description: "{valid, errors, problems: [{element, message}], changes, unchanged}"}
+        """
+        xml = request.get_data(cache=False)
+        if not xml:
+            return self.response(422, message="Send the BPMN XML as the request body.",
+                                 errors=["The body is empty."])
+        return self.response(200, **admin.check_definition(db.session, process_id, xml).to_dict())
+
+    @expose("/<process_id>/versions", methods=["GET"])
+    @protect()
+    def list_versions(self, process_id):
+        """Every version of a process, who deployed it, when, and how many requests run on it
+        ---
+        get:
+          responses:
+            200: {description: "[{version, active, deployed_at, deployed_by, running, instances}]"}
+        """
+        found = admin.versions(db.session, process_id)
+        if not found:
+            return self.response(404, message="No such workflow.", errors={})
+        return jsonify([{**v, "deployed_at": _iso(v["deployed_at"])} for v in found[0]["versions"]])
+
+    @expose("/<process_id>/versions/<int:version>/activate", methods=["POST"])
+    @protect()
+    @domain_errors
+    def activate_version(self, process_id, version):
+        """Roll back: make an earlier version active again (If-Match: the version you saw active)
+        ---
+        post:
+          responses:
+            200: {description: "{version}"}
+            409: {description: Another version was deployed meanwhile}
+        """
+        definition = admin.activate_version(db.session, process_id, version, current_username(),
+                                            base_version=_base_version())
+        return self.response(200, version=definition.version, process_id=process_id)
+
+
+def _base_version() -> int | None:
+    """The version the client last saw active: ``If-Match: 3`` (or ``"3"``) or ``?base_version=3``."""
+    raw = (request.headers.get("If-Match") or request.args.get("base_version") or "").strip()
+    raw = raw.removeprefix("W/").strip('"')
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise ValidationError("If-Match must be the version number you last saw active.",
+                              {"base_version": ["Give a whole number."]})
+    return int(raw)
 
 
 class ApprovalLimitSchema(SQLAlchemyAutoSchema):
@@ -182,22 +255,105 @@ def _check(self, item):
 
 
 COLUMNS = ["action", "min_amount", "max_amount", "approvals_required", "roles"]
-ApprovalLimitApi = type("ApprovalLimitApi", (ImsModelRestApi,), {
-    "datamodel": datamodel(ApprovalLimit),
-    "resource_name": "approval-limits",
-    "class_permission_name": "ApprovalLimit",
-    "list_columns": ["id", *COLUMNS],
-    "show_columns": ["id", *COLUMNS],
-    "add_columns": COLUMNS,
-    "edit_columns": COLUMNS,
-    "search_columns": ["action", "approvals_required", "roles"],
-    "order_columns": COLUMNS,
-    "list_model_schema": ApprovalLimitSchema(),
-    "show_model_schema": ApprovalLimitSchema(),
-    "add_model_schema": ApprovalLimitSchema(),
-    "edit_model_schema": ApprovalLimitSchema(),
-    "pre_add": _check,
-    "pre_update": _check,
-})
+
+
+def _money_or_none(value, field, n):
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("Amounts are strings such as \"500.00\".",
+                              {field: [f"Band {n}: send the amount as a string, e.g. \"500.00\"."]})
+    return Money.parse(value, field=field, allow_zero=True).pence
+
+
+def _band_json(b) -> dict:
+    return {"id": b.id, "min_amount": str(Money(b.min_amount)),
+            "max_amount": None if b.max_amount is None else str(Money(b.max_amount)),
+            "approvals_required": b.approvals_required, "roles": b.role_list}
+
+
+class ApprovalLimitApi(ImsModelRestApi):
+    """Per-band CRUD (overlaps refused) and the whole scheme of one action at once
+    (``/scheme/<action>``: gaps and overlaps refused, If-Match fingerprint against lost updates)."""
+
+    datamodel = datamodel(ApprovalLimit)
+    resource_name = "approval-limits"
+    class_permission_name = "ApprovalLimit"
+    method_permission_name = {**ImsModelRestApi.method_permission_name,
+                              "get_scheme": "read", "put_scheme": "write"}
+    list_columns = ["id", *COLUMNS]
+    show_columns = ["id", *COLUMNS]
+    add_columns = COLUMNS
+    edit_columns = COLUMNS
+    search_columns = ["action", "approvals_required", "roles"]
+    order_columns = COLUMNS
+    list_model_schema = ApprovalLimitSchema()
+    show_model_schema = ApprovalLimitSchema()
+    add_model_schema = ApprovalLimitSchema()
+    edit_model_schema = ApprovalLimitSchema()
+    pre_add = _check
+    pre_update = _check
+
+    def _scheme_response(self, action, status=200):
+        bands = limits.scheme(db.session, action)
+        return self.response(status, action=action, fingerprint=limits.fingerprint(bands),
+                             bands=[_band_json(b) for b in bands],
+                             problems=limits.scheme_problems(bands))
+
+    @expose("/scheme/<action>", methods=["GET"])
+    @protect()
+    def get_scheme(self, action):
+        """The bands of one action, lowest first, with any gaps or overlaps
+        ---
+        get:
+          responses:
+            200: {description: "{action, fingerprint, bands: [...], problems: [...]}"}
+        """
+        if action not in APPROVAL_ACTIONS:
+            return self.response(404, message=f"Unknown action '{action}'.", errors={})
+        return self._scheme_response(action)
+
+    @expose("/scheme/<action>", methods=["PUT"])
+    @protect()
+    @domain_errors
+    def put_scheme(self, action):
+        """Replace every band of an action at once
+        ---
+        put:
+          requestBody:
+            content:
+              application/json:
+                schema: {type: object, properties: {bands: {type: array}, fingerprint: {type: string}}}
+          responses:
+            200: {description: the saved scheme}
+            409: {description: changed by someone else since the fingerprint was read}
+            422: {description: gaps, overlaps, unknown roles or bad amounts}
+        """
+        if action not in APPROVAL_ACTIONS:
+            return self.response(404, message=f"Unknown action '{action}'.", errors={})
+        payload = request.get_json(silent=True)
+        if not isinstance(payload, dict) or not isinstance(payload.get("bands"), list):
+            raise ValidationError('Send {"bands": [{"min_amount", "max_amount", "roles"}]}.',
+                                  {"bands": ["A list of bands is required."]})
+        bands = []
+        for n, band in enumerate(payload["bands"], 1):
+            if not isinstance(band, dict):
+                raise ValidationError("Each band is an object.", {"bands": [f"Band {n} is not an object."]})
+            roles = band.get("roles") or []
+            if isinstance(roles, str):
+                roles = [r for r in roles.split(",")]
+            if band.get("approvals_required") is not None and \
+                    band["approvals_required"] != len([r for r in roles if r.strip()]):
+                raise ValidationError("approvals_required must equal the number of roles.",
+                                      {"roles": [f"Band {n}: name one role per approval."]})
+            bands.append({"min_amount": _money_or_none(band.get("min_amount"), "min_amount", n),
+                          "max_amount": _money_or_none(band.get("max_amount"), "max_amount", n),
+                          "roles": roles})
+        if any(b["min_amount"] is None for b in bands):
+            raise ValidationError("Every band needs a min_amount.", {"min_amount": ["Required."]})
+        expected = (request.headers.get("If-Match") or payload.get("fingerprint") or "").strip('"') or None
+        limits.replace_scheme(db.session, action, bands, expected=expected)
+        return self._scheme_response(action)
+
 
 __all__ = ["ApprovalLimitApi", "TaskApi", "WorkflowApi", "domain_errors"]

@@ -40,9 +40,10 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "Setting": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
     # audit trail
     "AuditEvent": {READ: frozenset({ADMIN, AUDITOR})},
-    # workflows: limits and definitions edited by Workflow Administrators; lanes decide who approves
-    "ApprovalLimit": {READ: ALL, WRITE: frozenset({WFADMIN})},
-    "WorkflowDefinition": {READ: ALL, WRITE: frozenset({WFADMIN})},
+    # workflows: limits and definitions edited (deployed) by Workflow Administrators and
+    # Administrators only; lanes decide who approves
+    "ApprovalLimit": {READ: ALL, WRITE: frozenset({WFADMIN, ADMIN})},
+    "WorkflowDefinition": {READ: ALL, WRITE: frozenset({WFADMIN, ADMIN})},
     "WorkflowInstance": {READ: ALL},
     "Task": {READ: ALL, WRITE: ALL - {AUDITOR}},
     # imports (bank and payment-agent files), processing rules, bank profiles, suspense

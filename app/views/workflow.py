@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, g, redirect, request, url_for
+from flask import Response, abort, flash, g, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose, has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
-from wtforms import IntegerField, SelectField, StringField
-from wtforms.validators import InputRequired, NumberRange
-from wtforms.validators import Optional as OptionalV
 
-from app.domain.errors import DomainError, Forbidden
+from app.domain.errors import DomainError, Forbidden, ValidationError
+from app.domain.i18n import N_
+from app.domain.money import Money
 from app.extensions import db
-from app.formatting import money
-from app.models.workflow import APPROVAL_ACTIONS, ApprovalLimit, WorkflowDefinition, WorkflowInstance
+from app.models.workflow import APPROVAL_ACTIONS, WorkflowDefinition, WorkflowInstance
+from app.services import approval_limits as limits
 from app.services import workflow as wf
-from app.services.approval_limits import check_limit
-from app.views.base import ImsModelView, datamodel
-from app.views.fields import MoneyField
+from app.services import workflow_admin as admin
 
 
 def _username() -> str:
@@ -89,23 +86,27 @@ class TaskView(BaseView):
 
 
 class WorkflowDefinitionView(BaseView):
-    """Definitions and versions; upload a new version (validated); download the XML."""
+    """Workflows: processes with their versions; the BPMN editor (check, see what changed,
+    deploy with a version check); upload, download and roll back. Same checks as the API."""
 
     route_base = "/workflows"
     class_permission_name = "WorkflowDefinition"
-    method_permission_name = {"list": "read", "download": "read", "upload": "write"}
+    method_permission_name = {"list": "read", "download": "read", "upload": "write",
+                              "edit": "write", "check": "write", "deploy": "write",
+                              "activate": "write", "check_expression": "write"}
     base_permissions = ["can_read", "can_write"]
     default_view = "list"
 
+    def _can_write(self) -> bool:
+        return self.appbuilder.sm.has_access("can_write", self.class_permission_name)
+
     def _render_list(self, errors=None, status=200):
-        rows = list(db.session.scalars(select(WorkflowDefinition).order_by(
-            WorkflowDefinition.process_id, WorkflowDefinition.version.desc())))
         instances = list(db.session.scalars(select(WorkflowInstance).order_by(
             WorkflowInstance.id.desc()).limit(50)))
-        can_write = self.appbuilder.sm.has_access("can_write", self.class_permission_name)
-        return self.render_template("workflow/definitions.html", definitions=rows,
+        return self.render_template("workflow/definitions.html",
+                                    processes=admin.versions(db.session),
                                     instances=instances, errors=errors or [],
-                                    can_write=can_write, title=_("Workflows")), status
+                                    can_write=self._can_write(), title=_("Workflows")), status
 
     @expose("/")
     @has_access
@@ -138,6 +139,98 @@ class WorkflowDefinitionView(BaseView):
                 version=definition.version), "success")
         return redirect(url_for("WorkflowDefinitionView.list"))
 
+    @expose("/<int:definition_id>/activate", methods=["POST"])
+    @has_access
+    def activate(self, definition_id):
+        """Roll back: make an earlier version the active one again (new requests use it)."""
+        definition = db.session.get(WorkflowDefinition, definition_id)
+        if definition is None:
+            abort(404)
+        base = request.form.get("base_version", type=int)
+        try:
+            admin.activate_version(db.session, definition.process_id, definition.version,
+                                   _username(), base_version=base)
+        except DomainError as exc:
+            db.session.rollback()
+            return self._render_list([exc.message], exc.status)
+        flash(_("Version %(version)s of %(process)s is active again. Requests already running "
+                "stay on their version.", version=definition.version,
+                process=definition.process_id), "success")
+        return redirect(url_for("WorkflowDefinitionView.list"))
+
+    @expose("/<process_id>/edit")
+    @has_access
+    def edit(self, process_id):
+        """The BPMN editor, opened on the active version (or ``?version=N`` to start from it)."""
+        active = wf.active_definition(db.session, process_id)
+        if active is None:
+            abort(404)
+        source = active
+        version = request.args.get("version", type=int)
+        if version is not None and version != active.version:
+            source = db.session.scalar(select(WorkflowDefinition).where(
+                WorkflowDefinition.process_id == process_id, WorkflowDefinition.version == version))
+            if source is None:
+                abort(404)
+        from app.security.roles import ROLES
+
+        return self.render_template(
+            "workflow/editor.html", active=active, source=source, roles=list(ROLES),
+            operators=admin.operators(),
+            field_labels={k: _(v) for k, v in admin.FIELD_LABELS.items()},
+            title=_("Edit workflow %(process)s", process=active.name))
+
+    def _xml_from_request(self) -> tuple[str, int | None]:
+        payload = request.get_json(silent=True) or {}
+        xml = payload.get("xml") or ""
+        base = payload.get("base_version")
+        if not isinstance(xml, str) or not xml.strip():
+            raise ValidationError(_("The diagram is empty."), {"bpmn": [_("The diagram is empty.")]})
+        if base is not None and not isinstance(base, int):
+            raise ValidationError("base_version must be a whole number.", {})
+        return xml, base
+
+    @expose("/<process_id>/check", methods=["POST"])
+    @has_access
+    def check(self, process_id):
+        """Validate as a deploy would and summarise what changed; deploys nothing."""
+        try:
+            xml, _base = self._xml_from_request()
+            result = admin.check_definition(db.session, process_id, xml)
+        except DomainError as exc:
+            db.session.rollback()
+            return jsonify(exc.to_dict()), exc.status
+        return jsonify(result.to_dict())
+
+    @expose("/<process_id>/deploy", methods=["POST"])
+    @has_access
+    def deploy(self, process_id):
+        """Deploy the editor's diagram as a new version if nobody deployed one meanwhile."""
+        try:
+            xml, base = self._xml_from_request()
+            definition = admin.deploy_checked(db.session, process_id, xml, _username(),
+                                              base_version=base)
+        except DomainError as exc:
+            db.session.rollback()
+            body = exc.to_dict()
+            body["problems"] = admin.problems(exc.errors.get("bpmn", []))
+            return jsonify(body), exc.status
+        return jsonify({"version": definition.version, "process_id": definition.process_id,
+                        "message": _("Deployed version %(version)s. New requests follow it; "
+                                     "requests already running stay on their version.",
+                                     version=definition.version)}), 201
+
+    @expose("/check-expression", methods=["POST"])
+    @has_access
+    def check_expression(self):
+        """Is a condition or timer expression allowed? (the editor asks as the user types)"""
+        payload = request.get_json(silent=True) or {}
+        text = payload.get("expression")
+        if not isinstance(text, str):
+            return jsonify({"valid": False, "error": _("Send {\"expression\": \"...\"}.")}), 422
+        error = admin.check_expression(text)
+        return jsonify({"valid": error is None, "error": error})
+
 
 class WorkflowInstanceView(BaseView):
     """One instance: the diagram with the current task highlighted, and its history."""
@@ -160,59 +253,74 @@ class WorkflowInstanceView(BaseView):
             title=_("Workflow %(id)s", id=instance.id))
 
 
-def _role_choices():
-    from app.security.roles import ROLES
+class ApprovalLimitView(BaseView):
+    """The scheme of delegation as a table per action: bands edited together, saved at once,
+    refused if they leave a gap or overlap; new requests follow it immediately."""
 
-    return ", ".join(ROLES)
-
-
-class ApprovalLimitView(ImsModelView):
-    datamodel = datamodel(ApprovalLimit)
+    route_base = "/approval-limits"
     class_permission_name = "ApprovalLimit"
-    list_title = _l("Approval limits")
-    show_title = _l("Approval limit")
-    add_title = _l("Add approval limit")
-    edit_title = _l("Edit approval limit")
-    list_columns = ["action", "min_amount", "max_amount", "approvals_required", "roles"]
-    search_columns = ["action", "approvals_required", "roles"]
-    add_columns = list_columns
-    edit_columns = list_columns
-    show_columns = list_columns
-    base_order = ("action", "asc")
-    label_columns = {"action": _l("Action"), "min_amount": _l("From (£)"),
-                     "max_amount": _l("Up to (£)"), "approvals_required": _l("Approvals required"),
-                     "roles": _l("Approving roles, in order")}
-    description_columns = {
-        "max_amount": _l("Leave empty for no upper limit."),
-        "roles": _l("Comma-separated role names, one per approval, in approval order."),
-    }
-    formatters_columns = {"min_amount": money,
-                          "max_amount": lambda v: _("no limit") if v is None else money(v)}
-    add_form_extra_fields = {
-        "action": SelectField(_l("Action"), choices=[(a, a.replace("_", " ")) for a in APPROVAL_ACTIONS],
-                              validators=[InputRequired()]),
-        "min_amount": MoneyField(_l("From (£)"), validators=[InputRequired()], allow_zero=True),
-        "max_amount": MoneyField(_l("Up to (£)"), validators=[OptionalV()]),
-        "approvals_required": IntegerField(_l("Approvals required"),
-                                           validators=[InputRequired(), NumberRange(min=0, max=5)]),
-        "roles": StringField(_l("Approving roles, in order"), validators=[OptionalV()]),
-    }
-    edit_form_extra_fields = add_form_extra_fields
+    method_permission_name = {"list": "read", "save": "write"}
+    base_permissions = ["can_read", "can_write"]
+    default_view = "list"
 
-    def pre_add(self, item):
-        _check_limit(item)
+    def _render(self, errors=None, submitted=None, status=200):
+        from app.security.roles import ROLES
 
-    def pre_update(self, item):
-        _check_limit(item)
+        schemes = []
+        for action in APPROVAL_ACTIONS:
+            bands = limits.scheme(db.session, action)
+            schemes.append({"action": action, "bands": bands,
+                            "fingerprint": limits.fingerprint(bands),
+                            "problems": limits.scheme_problems(bands)})
+        can_write = self.appbuilder.sm.has_access("can_write", self.class_permission_name)
+        return self.render_template(
+            "workflow/approval_limits.html", schemes=schemes, roles=list(ROLES),
+            errors=errors or {}, submitted=submitted or {}, can_write=can_write,
+            action_labels=ACTION_LABELS, title=_("Approval limits")), status
+
+    @expose("/")
+    @has_access
+    def list(self):
+        return self._render()
+
+    @expose("/<action>", methods=["POST"])
+    @has_access
+    def save(self, action):
+        if action not in APPROVAL_ACTIONS:
+            abort(404)
+        form = request.form
+        bands, bad = [], []
+        for n in range(int(form.get("rows", "0") or 0)):
+            if form.get(f"remove-{n}"):
+                continue
+            lo_text = (form.get(f"min-{n}") or "").strip()
+            hi_text = (form.get(f"max-{n}") or "").strip()
+            roles = [form.get(f"role-{n}-{k}", "") for k in range(5)]
+            if not lo_text and not hi_text and not any(roles):
+                continue  # an empty spare row
+            try:
+                lo = Money.parse(lo_text or "0", allow_zero=True).pence
+                hi = Money.parse(hi_text, allow_zero=True).pence if hi_text else None
+            except (ValueError, DomainError):
+                bad.append(_("Row %(n)s: amounts are pounds and pence, e.g. 500.00.", n=n + 1))
+                continue
+            bands.append({"min_amount": lo, "max_amount": hi, "roles": roles})
+        try:
+            if bad:
+                raise ValidationError(_("The approval limits were not saved."), {"amounts": bad})
+            limits.replace_scheme(db.session, action, bands, expected=form.get("fingerprint"))
+        except DomainError as exc:
+            db.session.rollback()
+            details = [m for msgs in exc.errors.values() for m in msgs]
+            shown = details if isinstance(exc, ValidationError) and details else [exc.message]
+            return self._render({action: shown}, {action: bands}, exc.status)
+        flash(_("Approval limits for %(action)s saved. New requests follow them now.",
+                action=_(ACTION_LABELS[action])), "success")
+        return redirect(url_for("ApprovalLimitView.list") + f"#scheme-{action}")
 
 
-def _check_limit(item) -> None:
-    """FAB flashes str(exception): put the field messages in it."""
-    try:
-        check_limit(db.session, item)
-    except DomainError as exc:
-        details = " ".join(m for msgs in exc.errors.values() for m in msgs)
-        raise ValueError(f"{exc.message} {details}".strip()) from None
+ACTION_LABELS = {"refund": N_("Refunds"), "write_off": N_("Write-offs"),
+                 "suspense_allocation": N_("Suspense allocations")}
 
 
 def register_workflow_views(appbuilder) -> None:
@@ -223,7 +331,7 @@ def register_workflow_views(appbuilder) -> None:
     appbuilder.add_view(TaskView, "My tasks", label=_l("My tasks"), icon="fa-inbox",
                         category=cat, category_label=_l("Workflows"), category_icon="fa-sitemap")
     appbuilder.add_view(WorkflowDefinitionView, "Workflow definitions",
-                        label=_l("Workflow definitions"), icon="fa-sitemap", category=cat)
+                        label=_l("Workflows"), icon="fa-sitemap", category=cat)
     appbuilder.add_view(ApprovalLimitView, "Approval limits", label=_l("Approval limits"),
                         icon="fa-balance-scale", category=cat)
     appbuilder.add_view_no_menu(WorkflowInstanceView)

@@ -114,7 +114,8 @@ def parse_definition(xml: bytes | str, roles: set[str], registry: OperatorRegist
         spec = parser.get_spec(process_id)
         subprocess_specs = parser.get_subprocess_specs(process_id)
     except (ValidationException, SpiffWorkflowException) as exc:
-        raise DefinitionError([f"The BPMN does not parse: {_message(exc)}"]) from None
+        raise DefinitionError([validation.Problem(f"The BPMN does not parse: {_message(exc)}",
+                                                  getattr(exc, "id", None))]) from None
     except Exception as exc:  # lxml/Spiff raise many kinds for malformed models
         raise DefinitionError([f"The BPMN does not parse: {exc.__class__.__name__}: {exc}"]) from None
     spec_json = json.dumps({

@@ -32,6 +32,18 @@ SPIFF_ALLOWED = {"serviceTaskOperator", "parameters", "parameter", "properties",
 RESERVED_IDS = {"Start", "End", "Root"}
 
 
+class Problem(str):
+    """One reason a document may not be deployed: the message, and the id of the element it
+    concerns (``element``, None for the whole document) so an editor can show it in place."""
+
+    element: str | None
+
+    def __new__(cls, text: str, element: str | None = None):
+        obj = super().__new__(cls, text)
+        obj.element = element
+        return obj
+
+
 def safe_xml(xml: bytes | str) -> etree._Element:
     """Parse XML without DTDs, entities or network access; raise ValueError on bad input."""
     if isinstance(xml, str):
@@ -65,6 +77,13 @@ def _owner(el):
 def check_document(root, roles: set[str], operators) -> list[str]:
     """Every reason the document may not be deployed (empty list = safe)."""
     errors: list[str] = []
+
+    def add(el, message: str) -> None:
+        if el is None:
+            errors.append(Problem(message))
+        else:
+            errors.append(Problem(f"{_label(el)}: {message}", el.get("id")))
+
     if etree.QName(root).namespace != BPMN_NS or etree.QName(root).localname != "definitions":
         return ["The document is not BPMN 2.0 (no bpmn:definitions root)."]
     processes = root.findall("bpmn:process", NS)
@@ -79,66 +98,66 @@ def check_document(root, roles: set[str], operators) -> list[str]:
         local, ns = qn.localname, qn.namespace
         ident = el.get("id")
         if ident in RESERVED_IDS:
-            errors.append(f"{_label(el)}: the id '{ident}' is reserved; use e.g. '{ident}Event_1'.")
+            add(el, f"the id '{ident}' is reserved; use e.g. '{ident}Event_1'.")
         if ns == SPIFF_NS:
             if local in ("preScript", "postScript"):
-                errors.append(f"{_label(_owner(el))}: {local} is a script; scripts are not allowed.")
+                add(_owner(el), f"{local} is a script; scripts are not allowed.")
             elif local not in SPIFF_ALLOWED:
-                errors.append(f"{_label(_owner(el))}: extension '{local}' is not allowed.")
+                add(_owner(el), f"extension '{local}' is not allowed.")
             continue
         if ns != BPMN_NS:
             continue
         inside_process = any(etree.QName(a).localname == "process" for a in el.iterancestors()
                              if isinstance(a.tag, str) and etree.QName(a).namespace == BPMN_NS)
         if local in REFUSED_REASONS:
-            errors.append(f"{_label(_owner(el))}: {REFUSED_REASONS[local]}.")
+            add(_owner(el), f"{REFUSED_REASONS[local]}.")
         elif inside_process and local not in ALLOWED:
-            errors.append(f"{_label(el)}: the element '{local}' is not supported in IMS workflows.")
+            add(el, f"the element '{local}' is not supported in IMS workflows.")
         if local == "conditionExpression" or local in ("timeDuration", "timeDate", "timeCycle"):
             text = (el.text or "").strip()
-            owner = _label(_owner(el))
+            owner_el = _owner(el)
             if not text:
-                errors.append(f"{owner}: the {local} is empty.")
+                add(owner_el, f"the {local} is empty.")
             else:
                 try:
                     expressions.validate(text)
                 except expressions.UnsafeExpression as exc:
-                    errors.append(f"{owner}: unsafe {local} '{text}': {exc}")
+                    add(owner_el, f"unsafe {local} '{text}': {exc}")
         if local == "serviceTask":
             op = el.find("bpmn:extensionElements/spiffworkflow:serviceTaskOperator", NS)
             if op is None:
-                errors.append(f"{_label(el)}: a service task must name an operator "
-                              f"(spiffworkflow:serviceTaskOperator).")
+                add(el, "a service task must name an operator "
+                              "(spiffworkflow:serviceTaskOperator).")
             else:
                 name = op.get("id")
                 operator = operators.get(name)
                 if operator is None:
-                    errors.append(f"{_label(el)}: unknown service operator '{name}' "
+                    add(el, f"unknown service operator '{name}' "
                                   f"(known: {', '.join(sorted(operators.operators)) or 'none'}).")
                 for param in op.iterfind(".//spiffworkflow:parameter", NS):
                     value = param.get("value", "")
                     try:
                         expressions.validate(value)
                     except expressions.UnsafeExpression as exc:
-                        errors.append(f"{_label(el)}: unsafe parameter '{param.get('id')}' "
+                        add(el, f"unsafe parameter '{param.get('id')}' "
                                       f"'{value}': {exc}")
                     if operator is not None and operator.params and \
                             param.get("id") not in operator.params:
-                        errors.append(f"{_label(el)}: operator '{name}' has no parameter "
+                        add(el, f"operator '{name}' has no parameter "
                                       f"'{param.get('id')}'.")
         if local == "lane":
             name = (el.get("name") or "").strip()
             if name not in roles:
-                errors.append(f"{_label(el)}: lane '{name}' is not a role "
+                add(el, f"lane '{name}' is not a role "
                               f"(roles: {', '.join(sorted(roles))}).")
     for process in executable:
         lanes = {ref.text.strip() for ref in process.iterfind(".//bpmn:lane/bpmn:flowNodeRef", NS)
                  if ref.text}
         for task in process.iterfind(".//bpmn:userTask", NS):
             if task.get("id") not in lanes:
-                errors.append(f"{_label(task)}: a user task must sit in a lane named after "
-                              f"the role that completes it.")
+                add(task, "a user task must sit in a lane named after "
+                              "the role that completes it.")
         for task in process.iterfind(".//bpmn:manualTask", NS):
             if task.get("id") not in lanes:
-                errors.append(f"{_label(task)}: a manual task must sit in a lane named after a role.")
+                add(task, "a manual task must sit in a lane named after a role.")
     return errors
