@@ -62,9 +62,13 @@
     return node;
   }
 
-  function say(kind, message) {
+  function say(kind, message, id) {
     status.innerHTML = '';
-    if (message) { status.appendChild(el('div', { 'class': 'alert alert-' + kind, text: message })); }
+    if (!message) { return null; }
+    var box = el('div', { 'class': 'alert alert-' + kind, text: message });
+    if (id) { box.id = id; }
+    status.appendChild(box);
+    return box;
   }
 
   function post(url, body) {
@@ -341,6 +345,51 @@
     touched(e);
   }
 
+  /* ---------------------------------------------------------------- element picker
+   * Every editable element in a list, so the editor works from the keyboard too. */
+  var picker = document.getElementById('element-picker');
+  var ORDER = ['Lane', 'UserTask', 'ManualTask', 'Task', 'ServiceTask', 'ExclusiveGateway',
+    'InclusiveGateway', 'ParallelGateway', 'SequenceFlow', 'BoundaryEvent', 'IntermediateCatchEvent',
+    'StartEvent', 'EndEvent', 'Participant'];
+
+  function describe(bo) {
+    var kind = typeName(bo);
+    var label = (T.kinds && T.kinds[kind]) || kind;
+    var name = bo.name;
+    if (kind === 'SequenceFlow') {
+      var from = bo.sourceRef && (bo.sourceRef.name || bo.sourceRef.id);
+      var to = bo.targetRef && (bo.targetRef.name || bo.targetRef.id);
+      name = (name ? name + ': ' : '') + from + ' → ' + to;
+    }
+    return label + ': ' + (name || bo.id) + ' (' + bo.id + ')';
+  }
+
+  function fillPicker() {
+    var items = registry.filter(function (e) {
+      return e.type !== 'label' && e.businessObject && ORDER.indexOf(typeName(e.businessObject)) !== -1;
+    }).map(function (e) { return e.businessObject; });
+    items.sort(function (a, b) {
+      return (ORDER.indexOf(typeName(a)) - ORDER.indexOf(typeName(b))) ||
+        describe(a).localeCompare(describe(b));
+    });
+    var chosen = current && current.businessObject ? current.businessObject.id : '';
+    picker.innerHTML = '';
+    picker.appendChild(el('option', { value: '', text: T.choose }));
+    items.forEach(function (bo) {
+      var opt = el('option', { value: bo.id, text: describe(bo) });
+      if (bo.id === chosen) { opt.selected = true; }
+      picker.appendChild(opt);
+    });
+  }
+  picker.addEventListener('change', function () {
+    if (picker.value) { focusElement(picker.value); }
+  });
+  var pickerTimer = null;
+  eventBus.on('elements.changed', function () {
+    clearTimeout(pickerTimer);
+    pickerTimer = setTimeout(fillPicker, 200);
+  });
+
   /* ---------------------------------------------------------------- check, review, deploy */
   function currentXml() {
     return modeler.saveXML({ format: true }).then(function (r) { return r.xml; });
@@ -405,12 +454,13 @@
           document.getElementById('base-version').textContent = String(baseVersion);
           dirty = false;
           showProblems([]);
-          say('success', r.data.message || T.deployed);
-          status.querySelector('.alert').appendChild(el('a', { href: cfg.urls.list, 'class': 'alert-link', text: ' ' + T.back }));
+          say('success', (r.data.message || T.deployed) + ' ', 'deploy-result')
+            .appendChild(el('a', { href: cfg.urls.list, 'class': 'alert-link', text: T.back }));
           return;
         }
         showProblems((r.data && r.data.problems) || []);
-        say(r.status === 409 ? 'warning' : 'danger', T.conflict + ' ' + ((r.data && r.data.message) || T.failed));
+        say(r.status === 409 ? 'warning' : 'danger',
+            T.conflict + ' ' + ((r.data && r.data.message) || T.failed), 'deploy-result');
       });
     }).catch(function (err) { btn.disabled = false; say('danger', T.failed + ' ' + (err && err.message || '')); });
   }
@@ -418,6 +468,7 @@
   /* ---------------------------------------------------------------- wiring */
   eventBus.on('selection.changed', function (ev) {
     current = ev.newSelection && ev.newSelection.length === 1 ? ev.newSelection[0] : null;
+    picker.value = current && current.businessObject ? current.businessObject.id : '';
     renderProps();
   });
   eventBus.on('commandStack.changed', function () {
@@ -448,6 +499,7 @@
       return modeler.importXML(text).then(function () {
         canvas.zoom('fit-viewport');
         dirty = true;
+        fillPicker();
         showProblems([]);
         say('info', T.opened);
       });
@@ -460,6 +512,7 @@
   modeler.importXML(cfg.xml).then(function () {
     canvas.zoom('fit-viewport');
     dirty = false;
+    fillPicker();
     document.getElementById('bpmn-editor').setAttribute('data-ready', 'true');
   }).catch(function (err) { say('danger', T.bad_file + ' ' + err.message); });
 })();
