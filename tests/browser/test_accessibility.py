@@ -16,7 +16,24 @@ PAGES = [
     ("admin", "/referencevalidatorview/add"),
     ("auditor", "/auditeventview/list/"),
     ("clerk", "/"),
+    ("wfadmin", "/workflows/"),
+    ("wfadmin", "/approval-limits/"),
+    ("clerk", "/approval-limits/"),
 ]
+
+
+def test_workflow_editor_is_accessible(session, page, live_url):
+    from tests.workflows.helpers import deploy_demo
+
+    deploy_demo(session)
+    session.commit()
+    browser_login(page, live_url, "wfadmin")
+    page.goto(f"{live_url}/workflows/approval_demo/edit")
+    page.wait_for_selector("#bpmn-editor[data-ready='true']")
+    page.select_option("#element-picker", "Flow_ToFM")  # the panel with a condition field
+    page.wait_for_selector("#prop-condition-status.expr-ok")
+    page.screenshot(path=os.environ.get("IMS_SCREENSHOT", "/tmp/ims-editor.png"), full_page=True)
+    assert _violations(page) == []
 
 
 def _violations(page):

@@ -39,7 +39,7 @@ def test_workflows_page_lists_processes_versions_and_instance_counts(session, de
     assert 'id="process-approval_demo"' in html
     section = html[html.index('id="process-approval_demo"'):]
     section = section[:section.index("</section>")]
-    row = re.search(r'<tr class="success" data-version="%d">(.*?)</tr>' % demo.version, section, re.S)
+    row = re.search(r'<tr class="ims-active-version" data-version="%d">(.*?)</tr>' % demo.version, section, re.S)
     assert row, section
     cells = re.findall(r'<td class="text-right">(\d+)</td>', row.group(1))
     running, total = map(int, cells)

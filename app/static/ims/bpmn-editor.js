@@ -497,7 +497,7 @@
     if (!file) { return; }
     file.text().then(function (text) {
       return modeler.importXML(text).then(function () {
-        canvas.zoom('fit-viewport');
+        fit();
         dirty = true;
         fillPicker();
         showProblems([]);
@@ -509,10 +509,18 @@
     if (dirty) { ev.preventDefault(); ev.returnValue = T.leave; }
   });
 
-  modeler.importXML(cfg.xml).then(function () {
+  function fit() {
     canvas.zoom('fit-viewport');
+    var vb = canvas.viewbox();  // leave room for the palette on the left
+    canvas.zoom(vb.scale * 0.88, { x: vb.x + vb.width, y: vb.y });
+  }
+
+  modeler.importXML(cfg.xml).then(function () {
+    fit();
     dirty = false;
     fillPicker();
+    var watermark = document.querySelector('#bpmn-editor .bjs-powered-by');
+    if (watermark) { watermark.setAttribute('aria-label', 'Powered by bpmn.io'); }
     document.getElementById('bpmn-editor').setAttribute('data-ready', 'true');
   }).catch(function (err) { say('danger', T.bad_file + ' ' + err.message); });
 })();
