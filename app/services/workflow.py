@@ -198,9 +198,12 @@ def active_definition(session: Session, process_id: str) -> WorkflowDefinition |
 
 def sync_workflows(session: Session, directory: str | None = None,
                    actor: str = "sync-workflows") -> list[str]:
-    """Deploy every ``workflows/*.bpmn`` whose content is not the active version. One commit.
+    """Deploy every ``workflows/*.bpmn`` whose content was never deployed. One commit.
 
-    Raises ValidationError naming the file and its errors if any file is unsafe (nothing deployed).
+    A file whose content is already a version (active or not) is left alone, so a version a
+    Workflow Administrator deployed in the browser (or a roll back) survives restarts and
+    ``make run``. Raises ValidationError naming the file and its errors if any file is unsafe
+    (nothing deployed).
     """
     directory = directory or WORKFLOW_DIR
     lines = []
@@ -210,6 +213,13 @@ def sync_workflows(session: Session, directory: str | None = None,
                 continue
             with open(os.path.join(directory, name), "rb") as fh:
                 xml = fh.read()
+            known = session.scalar(select(WorkflowDefinition).where(
+                WorkflowDefinition.sha256 == sha256_of(xml)).limit(1))
+            if known is not None:
+                lines.append(f"{name}: {known.process_id} v{known.version} already deployed "
+                             f"({known.sha256[:12]}; active: "
+                             f"v{(active_definition(session, known.process_id) or known).version})")
+                continue
             try:
                 definition = deploy_definition(session, xml, actor, commit=False)
             except ValidationError as exc:

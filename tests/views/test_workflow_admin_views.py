@@ -229,3 +229,21 @@ def test_saving_a_scheme_is_used_at_once_audited_and_guarded(session, as_user):
     assert _refund_rows(session) == DEMO_REFUNDS
     assert session.scalar(select(func.count(ApprovalLimit.id)).where(
         ApprovalLimit.action == "refund")) == 2
+
+
+def test_a_version_deployed_in_the_editor_survives_sync_workflows(session, demo, as_user, tmp_path):
+    """`make run` (ims sync-workflows) must not roll back what an administrator deployed."""
+    resp = as_user("wfadmin").post("/workflows/approval_demo/deploy",
+                                   json={"xml": variant(demo_xml()).decode(),
+                                         "base_version": demo.version})
+    assert resp.status_code == 201
+    (tmp_path / "approval_demo.bpmn").write_bytes(demo_xml())
+    lines = wf.sync_workflows(session, str(tmp_path))
+    assert "already deployed" in lines[0]
+    session.expire_all()
+    assert wf.active_definition(session, "approval_demo").version == resp.json["version"]
+    # a file with new content is still deployed
+    (tmp_path / "approval_demo.bpmn").write_bytes(variant(demo_xml()))
+    wf.sync_workflows(session, str(tmp_path))
+    session.expire_all()
+    assert wf.active_definition(session, "approval_demo").version > resp.json["version"]
