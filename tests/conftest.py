@@ -62,6 +62,16 @@ def app():
     yield application
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_actor():
+    """CLI commands and the tick job set the audit actor for their process; in-process test
+    runs of them must not make later tests' changes look like theirs."""
+    from app.services.audit import set_actor
+
+    set_actor(None)
+    yield
+
+
 def _forget_request_user():
     from flask import g
 
