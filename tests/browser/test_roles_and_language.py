@@ -74,3 +74,11 @@ def test_welsh_login_page(page, live_url):
     body = page.inner_text("body")
     assert "Mewngofnodi" in body
     assert "Enw defnyddiwr" in body
+
+
+def test_navigation_bar_stays_on_one_line_for_the_administrator(page, live_url):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    browser_login(page, live_url, "admin")
+    page.goto(f"{live_url}/")
+    height = page.evaluate("document.querySelector('.navbar').getBoundingClientRect().height")
+    assert height < 70, f"the navigation bar wraps ({height}px high)"
