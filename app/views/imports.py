@@ -9,7 +9,7 @@ from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, Select2Widget
 from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
 
 from app.domain.errors import DomainError
@@ -22,7 +22,6 @@ from app.models.imports import (
     ImportBatch,
     ProcessingRule,
 )
-from app.models.suspense import SuspenseItem
 from app.services.audit import audited
 from app.views.base import ImsModelView, datamodel
 
@@ -170,7 +169,8 @@ class ImportsView(BaseView):
 
 
 class SuspenseListView(BaseView):
-    """A simple list of suspense items (the work queue comes with the allocations feature)."""
+    """Old address of the suspense list: the suspense work queue (filters, allocation) is the one
+    list of suspense items now; ``?import_id=`` and ``?status=`` carry over."""
 
     route_base = "/suspense-items"
     class_permission_name = "SuspenseItem"
@@ -181,20 +181,8 @@ class SuspenseListView(BaseView):
     @expose("/")
     @has_access
     def index(self):
-        session = _db()
-        q = select(SuspenseItem)
-        import_id = request.args.get("import_id", type=int)
-        status = request.args.get("status") or None
-        if import_id:
-            q = q.where(SuspenseItem.import_id == import_id)
-        if status:
-            q = q.where(SuspenseItem.status == status)
-        page = max(request.args.get("page", 0, type=int), 0)
-        total = session.scalar(select(func.count()).select_from(q.subquery()))
-        items = session.scalars(q.order_by(SuspenseItem.id.desc()).offset(page * 50).limit(50)).all()
-        return self.render_template("imports/suspense.html", items=items, total=total,
-                                    import_id=import_id, status=status, page=page,
-                                    more=(page + 1) * 50 < total)
+        args = {k: request.args[k] for k in ("import_id", "status") if request.args.get(k)}
+        return redirect(url_for("SuspenseWorkView.index", **args))
 
 
 class RuleTesterView(BaseView):
@@ -382,8 +370,7 @@ def register_import_views(appbuilder) -> None:
     cat, cat_label = "Imports", _l("Imports")
     appbuilder.add_view(ImportsView, "Imports", label=_l("Imports"), icon="fa-upload",
                         category=cat, category_label=cat_label, category_icon="fa-upload")
-    appbuilder.add_view(SuspenseListView, "Suspense items", label=_l("Suspense items"),
-                        icon="fa-question-circle", category=cat)
+    appbuilder.add_view_no_menu(SuspenseListView)
     appbuilder.add_view(ProcessingRuleView, "Processing rules", label=_l("Processing rules"),
                         icon="fa-filter", category=cat)
     appbuilder.add_view(RuleTesterView, "Rule tester", label=_l("Rule tester"), icon="fa-flask",

@@ -27,6 +27,6 @@ def test_clerk_uploads_csv_sees_progress_and_suspense(page, live_url, tmp_path):
     assert page.locator("#r-suspense").inner_text().startswith("1 ")
     assert page.locator("#r-total").inner_text() == "£57.50"
     page.click("#link-suspense")
-    page.wait_for_selector("#suspense-items")
-    table = page.locator("#suspense-items").inner_text()
+    page.wait_for_selector("#suspense-queue")
+    table = page.locator("#suspense-queue").inner_text()
     assert f"{tag}-WHO" in table and "Unknown, payer" in table

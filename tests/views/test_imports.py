@@ -49,7 +49,9 @@ def test_upload_json_then_detail_and_progress(as_user, inline, session):
     assert page.status_code == 200 and b"received" in page.data and b"succeeded" in page.data
     tx = c.get(f"/imports/{pid}/transactions")
     assert tx.status_code == 200 and f"{tag}0".encode() in tx.data
-    susp = c.get(f"/suspense-items/?import_id={pid}")
+    susp = c.get(f"/suspense-items/?import_id={pid}")  # the old address: the work queue
+    assert susp.status_code == 302 and f"/suspense/?import_id={pid}" in susp.headers["Location"]
+    susp = c.get(f"/suspense/?import_id={pid}&status=all")
     assert susp.status_code == 200 and f"{tag}X".encode() in susp.data
     listing = c.get("/imports/")
     assert "received → processing → succeeded".encode() in listing.data
