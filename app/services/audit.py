@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import event, insert, inspect, select, text
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,6 @@ GENESIS = "0" * 64
 #: Columns never written to the trail (secrets) or too noisy to matter (login bookkeeping).
 REDACTED = {"password", "api_key_hash"}
 IGNORED = {"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"}
-_ADVISORY_KEY = 84_150_731
 
 _audited: set[type] = set()
 
@@ -117,6 +116,33 @@ for _name in ("commit", "rollback", "rollback_savepoint"):
     event.listen(Engine, _name, _forget_last_hash)
 
 
+# Built once: SQLAlchemy caches the compiled form per statement object, so each call only binds.
+_LAST_HASH_Q = select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+_INSERT_EVENT = insert(AuditEvent.__table__)
+#: PostgreSQL: take the chain's lock, then read the last hash, in one round trip. They are two
+#: statements (no parameters, so the simple query protocol runs them in turn): under READ COMMITTED
+#: the read takes its own snapshot after the lock is granted, so it sees the event written by
+#: whoever held the lock before. (One statement doing both would read with a snapshot taken
+#: before it waited for the lock.)
+_PG_LOCK_THEN_LAST_HASH = ("SELECT pg_advisory_xact_lock(84150731); "  # the chain's lock key
+                           "SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1")
+
+
+def _lock_and_last_hash(conn) -> str | None:
+    """Take the chain's lock for this transaction and return the last event's hash (or None)."""
+    if conn.dialect.name != "postgresql":  # SQLite: one writer at a time; the transaction holds it
+        return conn.execute(_LAST_HASH_Q).scalar()
+    result = conn.exec_driver_sql(_PG_LOCK_THEN_LAST_HASH)
+    try:
+        cursor = result.cursor  # positioned on the lock's result; the hash is the next one
+        if not cursor.nextset():
+            raise RuntimeError("The audit chain lock query returned no hash result.")
+        row = cursor.fetchone()
+    finally:
+        result.close()
+    return row[0] if row else None
+
+
 def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None):
     """Write one event at the end of the chain.
 
@@ -126,9 +152,7 @@ def _append(conn, action: str, entity: str, entity_id, before, after, reason=Non
     """
     prev = conn.info.get(_LAST_HASH)
     if prev is None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-        prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+        prev = _lock_and_last_hash(conn)
     row = {
         "occurred_at": datetime.now(timezone.utc),
         "actor": (actor or current_actor())[:100],
@@ -141,7 +165,7 @@ def _append(conn, action: str, entity: str, entity_id, before, after, reason=Non
     }
     row["prev_hash"] = prev or GENESIS
     row["hash"] = compute_hash(row["prev_hash"], row)
-    conn.execute(insert(AuditEvent.__table__).values(**row))
+    conn.execute(_INSERT_EVENT, row)
     conn.info[_LAST_HASH] = row["hash"]
 
 

@@ -130,3 +130,49 @@ def test_auditor_browses_trail_with_filters(as_user):
     assert resp.status_code == 200
     assert b"Fund" in resp.data
     assert client.get("/auditeventview/verify/", follow_redirects=True).status_code == 200
+
+
+def test_concurrent_writers_keep_one_unbroken_chain(app, session):
+    """Writers in parallel transactions each take the chain's lock and read the last hash in the
+    same round trip (PostgreSQL); every event still links to the one written before it."""
+    import threading
+    import time
+
+    import pytest
+
+    from app.extensions import db
+    from app.services import audit
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("parallel writers: PostgreSQL only (SQLite has one writer at a time)")
+    tag = unique("chain")
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def writer(i):
+        with app.app_context():
+            try:
+                barrier.wait()
+                for n in range(5):
+                    audit.record(db.session, "test.concurrent", "Test", f"{tag}-{i}-{n}",
+                                 after={"n": n}, actor="tester")
+                    time.sleep(0.002)  # hold the lock a moment so the others queue behind it
+                    audit.record(db.session, "test.concurrent", "Test", f"{tag}-{i}-{n}b",
+                                 after={"n": n}, actor="tester")
+                    db.session.commit()
+            except Exception as exc:  # reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    rows = session.execute(select(AuditEvent.prev_hash, AuditEvent.hash).where(
+        AuditEvent.action == "test.concurrent", AuditEvent.entity_id.like(f"{tag}-%"))).all()
+    assert len(rows) == 40
+    assert len({prev for prev, _ in rows}) == 40  # no two events claim the same predecessor
+    assert verify_chain(session).valid
