@@ -315,18 +315,20 @@ _EVENT_COLUMNS = ("instance_id", "occurred_at", "actor", "action", "task_id", "t
                   "comment")
 _TASK_COLUMNS = ("id", "instance_id", "name", "title", "role", "status", "created_at", "due_at",
                  "completed_by", "completed_at", "decision", "comment")
+_AUDIT_COLUMNS = tuple(c.name for c in audit.AUDIT_TABLE.columns if c.name != "id")
+_INSERT_AUDIT = insert(audit.AUDIT_TABLE)
 _combined_writes: dict[tuple, Any] = {}
 
 
-def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int):
+def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int, audited: bool):
     """PostgreSQL: one statement (data-modifying WITH clauses) that updates the instance row and
-    inserts the task and history rows, built once per shape so SQLAlchemy caches its SQL.
+    inserts the task, history and audit rows, built once per shape so SQLAlchemy caches its SQL.
 
     Each history row is inserted by its own clause reading the row before it (``FROM`` the clause
     that returned it), so they are written, and numbered, in order. The other parts touch
     different rows; running them together changes nothing but the number of round trips.
     """
-    key = (changed, n_events, n_tasks)
+    key = (changed, n_events, n_tasks, audited)
     stmt = _combined_writes.get(key)
     if stmt is not None:
         return stmt
@@ -336,6 +338,8 @@ def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int):
                      .values({k: bindparam(f"i_{k}") for k in changed}))
     for n in range(n_tasks):
         plain.append(insert(_TASKS).values({c: bindparam(f"t{n}_{c}") for c in _TASK_COLUMNS}))
+    if audited:
+        plain.append(insert(audit.AUDIT_TABLE).values({c: bindparam(f"a_{c}") for c in _AUDIT_COLUMNS}))
     events = WorkflowEvent.__table__
     ctes, stmt, previous = [], None, None
     for n in range(n_events):
@@ -359,16 +363,22 @@ def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int):
     return stmt
 
 
-def _write(conn, instance_id: int, changes: dict, events: list[dict], new_tasks: list[dict]) -> None:
-    """Update the instance row (``changes``) and insert history and task rows, in that order."""
-    if conn.dialect.name == "postgresql" and bool(changes) + bool(events) + bool(new_tasks) > 1:
+def _write(conn, instance_id: int, changes: dict, events: list[dict], new_tasks: list[dict],
+           audit_row: dict | None) -> None:
+    """Update the instance row (``changes``), insert history and task rows and the prepared
+    audit event."""
+    parts = bool(changes) + bool(events) + bool(new_tasks) + (audit_row is not None)
+    if conn.dialect.name == "postgresql" and parts > 1:
         params = {f"i_{k}": v for k, v in changes.items()}
         params["i_id"] = instance_id
         for n, row in enumerate(events):
             params.update({f"e{n}_{c}": row[c] for c in _EVENT_COLUMNS})
         for n, row in enumerate(new_tasks):
             params.update({f"t{n}_{c}": row[c] for c in _TASK_COLUMNS})
-        conn.execute(_combined_write(tuple(changes), len(events), len(new_tasks)), params)
+        if audit_row is not None:
+            params.update({f"a_{c}": audit_row[c] for c in _AUDIT_COLUMNS})
+        conn.execute(_combined_write(tuple(changes), len(events), len(new_tasks),
+                                     audit_row is not None), params)
         return
     if changes:
         conn.execute(_UPDATE_INSTANCE, {"b_id": instance_id, **changes})
@@ -376,6 +386,8 @@ def _write(conn, instance_id: int, changes: dict, events: list[dict], new_tasks:
         conn.execute(_INSERT_EVENT, events)
     if new_tasks:
         conn.execute(_INSERT_TASK, new_tasks)
+    if audit_row is not None:
+        conn.execute(_INSERT_AUDIT, audit_row)
 
 
 def _event(events: list[dict], instance, actor, action, task=None, comment=None, role=None,
@@ -389,12 +401,15 @@ def _event(events: list[dict], instance, actor, action, task=None, comment=None,
 
 def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, actor: str,
              now: datetime, new: bool = False, ready_before: set[str] | None = None,
-             events: list[dict] | None = None) -> str | None:
+             events: list[dict] | None = None,
+             audit_event: Callable[[str | None], dict] | None = None) -> str | None:
     """Bring the task table, history and status in line with the engine after a step.
 
     ``ready_before`` (ids of the tasks that were ready in the engine) saves a query when the
     caller knows them. ``events`` are history rows the caller queued for this step (written first).
-    Returns the outcome when this step ended the workflow (the caller audits it).
+    ``audit_event(outcome)`` gives the arguments of ``audit.record`` for this step: the event is
+    written with the other rows (else the caller audits the step itself).
+    Returns the outcome when this step ended the workflow.
     """
     events = [] if events is None else events
     ready = {t.id: t for t in run.ready_tasks()}
@@ -439,7 +454,10 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
             outcome = "rejected"  # fail closed: a process that ends without an outcome approves nothing
         changes.update(status="completed", outcome=outcome, completed_at=now, next_timer_at=None)
         _event(events, instance, actor, outcome, comment=None, at=now)
-    _write(session.connection(), instance.id, changes, events, new_tasks)
+    audit_row = audit.prepare(session, **audit_event(outcome)) if audit_event else None
+    _write(session.connection(), instance.id, changes, events, new_tasks, audit_row)
+    if audit_row is not None:
+        audit.written(session, audit_row)
     for key, value in changes.items():  # the object matches its row again
         set_committed_value(instance, key, value)
     loaded = [key for key in ("tasks", "events") if key in instance.__dict__]
@@ -462,7 +480,8 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     IMS_REFUND_ESCALATION. Raises NotFound (no such process), ValidationError (bad data, no
     approval limit covers the amount).
     """
-    definition = session.connection().execute(_ACTIVE_REF, {"process_id": process_id}).first()
+    conn = session.connection()
+    definition = conn.execute(_ACTIVE_REF, {"process_id": process_id}).first()
     if definition is None:
         raise NotFound(f"No workflow '{process_id}' is deployed.")
     definition_id, version = definition
@@ -493,7 +512,7 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
            "reason": data.get("reason"), "state_json": run.dump(),
            "serializer_version": SERIALIZER_VERSION, "next_timer_at": run.next_timer_at(),
            "error": None}
-    instance_id = session.connection().execute(_INSERT_INSTANCE, row).inserted_primary_key[0]
+    instance_id = conn.execute(_INSERT_INSTANCE, row).inserted_primary_key[0]
     # The row is written: attach it to the session as a persistent object with every column
     # loaded (relationships load on first use), as if it had been read back.
     instance = WorkflowInstance(id=instance_id, **row)
@@ -501,11 +520,15 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     session.add(instance)
     events: list[dict] = []
     _event(events, instance, started_by, "started", comment=data.get("reason"), at=now)
-    outcome = _project(session, instance, run, started_by, now, new=True, events=events)
-    audit.record(session, "workflow.start", "WorkflowInstance", instance.id,
-                 after={"process_id": process_id, "version": version,
-                        "subject_type": subject_type, "subject_id": str(subject_id),
-                        "amount_pence": amount, "outcome": outcome}, actor=started_by)
+
+    def audit_event(outcome):
+        return {"action": "workflow.start", "entity": "WorkflowInstance", "entity_id": instance.id,
+                "after": {"process_id": process_id, "version": version,
+                          "subject_type": subject_type, "subject_id": str(subject_id),
+                          "amount_pence": amount, "outcome": outcome}, "actor": started_by}
+
+    _project(session, instance, run, started_by, now, new=True, events=events,
+             audit_event=audit_event)
     return instance
 
 
@@ -665,11 +688,16 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
     action = "approved_task" if decision == "approve" else "rejected_task"
     events: list[dict] = []
     _event(events, instance, username, action, task, comment=comment, at=now)
-    outcome = _project(session, instance, run, username, now, ready_before=ready_before,
-                       events=events)
-    audit.record(session, f"workflow.task.{decision}", "WorkflowTask", task.id,
-                 after={"instance_id": instance.id, "task": task.name, "role": task.role,
-                        "decision": decision, "outcome": outcome}, reason=comment, actor=username)
+
+    def audit_event(outcome):
+        return {"action": f"workflow.task.{decision}", "entity": "WorkflowTask",
+                "entity_id": task.id, "after": {"instance_id": instance.id, "task": task.name,
+                                                "role": task.role, "decision": decision,
+                                                "outcome": outcome},
+                "reason": comment, "actor": username}
+
+    _project(session, instance, run, username, now, ready_before=ready_before, events=events,
+             audit_event=audit_event)
     result = CompletionResult(task.id, instance.id, decision, instance.status, instance.outcome,
                               [{"id": t.id, "name": t.name, "role": t.role}
                                for t in run.ready_tasks()])

@@ -176,3 +176,28 @@ def test_concurrent_writers_keep_one_unbroken_chain(app, session):
     assert len(rows) == 40
     assert len({prev for prev, _ in rows}) == 40  # no two events claim the same predecessor
     assert verify_chain(session).valid
+
+
+def test_a_prepared_event_is_written_by_its_caller_before_any_other(session):
+    """audit.prepare links an event the caller inserts in a statement of its own; until it says
+    the row is written no other event may be recorded (that would fork the chain)."""
+    import pytest
+
+    from app.services import audit
+
+    tag = unique("prep")
+    row = audit.prepare(session, "test.prepared", "Test", tag, after={"n": 1}, actor="tester")
+    with pytest.raises(RuntimeError):
+        audit.record(session, "test.other", "Test", tag, actor="tester")
+    session.connection().execute(audit.AUDIT_TABLE.insert(), row)
+    audit.written(session, row)
+    audit.record(session, "test.after", "Test", tag, actor="tester")
+    session.commit()
+    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == tag)
+                              .order_by(AuditEvent.id)).all()
+    assert actions == ["test.prepared", "test.after"]
+    audit.prepare(session, "test.dropped", "Test", tag, actor="tester")
+    session.rollback()  # nothing was written; the next event links to the real end of the chain
+    audit.record(session, "test.after_rollback", "Test", tag, actor="tester")
+    session.commit()
+    assert verify_chain(session).valid
