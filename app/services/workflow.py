@@ -249,6 +249,10 @@ _INSERT_TASK = insert(WorkflowTask.__table__)
 _INSERT_EVENT = insert(WorkflowEvent.__table__)
 _ACTIVE_REF = select(WorkflowDefinition.id, WorkflowDefinition.version).where(
     WorkflowDefinition.process_id == bindparam("process_id"), WorkflowDefinition.active.is_(True))
+#: PostgreSQL: the active version and the id the new instance will have (taken from its sequence
+#: only when a version is found), so the instance row can be written with the step's other rows
+_ACTIVE_REF_AND_NEW_ID = _ACTIVE_REF.add_columns(
+    func.nextval(func.pg_get_serial_sequence(_INSTANCES.name, _INSTANCES.c.id.name)))
 _TASK_AND_INSTANCE = (
     select(WorkflowTask, WorkflowInstance)
     .join(WorkflowInstance, WorkflowTask.instance_id == WorkflowInstance.id)
@@ -320,19 +324,24 @@ _INSERT_AUDIT = insert(audit.AUDIT_TABLE)
 _combined_writes: dict[tuple, Any] = {}
 
 
-def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int, audited: bool):
-    """PostgreSQL: one statement (data-modifying WITH clauses) that updates the instance row and
-    inserts the task, history and audit rows, built once per shape so SQLAlchemy caches its SQL.
+def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int, audited: bool,
+                    new_instance: bool = False):
+    """PostgreSQL: one statement (data-modifying WITH clauses) that inserts (``new_instance``) or
+    updates the instance row and inserts the task, history and audit rows, built once per shape
+    so SQLAlchemy caches its SQL. (Foreign keys are checked at the end of the statement.)
 
     Each history row is inserted by its own clause reading the row before it (``FROM`` the clause
     that returned it), so they are written, and numbered, in order. The other parts touch
     different rows; running them together changes nothing but the number of round trips.
     """
-    key = (changed, n_events, n_tasks, audited)
+    key = (changed, n_events, n_tasks, audited, new_instance)
     stmt = _combined_writes.get(key)
     if stmt is not None:
         return stmt
     plain = []  # written by WITH clauses nothing reads
+    if new_instance:
+        plain.append(insert(_INSTANCES).values({c.name: bindparam(f"n_{c.name}")
+                                                for c in _INSTANCES.columns}))
     if changed:
         plain.append(update(_INSTANCES).where(_INSTANCES.c.id == bindparam("i_id"))
                      .values({k: bindparam(f"i_{k}") for k in changed}))
@@ -364,13 +373,16 @@ def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int, audit
 
 
 def _write(conn, instance_id: int, changes: dict, events: list[dict], new_tasks: list[dict],
-           audit_row: dict | None) -> None:
-    """Update the instance row (``changes``), insert history and task rows and the prepared
-    audit event."""
-    parts = bool(changes) + bool(events) + bool(new_tasks) + (audit_row is not None)
+           audit_row: dict | None, new_instance: dict | None = None) -> None:
+    """Insert the instance row (``new_instance``, with its id) or update it (``changes``), insert
+    history and task rows and the prepared audit event."""
+    parts = (bool(changes) + bool(events) + bool(new_tasks) + (audit_row is not None)
+             + (new_instance is not None))
     if conn.dialect.name == "postgresql" and parts > 1:
         params = {f"i_{k}": v for k, v in changes.items()}
         params["i_id"] = instance_id
+        if new_instance is not None:
+            params.update({f"n_{k}": v for k, v in new_instance.items()})
         for n, row in enumerate(events):
             params.update({f"e{n}_{c}": row[c] for c in _EVENT_COLUMNS})
         for n, row in enumerate(new_tasks):
@@ -378,8 +390,10 @@ def _write(conn, instance_id: int, changes: dict, events: list[dict], new_tasks:
         if audit_row is not None:
             params.update({f"a_{c}": audit_row[c] for c in _AUDIT_COLUMNS})
         conn.execute(_combined_write(tuple(changes), len(events), len(new_tasks),
-                                     audit_row is not None), params)
+                                     audit_row is not None, new_instance is not None), params)
         return
+    if new_instance is not None:
+        conn.execute(_INSERT_INSTANCE, new_instance)
     if changes:
         conn.execute(_UPDATE_INSTANCE, {"b_id": instance_id, **changes})
     if events:
@@ -402,13 +416,15 @@ def _event(events: list[dict], instance, actor, action, task=None, comment=None,
 def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, actor: str,
              now: datetime, new: bool = False, ready_before: set[str] | None = None,
              events: list[dict] | None = None,
-             audit_event: Callable[[str | None], dict] | None = None) -> str | None:
+             audit_event: Callable[[str | None], dict] | None = None,
+             new_row: dict | None = None) -> str | None:
     """Bring the task table, history and status in line with the engine after a step.
 
     ``ready_before`` (ids of the tasks that were ready in the engine) saves a query when the
     caller knows them. ``events`` are history rows the caller queued for this step (written first).
     ``audit_event(outcome)`` gives the arguments of ``audit.record`` for this step: the event is
-    written with the other rows (else the caller audits the step itself).
+    written with the other rows (else the caller audits the step itself). ``new_row`` is a new
+    instance's row not written yet (its id reserved): it is written with the others.
     Returns the outcome when this step ended the workflow.
     """
     events = [] if events is None else events
@@ -455,7 +471,11 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
         changes.update(status="completed", outcome=outcome, completed_at=now, next_timer_at=None)
         _event(events, instance, actor, outcome, comment=None, at=now)
     audit_row = audit.prepare(session, **audit_event(outcome)) if audit_event else None
-    _write(session.connection(), instance.id, changes, events, new_tasks, audit_row)
+    if new_row is not None:  # written with this step's values: nothing to update
+        _write(session.connection(), instance.id, {}, events, new_tasks, audit_row,
+               {**new_row, **changes})
+    else:
+        _write(session.connection(), instance.id, changes, events, new_tasks, audit_row)
     if audit_row is not None:
         audit.written(session, audit_row)
     for key, value in changes.items():  # the object matches its row again
@@ -481,10 +501,12 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     approval limit covers the amount).
     """
     conn = session.connection()
-    definition = conn.execute(_ACTIVE_REF, {"process_id": process_id}).first()
+    reserve_id = conn.dialect.name == "postgresql"
+    definition = conn.execute(_ACTIVE_REF_AND_NEW_ID if reserve_id else _ACTIVE_REF,
+                              {"process_id": process_id}).first()
     if definition is None:
         raise NotFound(f"No workflow '{process_id}' is deployed.")
-    definition_id, version = definition
+    definition_id, version = definition[:2]
     amount = data.get("amount_pence")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
         raise ValidationError("amount_pence must be integer pence.",
@@ -512,10 +534,13 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
            "reason": data.get("reason"), "state_json": run.dump(),
            "serializer_version": SERIALIZER_VERSION, "next_timer_at": run.next_timer_at(),
            "error": None}
-    instance_id = conn.execute(_INSERT_INSTANCE, row).inserted_primary_key[0]
-    # The row is written: attach it to the session as a persistent object with every column
-    # loaded (relationships load on first use), as if it had been read back.
-    instance = WorkflowInstance(id=instance_id, **row)
+    if reserve_id:  # written by _project with the step's other rows
+        row["id"] = definition[2]
+    else:
+        row["id"] = conn.execute(_INSERT_INSTANCE, row).inserted_primary_key[0]
+    # Attach the row to the session as a persistent object with every column loaded
+    # (relationships load on first use), as if it had been read back.
+    instance = WorkflowInstance(**row)
     make_transient_to_detached(instance)
     session.add(instance)
     events: list[dict] = []
@@ -528,7 +553,7 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
                           "amount_pence": amount, "outcome": outcome}, "actor": started_by}
 
     _project(session, instance, run, started_by, now, new=True, events=events,
-             audit_event=audit_event)
+             audit_event=audit_event, new_row=row if reserve_id else None)
     return instance
 
 

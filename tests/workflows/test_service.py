@@ -151,6 +151,11 @@ def test_no_approval_needed_completes_at_start(session):
     assert instance.status == "completed" and instance.outcome == "approved"
     assert OUTCOMES[instance.subject_id] == ["approved"]
     assert ready_tasks(session, instance.id) == []
+    session.expire_all()  # the stored row, not just the object, is completed
+    stored = session.get(WorkflowInstance, instance.id)
+    assert (stored.status, stored.outcome, stored.next_timer_at) == ("completed", "approved", None)
+    assert stored.completed_at is not None
+    assert [e.action for e in stored.events] == ["started", "approved"]
 
 
 def test_changing_the_limits_changes_the_route(session):
