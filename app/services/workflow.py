@@ -243,9 +243,10 @@ def _config_escalation(subject_type: str) -> str:
 # object, so each use only binds values. Rows written here are plain INSERT/UPDATEs on the
 # session's connection (in its transaction) rather than ORM unit-of-work flushes.
 _INSTANCES = WorkflowInstance.__table__
+_TASKS = WorkflowTask.__table__
 _INSERT_INSTANCE = insert(_INSTANCES)
 _UPDATE_INSTANCE = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("b_id"))
-_INSERT_TASK = insert(WorkflowTask.__table__)
+_INSERT_TASK = insert(_TASKS)
 _INSERT_EVENT = insert(WorkflowEvent.__table__)
 _ACTIVE_REF = select(WorkflowDefinition.id, WorkflowDefinition.version).where(
     WorkflowDefinition.process_id == bindparam("process_id"), WorkflowDefinition.active.is_(True))
@@ -259,7 +260,6 @@ _TASK_AND_INSTANCE = (
     .where(WorkflowTask.id == bindparam("task_id"))
     .with_for_update(of=WorkflowInstance)
     .execution_options(populate_existing=True))
-_TASKS = WorkflowTask.__table__
 _CLAIM_TASK = (update(_TASKS)
                .where(_TASKS.c.id == bindparam("b_id"), _TASKS.c.status == "ready")
                .values(status="completed", completed_by=bindparam("b_by"),
