@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import event, insert, inspect, select, text
+from sqlalchemy import event, insert, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,6 @@ GENESIS = "0" * 64
 #: Columns never written to the trail (secrets) or too noisy to matter (login bookkeeping).
 REDACTED = {"password", "api_key_hash"}
 IGNORED = {"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"}
-_ADVISORY_KEY = 84_150_731
 
 _audited: set[type] = set()
 
@@ -107,28 +106,61 @@ def compute_hash(prev_hash: str, row: dict) -> str:
 
 
 _LAST_HASH = "ims_audit_last_hash"
+_PREPARED = "ims_audit_prepared_hash"
 
 
 def _forget_last_hash(conn, *args) -> None:
     conn.info.pop(_LAST_HASH, None)
+    conn.info.pop(_PREPARED, None)
 
 
 for _name in ("commit", "rollback", "rollback_savepoint"):
     event.listen(Engine, _name, _forget_last_hash)
 
 
-def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None):
-    """Write one event at the end of the chain.
+#: the trail's table, for callers that write a prepared event in a statement of their own
+AUDIT_TABLE = AuditEvent.__table__
+# Built once: SQLAlchemy caches the compiled form per statement object, so each call only binds.
+_LAST_HASH_Q = select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+_INSERT_EVENT = insert(AUDIT_TABLE)
+#: PostgreSQL: take the chain's lock, then read the last hash, in one round trip. They are two
+#: statements (no parameters, so the simple query protocol runs them in turn): under READ COMMITTED
+#: the read takes its own snapshot after the lock is granted, so it sees the event written by
+#: whoever held the lock before. (One statement doing both would read with a snapshot taken
+#: before it waited for the lock.)
+_PG_LOCK_THEN_LAST_HASH = ("SELECT pg_advisory_xact_lock(84150731); "  # the chain's lock key
+                           "SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1")
+
+
+def _lock_and_last_hash(conn) -> str | None:
+    """Take the chain's lock for this transaction and return the last event's hash (or None)."""
+    if conn.dialect.name != "postgresql":  # SQLite: one writer at a time; the transaction holds it
+        return conn.execute(_LAST_HASH_Q).scalar()
+    result = conn.exec_driver_sql(_PG_LOCK_THEN_LAST_HASH)
+    try:
+        cursor = result.cursor  # positioned on the lock's result; the hash is the next one
+        if not cursor.nextset():
+            raise RuntimeError("The audit chain lock query returned no hash result.")
+        row = cursor.fetchone()
+    finally:
+        result.close()
+    return row[0] if row else None
+
+
+def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=None,
+              actor=None) -> dict:
+    """The row of the next event at the end of the chain (not written).
 
     The first event of a transaction takes the chain's lock (an advisory lock on PostgreSQL; SQLite
     has one writer at a time) and reads the last hash; later events in the same transaction reuse
     the hash they just wrote, so each costs one INSERT. Commit and rollback forget the cache.
     """
+    if conn.info.get(_PREPARED):
+        raise RuntimeError("An audit event was prepared but not written: writing another one "
+                           "would fork the chain.")
     prev = conn.info.get(_LAST_HASH)
     if prev is None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
-        prev = conn.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)).scalar()
+        prev = _lock_and_last_hash(conn)
     row = {
         "occurred_at": datetime.now(timezone.utc),
         "actor": (actor or current_actor())[:100],
@@ -141,7 +173,13 @@ def _append(conn, action: str, entity: str, entity_id, before, after, reason=Non
     }
     row["prev_hash"] = prev or GENESIS
     row["hash"] = compute_hash(row["prev_hash"], row)
-    conn.execute(insert(AuditEvent.__table__).values(**row))
+    return row
+
+
+def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None):
+    """Write one event at the end of the chain."""
+    row = _next_row(conn, action, entity, entity_id, before, after, reason, actor)
+    conn.execute(_INSERT_EVENT, row)
     conn.info[_LAST_HASH] = row["hash"]
 
 
@@ -152,6 +190,31 @@ def record(session: Session, action: str, entity: str, entity_id, before=None, a
             None if before is None else {k: _jsonable(v) for k, v in before.items()},
             None if after is None else {k: _jsonable(v) for k, v in after.items()},
             reason, actor)
+
+
+def prepare(session: Session, action: str, entity: str, entity_id, before=None, after=None,
+            reason: str | None = None, actor: str | None = None) -> dict:
+    """``record`` for a caller that inserts the event (into ``AUDIT_TABLE``) within a statement of
+    its own, to save a round trip. Returns the row, linked to the end of the chain under the
+    chain's lock. The caller must write it next, in this transaction, then call ``written``;
+    until then no other event can be recorded on the connection (that would fork the chain).
+    Commit and rollback drop an unwritten row (nothing was written, the chain is whole)."""
+    conn = session.connection()
+    row = _next_row(conn, action, entity, entity_id,
+                    None if before is None else {k: _jsonable(v) for k, v in before.items()},
+                    None if after is None else {k: _jsonable(v) for k, v in after.items()},
+                    reason, actor)
+    conn.info[_PREPARED] = row["hash"]
+    return row
+
+
+def written(session: Session, row: dict) -> None:
+    """The prepared ``row`` was inserted: it is now the end of the chain."""
+    conn = session.connection()
+    if conn.info.get(_PREPARED) != row["hash"]:
+        raise RuntimeError("This audit event was not the one prepared on this connection.")
+    del conn.info[_PREPARED]
+    conn.info[_LAST_HASH] = row["hash"]
 
 
 def entity_name(obj) -> str:

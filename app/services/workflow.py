@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, union_all, update
+from sqlalchemy import bindparam, exists, func, insert, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -249,21 +249,195 @@ def _config_escalation(subject_type: str) -> str:
     return DEFAULT_ESCALATION
 
 
-def _event(session, instance, actor, action, task=None, comment=None, role=None, at=None):
-    session.add(WorkflowEvent(instance_id=instance.id, actor=actor, action=action,
-                              task_id=getattr(task, "id", None),
-                              task_title=getattr(task, "title", None),
-                              role=role or getattr(task, "role", None), comment=comment,
-                              occurred_at=at or utcnow()))
+# Statements on the hot path are built once: SQLAlchemy caches their compiled SQL per statement
+# object, so each use only binds values. Rows written here are plain INSERT/UPDATEs on the
+# session's connection (in its transaction) rather than ORM unit-of-work flushes.
+_INSTANCES = WorkflowInstance.__table__
+_TASKS = WorkflowTask.__table__
+_INSERT_INSTANCE = insert(_INSTANCES)
+_UPDATE_INSTANCE = update(_INSTANCES).where(_INSTANCES.c.id == bindparam("b_id"))
+_INSERT_TASK = insert(_TASKS)
+_INSERT_EVENT = insert(WorkflowEvent.__table__)
+_ACTIVE_REF = select(WorkflowDefinition.id, WorkflowDefinition.version).where(
+    WorkflowDefinition.process_id == bindparam("process_id"), WorkflowDefinition.active.is_(True))
+#: PostgreSQL: the active version and the id the new instance will have (taken from its sequence
+#: only when a version is found), so the instance row can be written with the step's other rows
+_ACTIVE_REF_AND_NEW_ID = _ACTIVE_REF.add_columns(
+    func.nextval(func.pg_get_serial_sequence(_INSTANCES.name, _INSTANCES.c.id.name)))
+_TASK_AND_INSTANCE = (
+    select(WorkflowTask, WorkflowInstance)
+    .join(WorkflowInstance, WorkflowTask.instance_id == WorkflowInstance.id)
+    .where(WorkflowTask.id == bindparam("task_id"))
+    .with_for_update(of=WorkflowInstance)
+    .execution_options(populate_existing=True))
+_CLAIM_TASK = (update(_TASKS)
+               .where(_TASKS.c.id == bindparam("b_id"), _TASKS.c.status == "ready")
+               .values(status="completed", completed_by=bindparam("b_by"),
+                       completed_at=bindparam("b_at"), decision=bindparam("b_decision"),
+                       comment=bindparam("b_comment")))
+_claim_with_facts = None
+
+
+def _claim_with_facts_query():
+    """PostgreSQL: ``_CLAIM_TASK`` returning the decider's facts in the same round trip: (active
+    user with a role, has the task's lane role, decided another task of this instance), the
+    facts ``decider_facts`` reads. Built once (FAB's models are imported late).
+
+    The UPDATE runs after the instance lock was granted, so (like a separate query after it) its
+    snapshot holds every completion committed before: the four-eyes check holds under races.
+    (SQLite renders RETURNING columns without their tables, so it keeps the separate query.)
+    """
+    global _claim_with_facts
+    if _claim_with_facts is None:
+        from flask_appbuilder.security.sqla.models import Role, User, assoc_user_role
+
+        users, roles, links = User.__table__, Role.__table__, assoc_user_role
+        active_user = (users.c.username == bindparam("b_by"), users.c.active.is_(True),
+                       links.c.user_id == users.c.id)
+        other = _TASKS.alias("other_task")
+        _claim_with_facts = _CLAIM_TASK.returning(
+            exists().where(*active_user).label("has_roles"),
+            exists().where(*active_user, links.c.role_id == roles.c.id,
+                           roles.c.name == _TASKS.c.role).label("has_lane_role"),
+            exists().where(other.c.instance_id == _TASKS.c.instance_id,
+                           other.c.status == "completed", other.c.id != _TASKS.c.id,
+                           other.c.completed_by == bindparam("b_by")).label("decided"))
+    return _claim_with_facts
+
+
+def _claim(session: Session, task: WorkflowTask, username: str, now: datetime, decision: str,
+           comment: str | None) -> tuple[set[str] | None, bool] | None:
+    """Set a ready task completed (compare-and-set) and read the decider's facts.
+
+    Returns None if the task was no longer ready, else ``decider_facts`` for ``username``.
+    """
+    conn = session.connection()
+    params = {"b_id": task.id, "b_by": username, "b_at": now, "b_decision": decision,
+              "b_comment": comment}
+    if conn.dialect.name != "postgresql":
+        if conn.execute(_CLAIM_TASK, params).rowcount != 1:
+            return None
+        return decider_facts(session, username, task)
+    row = conn.execute(_claim_with_facts_query(), params).first()
+    if row is None:
+        return None
+    has_roles, has_lane_role, decided = row
+    return ({task.role} if has_lane_role else set()) if has_roles else None, bool(decided)
+
+
+_EVENT_COLUMNS = ("instance_id", "occurred_at", "actor", "action", "task_id", "task_title", "role",
+                  "comment")
+_TASK_COLUMNS = ("id", "instance_id", "name", "title", "role", "status", "created_at", "due_at",
+                 "completed_by", "completed_at", "decision", "comment")
+_AUDIT_COLUMNS = tuple(c.name for c in audit.AUDIT_TABLE.columns if c.name != "id")
+_INSERT_AUDIT = insert(audit.AUDIT_TABLE)
+_combined_writes: dict[tuple, Any] = {}
+
+
+def _combined_write(changed: tuple[str, ...], n_events: int, n_tasks: int, audited: bool,
+                    new_instance: bool = False):
+    """PostgreSQL: one statement (data-modifying WITH clauses) that inserts (``new_instance``) or
+    updates the instance row and inserts the task, history and audit rows, built once per shape
+    so SQLAlchemy caches its SQL. (Foreign keys are checked at the end of the statement.)
+
+    Each history row is inserted by its own clause reading the row before it (``FROM`` the clause
+    that returned it), so they are written, and numbered, in order. The other parts touch
+    different rows; running them together changes nothing but the number of round trips.
+    """
+    key = (changed, n_events, n_tasks, audited, new_instance)
+    stmt = _combined_writes.get(key)
+    if stmt is not None:
+        return stmt
+    plain = []  # written by WITH clauses nothing reads
+    if new_instance:
+        plain.append(insert(_INSTANCES).values({c.name: bindparam(f"n_{c.name}")
+                                                for c in _INSTANCES.columns}))
+    if changed:
+        plain.append(update(_INSTANCES).where(_INSTANCES.c.id == bindparam("i_id"))
+                     .values({k: bindparam(f"i_{k}") for k in changed}))
+    for n in range(n_tasks):
+        plain.append(insert(_TASKS).values({c: bindparam(f"t{n}_{c}") for c in _TASK_COLUMNS}))
+    if audited:
+        plain.append(insert(audit.AUDIT_TABLE).values({c: bindparam(f"a_{c}") for c in _AUDIT_COLUMNS}))
+    events = WorkflowEvent.__table__
+    ctes, stmt, previous = [], None, None
+    for n in range(n_events):
+        if previous is None:
+            part = insert(events).values({c: bindparam(f"e{n}_{c}") for c in _EVENT_COLUMNS})
+        else:  # reads the row just written, so it runs after it
+            part = insert(events).from_select(list(_EVENT_COLUMNS), select(
+                *[bindparam(f"e{n}_{c}", type_=events.c[c].type) for c in _EVENT_COLUMNS]
+            ).select_from(previous))
+        if n < n_events - 1:
+            previous = part.returning(events.c.id).cte(f"event_{n}")
+            ctes.append(previous)
+        else:
+            stmt = part
+    if stmt is None:
+        stmt = plain.pop()
+    ctes.extend(part.cte(f"write_{n}") for n, part in enumerate(plain))
+    for cte in ctes:
+        stmt = stmt.add_cte(cte)
+    _combined_writes[key] = stmt
+    return stmt
+
+
+def _write(conn, instance_id: int, changes: dict, events: list[dict], new_tasks: list[dict],
+           audit_row: dict | None, new_instance: dict | None = None) -> None:
+    """Insert the instance row (``new_instance``, with its id) or update it (``changes``), insert
+    history and task rows and the prepared audit event."""
+    parts = (bool(changes) + bool(events) + bool(new_tasks) + (audit_row is not None)
+             + (new_instance is not None))
+    if conn.dialect.name == "postgresql" and parts > 1:
+        params = {f"i_{k}": v for k, v in changes.items()}
+        params["i_id"] = instance_id
+        if new_instance is not None:
+            params.update({f"n_{k}": v for k, v in new_instance.items()})
+        for n, row in enumerate(events):
+            params.update({f"e{n}_{c}": row[c] for c in _EVENT_COLUMNS})
+        for n, row in enumerate(new_tasks):
+            params.update({f"t{n}_{c}": row[c] for c in _TASK_COLUMNS})
+        if audit_row is not None:
+            params.update({f"a_{c}": audit_row[c] for c in _AUDIT_COLUMNS})
+        conn.execute(_combined_write(tuple(changes), len(events), len(new_tasks),
+                                     audit_row is not None, new_instance is not None), params)
+        return
+    if new_instance is not None:
+        conn.execute(_INSERT_INSTANCE, new_instance)
+    if changes:
+        conn.execute(_UPDATE_INSTANCE, {"b_id": instance_id, **changes})
+    if events:
+        conn.execute(_INSERT_EVENT, events)
+    if new_tasks:
+        conn.execute(_INSERT_TASK, new_tasks)
+    if audit_row is not None:
+        conn.execute(_INSERT_AUDIT, audit_row)
+
+
+def _event(events: list[dict], instance, actor, action, task=None, comment=None, role=None,
+           at=None) -> None:
+    """Queue one history row; ``_project`` inserts the queue in order (one statement)."""
+    events.append({"instance_id": instance.id, "actor": actor, "action": action,
+                   "task_id": getattr(task, "id", None), "task_title": getattr(task, "title", None),
+                   "role": role or getattr(task, "role", None), "comment": comment,
+                   "occurred_at": at or utcnow()})
 
 
 def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, actor: str,
-             now: datetime, new: bool = False, ready_before: set[str] | None = None) -> str | None:
+             now: datetime, new: bool = False, ready_before: set[str] | None = None,
+             events: list[dict] | None = None,
+             audit_event: Callable[[str | None], dict] | None = None,
+             new_row: dict | None = None) -> str | None:
     """Bring the task table, history and status in line with the engine after a step.
 
     ``ready_before`` (ids of the tasks that were ready in the engine) saves a query when the
-    caller knows them. Returns the outcome when this step ended the workflow (the caller audits it).
+    caller knows them. ``events`` are history rows the caller queued for this step (written first).
+    ``audit_event(outcome)`` gives the arguments of ``audit.record`` for this step: the event is
+    written with the other rows (else the caller audits the step itself). ``new_row`` is a new
+    instance's row not written yet (its id reserved): it is written with the others.
+    Returns the outcome when this step ended the workflow.
     """
+    events = [] if events is None else events
     ready = {t.id: t for t in run.ready_tasks()}
     if new:
         known = {}
@@ -280,9 +454,10 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
         if task_id not in ready and task is not None:
             task.status = "escalated" if fired else "cancelled"
             task.completed_at = now
-            _event(session, instance, "system", "escalated" if fired else "cancelled", task,
+            _event(events, instance, "system", "escalated" if fired else "cancelled", task,
                    comment=("Not completed by its due time; passed to the next role up."
                             if fired else None), at=now)
+    new_tasks = []
     for task_id, info in ready.items():
         if task_id in known:
             if known[task_id] is not None and known[task_id].due_at != info.due_at:
@@ -290,23 +465,35 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
             continue
         if info.role is None:
             raise EngineError(f"User task {info.name} has no lane (role).")
-        session.add(WorkflowTask(id=task_id, instance_id=instance.id, name=info.name,
-                                 title=info.title, role=info.role, status="ready",
-                                 created_at=now, due_at=info.due_at))
+        new_tasks.append({"id": task_id, "instance_id": instance.id, "name": info.name,
+                          "title": info.title, "role": info.role, "status": "ready",
+                          "created_at": now, "due_at": info.due_at, "completed_by": None,
+                          "completed_at": None, "decision": None, "comment": None})
+    changes: dict[str, Any] = {}
     if not new:  # a new instance was inserted with its state
-        instance.state_json = run.dump()
-        instance.serializer_version = SERIALIZER_VERSION
-        instance.next_timer_at = run.next_timer_at()
+        changes.update(state_json=run.dump(), serializer_version=SERIALIZER_VERSION,
+                       next_timer_at=run.next_timer_at())
     outcome = None
     if run.completed and instance.status == "running":
         outcome = run.data.get("outcome")
         if outcome not in ("approved", "rejected"):
             outcome = "rejected"  # fail closed: a process that ends without an outcome approves nothing
-        instance.status = "completed"
-        instance.outcome = outcome
-        instance.completed_at = now
-        instance.next_timer_at = None
-        _event(session, instance, actor, outcome, comment=None, at=now)
+        changes.update(status="completed", outcome=outcome, completed_at=now, next_timer_at=None)
+        _event(events, instance, actor, outcome, comment=None, at=now)
+    audit_row = audit.prepare(session, **audit_event(outcome)) if audit_event else None
+    if new_row is not None:  # written with this step's values: nothing to update
+        _write(session.connection(), instance.id, {}, events, new_tasks, audit_row,
+               {**new_row, **changes})
+    else:
+        _write(session.connection(), instance.id, changes, events, new_tasks, audit_row)
+    if audit_row is not None:
+        audit.written(session, audit_row)
+    for key, value in changes.items():  # the object matches its row again
+        set_committed_value(instance, key, value)
+    loaded = [key for key in ("tasks", "events") if key in instance.__dict__]
+    if loaded:  # collections read earlier in this session would miss the rows just written
+        session.expire(instance, loaded)
+    if outcome is not None:
         subject = _SUBJECTS.get(instance.subject_type)
         if subject is not None and subject.on_outcome_fn is not None:
             subject.on_outcome_fn(session, instance.subject_id, outcome, instance)
@@ -323,9 +510,13 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     IMS_REFUND_ESCALATION. Raises NotFound (no such process), ValidationError (bad data, no
     approval limit covers the amount).
     """
-    definition = active_definition(session, process_id)
+    conn = session.connection()
+    reserve_id = conn.dialect.name == "postgresql"
+    definition = conn.execute(_ACTIVE_REF_AND_NEW_ID if reserve_id else _ACTIVE_REF,
+                              {"process_id": process_id}).first()
     if definition is None:
         raise NotFound(f"No workflow '{process_id}' is deployed.")
+    definition_id, version = definition[:2]
     amount = data.get("amount_pence")
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
         raise ValidationError("amount_pence must be integer pence.",
@@ -341,25 +532,38 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     data["subject_id"] = str(subject_id)
     now = utcnow()
     try:
-        run = WorkflowRun.start(str(definition.id), lambda: definition.spec_json, data,
-                                RunContext(session))
+        run = WorkflowRun.start(str(definition_id), lambda: _spec_json(session, definition_id),
+                                data, RunContext(session))
     except EngineError as exc:
         raise ValidationError(f"The workflow could not start: {_cause(exc)}",
                               {"workflow": [_cause(exc)]}) from None
-    instance = WorkflowInstance(
-        definition_id=definition.id, process_id=process_id, subject_type=subject_type,
-        subject_id=str(subject_id), status="running", requester=data["requester"],
-        started_by=started_by, started_at=now, amount_pence=amount,
-        reason=data.get("reason"), state_json=run.dump(), serializer_version=SERIALIZER_VERSION,
-        next_timer_at=run.next_timer_at())
+    row = {"definition_id": definition_id, "process_id": process_id,
+           "subject_type": subject_type, "subject_id": str(subject_id), "status": "running",
+           "outcome": None, "requester": data["requester"], "started_by": started_by,
+           "started_at": now, "completed_at": None, "amount_pence": amount,
+           "reason": data.get("reason"), "state_json": run.dump(),
+           "serializer_version": SERIALIZER_VERSION, "next_timer_at": run.next_timer_at(),
+           "error": None}
+    if reserve_id:  # written by _project with the step's other rows
+        row["id"] = definition[2]
+    else:
+        row["id"] = conn.execute(_INSERT_INSTANCE, row).inserted_primary_key[0]
+    # Attach the row to the session as a persistent object with every column loaded
+    # (relationships load on first use), as if it had been read back.
+    instance = WorkflowInstance(**row)
+    make_transient_to_detached(instance)
     session.add(instance)
-    session.flush()
-    _event(session, instance, started_by, "started", comment=data.get("reason"), at=now)
-    outcome = _project(session, instance, run, started_by, now, new=True)
-    audit.record(session, "workflow.start", "WorkflowInstance", instance.id,
-                 after={"process_id": process_id, "version": definition.version,
-                        "subject_type": subject_type, "subject_id": str(subject_id),
-                        "amount_pence": amount, "outcome": outcome}, actor=started_by)
+    events: list[dict] = []
+    _event(events, instance, started_by, "started", comment=data.get("reason"), at=now)
+
+    def audit_event(outcome):
+        return {"action": "workflow.start", "entity": "WorkflowInstance", "entity_id": instance.id,
+                "after": {"process_id": process_id, "version": version,
+                          "subject_type": subject_type, "subject_id": str(subject_id),
+                          "amount_pence": amount, "outcome": outcome}, "actor": started_by}
+
+    _project(session, instance, run, started_by, now, new=True, events=events,
+             audit_event=audit_event, new_row=row if reserve_id else None)
     return instance
 
 
@@ -375,14 +579,16 @@ def _cause(exc: Exception) -> str:
     return str(exc)
 
 
+def _spec_json(session: Session, definition_id: int) -> str:
+    """The stored spec of a definition version (read only when the parsed spec is not cached)."""
+    return session.scalar(select(WorkflowDefinition.spec_json).where(
+        WorkflowDefinition.id == definition_id))
+
+
 def _restore(instance: WorkflowInstance, session: Session) -> WorkflowRun:
     definition_id = instance.definition_id  # the parsed spec is cached per version id
-
-    def spec_json():
-        return session.get(WorkflowDefinition, definition_id).spec_json
-
-    return WorkflowRun.restore(str(definition_id), spec_json, instance.state_json,
-                               RunContext(session))
+    return WorkflowRun.restore(str(definition_id), lambda: _spec_json(session, definition_id),
+                               instance.state_json, RunContext(session))
 
 
 def user_roles(session: Session, username: str) -> set[str] | None:
@@ -394,20 +600,33 @@ def user_roles(session: Session, username: str) -> set[str] | None:
     return names or None
 
 
+_decider_q = None
+
+
+def _decider_query():
+    """The facts query of ``decider_facts``, built once (FAB's models are imported late)."""
+    global _decider_q
+    if _decider_q is None:
+        from flask_appbuilder.security.sqla.models import Role, User
+
+        roles_q = (select(literal("role").label("k"), Role.name.label("v"))
+                   .select_from(User).join(User.roles)
+                   .where(User.username == bindparam("username"), User.active.is_(True)))
+        decided_q = (select(literal("decided").label("k"), WorkflowTask.id.label("v"))
+                     .where(WorkflowTask.instance_id == bindparam("instance_id"),
+                            WorkflowTask.status == "completed",
+                            WorkflowTask.id != bindparam("task_id"),
+                            WorkflowTask.completed_by == bindparam("username")))
+        _decider_q = union_all(roles_q, decided_q)
+    return _decider_q
+
+
 def decider_facts(session: Session, username: str, task: WorkflowTask) -> tuple[set[str] | None, bool]:
     """(the user's role names or None if inactive/unknown, whether they decided another task of
     the same instance) in one round trip."""
-    from flask_appbuilder.security.sqla.models import Role, User
-
-    roles_q = (select(literal("role").label("k"), Role.name.label("v"))
-               .select_from(User).join(User.roles)
-               .where(User.username == username, User.active.is_(True)))
-    decided_q = (select(literal("decided").label("k"), WorkflowTask.id.label("v"))
-                 .where(WorkflowTask.instance_id == task.instance_id,
-                        WorkflowTask.status == "completed", WorkflowTask.id != task.id,
-                        WorkflowTask.completed_by == username))
     roles, decided = set(), False
-    for kind, value in session.execute(union_all(roles_q, decided_q)):
+    params = {"username": username, "instance_id": task.instance_id, "task_id": task.id}
+    for kind, value in session.execute(_decider_query(), params):
         if kind == "role":
             roles.add(value)
         else:
@@ -421,6 +640,12 @@ def check_may_complete(session: Session, task: WorkflowTask, instance: WorkflowI
     """Raise Forbidden unless ``username`` may complete ``task`` (lane role, four-eyes)."""
     if roles is None or decided is None:
         roles, decided = decider_facts(session, username, task)
+    _check_decider(task, instance, username, roles, decided)
+
+
+def _check_decider(task: WorkflowTask, instance: WorkflowInstance, username: str,
+                   roles: set[str] | None, decided: bool) -> None:
+    """The rules of ``check_may_complete`` on facts already read (roles None: not active)."""
     if roles is None:
         raise Forbidden("Your account is not active.")
     if task.role not in roles:
@@ -475,40 +700,39 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
                               {"comment": ["A comment is required to reject."]})
     # Lock the instance (timers and other completions take the same lock), then
     # compare-and-set the task row: of two people completing at once, one gets a 409.
-    row = session.execute(
-        select(WorkflowTask, WorkflowInstance)
-        .join(WorkflowInstance, WorkflowTask.instance_id == WorkflowInstance.id)
-        .where(WorkflowTask.id == str(task_id))
-        .with_for_update(of=WorkflowInstance)
-        .execution_options(populate_existing=True)).first()
+    row = session.execute(_TASK_AND_INSTANCE, {"task_id": str(task_id)}).first()
     if row is None:
         raise NotFound("No such task.")
     task, instance = row
     now = utcnow()
-    claimed = session.execute(
-        update(WorkflowTask).where(WorkflowTask.id == task.id, WorkflowTask.status == "ready")
-        .values(status="completed", completed_by=username, completed_at=now, decision=decision,
-                comment=comment).execution_options(synchronize_session=False))
-    if claimed.rowcount != 1 or instance.status != "running":
+    facts = _claim(session, task, username, now, decision, comment)
+    if facts is None or instance.status != "running":
         raise Conflict("This task is no longer waiting for a decision.",
                        {"task": ["Someone else has completed it, or it was escalated."]})
-    check_may_complete(session, task, instance, username)
+    _check_decider(task, instance, username, *facts)
     for key, value in (("status", "completed"), ("completed_by", username), ("completed_at", now),
                        ("decision", decision), ("comment", comment)):
         set_committed_value(task, key, value)
     run = _restore(instance, session)
-    ready_before = {t.id for t in run.ready_tasks()} - {task.id}
+    ready_before = set(run.ready_task_ids()) - {task.id}
     try:
         run.complete_user_task(task.id, {"decision": decision, "comment": comment or "",
                                          "approver": username})
     except EngineError as exc:
         raise Conflict(f"The workflow could not continue: {_cause(exc)}") from None
     action = "approved_task" if decision == "approve" else "rejected_task"
-    _event(session, instance, username, action, task, comment=comment, at=now)
-    outcome = _project(session, instance, run, username, now, ready_before=ready_before)
-    audit.record(session, f"workflow.task.{decision}", "WorkflowTask", task.id,
-                 after={"instance_id": instance.id, "task": task.name, "role": task.role,
-                        "decision": decision, "outcome": outcome}, reason=comment, actor=username)
+    events: list[dict] = []
+    _event(events, instance, username, action, task, comment=comment, at=now)
+
+    def audit_event(outcome):
+        return {"action": f"workflow.task.{decision}", "entity": "WorkflowTask",
+                "entity_id": task.id, "after": {"instance_id": instance.id, "task": task.name,
+                                                "role": task.role, "decision": decision,
+                                                "outcome": outcome},
+                "reason": comment, "actor": username}
+
+    _project(session, instance, run, username, now, ready_before=ready_before, events=events,
+             audit_event=audit_event)
     result = CompletionResult(task.id, instance.id, decision, instance.status, instance.outcome,
                               [{"id": t.id, "name": t.name, "role": t.role}
                                for t in run.ready_tasks()])

@@ -237,6 +237,12 @@ class WorkflowRun:
     def _ready_user_tasks(self):
         return self.workflow.get_tasks(state=TaskState.READY, manual=True)
 
+    def ready_task_ids(self) -> list[str]:
+        """Ids of the ready user tasks (without working out roles and due times)."""
+        if self._ready_cache is not None:
+            return [t.id for t in self._ready_cache]
+        return [str(task.id) for task in self._ready_user_tasks()]
+
     def ready_tasks(self) -> list[ReadyTask]:
         """Ready user tasks with their role (lane) and due time (earliest boundary timer)."""
         if self._ready_cache is None:

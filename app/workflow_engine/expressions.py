@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import operator
+from collections import ChainMap
+from functools import lru_cache
 from typing import Any
 
 MAX_LENGTH = 500
@@ -57,9 +59,19 @@ def _describe(node: ast.AST) -> str:
 
 
 def parse(expression: str) -> ast.Expression:
-    """Parse and check an expression; raise UnsafeExpression naming what is not allowed."""
+    """Parse and check an expression; raise UnsafeExpression naming what is not allowed.
+
+    Checked trees are cached per expression text (a process runs the same few expressions over
+    and over); a refused expression is never cached, so it is refused again on every call.
+    """
     if not isinstance(expression, str):
         raise UnsafeExpression("The expression is not text.")
+    return _parse_checked(expression)
+
+
+@lru_cache(maxsize=2048)
+def _parse_checked(expression: str) -> ast.Expression:
+    """The checked tree of ``expression`` (treat as read-only: it is shared through the cache)."""
     if len(expression) > MAX_LENGTH:
         raise UnsafeExpression(f"The expression is longer than {MAX_LENGTH} characters.")
     try:
@@ -112,9 +124,7 @@ def validate(expression: str) -> None:
 def evaluate(expression: str, data: dict[str, Any], extra: dict[str, Any] | None = None) -> Any:
     """Evaluate a whitelisted expression against task data (names resolve to data keys)."""
     tree = parse(expression)
-    scope = dict(data)
-    if extra:
-        scope.update(extra)
+    scope = ChainMap(extra, data) if extra else data  # read-only: _eval never writes to scope
     return _eval(tree.body, scope)
 
 

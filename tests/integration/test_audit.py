@@ -130,3 +130,74 @@ def test_auditor_browses_trail_with_filters(as_user):
     assert resp.status_code == 200
     assert b"Fund" in resp.data
     assert client.get("/auditeventview/verify/", follow_redirects=True).status_code == 200
+
+
+def test_concurrent_writers_keep_one_unbroken_chain(app, session):
+    """Writers in parallel transactions each take the chain's lock and read the last hash in the
+    same round trip (PostgreSQL); every event still links to the one written before it."""
+    import threading
+    import time
+
+    import pytest
+
+    from app.extensions import db
+    from app.services import audit
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("parallel writers: PostgreSQL only (SQLite has one writer at a time)")
+    tag = unique("chain")
+    errors = []
+    barrier = threading.Barrier(4)
+
+    def writer(i):
+        with app.app_context():
+            try:
+                barrier.wait()
+                for n in range(5):
+                    audit.record(db.session, "test.concurrent", "Test", f"{tag}-{i}-{n}",
+                                 after={"n": n}, actor="tester")
+                    time.sleep(0.002)  # hold the lock a moment so the others queue behind it
+                    audit.record(db.session, "test.concurrent", "Test", f"{tag}-{i}-{n}b",
+                                 after={"n": n}, actor="tester")
+                    db.session.commit()
+            except Exception as exc:  # reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    rows = session.execute(select(AuditEvent.prev_hash, AuditEvent.hash).where(
+        AuditEvent.action == "test.concurrent", AuditEvent.entity_id.like(f"{tag}-%"))).all()
+    assert len(rows) == 40
+    assert len({prev for prev, _ in rows}) == 40  # no two events claim the same predecessor
+    assert verify_chain(session).valid
+
+
+def test_a_prepared_event_is_written_by_its_caller_before_any_other(session):
+    """audit.prepare links an event the caller inserts in a statement of its own; until it says
+    the row is written no other event may be recorded (that would fork the chain)."""
+    import pytest
+
+    from app.services import audit
+
+    tag = unique("prep")
+    row = audit.prepare(session, "test.prepared", "Test", tag, after={"n": 1}, actor="tester")
+    with pytest.raises(RuntimeError):
+        audit.record(session, "test.other", "Test", tag, actor="tester")
+    session.connection().execute(audit.AUDIT_TABLE.insert(), row)
+    audit.written(session, row)
+    audit.record(session, "test.after", "Test", tag, actor="tester")
+    session.commit()
+    actions = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == tag)
+                              .order_by(AuditEvent.id)).all()
+    assert actions == ["test.prepared", "test.after"]
+    audit.prepare(session, "test.dropped", "Test", tag, actor="tester")
+    session.rollback()  # nothing was written; the next event links to the real end of the chain
+    audit.record(session, "test.after_rollback", "Test", tag, actor="tester")
+    session.commit()
+    assert verify_chain(session).valid

@@ -103,6 +103,27 @@ def test_only_the_lane_role_may_complete_no_bypass_for_administrator(session, us
     assert task.id not in [t.id for t in wf.tasks_for_user(session, username)]
 
 
+def test_an_inactive_or_unknown_user_may_not_complete_and_the_task_stays_ready(app, session):
+    from tests.conftest import unique
+
+    sm = app.appbuilder.sm
+    name = unique("fm").lower()
+    user = sm.add_user(name, "Inactive", "Manager", f"{name}@example.invalid",
+                       [sm.find_role("Finance Manager")], password="Str0ng!Passw")
+    user.active = False
+    session.commit()
+    instance = start(session, 1_000)
+    [task] = ready_tasks(session, instance.id)
+    for username in (name, "no-such-user"):
+        with pytest.raises(Forbidden) as info:
+            wf.complete_task(session, task.id, username, "approve", None)
+        assert "not active" in info.value.message
+    session.expire_all()
+    [still] = ready_tasks(session, instance.id)
+    assert still.id == task.id and still.completed_by is None
+    assert wf.complete_task(session, task.id, "manager", "approve", None).outcome == "approved"
+
+
 def test_reject_needs_a_comment_and_decision_must_be_known(session):
     instance = start(session, 1_000)
     [task] = ready_tasks(session, instance.id)
@@ -130,6 +151,11 @@ def test_no_approval_needed_completes_at_start(session):
     assert instance.status == "completed" and instance.outcome == "approved"
     assert OUTCOMES[instance.subject_id] == ["approved"]
     assert ready_tasks(session, instance.id) == []
+    session.expire_all()  # the stored row, not just the object, is completed
+    stored = session.get(WorkflowInstance, instance.id)
+    assert (stored.status, stored.outcome, stored.next_timer_at) == ("completed", "approved", None)
+    assert stored.completed_at is not None
+    assert [e.action for e in stored.events] == ["started", "approved"]
 
 
 def test_changing_the_limits_changes_the_route(session):
