@@ -522,11 +522,10 @@ def _bulk_insert(session: Session, table, rows: list[dict]) -> None:
 
 def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision]) -> list[dict]:
     """Rows whose date+reference+amount was imported earlier (by another import)."""
-    refs30 = {d.reference[:30] for d in decisions}
-    refs30.discard("")
-    raws = {d.raw_reference.strip()[:200] for d in decisions}
+    tx_keys = {(d.transaction_date, d.reference[:30], d.amount) for d in decisions if d.reference}
+    raw_keys = {(d.transaction_date, d.raw_reference.strip()[:200], d.amount) for d in decisions}
     found: set[tuple] = set()
-    _collect_duplicates(session, batch_id, list(refs30), list(raws), found)
+    _collect_duplicates(session, batch_id, tx_keys, raw_keys, found)
     if not found:
         return []
     keys: dict[tuple, list[Decision]] = {}
@@ -543,17 +542,23 @@ def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision])
     return sorted(out, key=lambda x: x["line"])
 
 
-# PostgreSQL look-ups by the chunk's references: one array joined with unnest(), run unprepared
+# PostgreSQL look-ups by the chunk's references: arrays joined with unnest(), run unprepared
 # (see _pg_rows). An IN list of 900 bind parameters would, once prepared, get a generic plan that
-# compares every row with every parameter.
+# compares every row with every parameter. Duplicates are looked up by date, reference and
+# amount together: by reference alone, a reference paid often (council tax) would fetch every
+# earlier payment of it, this import's own included, for each chunk.
 _PG_DUP_TX = (
     "SELECT t.transaction_date, t.account_reference, t.amount, t.import_id "
-    "FROM income_transaction t JOIN unnest(CAST(%(refs)s AS varchar[])) AS r(ref) "
-    "ON t.account_reference = r.ref WHERE t.import_id IS NOT NULL AND t.import_id <> %(bid)s")
+    "FROM income_transaction t JOIN unnest(CAST(%(dates)s AS date[]), "
+    "CAST(%(refs)s AS varchar[]), CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) "
+    "ON t.account_reference = k.ref AND t.transaction_date = k.d AND t.amount = k.amount "
+    "WHERE t.import_id IS NOT NULL AND t.import_id <> %(bid)s")
 _PG_DUP_SUSP = (
     "SELECT s.transaction_date, s.reference_text, s.amount, s.import_id "
-    "FROM suspense_item s JOIN unnest(CAST(%(refs)s AS varchar[])) AS r(ref) "
-    "ON s.reference_text = r.ref WHERE s.import_id IS NOT NULL AND s.import_id <> %(bid)s")
+    "FROM suspense_item s JOIN unnest(CAST(%(dates)s AS date[]), "
+    "CAST(%(refs)s AS varchar[]), CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) "
+    "ON s.reference_text = k.ref AND s.transaction_date = k.d AND s.amount = k.amount "
+    "WHERE s.import_id IS NOT NULL AND s.import_id <> %(bid)s")
 _PG_ACCOUNTS = (
     "SELECT a.fund_code, a.account_reference, a.stop_message "
     "FROM account_holder a JOIN unnest(CAST(%(refs)s AS varchar[])) AS r(ref) "
@@ -583,17 +588,24 @@ def _pg_rows(session: Session, sql: str, params: dict) -> list[tuple]:
         return cur.fetchall()
 
 
-def _collect_duplicates(session, batch_id, refs30, raws, found) -> None:
+def _collect_duplicates(session, batch_id, tx_keys, raw_keys, found) -> None:
+    """Earlier imports' transactions matching tx_keys and suspense items matching raw_keys,
+    as (date, reference, amount, import id); keys are (date, reference, amount)."""
     if _is_pg(session):
-        for sql, refs in ((_PG_DUP_TX, refs30), (_PG_DUP_SUSP, raws)):
-            if refs:
-                for row in _pg_rows(session, sql, {"refs": _pg_array(refs), "bid": batch_id}):
+        for sql, keys in ((_PG_DUP_TX, tx_keys), (_PG_DUP_SUSP, raw_keys)):
+            if keys:
+                params = {"dates": "{" + ",".join(k[0].isoformat() for k in keys) + "}",
+                          "refs": _pg_array(k[1] for k in keys),
+                          "amounts": "{" + ",".join(str(k[2]) for k in keys) + "}",
+                          "bid": batch_id}
+                for row in _pg_rows(session, sql, params):
                     found.add(tuple(row))
         return
     # the driver gives SQLite dates as stored (text); read them as the ORM does
     to_date = Transaction.__table__.c.transaction_date.type._cached_result_processor(
         session.get_bind().dialect, None) or (lambda v: v)
-    for sql, refs in ((_DUP_TX, refs30), (_DUP_SUSP, raws)):
+    for sql, keys in ((_DUP_TX, tx_keys), (_DUP_SUSP, raw_keys)):
+        refs = list({k[1] for k in keys})
         for d, ref, amount, imp in _in_batches(session, sql, refs, (batch_id,)):
             found.add((to_date(d), ref, amount, imp))
 
