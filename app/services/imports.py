@@ -572,8 +572,9 @@ def _is_pg(session: Session) -> bool:
 def _pg_array(values) -> str:
     """A PostgreSQL array literal of text values, for CAST(... AS varchar[]): built in one
     join, where psycopg's list adapter works element by element."""
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-                          for v in values) + "}"
+    quoted = [v.replace("\\", "\\\\").replace('"', '\\"') if ('"' in v or "\\" in v) else v
+              for v in values]
+    return '{"' + '","'.join(quoted) + '"}' if quoted else "{}"
 
 
 def _pg_rows(session: Session, sql: str, params: dict) -> list[tuple]:
@@ -594,9 +595,10 @@ def _collect_duplicates(session, batch_id, tx_keys, raw_keys, found) -> None:
     if _is_pg(session):
         for sql, keys in ((_PG_DUP_TX, tx_keys), (_PG_DUP_SUSP, raw_keys)):
             if keys:
-                params = {"dates": "{" + ",".join(k[0].isoformat() for k in keys) + "}",
-                          "refs": _pg_array(k[1] for k in keys),
-                          "amounts": "{" + ",".join(str(k[2]) for k in keys) + "}",
+                dates, refs, amounts = zip(*keys, strict=True)
+                iso = {d: d.isoformat() for d in set(dates)}
+                params = {"dates": "{" + ",".join([iso[d] for d in dates]) + "}",
+                          "refs": _pg_array(refs), "amounts": "{" + ",".join(map(str, amounts)) + "}",
                           "bid": batch_id}
                 for row in _pg_rows(session, sql, params):
                     found.add(tuple(row))
