@@ -154,6 +154,11 @@ def main() -> None:
               f"posted {result['rows_posted']:,}, suspense {result['rows_suspense']:,}, "
               f"total £{result['total_amount']} (expected £{total // 100}.{total % 100:02d})")
         print(f"peak RSS: {rss1:.0f} MB (before import {rss0:.0f} MB)")
+        written = 3 * args.rows + result["rows_posted"] + result["rows_suspense"]
+        print(f"rows written: import {written:,} ({args.rows:,} posting groups, "
+              f"{result['rows_posted']:,} transactions, {2 * args.rows:,} ledger lines, "
+              f"{result['rows_suspense']:,} suspense items, in the ledger's indexed tables); "
+              f"raw baseline {args.rows:,} (one table, primary key only)")
         if not args.memory:
             raw = raw_baseline(app, path)
             print(f"raw executemany baseline: {raw:.2f} s; import / baseline = "
@@ -162,7 +167,7 @@ def main() -> None:
     finally:
         os.remove(path)
         if not url:
-            db_file = os.path.join(tempfile.gettempdir(), f"ims-bench-{os.getpid()}.db")
+            db_file = os.path.join(tempfile.gettempdir(), f"ims-bench-ledger-{os.getpid()}.db")
             for suffix in ("", "-journal", "-wal", "-shm"):
                 if os.path.exists(db_file + suffix):
                     os.remove(db_file + suffix)

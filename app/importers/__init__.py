@@ -16,7 +16,7 @@ from datetime import date, datetime
 from flask_babel import gettext as _
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """One incoming payment, as read from the file (amount in pence, > 0)."""
 
@@ -63,10 +63,16 @@ def t(message: str, **kw) -> str:
 
 
 _AMOUNT = re.compile(r"^(-)?(\d+)(?:\.(\d{1,2}))?$")
+_PLAIN_AMOUNT = re.compile(r"(\d+)(?:\.(\d{1,2}))?")
+_DATES: dict[tuple[str, str | None], date] = {}
 
 
 def parse_amount(text: str, *, allow_negative: bool = False, thousands: bool = False) -> int:
     """Strict pounds-and-pence to pence; ValueError (with a user message) otherwise."""
+    m = _PLAIN_AMOUNT.fullmatch(text)
+    if m is not None:  # the usual "12.34": no sign, symbol, separator or space to deal with
+        pounds, pence = m.groups()
+        return int(pounds) * 100 + (int(pence.ljust(2, "0")) if pence else 0)
     s = text.strip().lstrip("£").strip()
     if thousands:
         s = s.replace(",", "")
@@ -88,6 +94,18 @@ def parse_amount(text: str, *, allow_negative: bool = False, thousands: bool = F
 
 def parse_date(text: str, fmt: str | None = None) -> date:
     """ISO YYYY-MM-DD or DD/MM/YYYY (or the given strptime format); ValueError otherwise."""
+    # a payment file carries few distinct dates: remember the ones already read
+    hit = _DATES.get((text, fmt))
+    if hit is not None:
+        return hit
+    d = _parse_date(text, fmt)
+    if len(_DATES) >= 4096:
+        _DATES.clear()
+    _DATES[(text, fmt)] = d
+    return d
+
+
+def _parse_date(text: str, fmt: str | None) -> date:
     s = text.strip()
     try:
         if fmt:

@@ -50,6 +50,13 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
     i_pm, i_ext = idx.get("payment_method_code"), idx.get("external_reference")
     width = len(names)
     rows = 0
+
+    def opt(rec, i):
+        if i is None:
+            return None
+        v = rec[i].strip()
+        return v or None
+
     for record in csv_records(reader, state):
         if isinstance(record, LineError):
             yield record
@@ -77,14 +84,9 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
         if errs:
             yield LineError(start, t("Line %(line)d: %(msg)s", line=start, msg=" ".join(errs)))
             continue
-
-        def opt(i):
-            if i is None:
-                return None
-            v = rec[i].strip()
-            return v or None
-
-        yield Row(start, d, ref, amount, opt(i_nar), (opt(i_fund) or "").upper() or None,
-                  (opt(i_pm) or "").upper() or None, opt(i_ext))
+        fund = opt(rec, i_fund)
+        method = opt(rec, i_pm)
+        yield Row(start, d, ref, amount, opt(rec, i_nar), fund.upper() if fund else None,
+                  method.upper() if method else None, opt(rec, i_ext))
     if rows == 0:
         yield LineError(None, t("The file has a header but no payment lines."))

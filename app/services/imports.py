@@ -17,9 +17,12 @@ import os
 import re
 import threading
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
+from itertools import islice
+from typing import TypeVar
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, selectinload
@@ -30,14 +33,15 @@ from app.importers import FORMATS, FileRejected, LineError, Row, Summary, parse_
 from app.importers.allpay import DEFAULT_METHODS
 from app.models.imports import BankProfile, FundReferencePattern, ImportBatch, ImportStatusEvent
 from app.models.ledger import LedgerLine, NumberSequence, PostingGroup, Transaction
-from app.models.reference import AccountHolder, Fund, PaymentMethod, VatCode
+from app.models.reference import Fund, PaymentMethod, VatCode
 from app.models.suspense import SuspenseItem
 from app.services import audit
 from app.services.reference import SUSPENSE_FUND, designated_fund, get_setting
 from app.services.rules import RuleSet, load_rules
-from app.services.validation import check_reference_format, normalise_reference
+from app.services.validation import ReferenceCheck
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CHUNK = 5000  # rows per committed chunk at most (at least 20 progress steps per file)
 MAX_ERRORS = 500
@@ -87,7 +91,7 @@ def allpay_methods(session: Session) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 # per-row decisions: rules, fund, validation (funds, validators, patterns cached per import)
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     line: int
     transaction_date: date | None
@@ -99,37 +103,61 @@ class Decision:
     fund_source: str
     method_code: str
     external_reference: str | None = None
-    fired: list[str] = field(default_factory=list)
+    fired: tuple[str, ...] = ()
     suspense: bool = False
-    reasons: list[str] = field(default_factory=list)
+    reasons: tuple[str, ...] = ()  # why the row goes to suspense (empty: it posts)
+
+
+class _FundInfo:
+    """What row decisions need of a fund, read once (no ORM attribute access per row)."""
+
+    __slots__ = ("code", "disabled", "maximum_amount", "account_must_exist", "vat_code",
+                 "vat_rate", "check")
+
+    def __init__(self, fund: Fund, vat_rates: dict[str, Decimal]):
+        self.code = fund.code
+        self.disabled = bool(fund.disabled)
+        self.maximum_amount = fund.maximum_amount
+        self.account_must_exist = bool(fund.account_must_exist)
+        self.vat_code = fund.vat_code
+        self.vat_rate = vat_rates.get(fund.vat_code) if fund.vat_code else None
+        # references repeat across a file (the same council tax account paid many times)
+        self.check = ReferenceCheck(fund.validator, memo_size=20000) \
+            if fund.validator is not None else None
+
+
+class _MethodInfo:
+    __slots__ = ("code", "minimum_amount", "maximum_amount")
+
+    def __init__(self, method: PaymentMethod):
+        self.code = method.code
+        self.minimum_amount = method.minimum_amount
+        self.maximum_amount = method.maximum_amount
 
 
 class RowContext:
-    """Everything a row needs, loaded once per import."""
+    """Everything a row needs, loaded once per import: funds with their validator chains
+    compiled, payment methods, reference patterns and rules compiled, VAT rates."""
 
     def __init__(self):
-        self.funds: dict[str, Fund] = {}
-        self.methods: dict[str, PaymentMethod] = {}
+        self.funds: dict[str, _FundInfo] = {}
+        self.methods: dict[str, _MethodInfo] = {}
         self.patterns: list[tuple[re.Pattern, str]] = []
         self.rules = RuleSet()
         self.suspense_fund = "SUSP"
         self.vat_rates: dict[str, Decimal] = {}
         self.accounts: dict[tuple[str, str], str | None] = {}
         self.session: Session | None = None
+        self._vat: dict[tuple[str, int], int] = {}
 
     @classmethod
     def load(cls, session: Session, import_type: str | None) -> "RowContext":
         ctx = cls()
         ctx.session = session
+        ctx.vat_rates = {v.code: v.rate for v in session.scalars(select(VatCode))}
         funds = session.scalars(select(Fund).options(selectinload(Fund.validator))).all()
-        ctx.funds = {f.code: f for f in funds}
-        # walk every validator chain now, so later checks never hit the database
-        for f in funds:
-            v, seen = f.validator, set()
-            while v is not None and v.id not in seen:
-                seen.add(v.id)
-                v = v.next_validator
-        ctx.methods = {m.code: m for m in session.scalars(select(PaymentMethod))}
+        ctx.funds = {f.code: _FundInfo(f, ctx.vat_rates) for f in funds}
+        ctx.methods = {m.code: _MethodInfo(m) for m in session.scalars(select(PaymentMethod))}
         for p in session.scalars(select(FundReferencePattern).where(
                 FundReferencePattern.enabled.is_(True)).order_by(
                 FundReferencePattern.priority, FundReferencePattern.id)):
@@ -142,17 +170,6 @@ class RowContext:
             ctx.suspense_fund = designated_fund(session, SUSPENSE_FUND).code
         except ValidationError:
             ctx.suspense_fund = "SUSP"
-        ctx.vat_rates = {v.code: v.rate for v in session.scalars(select(VatCode))}
-        # detach the cached objects: chunk commits must not expire (and reload) them
-        objs = set(funds) | set(ctx.methods.values())
-        for f in funds:
-            v = f.validator
-            while v is not None and v not in objs:
-                objs.add(v)
-                v = v.next_validator
-        for obj in objs:
-            if obj in session:
-                session.expunge(obj)
         return ctx
 
     @staticmethod
@@ -163,20 +180,30 @@ class RowContext:
                fund_code: str | None, method_code: str, line: int = 0,
                transaction_date: date | None = None, external_reference: str | None = None
                ) -> Decision:
-        state = {"reference": reference or "", "amount": amount, "narrative": narrative or "",
-                 "fund": fund_code or ""}
-        fired = self.rules.run(state) if self.rules.rules else []
-        fund = (state["fund"] or "").strip().upper() or None
-        source = ("rule" if fund and fund != (fund_code or None) else "file") if fund else ""
-        ref_text = state["reference"] or ""
-        if fund is None:
+        """Rules, then the fund: the row's own code (or a rule's), else the first matching
+        reference pattern."""
+        if self.rules.rules:
+            state = {"reference": reference or "", "amount": amount,
+                     "narrative": narrative or "", "fund": fund_code or ""}
+            fired = tuple(self.rules.run(state))
+            ref_text = state["reference"] or ""
+            narrative = state["narrative"] or None
+            fund = (state["fund"] or "").strip().upper() or None
+        else:
+            fired = ()
+            ref_text = reference or ""
+            narrative = narrative or None
+            fund = (fund_code or "").strip().upper() or None
+        if fund:
+            source = "rule" if fund != (fund_code or None) else "file"
+        else:
+            source = "none"
             for rx, code in self.patterns:
                 if rx.search(ref_text):
                     fund, source = code, "pattern"
                     break
-        return Decision(line, transaction_date, reference or "", normalise_reference(ref_text),
-                        amount, state["narrative"] or None, fund, source or "none", method_code,
-                        external_reference, fired)
+        return Decision(line, transaction_date, reference or "", ref_text.strip().upper(),
+                        amount, narrative, fund, source, method_code, external_reference, fired)
 
     def prefetch_accounts(self, decisions: list[Decision]) -> None:
         """One query per chunk: account holders (and stops) for the chunk's references."""
@@ -189,20 +216,19 @@ class RowContext:
 
     def _fetch_accounts(self, refs_list: list[str]) -> None:
         if _is_pg(self.session):
-            for fc, ref, stop in self.session.execute(_PG_ACCOUNTS, {"refs": refs_list}):
+            for fc, ref, stop in _pg_rows(self.session, _PG_ACCOUNTS,
+                                             {"refs": _pg_array(refs_list)}):
                 self.accounts[(fc, ref)] = stop
             return
-        for i in range(0, len(refs_list), 900):
-            part = refs_list[i:i + 900]
-            for fc, ref, stop in self.session.execute(
-                    select(AccountHolder.fund_code, AccountHolder.account_reference,
-                           AccountHolder.stop_message).where(
-                        AccountHolder.account_reference.in_(part))):
-                self.accounts[(fc, ref)] = stop
+        for fc, ref, stop in _in_batches(
+                self.session, "SELECT fund_code, account_reference, stop_message "
+                "FROM account_holder WHERE account_reference IN ({})", refs_list):
+            self.accounts[(fc, ref)] = stop
 
     def validate(self, d: Decision) -> None:
         """DOMAIN.md reference validation from cached data (all checks); failures -> suspense."""
-        reasons = d.reasons
+        reasons: list[str] = []
+        amount = d.amount
         if not d.fund_code:
             reasons.append("No fund matches the reference (no fund code, rule or pattern).")
         else:
@@ -214,34 +240,50 @@ class RowContext:
             else:
                 if fund.disabled:
                     reasons.append(f"Fund {fund.code} is disabled.")
-                if fund.maximum_amount is not None and d.amount > fund.maximum_amount:
-                    reasons.append(f"Amount {Money(d.amount)} is more than the fund maximum "
+                if fund.maximum_amount is not None and amount > fund.maximum_amount:
+                    reasons.append(f"Amount {Money(amount)} is more than the fund maximum "
                                    f"{Money(fund.maximum_amount)}.")
                 method = self.methods.get(d.method_code)
                 if method is not None:
-                    if method.minimum_amount is not None and d.amount < method.minimum_amount:
-                        reasons.append(f"Amount {Money(d.amount)} is less than the "
+                    if method.minimum_amount is not None and amount < method.minimum_amount:
+                        reasons.append(f"Amount {Money(amount)} is less than the "
                                        f"{method.code} minimum {Money(method.minimum_amount)}.")
-                    if method.maximum_amount is not None and d.amount > method.maximum_amount:
-                        reasons.append(f"Amount {Money(d.amount)} is more than the "
+                    if method.maximum_amount is not None and amount > method.maximum_amount:
+                        reasons.append(f"Amount {Money(amount)} is more than the "
                                        f"{method.code} maximum {Money(method.maximum_amount)}.")
-                if not d.reference:
+                ref = d.reference
+                if not ref:
                     reasons.append("The reference is blank.")
                 else:
-                    if len(d.reference) > 30:
+                    if len(ref) > 30:
                         reasons.append("The reference is longer than 30 characters.")
-                    ok, errs = check_reference_format(fund.validator, d.reference)
-                    if not ok:
-                        reasons.extend(errs)
-                    key = (fund.code, d.reference)
-                    if key not in self.accounts:
+                    if fund.check is not None:
+                        ok, errs = fund.check.check(ref)
+                        if not ok:
+                            reasons.extend(errs)
+                    key = (fund.code, ref)
+                    accounts = self.accounts
+                    if key not in accounts:
                         if fund.account_must_exist:
-                            reasons.append(f"No account {d.reference} exists in fund {fund.code}.")
-                    elif self.accounts[key]:
-                        reasons.append(f"Account on stop: {self.accounts[key]}")
+                            reasons.append(f"No account {ref} exists in fund {fund.code}.")
+                    elif accounts[key]:
+                        reasons.append(f"Account on stop: {accounts[key]}")
         if d.method_code not in self.methods:
             reasons.append(f"Unknown payment method {d.method_code}.")
+        d.reasons = tuple(reasons)
         d.suspense = bool(reasons)
+
+    def vat_amount(self, fund: _FundInfo, amount: int) -> int:
+        """VAT inside the gross amount at the fund's rate (0 without a VAT code)."""
+        if not fund.vat_rate:
+            return 0
+        key = (fund.code, amount)
+        vat = self._vat.get(key)
+        if vat is None:
+            if len(self._vat) >= 50000:
+                self._vat.clear()
+            vat = self._vat[key] = vat_of(Money(amount), fund.vat_rate).pence
+        return vat
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,16 +522,16 @@ def _bulk_insert(session: Session, table, rows: list[dict]) -> None:
 
 def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision]) -> list[dict]:
     """Rows whose date+reference+amount was imported earlier (by another import)."""
-    keys = {}
+    tx_keys = {(d.transaction_date, d.reference[:30], d.amount) for d in decisions if d.reference}
+    raw_keys = {(d.transaction_date, d.raw_reference.strip()[:200], d.amount) for d in decisions}
+    found: set[tuple] = set()
+    _collect_duplicates(session, batch_id, tx_keys, raw_keys, found)
+    if not found:
+        return []
+    keys: dict[tuple, list[Decision]] = {}
     for d in decisions:
         keys.setdefault((d.transaction_date, d.reference[:30], d.amount), []).append(d)
         keys.setdefault((d.transaction_date, d.raw_reference.strip()[:200], d.amount), []).append(d)
-    refs30 = list({d.reference[:30] for d in decisions if d.reference})
-    raws = list({d.raw_reference.strip()[:200] for d in decisions})
-    found = set()
-    tt = Transaction.__table__
-    st = SuspenseItem.__table__
-    _collect_duplicates(session, batch_id, refs30, raws, found, tt, st)
     out, seen = [], set()
     for (d_, r_, a_, imp) in found:
         for d in keys.get((d_, r_, a_), []):
@@ -500,17 +542,26 @@ def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision])
     return sorted(out, key=lambda x: x["line"])
 
 
-_PG_DUP_TX = text(
+# PostgreSQL look-ups by the chunk's references: arrays joined with unnest(), run unprepared
+# (see _pg_rows). An IN list of 900 bind parameters would, once prepared, get a generic plan that
+# compares every row with every parameter. Duplicates are looked up by date, reference and
+# amount together: by reference alone, a reference paid often (council tax) would fetch every
+# earlier payment of it, this import's own included, for each chunk.
+_PG_DUP_TX = (
     "SELECT t.transaction_date, t.account_reference, t.amount, t.import_id "
-    "FROM income_transaction t JOIN unnest(CAST(:refs AS varchar[])) AS r(ref) "
-    "ON t.account_reference = r.ref WHERE t.import_id IS NOT NULL AND t.import_id <> :bid")
-_PG_DUP_SUSP = text(
+    "FROM income_transaction t JOIN unnest(CAST(%(dates)s AS date[]), "
+    "CAST(%(refs)s AS varchar[]), CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) "
+    "ON t.account_reference = k.ref AND t.transaction_date = k.d AND t.amount = k.amount "
+    "WHERE t.import_id IS NOT NULL AND t.import_id <> %(bid)s")
+_PG_DUP_SUSP = (
     "SELECT s.transaction_date, s.reference_text, s.amount, s.import_id "
-    "FROM suspense_item s JOIN unnest(CAST(:refs AS varchar[])) AS r(ref) "
-    "ON s.reference_text = r.ref WHERE s.import_id IS NOT NULL AND s.import_id <> :bid")
-_PG_ACCOUNTS = text(
+    "FROM suspense_item s JOIN unnest(CAST(%(dates)s AS date[]), "
+    "CAST(%(refs)s AS varchar[]), CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) "
+    "ON s.reference_text = k.ref AND s.transaction_date = k.d AND s.amount = k.amount "
+    "WHERE s.import_id IS NOT NULL AND s.import_id <> %(bid)s")
+_PG_ACCOUNTS = (
     "SELECT a.fund_code, a.account_reference, a.stop_message "
-    "FROM account_holder a JOIN unnest(CAST(:refs AS varchar[])) AS r(ref) "
+    "FROM account_holder a JOIN unnest(CAST(%(refs)s AS varchar[])) AS r(ref) "
     "ON a.account_reference = r.ref")
 
 
@@ -518,101 +569,259 @@ def _is_pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _collect_duplicates(session, batch_id, refs30, raws, found, tt, st) -> None:
-    """On PostgreSQL the references go as one array joined with unnest(): an IN list of 900
-    bind parameters becomes, once psycopg prepares the statement, a generic plan that
-    compares every row with every parameter (seconds per chunk)."""
+def _pg_array(values) -> str:
+    """A PostgreSQL array literal of text values, for CAST(... AS varchar[]): built in one
+    join, where psycopg's list adapter works element by element."""
+    quoted = [v.replace("\\", "\\\\").replace('"', '\\"') if ('"' in v or "\\" in v) else v
+              for v in values]
+    return '{"' + '","'.join(quoted) + '"}' if quoted else "{}"
+
+
+def _pg_rows(session: Session, sql: str, params: dict) -> list[tuple]:
+    """Run a query on the session's psycopg connection (its transaction) unprepared, so it is
+    planned for these parameter values every time. psycopg prepares a statement run 5+ times,
+    and PostgreSQL may then keep a generic plan made while the tables were small (full scans
+    per reference, seconds a chunk). Scoped to these queries: forcing custom plans for the
+    whole transaction would re-plan every foreign-key and balance-trigger check as well."""
+    raw = session.connection().connection.dbapi_connection
+    with raw.cursor() as cur:
+        cur.execute(sql, params, prepare=False)
+        return cur.fetchall()
+
+
+def _collect_duplicates(session, batch_id, tx_keys, raw_keys, found) -> None:
+    """Earlier imports' transactions matching tx_keys and suspense items matching raw_keys,
+    as (date, reference, amount, import id); keys are (date, reference, amount)."""
     if _is_pg(session):
-        for stmt, refs in ((_PG_DUP_TX, refs30), (_PG_DUP_SUSP, raws)):
-            if refs:
-                for row in session.execute(stmt, {"refs": refs, "bid": batch_id}):
-                    found.add((row[0], row[1], row[2], row[3]))
+        for sql, keys in ((_PG_DUP_TX, tx_keys), (_PG_DUP_SUSP, raw_keys)):
+            if keys:
+                dates, refs, amounts = zip(*keys, strict=True)
+                iso = {d: d.isoformat() for d in set(dates)}
+                params = {"dates": "{" + ",".join([iso[d] for d in dates]) + "}",
+                          "refs": _pg_array(refs), "amounts": "{" + ",".join(map(str, amounts)) + "}",
+                          "bid": batch_id}
+                for row in _pg_rows(session, sql, params):
+                    found.add(tuple(row))
         return
-    for i in range(0, len(refs30), 900):
-        for row in session.execute(select(tt.c.transaction_date, tt.c.account_reference,
-                                          tt.c.amount, tt.c.import_id).where(
-                tt.c.account_reference.in_(refs30[i:i + 900]), tt.c.import_id.is_not(None),
-                tt.c.import_id != batch_id)):
-            found.add((row[0], row[1], row[2], row[3]))
-    for i in range(0, len(raws), 900):
-        for row in session.execute(select(st.c.transaction_date, st.c.reference_text,
-                                          st.c.amount, st.c.import_id).where(
-                st.c.reference_text.in_(raws[i:i + 900]), st.c.import_id.is_not(None),
-                st.c.import_id != batch_id)):
-            found.add((row[0], row[1], row[2], row[3]))
+    # the driver gives SQLite dates as stored (text); read them as the ORM does
+    to_date = Transaction.__table__.c.transaction_date.type._cached_result_processor(
+        session.get_bind().dialect, None) or (lambda v: v)
+    for sql, keys in ((_DUP_TX, tx_keys), (_DUP_SUSP, raw_keys)):
+        refs = list({k[1] for k in keys})
+        for d, ref, amount, imp in _in_batches(session, sql, refs, (batch_id,)):
+            found.add((to_date(d), ref, amount, imp))
+
+
+_DUP_TX = ("SELECT transaction_date, account_reference, amount, import_id FROM income_transaction "
+           "WHERE account_reference IN ({}) AND import_id IS NOT NULL AND import_id <> ?")
+_DUP_SUSP = ("SELECT transaction_date, reference_text, amount, import_id FROM suspense_item "
+             "WHERE reference_text IN ({}) AND import_id IS NOT NULL AND import_id <> ?")
+
+
+def _in_batches(session: Session, sql: str, values: list, extra: tuple = ()) -> list[tuple]:
+    """SQLite: rows of ``sql`` with its IN ({}) list filled from ``values``, 900 at a time, run
+    on the driver (no statement compiled per batch of references)."""
+    conn = session.connection()
+    out = []
+    for i in range(0, len(values), 900):
+        part = values[i:i + 900]
+        out.extend(conn.exec_driver_sql(sql.format(", ".join("?" * len(part))),
+                                        (*part, *extra)).all())
+    return out
 
 
 def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions: list[Decision],
-                actor: str) -> tuple[int, int, int, int]:
-    """Insert the chunk's posting groups, transactions, ledger lines and suspense items."""
+                actor: str, meanwhile: Callable[[], T] | None = None
+                ) -> tuple[tuple[int, int, int, int], T | None]:
+    """Insert the chunk's posting groups, transactions, ledger lines and suspense items.
+
+    Returns (rows posted, rows to suspense, amount posted, amount to suspense) and, on
+    PostgreSQL, the result of ``meanwhile()``, run while the server writes the chunk (it must not
+    use the session); elsewhere None.
+    """
     now = _now()
     posted = [d for d in decisions if not d.suspense]
     held = [d for d in decisions if d.suspense]
-    gt, tt, lt, st = (PostingGroup.__table__, Transaction.__table__, LedgerLine.__table__,
-                      SuspenseItem.__table__)
-    office = batch.office_code
-    p_amount = s_amount = 0
-    lines: list[dict] = []
-    if posted:
-        first = _allocate_numbers(session, "I", len(posted))
-        numbers = [f"I{first + i:06d}" for i in range(len(posted))]
-        gids = _reserve_ids(session, gt, len(posted))
-        _bulk_insert(session, gt, [
-            {"id": gids[i], "kind": "import", "number": numbers[i], "created_at": now,
-             "created_by": actor, "office_code": office, "reason": None, "import_id": batch.id,
-             "reverses_id": None} for i in range(len(posted))])
-        txs = []
-        for d, gid, number in zip(posted, gids, numbers):
-            fund = ctx.funds[d.fund_code]
-            vat_code = fund.vat_code
-            rate = ctx.vat_rates.get(vat_code) if vat_code else None
-            txs.append({
-                "id": None, "receipt_number": number, "fund_code": d.fund_code,
-                "account_reference": d.reference, "amount": d.amount, "vat_code": vat_code,
-                "vat_amount": vat_of(Money(d.amount), rate).pence if rate else 0,
-                "payment_method_code": d.method_code,
-                "narrative": (d.narrative or "")[:500] or None,
-                "transaction_date": d.transaction_date,
-                "external_reference": (d.external_reference or "")[:100] or None,
-                "office_code": office, "created_by": actor, "created_at": now,
-                "import_id": batch.id, "posting_group_id": gid, "source_transaction_id": None})
-            p_amount += d.amount
-        tids = _reserve_ids(session, tt, len(txs))
-        for tx, tid in zip(txs, tids):
-            tx["id"] = tid
-        _bulk_insert(session, tt, txs)
-        for d, gid, tid in zip(posted, gids, tids):
-            lines.append({"group_id": gid, "account": "BANK", "fund_code": None,
-                          "account_reference": None, "amount": d.amount, "transaction_id": None})
-            lines.append({"group_id": gid, "account": "FUND", "fund_code": d.fund_code,
-                          "account_reference": d.reference, "amount": -d.amount,
-                          "transaction_id": tid})
-    if held:
-        first = _allocate_numbers(session, "S", len(held))
-        sgids = _reserve_ids(session, gt, len(held))
-        _bulk_insert(session, gt, [
-            {"id": sgids[i], "kind": "suspense", "number": f"S{first + i:06d}",
-             "created_at": now, "created_by": actor, "office_code": office, "reason": None,
-             "import_id": batch.id, "reverses_id": None} for i in range(len(held))])
-        items = []
-        for d, gid in zip(held, sgids):
-            lines.append({"group_id": gid, "account": "BANK", "fund_code": None,
-                          "account_reference": None, "amount": d.amount, "transaction_id": None})
-            lines.append({"group_id": gid, "account": "SUSPENSE", "fund_code": ctx.suspense_fund,
-                          "account_reference": None, "amount": -d.amount, "transaction_id": None})
-            items.append({"amount": d.amount, "reference_text": d.raw_reference.strip()[:200],
-                          "narrative": d.narrative, "reason": "; ".join(d.reasons)[:500],
-                          "fund_code": d.fund_code if d.fund_code in ctx.funds else None,
-                          "transaction_date": d.transaction_date, "import_id": batch.id,
-                          "line_number": d.line, "posting_group_id": gid,
-                          "status": "unallocated", "created_at": now})
-            s_amount += d.amount
-        _bulk_insert(session, st, items)
-    if sum(line["amount"] for line in lines) != 0:  # every group is Dr = Cr by construction
+    first_i = _allocate_numbers(session, "I", len(posted)) if posted else 0
+    first_s = _allocate_numbers(session, "S", len(held)) if held else 0
+    if _is_pg(session):
+        extra = _post_chunk_pg(session, batch, ctx, posted, held, first_i, first_s, now, actor,
+                               meanwhile)
+    else:
+        _post_chunk_rows(session, batch, ctx, posted, held, first_i, first_s, now, actor)
+        extra = None
+    return (len(posted), len(held), sum(d.amount for d in posted),
+            sum(d.amount for d in held)), extra
+
+
+def _stage_rows(ctx: RowContext, posted: list[Decision], held: list[Decision], first_i: int,
+                first_s: int):
+    """One tuple per row, as _STAGE_COLUMNS: what its posting group, transaction or suspense
+    item and ledger lines need (posted rows first, then suspense, each in file order)."""
+    funds = ctx.funds
+    for i, d in enumerate(posted):
+        fund = funds[d.fund_code]
+        yield (d.line, False, f"I{first_i + i:06d}", d.fund_code, d.reference, d.amount,
+               fund.vat_code, ctx.vat_amount(fund, d.amount), d.method_code,
+               (d.narrative or "")[:500] or None, d.transaction_date,
+               (d.external_reference or "")[:100] or None, None, None)
+    for i, d in enumerate(held):
+        yield (d.line, True, f"S{first_s + i:06d}", d.fund_code if d.fund_code in funds else None,
+               None, d.amount, None, 0, None, d.narrative, d.transaction_date, None,
+               d.raw_reference.strip()[:200], "; ".join(d.reasons)[:500])
+
+
+_STAGE_COLUMNS = ("line", "held", "number", "fund_code", "account_reference", "amount",
+                  "vat_code", "vat_amount", "payment_method_code", "narrative",
+                  "transaction_date", "external_reference", "reference_text", "reason")
+_PG_STAGE = """
+    CREATE TEMP TABLE IF NOT EXISTS ims_import_row (
+        line integer NOT NULL, held boolean NOT NULL, number varchar(20) NOT NULL,
+        fund_code varchar(10), account_reference varchar(30), amount bigint NOT NULL,
+        vat_code varchar(10), vat_amount bigint NOT NULL, payment_method_code varchar(10),
+        narrative text, transaction_date date NOT NULL, external_reference varchar(100),
+        reference_text varchar(200), reason varchar(500)
+    ) ON COMMIT DELETE ROWS"""
+# One statement writes the chunk from the staged rows: posting groups (ids from the table's own
+# sequence, in file order: posted rows, then suspense), receipts Dr BANK / Cr FUND with one
+# income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each.
+_PG_POST = """
+    WITH g AS (
+        INSERT INTO posting_group (kind, number, created_at, created_by, office_code, import_id)
+        SELECT CASE WHEN held THEN 'suspense' ELSE 'import' END, number,
+               %(now)s, %(actor)s, %(office)s, %(bid)s
+        FROM ims_import_row ORDER BY held, line
+        RETURNING id, number
+    ), r AS MATERIALIZED (
+        SELECT s.*, g.id AS group_id FROM ims_import_row s JOIN g ON g.number = s.number
+    ), t AS (
+        INSERT INTO income_transaction (receipt_number, fund_code, account_reference, amount,
+            vat_code, vat_amount, payment_method_code, narrative, transaction_date,
+            external_reference, office_code, created_by, created_at, import_id, posting_group_id)
+        SELECT number, fund_code, account_reference, amount, vat_code, vat_amount,
+               payment_method_code, narrative, transaction_date, external_reference,
+               %(office)s, %(actor)s, %(now)s, %(bid)s, group_id
+        FROM r WHERE NOT held ORDER BY line
+        RETURNING id, posting_group_id
+    ), si AS (
+        INSERT INTO suspense_item (amount, reference_text, narrative, reason, fund_code,
+            transaction_date, import_id, line_number, posting_group_id, status, created_at)
+        SELECT amount, reference_text, narrative, reason, fund_code, transaction_date,
+               %(bid)s, line, group_id, 'unallocated', %(now)s
+        FROM r WHERE held ORDER BY line
+    )
+    INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount,
+                             transaction_id)
+    SELECT r.group_id, v.account, v.fund_code, v.account_reference, v.amount, v.transaction_id
+    FROM r LEFT JOIN t ON t.posting_group_id = r.group_id
+    CROSS JOIN LATERAL (VALUES
+        (1, 'BANK', NULL, NULL, r.amount, NULL::integer),
+        (2, CASE WHEN r.held THEN 'SUSPENSE' ELSE 'FUND' END,
+            CASE WHEN r.held THEN CAST(%(suspense_fund)s AS varchar) ELSE r.fund_code END,
+            CASE WHEN r.held THEN NULL ELSE r.account_reference END, -r.amount, t.id)
+    ) AS v(k, account, fund_code, account_reference, amount, transaction_id)
+    ORDER BY r.held, r.line, v.k"""
+
+
+def _post_chunk_pg(session, batch, ctx, posted, held, first_i, first_s, now, actor,
+                   meanwhile=None):
+    """PostgreSQL: COPY the chunk's rows into a temporary table (one row per file line), then
+    write every ledger table from it in one statement, sent in pipeline mode so that
+    ``meanwhile()`` runs while the server works. The ledger's deferred trigger checks at commit
+    that every posting group balances."""
+    params = {"now": now, "actor": actor, "office": batch.office_code, "bid": batch.id,
+              "suspense_fund": ctx.suspense_fund}
+    raw = session.connection().connection.dbapi_connection
+    extra = None
+    with raw.cursor() as cur:
+        cur.execute(_PG_STAGE)
+        with cur.copy(f"COPY ims_import_row ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as copy:
+            for row in _stage_rows(ctx, posted, held, first_i, first_s):
+                copy.write_row(row)
+        with raw.pipeline():
+            cur.execute(_PG_POST, params, prepare=False)
+            if meanwhile is not None:
+                extra = meanwhile()
+        expected = 2 * (len(posted) + len(held))
+        if cur.rowcount != expected:
+            raise ValidationError(f"Internal error: {cur.rowcount} ledger lines written for "
+                                  f"{expected}.")
+    return extra
+
+
+_SQLITE_STAGE = """
+    CREATE TEMP TABLE IF NOT EXISTS ims_import_row (
+        seq INTEGER NOT NULL, line INTEGER NOT NULL, held BOOLEAN NOT NULL,
+        number VARCHAR(20) NOT NULL, fund_code VARCHAR(10), account_reference VARCHAR(30),
+        amount BIGINT NOT NULL, vat_code VARCHAR(10), vat_amount BIGINT NOT NULL,
+        payment_method_code VARCHAR(10), narrative TEXT, transaction_date DATE NOT NULL,
+        external_reference VARCHAR(100), reference_text VARCHAR(200), reason VARCHAR(500))"""
+_SQLITE_STAGE_INSERT = "INSERT INTO temp.ims_import_row (seq, {}) VALUES ({})".format(  # noqa: S608
+    ", ".join(_STAGE_COLUMNS), ", ".join("?" * (len(_STAGE_COLUMNS) + 1)))
+# The same postings as _PG_POST, one table at a time; ids follow the reserved blocks (seq is the
+# row's place in the chunk: posted rows first, so a posted row's transaction id is tbase + seq).
+_SQLITE_POST = (
+    """INSERT INTO posting_group (id, kind, number, created_at, created_by, office_code, import_id)
+       SELECT :gbase + seq, CASE WHEN held THEN 'suspense' ELSE 'import' END, number,
+              :now, :actor, :office, :bid
+       FROM temp.ims_import_row ORDER BY seq""",
+    """INSERT INTO income_transaction (id, receipt_number, fund_code, account_reference, amount,
+           vat_code, vat_amount, payment_method_code, narrative, transaction_date,
+           external_reference, office_code, created_by, created_at, import_id, posting_group_id)
+       SELECT :tbase + seq, number, fund_code, account_reference, amount, vat_code, vat_amount,
+              payment_method_code, narrative, transaction_date, external_reference, :office,
+              :actor, :now, :bid, :gbase + seq
+       FROM temp.ims_import_row WHERE NOT held ORDER BY seq""",
+    """INSERT INTO suspense_item (amount, reference_text, narrative, reason, fund_code,
+           transaction_date, import_id, line_number, posting_group_id, status, created_at)
+       SELECT amount, reference_text, narrative, reason, fund_code, transaction_date, :bid, line,
+              :gbase + seq, 'unallocated', :now
+       FROM temp.ims_import_row WHERE held ORDER BY seq""",
+    """INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount,
+           transaction_id)
+       SELECT :gbase + s.seq,
+              CASE WHEN k.k = 1 THEN 'BANK' WHEN s.held THEN 'SUSPENSE' ELSE 'FUND' END,
+              CASE WHEN k.k = 1 THEN NULL WHEN s.held THEN :suspense_fund ELSE s.fund_code END,
+              CASE WHEN k.k = 1 OR s.held THEN NULL ELSE s.account_reference END,
+              CASE WHEN k.k = 1 THEN s.amount ELSE -s.amount END,
+              CASE WHEN k.k = 2 AND NOT s.held THEN :tbase + s.seq END
+       FROM temp.ims_import_row s CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k
+       ORDER BY s.seq, k.k""",
+)
+
+
+def _post_chunk_rows(session, batch, ctx, posted, held, first_i, first_s, now, actor) -> None:
+    """Other databases (SQLite): the chunk's rows go to a temporary table with executemany,
+    then each ledger table is written from it, with ids from blocks reserved after max(id)."""
+    conn = session.connection()
+    dialect = conn.dialect
+    tt = Transaction.__table__
+    to_date = tt.c.transaction_date.type._cached_bind_processor(dialect) or (lambda v: v)
+    dates: dict = {}
+    rows = []
+    for seq, r in enumerate(_stage_rows(ctx, posted, held, first_i, first_s)):
+        d = r[10]
+        sd = dates.get(d)
+        if sd is None:
+            sd = dates[d] = to_date(d)
+        rows.append((seq, *r[:10], sd, *r[11:]))
+    conn.exec_driver_sql(_SQLITE_STAGE)
+    conn.exec_driver_sql("DELETE FROM temp.ims_import_row")
+    conn.exec_driver_sql(_SQLITE_STAGE_INSERT, rows)
+    stamp = tt.c.created_at.type._cached_bind_processor(dialect)
+    gt = PostingGroup.__table__
+    params = {"gbase": _reserve_ids(session, gt, 1)[0], "tbase": _reserve_ids(session, tt, 1)[0],
+              "now": stamp(now) if stamp else now, "actor": actor,
+              "office": batch.office_code, "bid": batch.id, "suspense_fund": ctx.suspense_fund}
+    for sql in _SQLITE_POST:
+        conn.execute(text(sql), params)
+    conn.exec_driver_sql("DELETE FROM temp.ims_import_row")
+    # no deferred trigger on SQLite: check here that the chunk's groups balance
+    lt = LedgerLine.__table__
+    net, count = conn.execute(select(func.coalesce(func.sum(lt.c.amount), 0), func.count()).where(
+        lt.c.group_id.between(params["gbase"], params["gbase"] + len(rows) - 1))).one()
+    if net != 0 or count != 2 * len(rows):
         raise ValidationError("Internal error: the import postings do not balance.")
-    if lines:
-        _bulk_insert(session, lt, lines)
-    return len(posted), len(held), p_amount, s_amount
 
 
 def process_import(session: Session, batch_id: int, *, actor: str | None = None,
@@ -657,37 +866,49 @@ class _SimulatedCrash(RuntimeError):
     pass
 
 
+def _rows_after(items, resume_after: int):
+    """The file's rows after line ``resume_after``; the file was checked whole on receipt, so a
+    line error now means it changed on disk."""
+    for item in items:
+        if isinstance(item, LineError):
+            raise ValidationError(f"The file changed since it was checked: {item.message}")
+        if item.line > resume_after:
+            yield item
+
+
 def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
          fail_after_chunks: int | None) -> None:
     ctx = RowContext.load(session, batch.format)
     profile = session.get(BankProfile, batch.profile_id) if batch.profile_id else None
     summary = Summary()
-    methods = allpay_methods(session)
     default_method = ctx.default_method(batch.format)
     resume_after = batch.last_line_done
-    buf: list[Row] = []
-    chunks = 0
     batch_id = batch.id
     is_pg = session.get_bind().dialect.name == "postgresql"
+    rows_left = _rows_after(parse_file(batch.format, batch.stored_path, summary, profile,
+                                       allpay_methods(session)), resume_after)
 
-    def flush(rows: list[Row]) -> None:
-        nonlocal chunks
-        if is_pg:
-            # psycopg prepares statements run 5+ times; PostgreSQL then may switch to a generic
-            # plan made while these tables were small (full scans per reference, seconds a chunk)
-            session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-        decisions = []
-        for r in rows:
-            decisions.append(ctx.decide(
-                reference=r.reference, amount=r.amount, narrative=r.narrative,
-                fund_code=r.fund_code, method_code=r.payment_method_code or default_method,
-                line=r.line, transaction_date=r.transaction_date,
-                external_reference=r.external_reference))
+    def next_chunk() -> tuple[list[Row], list[Decision]]:
+        """The next chunk's rows with rules and fund applied (pure Python, no database)."""
+        rows = list(islice(rows_left, chunk_size))
+        decide = ctx.decide
+        return rows, [decide(reference=r.reference, amount=r.amount, narrative=r.narrative,
+                             fund_code=r.fund_code,
+                             method_code=r.payment_method_code or default_method,
+                             line=r.line, transaction_date=r.transaction_date,
+                             external_reference=r.external_reference) for r in rows]
+
+    chunks = 0
+    rows, decisions = next_chunk()
+    while rows:
         ctx.prefetch_accounts(decisions)
         for d in decisions:
             ctx.validate(d)
         dups = _find_duplicates(session, batch_id, decisions)
-        n_posted, n_held, p_amt, s_amt = _post_chunk(session, b, ctx, decisions, actor)
+        # on PostgreSQL the next chunk is read while the server writes this one
+        (n_posted, n_held, p_amt, s_amt), upcoming = _post_chunk(
+            session, batch, ctx, decisions, actor, meanwhile=next_chunk)
+        b = batch
         b.rows_done += len(rows)
         b.rows_posted += n_posted
         b.rows_suspense += n_held
@@ -712,19 +933,7 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
             session.commit()
         if fail_after_chunks is not None and chunks >= fail_after_chunks:
             raise _SimulatedCrash(f"simulated crash after {chunks} chunk(s)")
-
-    b = batch
-    for item in parse_file(batch.format, batch.stored_path, summary, profile, methods):
-        if isinstance(item, LineError):
-            raise ValidationError(f"The file changed since it was checked: {item.message}")
-        if item.line <= resume_after:
-            continue
-        buf.append(item)
-        if len(buf) >= chunk_size:
-            flush(buf)
-            buf = []
-    if buf:
-        flush(buf)
+        rows, decisions = upcoming if upcoming is not None else next_chunk()
     b = session.get(ImportBatch, batch_id)
     if b.rows_done and b.rows_posted + b.rows_suspense != b.rows_total:
         raise ValidationError(f"Rows processed ({b.rows_posted + b.rows_suspense}) differ from "

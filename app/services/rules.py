@@ -244,7 +244,7 @@ def dry_run(session: Session, *, reference: str, amount: str, narrative: str | N
     ctx.prefetch_accounts([decision])
     ctx.validate(decision)
     return {
-        "fired": decision.fired,
+        "fired": list(decision.fired),
         "broken_rules": ctx.rules.broken,
         "reference": decision.reference,
         "narrative": decision.narrative,
@@ -252,5 +252,5 @@ def dry_run(session: Session, *, reference: str, amount: str, narrative: str | N
         "fund_code": decision.fund_code,
         "fund_source": decision.fund_source,
         "destination": "suspense" if decision.suspense else "fund",
-        "reasons": decision.reasons,
+        "reasons": list(decision.reasons),
     }

@@ -76,60 +76,118 @@ def _mask_ok(ch: str, m: str) -> bool:
     return ch == m.upper()
 
 
+class FormatCheck:
+    """One validator's format checks, read from the model once (plain values, compiled pattern,
+    check-digit rule), so checking many references does not touch the ORM or recompile."""
+
+    __slots__ = ("name", "min_length", "max_length", "cls_rx", "cls_words", "regex", "rx",
+                 "mask", "check_pos_in_mask", "digit_rule")
+
+    def __init__(self, v: ReferenceValidator):
+        self.name = v.name
+        self.min_length = v.min_length
+        self.max_length = v.max_length
+        cls = v.character_class or "any"
+        self.cls_rx = _CLASSES.get(cls)
+        self.cls_words = _CLASS_WORDS.get(cls)
+        self.regex = v.regex or None
+        self.rx: re.Pattern | None = None
+        if self.regex:
+            try:
+                self.rx = re.compile(self.regex)
+            except re.error:
+                self.rx = None
+        self.mask = (v.input_mask or "").upper()
+        self.check_pos_in_mask = self.mask.index("@") if "@" in self.mask else None
+        self.digit_rule = rule_of(v) if (self.check_pos_in_mask is not None
+                                         or v.check_digit_scheme) else None
+
+    def errors(self, ref: str) -> list[str]:
+        """Every failing format check (empty list: the reference passes this validator)."""
+        errors: list[str] = []
+        n = len(ref)
+        if self.min_length is not None and n < self.min_length:
+            errors.append(f"Too short: at least {self.min_length} characters (got {n}).")
+        if self.max_length is not None and n > self.max_length:
+            errors.append(f"Too long: at most {self.max_length} characters (got {n}).")
+        if self.cls_rx is not None and not self.cls_rx.match(ref):
+            errors.append(f"Wrong characters: {self.cls_words}.")
+        if self.regex:
+            if self.rx is None:
+                errors.append("The validator's pattern is broken; ask an administrator.")
+            elif not self.rx.search(ref):
+                errors.append(f"Does not match the pattern {self.regex}.")
+        mask = self.mask
+        if mask:
+            if n != len(mask):
+                errors.append(f"Does not fit the format {mask}: {len(mask)} characters expected.")
+            else:
+                bad = [i + 1 for i, (c, m) in enumerate(zip(ref, mask)) if not _mask_ok(c, m)]
+                if bad:
+                    errors.append(f"Does not fit the format {mask} at position "
+                                  f"{', '.join(str(b) for b in bad)}.")
+        if self.digit_rule is not None:
+            pos = self.check_pos_in_mask if self.check_pos_in_mask is not None else n - 1
+            if not ref or pos >= n:
+                errors.append("Check digit missing.")
+            elif not self.digit_rule.is_valid(ref, pos):
+                errors.append("Check digit is wrong.")
+        return errors
+
+
 def check_format(v: ReferenceValidator, ref: str) -> list[str]:
     """Every failing format check of one validator (empty list: the reference passes it)."""
-    errors: list[str] = []
-    n = len(ref)
-    if v.min_length is not None and n < v.min_length:
-        errors.append(f"Too short: at least {v.min_length} characters (got {n}).")
-    if v.max_length is not None and n > v.max_length:
-        errors.append(f"Too long: at most {v.max_length} characters (got {n}).")
-    cls = v.character_class or "any"
-    if cls in _CLASSES and not _CLASSES[cls].match(ref):
-        errors.append(f"Wrong characters: {_CLASS_WORDS[cls]}.")
-    if v.regex:
-        try:
-            if not re.search(v.regex, ref):
-                errors.append(f"Does not match the pattern {v.regex}.")
-        except re.error:
-            errors.append("The validator's pattern is broken; ask an administrator.")
-    mask = (v.input_mask or "").upper()
-    if mask:
-        if len(ref) != len(mask):
-            errors.append(f"Does not fit the format {mask}: {len(mask)} characters expected.")
-        else:
-            bad = [i + 1 for i, (c, m) in enumerate(zip(ref, mask)) if not _mask_ok(c, m)]
-            if bad:
-                errors.append(f"Does not fit the format {mask} at position "
-                              f"{', '.join(str(b) for b in bad)}.")
-    if "@" in mask or v.check_digit_scheme:
-        pos = mask.index("@") if "@" in mask else len(ref) - 1
-        if not ref or pos >= len(ref):
-            errors.append("Check digit missing.")
-        elif not rule_of(v).is_valid(ref, pos):
-            errors.append("Check digit is wrong.")
-    return errors
+    return FormatCheck(v).errors(ref)
+
+
+class ReferenceCheck:
+    """A validator chain compiled once: ``check(ref)`` gives what check_reference_format gives.
+
+    ``memo`` (for bulk checks such as imports, where references repeat) remembers results for up
+    to ``memo_size`` distinct references.
+    """
+
+    def __init__(self, v: ReferenceValidator | None, *, memo_size: int = 0):
+        chain: list[ReferenceValidator] = []
+        seen: set[int] = set()
+        cur = v
+        while cur is not None and cur.id not in seen and len(chain) < MAX_CHAIN:
+            seen.add(cur.id)
+            chain.append(cur)
+            cur = cur.next_validator
+        self.steps = [FormatCheck(x) for x in chain]
+        self.memo: dict[str, tuple[bool, tuple[str, ...]]] | None = {} if memo_size else None
+        self.memo_size = memo_size
+
+    def _run(self, ref: str) -> tuple[bool, tuple[str, ...]]:
+        all_errors: list[str] = []
+        prefixed = len(self.steps) > 1
+        for step in self.steps:
+            errs = step.errors(ref)
+            if not errs:
+                return True, ()
+            prefix = f"{step.name}: " if prefixed else ""
+            all_errors.extend(prefix + e for e in errs)
+        return (not self.steps), tuple(all_errors)
+
+    def check(self, ref: str) -> tuple[bool, tuple[str, ...]]:
+        memo = self.memo
+        if memo is None:
+            return self._run(ref)
+        hit = memo.get(ref)
+        if hit is None:
+            if len(memo) >= self.memo_size:
+                memo.clear()
+            hit = memo[ref] = self._run(ref)
+        return hit
 
 
 def check_reference_format(v: ReferenceValidator | None, ref: str) -> tuple[bool, list[str]]:
     """Run a validator and its chain: valid when any validator in the chain passes every check."""
     if v is None:
         return True, []
-    all_errors: list[str] = []
-    seen: set[int] = set()
-    chain = []
-    cur = v
-    while cur is not None and cur.id not in seen and len(chain) < MAX_CHAIN:
-        seen.add(cur.id)
-        chain.append(cur)
-        cur = cur.next_validator
-    for validator in chain:
-        errs = check_format(validator, ref)
-        if not errs:
-            return True, []
-        prefix = f"{validator.name}: " if len(chain) > 1 else ""
-        all_errors.extend(prefix + e for e in errs)
-    return False, all_errors
+    ok, errs = ReferenceCheck(v).check(ref)
+    return ok, list(errs)
 
 
 def validate_reference(session: Session, fund_code: str | None, reference: str | None,
