@@ -64,12 +64,15 @@ class Transaction(Model):
         Index("ix_income_transaction_fund_date", "fund_code", "transaction_date"),
         Index("ix_income_transaction_date_id", "transaction_date", "id"),
         Index("ix_income_transaction_method_date", "payment_method_code", "transaction_date"),
+        # reference search, and the imports' duplicate look-up by date, reference and amount
+        Index("ix_income_transaction_reference_date_amount", "account_reference",
+              "transaction_date", "amount"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     receipt_number: Mapped[str | None] = mapped_column(String(20), index=True)
     fund_code: Mapped[str] = mapped_column(String(10), nullable=False)
-    account_reference: Mapped[str | None] = mapped_column(String(30), index=True)
+    account_reference: Mapped[str | None] = mapped_column(String(30))
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
     vat_code: Mapped[str | None] = mapped_column(String(10))
     vat_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

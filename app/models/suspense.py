@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, Date, Integer, String, Text
+from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import UTCDateTime, utcnow
@@ -20,10 +20,15 @@ class SuspenseItem(Model):
     """
 
     __tablename__ = "suspense_item"
+    __table_args__ = (
+        # the imports' duplicate look-up by date, reference and amount (and reference search)
+        Index("ix_suspense_item_reference_date_amount", "reference_text", "transaction_date",
+              "amount"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    reference_text: Mapped[str | None] = mapped_column(String(200), index=True)
+    reference_text: Mapped[str | None] = mapped_column(String(200))
     narrative: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(String(500))
     fund_code: Mapped[str | None] = mapped_column(String(10))

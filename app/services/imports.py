@@ -544,21 +544,27 @@ def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision])
 
 # PostgreSQL look-ups by the chunk's references: arrays joined with unnest(), run unprepared
 # (see _pg_rows). An IN list of 900 bind parameters would, once prepared, get a generic plan that
-# compares every row with every parameter. Duplicates are looked up by date, reference and
-# amount together: by reference alone, a reference paid often (council tax) would fetch every
-# earlier payment of it, this import's own included, for each chunk.
+# compares every row with every parameter.
+# Possible duplicates: one probe of the (reference, date, amount) index per key. By reference
+# alone, a reference paid often (council tax, every month) fetches all its earlier payments for
+# every chunk. OFFSET 0 keeps the probe per key: flattened into a join, PostgreSQL may prefer a
+# full scan of the table for every chunk when earlier imports are few.
 _PG_DUP_TX = (
+    "SELECT x.transaction_date, x.account_reference, x.amount, x.import_id "
+    "FROM unnest(CAST(%(dates)s AS date[]), CAST(%(refs)s AS varchar[]), "
+    "CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) CROSS JOIN LATERAL ("
     "SELECT t.transaction_date, t.account_reference, t.amount, t.import_id "
-    "FROM income_transaction t JOIN unnest(CAST(%(dates)s AS date[]), "
-    "CAST(%(refs)s AS varchar[]), CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) "
-    "ON t.account_reference = k.ref AND t.transaction_date = k.d AND t.amount = k.amount "
-    "WHERE t.import_id IS NOT NULL AND t.import_id <> %(bid)s")
+    "FROM income_transaction t WHERE t.account_reference = k.ref "
+    "AND t.transaction_date = k.d AND t.amount = k.amount OFFSET 0) AS x "
+    "WHERE x.import_id IS NOT NULL AND x.import_id <> %(bid)s")
 _PG_DUP_SUSP = (
+    "SELECT x.transaction_date, x.reference_text, x.amount, x.import_id "
+    "FROM unnest(CAST(%(dates)s AS date[]), CAST(%(refs)s AS varchar[]), "
+    "CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) CROSS JOIN LATERAL ("
     "SELECT s.transaction_date, s.reference_text, s.amount, s.import_id "
-    "FROM suspense_item s JOIN unnest(CAST(%(dates)s AS date[]), "
-    "CAST(%(refs)s AS varchar[]), CAST(%(amounts)s AS bigint[])) AS k(d, ref, amount) "
-    "ON s.reference_text = k.ref AND s.transaction_date = k.d AND s.amount = k.amount "
-    "WHERE s.import_id IS NOT NULL AND s.import_id <> %(bid)s")
+    "FROM suspense_item s WHERE s.reference_text = k.ref "
+    "AND s.transaction_date = k.d AND s.amount = k.amount OFFSET 0) AS x "
+    "WHERE x.import_id IS NOT NULL AND x.import_id <> %(bid)s")
 _PG_ACCOUNTS = (
     "SELECT a.fund_code, a.account_reference, a.stop_message "
     "FROM account_holder a JOIN unnest(CAST(%(refs)s AS varchar[])) AS r(ref) "
@@ -603,19 +609,32 @@ def _collect_duplicates(session, batch_id, tx_keys, raw_keys, found) -> None:
                 for row in _pg_rows(session, sql, params):
                     found.add(tuple(row))
         return
-    # the driver gives SQLite dates as stored (text); read them as the ORM does
-    to_date = Transaction.__table__.c.transaction_date.type._cached_result_processor(
-        session.get_bind().dialect, None) or (lambda v: v)
+    # SQLite keeps dates as text: keys go in as stored, rows come back as the ORM reads them
+    date_type = Transaction.__table__.c.transaction_date.type
+    dialect = session.get_bind().dialect
+    stored = date_type._cached_bind_processor(dialect) or (lambda v: v)
+    to_date = date_type._cached_result_processor(dialect, None) or (lambda v: v)
+    conn = session.connection()
     for sql, keys in ((_DUP_TX, tx_keys), (_DUP_SUSP, raw_keys)):
-        refs = list({k[1] for k in keys})
-        for d, ref, amount, imp in _in_batches(session, sql, refs, (batch_id,)):
-            found.add((to_date(d), ref, amount, imp))
+        keys = list(keys)
+        for i in range(0, len(keys), 300):
+            part = keys[i:i + 300]
+            params = [v for d, ref, amount in part for v in (ref, stored(d), amount)]
+            values = ", ".join(["(?, ?, ?)"] * len(part))
+            for d, ref, amount, imp in conn.exec_driver_sql(sql.format(values),
+                                                            (*params, batch_id)):
+                found.add((to_date(d), ref, amount, imp))
 
 
-_DUP_TX = ("SELECT transaction_date, account_reference, amount, import_id FROM income_transaction "
-           "WHERE account_reference IN ({}) AND import_id IS NOT NULL AND import_id <> ?")
-_DUP_SUSP = ("SELECT transaction_date, reference_text, amount, import_id FROM suspense_item "
-             "WHERE reference_text IN ({}) AND import_id IS NOT NULL AND import_id <> ?")
+# SQLite: a join with the keys (a row-value IN list would scan the whole table)
+_DUP_TX = ("SELECT t.transaction_date, t.account_reference, t.amount, t.import_id "
+           "FROM (VALUES {}) AS k JOIN income_transaction t ON t.account_reference = k.column1 "
+           "AND t.transaction_date = k.column2 AND t.amount = k.column3 "
+           "WHERE t.import_id IS NOT NULL AND t.import_id <> ?")
+_DUP_SUSP = ("SELECT s.transaction_date, s.reference_text, s.amount, s.import_id "
+             "FROM (VALUES {}) AS k JOIN suspense_item s ON s.reference_text = k.column1 "
+             "AND s.transaction_date = k.column2 AND s.amount = k.column3 "
+             "WHERE s.import_id IS NOT NULL AND s.import_id <> ?")
 
 
 def _in_batches(session: Session, sql: str, values: list, extra: tuple = ()) -> list[tuple]:
