@@ -198,3 +198,18 @@ def browser_login(page, live_url, username, password=PASSWORD):
     with page.expect_navigation():
         page.click("input[type=submit], button[type=submit]")
     page.wait_for_load_state("networkidle")
+
+
+@pytest.fixture
+def demo(session):
+    """The approval_demo workflow definition active before the test, active again after it."""
+    from app.services import workflow as wf
+    from app.services import workflow_admin as admin
+    from tests.workflows.helpers import deploy_demo
+
+    original = deploy_demo(session)
+    session.commit()
+    yield original
+    session.rollback()
+    if wf.active_definition(session, "approval_demo").id != original.id:
+        admin.activate_version(session, "approval_demo", original.version, "test-cleanup")

@@ -341,7 +341,7 @@ class ApprovalLimitApi(ImsModelRestApi):
                 raise ValidationError("Each band is an object.", {"bands": [f"Band {n} is not an object."]})
             roles = band.get("roles") or []
             if isinstance(roles, str):
-                roles = [r for r in roles.split(",")]
+                roles = roles.split(",")
             if band.get("approvals_required") is not None and \
                     band["approvals_required"] != len([r for r in roles if r.strip()]):
                 raise ValidationError("approvals_required must equal the number of roles.",

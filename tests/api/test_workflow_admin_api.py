@@ -13,23 +13,13 @@ from app.models.audit import AuditEvent
 from app.models.workflow import WorkflowDefinition
 from app.services import approval_limits as limits
 from app.services import workflow as wf
-from app.services import workflow_admin as admin
 from tests.conftest import api_token
-from tests.workflows.helpers import demo_xml, deploy_demo, start, variant, with_action
+from tests.workflows.helpers import demo_xml, start, variant, with_action
 
 XML = {"Content-Type": "application/xml"}
 on_postgres = pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
                                  reason="concurrency tests need PostgreSQL")
 
-
-@pytest.fixture
-def demo(session):
-    original = deploy_demo(session)
-    session.commit()
-    yield original
-    session.rollback()
-    if wf.active_definition(session, "approval_demo").id != original.id:
-        admin.activate_version(session, "approval_demo", original.version, "test-cleanup")
 
 
 def test_validate_names_elements_and_summarises_changes_without_deploying(session, demo, api):

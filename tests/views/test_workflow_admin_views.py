@@ -12,20 +12,7 @@ from app.models.audit import AuditEvent
 from app.models.workflow import ApprovalLimit, WorkflowDefinition
 from app.services import approval_limits as limits
 from app.services import workflow as wf
-from app.services import workflow_admin as admin
-from tests.workflows.helpers import demo_xml, deploy_demo, start, variant, with_action
-
-
-@pytest.fixture
-def demo(session):
-    """The approval_demo definition active before the test, active again after it."""
-    original = deploy_demo(session)
-    session.commit()
-    yield original
-    session.rollback()
-    active = wf.active_definition(session, "approval_demo")
-    if active.id != original.id:
-        admin.activate_version(session, "approval_demo", original.version, "test-cleanup")
+from tests.workflows.helpers import demo_xml, start, variant, with_action
 
 
 def _versions(session):
@@ -39,7 +26,8 @@ def test_workflows_page_lists_processes_versions_and_instance_counts(session, de
     assert 'id="process-approval_demo"' in html
     section = html[html.index('id="process-approval_demo"'):]
     section = section[:section.index("</section>")]
-    row = re.search(r'<tr class="ims-active-version" data-version="%d">(.*?)</tr>' % demo.version, section, re.S)
+    row = re.search(r'<tr class="ims-active-version" data-version="%d">(.*?)</tr>' % demo.version,
+                    section, re.S)
     assert row, section
     cells = re.findall(r'<td class="text-right">(\d+)</td>', row.group(1))
     running, total = map(int, cells)
