@@ -1,8 +1,13 @@
 """Double-entry ledger: posting groups, ledger lines, income transactions, numbers, idempotency keys.
 
 Ledger rows are append-only (database triggers in ``install_ledger_triggers`` refuse UPDATE and
-DELETE); on PostgreSQL a deferred constraint trigger checks that every posting group sums to zero
-when the transaction commits.
+DELETE); on PostgreSQL a statement-level trigger checks that every posting group a statement
+writes lines to sums to zero once the statement has run (a posting writes all its legs in one
+statement).
+
+Columns that are NULL on most rows (a reversal's target, a ledger line's transaction, a
+transaction's source) have partial indexes, WHERE the column IS NOT NULL: look-ups by value use them
+and the rows without a value cost no index entry.
 """
 
 from __future__ import annotations
@@ -19,11 +24,19 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import UTCDateTime, utcnow
 from app.models.ddl import database_object
+
+
+def _where_not_null(column: str) -> dict:
+    """Index keyword arguments: a partial index of the rows where column has a value."""
+    cond = text(f"{column} IS NOT NULL")
+    return {"postgresql_where": cond, "sqlite_where": cond}
+
 
 GROUP_KINDS = ("receipt", "journal", "transfer", "import", "suspense", "allocation", "refund",
                "refund_payment", "write_off", "reversal")
@@ -34,6 +47,11 @@ class PostingGroup(Model):
     """One balanced set of ledger lines posted together (a receipt, a journal, a reversal...)."""
 
     __tablename__ = "posting_group"
+    __table_args__ = (
+        # a group is reversed at most once
+        Index("uq_posting_group_reverses_id", "reverses_id", unique=True,
+              **_where_not_null("reverses_id")),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), nullable=False, index=True)
@@ -44,7 +62,7 @@ class PostingGroup(Model):
     office_code: Mapped[str | None] = mapped_column(String(10))
     reason: Mapped[str | None] = mapped_column(Text)
     import_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("posting_group.id"), unique=True)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("posting_group.id"))
 
     lines: Mapped[list["LedgerLine"]] = relationship(back_populates="group",
                                                       order_by="LedgerLine.id")
@@ -67,6 +85,8 @@ class Transaction(Model):
         # reference search, and the imports' duplicate look-up by date, reference and amount
         Index("ix_income_transaction_reference_date_amount", "account_reference",
               "transaction_date", "amount"),
+        Index("ix_income_transaction_source_transaction_id", "source_transaction_id",
+              **_where_not_null("source_transaction_id")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -86,8 +106,7 @@ class Transaction(Model):
     import_id: Mapped[int | None] = mapped_column(Integer, index=True)
     posting_group_id: Mapped[int] = mapped_column(ForeignKey("posting_group.id"), nullable=False,
                                                   index=True)
-    source_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"),
-                                                              index=True)
+    source_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"))
 
     posting_group: Mapped[PostingGroup] = relationship(foreign_keys=[posting_group_id])
     source_transaction: Mapped["Transaction | None"] = relationship(
@@ -106,6 +125,8 @@ class LedgerLine(Model):
         CheckConstraint("account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND')",
                         name="ck_ledger_line_account"),
         Index("ix_ledger_line_account_fund", "account", "fund_code", "account_reference"),
+        Index("ix_ledger_line_transaction_id", "transaction_id",
+              **_where_not_null("transaction_id")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -115,8 +136,7 @@ class LedgerLine(Model):
     fund_code: Mapped[str | None] = mapped_column(String(10))
     account_reference: Mapped[str | None] = mapped_column(String(30))
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"),
-                                                       index=True)
+    transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"))
 
     group: Mapped[PostingGroup] = relationship(back_populates="lines")
 
@@ -151,7 +171,8 @@ class IdempotencyKey(Model):
 
 @database_object
 def install_ledger_triggers(conn) -> None:
-    """Append-only ledger tables, plus a deferred zero-sum check per posting group on PostgreSQL.
+    """Append-only ledger tables, plus a zero-sum check of the posting groups each INSERT into
+    ledger_line touches, at the end of the statement, on PostgreSQL.
 
     ledger_line.transaction_id may be filled in once (NULL -> id) when the income row it credits
     is recorded; nothing else about a ledger line can change.
@@ -175,13 +196,18 @@ def install_ledger_triggers(conn) -> None:
               RETURN NEW;
             END; $$ LANGUAGE plpgsql;
         """)
+        # Every posting group the statement wrote lines to must sum to zero: one probe of the
+        # group_id index per group (EXECUTE plans it afresh, for the table as it is now).
         conn.exec_driver_sql("""
-            CREATE OR REPLACE FUNCTION ims_posting_group_balanced() RETURNS trigger AS $$
-            DECLARE s bigint;
+            CREATE OR REPLACE FUNCTION ims_ledger_groups_balanced() RETURNS trigger AS $$
+            DECLARE bad record;
             BEGIN
-              SELECT COALESCE(SUM(amount), 0) INTO s FROM ledger_line WHERE group_id = NEW.group_id;
-              IF s <> 0 THEN
-                RAISE EXCEPTION 'posting group %% does not balance (sum %%)', NEW.group_id, s;
+              EXECUTE 'SELECT g.group_id, s.total FROM (SELECT DISTINCT group_id FROM ims_added) g
+                       CROSS JOIN LATERAL (SELECT COALESCE(SUM(l.amount), 0) AS total
+                                           FROM ledger_line l WHERE l.group_id = g.group_id) s
+                       WHERE s.total <> 0 LIMIT 1' INTO bad;
+              IF bad.group_id IS NOT NULL THEN
+                RAISE EXCEPTION 'posting group %% does not balance (sum %%)', bad.group_id, bad.total;
               END IF;
               RETURN NULL;
             END; $$ LANGUAGE plpgsql;
@@ -197,11 +223,13 @@ def install_ledger_triggers(conn) -> None:
             CREATE TRIGGER ledger_line_append_only BEFORE UPDATE OR DELETE ON ledger_line
             FOR EACH ROW EXECUTE FUNCTION ims_ledger_line_guard()
         """)
+        # (before 0004: a deferred constraint trigger per row, summing the group at commit)
         conn.exec_driver_sql("DROP TRIGGER IF EXISTS ledger_line_balanced ON ledger_line")
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS ims_posting_group_balanced()")
         conn.exec_driver_sql("""
-            CREATE CONSTRAINT TRIGGER ledger_line_balanced AFTER INSERT ON ledger_line
-            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
-            EXECUTE FUNCTION ims_posting_group_balanced()
+            CREATE TRIGGER ledger_line_balanced AFTER INSERT ON ledger_line
+            REFERENCING NEW TABLE AS ims_added FOR EACH STATEMENT
+            EXECUTE FUNCTION ims_ledger_groups_balanced()
         """)
     else:
         for table in ("posting_group", "income_transaction"):

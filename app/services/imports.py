@@ -14,15 +14,14 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from itertools import islice
-from typing import TypeVar
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, selectinload
@@ -41,7 +40,6 @@ from app.services.rules import RuleSet, load_rules
 from app.services.validation import ReferenceCheck
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CHUNK = 5000  # rows per committed chunk at most (at least 20 progress steps per file)
 MAX_ERRORS = 500
@@ -649,43 +647,47 @@ def _in_batches(session: Session, sql: str, values: list, extra: tuple = ()) -> 
     return out
 
 
-def _post_chunk(session: Session, batch: ImportBatch, ctx: RowContext, decisions: list[Decision],
-                actor: str, meanwhile: Callable[[], T] | None = None
-                ) -> tuple[tuple[int, int, int, int], T | None]:
+def _post_chunk(session: Session, batch: "_BatchInfo", ctx: RowContext,
+                decisions: list[Decision], actor: str) -> tuple[int, int, int, int]:
     """Insert the chunk's posting groups, transactions, ledger lines and suspense items.
-
-    Returns (rows posted, rows to suspense, amount posted, amount to suspense) and, on
-    PostgreSQL, the result of ``meanwhile()``, run while the server writes the chunk (it must not
-    use the session); elsewhere None.
-    """
+    Returns (rows posted, rows to suspense, amount posted, amount to suspense)."""
     now = _now()
     posted = [d for d in decisions if not d.suspense]
     held = [d for d in decisions if d.suspense]
-    first_i = _allocate_numbers(session, "I", len(posted)) if posted else 0
-    first_s = _allocate_numbers(session, "S", len(held)) if held else 0
     if _is_pg(session):
-        extra = _post_chunk_pg(session, batch, ctx, posted, held, first_i, first_s, now, actor,
-                               meanwhile)
+        _post_chunk_pg(session, batch, ctx, posted, held, now, actor)
     else:
-        _post_chunk_rows(session, batch, ctx, posted, held, first_i, first_s, now, actor)
-        extra = None
+        _post_chunk_rows(session, batch, ctx, posted, held, now, actor)
     return (len(posted), len(held), sum(d.amount for d in posted),
-            sum(d.amount for d in held)), extra
+            sum(d.amount for d in held))
 
 
-def _stage_rows(ctx: RowContext, posted: list[Decision], held: list[Decision], first_i: int,
-                first_s: int):
+@dataclass(frozen=True, slots=True)
+class _BatchInfo:
+    """What posting needs of the batch (a writer thread has no ORM copy of it)."""
+    id: int
+    office_code: str | None
+
+
+def row_number(kind: str, import_id: int, line: int) -> str:
+    """An import row's posting number: I (receipt) or S (suspense), the import and the file line,
+    e.g. I42-1017. Unique without a shared counter, and it says where the money came from."""
+    return f"{kind}{import_id}-{line}"
+
+
+def _stage_rows(ctx: RowContext, import_id: int, posted: list[Decision], held: list[Decision]):
     """One tuple per row, as _STAGE_COLUMNS: what its posting group, transaction or suspense
     item and ledger lines need (posted rows first, then suspense, each in file order)."""
     funds = ctx.funds
-    for i, d in enumerate(posted):
+    prefix_i, prefix_s = f"I{import_id}-", f"S{import_id}-"
+    for d in posted:
         fund = funds[d.fund_code]
-        yield (d.line, False, f"I{first_i + i:06d}", d.fund_code, d.reference, d.amount,
+        yield (d.line, False, f"{prefix_i}{d.line}", d.fund_code, d.reference, d.amount,
                fund.vat_code, ctx.vat_amount(fund, d.amount), d.method_code,
                (d.narrative or "")[:500] or None, d.transaction_date,
                (d.external_reference or "")[:100] or None, None, None)
-    for i, d in enumerate(held):
-        yield (d.line, True, f"S{first_s + i:06d}", d.fund_code if d.fund_code in funds else None,
+    for d in held:
+        yield (d.line, True, f"{prefix_s}{d.line}", d.fund_code if d.fund_code in funds else None,
                None, d.amount, None, 0, None, d.narrative, d.transaction_date, None,
                d.raw_reference.strip()[:200], "; ".join(d.reasons)[:500])
 
@@ -742,30 +744,23 @@ _PG_POST = """
     ORDER BY r.held, r.line, v.k"""
 
 
-def _post_chunk_pg(session, batch, ctx, posted, held, first_i, first_s, now, actor,
-                   meanwhile=None):
+def _post_chunk_pg(session, batch, ctx, posted, held, now, actor) -> None:
     """PostgreSQL: COPY the chunk's rows into a temporary table (one row per file line), then
-    write every ledger table from it in one statement, sent in pipeline mode so that
-    ``meanwhile()`` runs while the server works. The ledger's deferred trigger checks at commit
-    that every posting group balances."""
+    write every ledger table from it in one statement. The ledger's trigger checks, at the end
+    of that statement, that every posting group balances."""
     params = {"now": now, "actor": actor, "office": batch.office_code, "bid": batch.id,
               "suspense_fund": ctx.suspense_fund}
     raw = session.connection().connection.dbapi_connection
-    extra = None
     with raw.cursor() as cur:
         cur.execute(_PG_STAGE)
         with cur.copy(f"COPY ims_import_row ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as copy:
-            for row in _stage_rows(ctx, posted, held, first_i, first_s):
+            for row in _stage_rows(ctx, batch.id, posted, held):
                 copy.write_row(row)
-        with raw.pipeline():
-            cur.execute(_PG_POST, params, prepare=False)
-            if meanwhile is not None:
-                extra = meanwhile()
+        cur.execute(_PG_POST, params, prepare=False)
         expected = 2 * (len(posted) + len(held))
         if cur.rowcount != expected:
             raise ValidationError(f"Internal error: {cur.rowcount} ledger lines written for "
                                   f"{expected}.")
-    return extra
 
 
 _SQLITE_STAGE = """
@@ -809,7 +804,7 @@ _SQLITE_POST = (
 )
 
 
-def _post_chunk_rows(session, batch, ctx, posted, held, first_i, first_s, now, actor) -> None:
+def _post_chunk_rows(session, batch, ctx, posted, held, now, actor) -> None:
     """Other databases (SQLite): the chunk's rows go to a temporary table with executemany,
     then each ledger table is written from it, with ids from blocks reserved after max(id)."""
     conn = session.connection()
@@ -818,7 +813,7 @@ def _post_chunk_rows(session, batch, ctx, posted, held, first_i, first_s, now, a
     to_date = tt.c.transaction_date.type._cached_bind_processor(dialect) or (lambda v: v)
     dates: dict = {}
     rows = []
-    for seq, r in enumerate(_stage_rows(ctx, posted, held, first_i, first_s)):
+    for seq, r in enumerate(_stage_rows(ctx, batch.id, posted, held)):
         d = r[10]
         sd = dates.get(d)
         if sd is None:
@@ -881,6 +876,174 @@ def process_import(session: Session, batch_id: int, *, actor: str | None = None,
     return session.get(ImportBatch, batch_id)
 
 
+def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
+         fail_after_chunks: int | None) -> None:
+    ctx = RowContext.load(session, batch.format)
+    profile = session.get(BankProfile, batch.profile_id) if batch.profile_id else None
+    summary = Summary()
+    default_method = ctx.default_method(batch.format)
+    info = _BatchInfo(batch.id, batch.office_code)
+    rows_left = _rows_after(parse_file(batch.format, batch.stored_path, summary, profile,
+                                       allpay_methods(session)), batch.last_line_done)
+
+    def next_chunk() -> tuple[list[Row], list[Decision]]:
+        """The next chunk's rows with rules and fund applied (pure Python, no database)."""
+        rows = list(islice(rows_left, chunk_size))
+        decide = ctx.decide
+        return rows, [decide(reference=r.reference, amount=r.amount, narrative=r.narrative,
+                             fund_code=r.fund_code,
+                             method_code=r.payment_method_code or default_method,
+                             line=r.line, transaction_date=r.transaction_date,
+                             external_reference=r.external_reference) for r in rows]
+
+    def checked(decisions: list[Decision]) -> list[dict]:
+        """Validate the chunk's rows (failures go to suspense); its possible duplicates."""
+        ctx.prefetch_accounts(decisions)
+        for d in decisions:
+            ctx.validate(d)
+        return _find_duplicates(session, info.id, decisions)
+
+    if _is_pg(session) and PG_WRITERS > 0:
+        _write_in_parallel(session, info, ctx, actor, next_chunk, checked, fail_after_chunks)
+    else:
+        chunks = 0
+        rows, decisions = next_chunk()
+        while rows:
+            dups = checked(decisions)
+            counts = _post_chunk(session, info, ctx, decisions, actor)
+            _record_chunk(session, info.id, rows, counts, dups, actor)
+            session.commit()
+            chunks += 1
+            if fail_after_chunks is not None and chunks >= fail_after_chunks:
+                raise _SimulatedCrash(f"simulated crash after {chunks} chunk(s)")
+            rows, decisions = next_chunk()
+    session.rollback()  # end the look-ups' transaction; the writers' progress is read afresh
+    b = session.get(ImportBatch, info.id)
+    if b.rows_done and b.rows_posted + b.rows_suspense != b.rows_total:
+        raise ValidationError(f"Rows processed ({b.rows_posted + b.rows_suspense}) differ from "
+                              f"rows checked ({b.rows_total}).")
+    if b.posted_amount + b.suspense_amount != b.total_amount:
+        raise ValidationError("The amounts posted differ from the file's total.")
+    b.heartbeat_at = None
+    b.finished_at = _now()
+    _status(session, b, "succeeded", actor,
+            f"{b.rows_posted} posted, {b.rows_suspense} to suspense, £{Money(b.total_amount)}")
+    session.commit()
+
+
+def _record_chunk(session: Session, batch_id: int, rows: list[Row],
+                  counts: tuple[int, int, int, int], dups: list[dict], actor: str) -> None:
+    """The batch's progress after a chunk, and its audit event, in the chunk's transaction (so
+    the progress is exactly what has been posted, and a re-run resumes after it)."""
+    n_posted, n_held, p_amt, s_amt = counts
+    t = ImportBatch.__table__
+    values = {"rows_done": t.c.rows_done + len(rows), "rows_posted": t.c.rows_posted + n_posted,
+              "rows_suspense": t.c.rows_suspense + n_held,
+              "posted_amount": t.c.posted_amount + p_amt,
+              "suspense_amount": t.c.suspense_amount + s_amt,
+              "last_line_done": rows[-1].line, "heartbeat_at": _now()}
+    if dups:
+        old = session.execute(select(t.c.duplicates_json).where(t.c.id == batch_id)).scalar()
+        values["rows_duplicate"] = t.c.rows_duplicate + len(dups)
+        values["duplicates_json"] = json.dumps((json.loads(old or "[]") + dups)[:MAX_DUPLICATES])
+    session.execute(update(t).where(t.c.id == batch_id).values(**values))
+    audit.record(session, "post", "ImportBatch", batch_id, after={
+        "lines": f"{rows[0].line}-{rows[-1].line}", "posted": n_posted,
+        "to_suspense": n_held, "amount": str(Money(p_amt + s_amt))}, actor=actor)
+
+
+#: PostgreSQL: connections writing chunks at once. The server's work per row (indexes, foreign
+#: keys) is most of an import's time; two writers keep both cores of a small server busy.
+PG_WRITERS = 2
+# fresh planner statistics after these chunks (0-based): tables that grew fast (a first big
+# import) need them, or the duplicate look-ups and balance checks fall back to full scans
+_ANALYZE_AFTER = (0, 3)
+
+
+def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, actor: str,
+                       next_chunk, checked, fail_after_chunks: int | None) -> None:
+    """Post the chunks on PG_WRITERS connections of their own, in file order of commit.
+
+    This thread parses, decides and validates each chunk (and looks up duplicates on
+    ``session``); writer k % PG_WRITERS posts chunk k, then waits for chunk k-1 to commit before
+    recording progress and committing. So what has been committed is always the file up to a
+    line, as with one connection: a failure in chunk k rolls back the chunks after it, and a
+    re-run resumes after the last line committed.
+    """
+    engine = session.get_bind()
+    cond = threading.Condition()
+    state: dict = {"next": 0, "stop_at": None, "error": None}
+    queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(PG_WRITERS)]
+
+    def fail(k: int, exc: BaseException) -> None:
+        with cond:
+            if state["stop_at"] is None or k < state["stop_at"]:
+                state["stop_at"], state["error"] = k, exc
+            cond.notify_all()
+
+    def writer(q: queue.Queue) -> None:
+        ws = Session(bind=engine)
+        try:
+            while (item := q.get()) is not None:
+                k, rows, decisions, dups = item
+                try:
+                    with cond:
+                        if state["stop_at"] is not None and k >= state["stop_at"]:
+                            continue
+                    counts = _post_chunk(ws, info, ctx, decisions, actor)
+                    with cond:  # commit in file order
+                        while state["next"] != k and not (
+                                state["stop_at"] is not None and k >= state["stop_at"]):
+                            cond.wait()
+                        if state["stop_at"] is not None and k >= state["stop_at"]:
+                            ws.rollback()
+                            continue
+                    _record_chunk(ws, info.id, rows, counts, dups, actor)
+                    ws.commit()
+                    if k in _ANALYZE_AFTER:
+                        ws.execute(text("ANALYZE posting_group, ledger_line, "
+                                        "income_transaction, suspense_item"))
+                        ws.commit()
+                    with cond:
+                        state["next"] = k + 1
+                        if fail_after_chunks is not None and k + 1 >= fail_after_chunks:
+                            state["stop_at"] = k + 1
+                            state["error"] = _SimulatedCrash(
+                                f"simulated crash after {k + 1} chunk(s)")
+                        cond.notify_all()
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                    ws.rollback()
+                    fail(k, exc)
+        finally:
+            ws.close()
+
+    threads = [threading.Thread(target=writer, args=(q,), name=f"import-{info.id}-writer-{i}",
+                                daemon=True) for i, q in enumerate(queues)]
+    for th in threads:
+        th.start()
+    k = 0
+    try:
+        rows, decisions = next_chunk()
+        while rows:
+            with cond:
+                if state["stop_at"] is not None and k >= state["stop_at"]:
+                    break
+            dups = checked(decisions)
+            session.rollback()  # no snapshot or lock held while the writers work
+            queues[k % PG_WRITERS].put((k, rows, decisions, dups))
+            k += 1
+            rows, decisions = next_chunk()
+    except BaseException as exc:
+        fail(k, exc)
+    finally:
+        for q in queues:
+            q.put(None)
+        for th in threads:
+            th.join()
+    if state["error"] is not None:
+        raise state["error"]
+
+
 class _SimulatedCrash(RuntimeError):
     pass
 
@@ -893,77 +1056,6 @@ def _rows_after(items, resume_after: int):
             raise ValidationError(f"The file changed since it was checked: {item.message}")
         if item.line > resume_after:
             yield item
-
-
-def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
-         fail_after_chunks: int | None) -> None:
-    ctx = RowContext.load(session, batch.format)
-    profile = session.get(BankProfile, batch.profile_id) if batch.profile_id else None
-    summary = Summary()
-    default_method = ctx.default_method(batch.format)
-    resume_after = batch.last_line_done
-    batch_id = batch.id
-    is_pg = session.get_bind().dialect.name == "postgresql"
-    rows_left = _rows_after(parse_file(batch.format, batch.stored_path, summary, profile,
-                                       allpay_methods(session)), resume_after)
-
-    def next_chunk() -> tuple[list[Row], list[Decision]]:
-        """The next chunk's rows with rules and fund applied (pure Python, no database)."""
-        rows = list(islice(rows_left, chunk_size))
-        decide = ctx.decide
-        return rows, [decide(reference=r.reference, amount=r.amount, narrative=r.narrative,
-                             fund_code=r.fund_code,
-                             method_code=r.payment_method_code or default_method,
-                             line=r.line, transaction_date=r.transaction_date,
-                             external_reference=r.external_reference) for r in rows]
-
-    chunks = 0
-    rows, decisions = next_chunk()
-    while rows:
-        ctx.prefetch_accounts(decisions)
-        for d in decisions:
-            ctx.validate(d)
-        dups = _find_duplicates(session, batch_id, decisions)
-        # on PostgreSQL the next chunk is read while the server writes this one
-        (n_posted, n_held, p_amt, s_amt), upcoming = _post_chunk(
-            session, batch, ctx, decisions, actor, meanwhile=next_chunk)
-        b = batch
-        b.rows_done += len(rows)
-        b.rows_posted += n_posted
-        b.rows_suspense += n_held
-        b.posted_amount += p_amt
-        b.suspense_amount += s_amt
-        b.last_line_done = rows[-1].line
-        b.heartbeat_at = _now()
-        if dups:
-            old = json.loads(b.duplicates_json or "[]")
-            b.rows_duplicate += len(dups)
-            b.duplicates_json = json.dumps((old + dups)[:MAX_DUPLICATES])
-        audit.record(session, "post", "ImportBatch", batch_id, after={
-            "lines": f"{rows[0].line}-{rows[-1].line}", "posted": n_posted,
-            "to_suspense": n_held, "amount": str(Money(p_amt + s_amt))}, actor=actor)
-        session.commit()
-        chunks += 1
-        if is_pg and chunks in (1, 4, 16, 64, 256):
-            # tables that grew fast (a first big import) need fresh planner statistics, or the
-            # ledger's balance trigger and the duplicate look-ups fall back to full scans
-            session.execute(text("ANALYZE posting_group, ledger_line, income_transaction, "
-                                 "suspense_item"))
-            session.commit()
-        if fail_after_chunks is not None and chunks >= fail_after_chunks:
-            raise _SimulatedCrash(f"simulated crash after {chunks} chunk(s)")
-        rows, decisions = upcoming if upcoming is not None else next_chunk()
-    b = session.get(ImportBatch, batch_id)
-    if b.rows_done and b.rows_posted + b.rows_suspense != b.rows_total:
-        raise ValidationError(f"Rows processed ({b.rows_posted + b.rows_suspense}) differ from "
-                              f"rows checked ({b.rows_total}).")
-    if b.posted_amount + b.suspense_amount != b.total_amount:
-        raise ValidationError("The amounts posted differ from the file's total.")
-    b.heartbeat_at = None
-    b.finished_at = _now()
-    _status(session, b, "succeeded", actor,
-            f"{b.rows_posted} posted, {b.rows_suspense} to suspense, £{Money(b.total_amount)}")
-    session.commit()
 
 
 # ---------------------------------------------------------------------------------------------

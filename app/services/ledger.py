@@ -112,10 +112,11 @@ def post_group(session: Session, kind: str, legs: Iterable[Leg], *, actor: str,
                          import_id=import_id, reverses_id=reverses.id if reverses else None)
     session.add(group)
     session.flush()
-    session.execute(LedgerLine.__table__.insert(), [
+    # one statement for all the legs: the database checks each statement's groups balance
+    session.execute(LedgerLine.__table__.insert().values([
         dict(group_id=group.id, account=leg.account, amount=leg.amount, fund_code=leg.fund_code,
              account_reference=leg.account_reference, transaction_id=leg.transaction_id)
-        for leg in legs])
+        for leg in legs]))
     session.expire(group, ["lines"])
     audit.record(session, "post", "PostingGroup", group.id, after={
         "kind": kind, "number": group.number, "office_code": office_code, "import_id": import_id,

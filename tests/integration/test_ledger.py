@@ -65,17 +65,41 @@ def test_ledger_rows_are_append_only(session):
 
 
 
-def test_deferred_balance_trigger_on_postgres(session):
+def test_balance_trigger_refuses_an_unbalanced_statement_on_postgres(session):
+    """The database itself refuses lines that leave a posting group unbalanced: checked at the end
+    of each INSERT into ledger_line, for every group the statement wrote to."""
     if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("deferred constraint trigger is PostgreSQL only")
+        pytest.skip("the balance trigger is PostgreSQL only")
     g = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
-    session.add(g)
+    h = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
+    session.add_all([g, h])
     session.flush()
     session.add(LedgerLine(group_id=g.id, account=L.BANK, amount=5))
-    session.flush()  # deferred: no error yet
-    with pytest.raises(DatabaseError, match="does not balance"):
-        session.commit()
+    with pytest.raises(DatabaseError, match=f"posting group {g.id} does not balance"):
+        session.flush()
     session.rollback()
+    session.add_all([g := PostingGroup(kind="journal", number=L.next_number(session, "Z"),
+                                       created_by="x"),
+                     h := PostingGroup(kind="journal", number=L.next_number(session, "Z"),
+                                       created_by="x")])
+    session.flush()
+    lines = LedgerLine.__table__.insert()
+    # one balanced group and one unbalanced group in the same statement: refused whole
+    with pytest.raises(DatabaseError, match=f"posting group {h.id} does not balance"):
+        session.execute(lines.values([
+            dict(group_id=g.id, account=L.BANK, amount=7),
+            dict(group_id=g.id, account=L.FUND, fund_code="CTAX", amount=-7),
+            dict(group_id=h.id, account=L.BANK, amount=3),
+            dict(group_id=h.id, account=L.FUND, fund_code="CTAX", amount=-2)]))
+    session.rollback()
+    # lines added later to a group that balanced: the check sums the whole group
+    group = L.post_group(session, "journal", [L.Leg(L.BANK, 9), L.Leg(L.FUND, -9, "CTAX")],
+                         actor="x")
+    session.commit()
+    with pytest.raises(DatabaseError, match="does not balance"):
+        session.execute(lines.values([dict(group_id=group.id, account=L.BANK, amount=1)]))
+    session.rollback()
+    assert sum(l.amount for l in session.get(PostingGroup, group.id).lines) == 0
 
 
 def test_reverse_group_once_with_reason(session):
