@@ -42,6 +42,8 @@ class Summary:
 
     control: str | None = None
     skipped: int = 0
+    first_date: date | None = None  # set by the whole-file check
+    last_date: date | None = None
     notes: list[str] = field(default_factory=list)
 
 

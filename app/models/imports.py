@@ -3,10 +3,10 @@ per-fund reference patterns and processing rules."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import UTCDateTime, utcnow
@@ -112,6 +112,9 @@ class ImportBatch(Model):
     suspense_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     #: the last file line whose row is committed (a re-run resumes after it)
     last_line_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # the file's earliest and latest transaction dates (duplicate look-ups skip imports outside them)
+    first_date: Mapped[date | None] = mapped_column(Date)
+    last_date: Mapped[date | None] = mapped_column(Date)
     control_total: Mapped[str | None] = mapped_column(String(200))
     errors_json: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
     duplicates_json: Mapped[str] = mapped_column(Text, nullable=False, default="[]")

@@ -303,10 +303,12 @@ def _errors(items: list[LineError]) -> list[dict]:
 
 def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | None
                   ) -> tuple[list[LineError], int, int, Summary]:
-    """The whole-file pass: every line parsed (streaming), errors named by line, no posting."""
+    """The whole-file pass: every line parsed (streaming), errors named by line, no posting.
+    The summary gets the file's first and last transaction dates."""
     summary = Summary()
     errors: list[LineError] = []
     rows = total = 0
+    first = last = None
     methods = set(session.scalars(select(PaymentMethod.code)))
     try:
         for item in parse_file(fmt, path, summary, profile, allpay_methods(session)):
@@ -321,8 +323,14 @@ def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | 
                 continue
             rows += 1
             total += item.amount
+            d = item.transaction_date
+            if first is None or d < first:
+                first = d
+            if last is None or d > last:
+                last = d
     except FileRejected as exc:
         errors.append(LineError(exc.line, exc.message))
+    summary.first_date, summary.last_date = first, last
     return errors, rows, total, summary
 
 
@@ -384,6 +392,7 @@ def receive_import(session: Session, *, stream, filename: str, fmt: str, actor: 
                         active_sha256=None if errors else sha, size_bytes=size,
                         status="received", rows_total=rows, total_amount=total,
                         control_total=summary.control, created_by=actor, office_code=office_code,
+                        first_date=summary.first_date, last_date=summary.last_date,
                         errors_json=json.dumps(_errors(errors)))
     session.add(batch)
     session.flush()
@@ -520,6 +529,10 @@ def _bulk_insert(session: Session, table, rows: list[dict]) -> None:
 
 def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision]) -> list[dict]:
     """Rows whose date+reference+amount was imported earlier (by another import)."""
+    if not decisions or not _earlier_imports_cover(
+            session, batch_id, min(d.transaction_date for d in decisions),
+            max(d.transaction_date for d in decisions)):
+        return []
     tx_keys = {(d.transaction_date, d.reference[:30], d.amount) for d in decisions if d.reference}
     raw_keys = {(d.transaction_date, d.raw_reference.strip()[:200], d.amount) for d in decisions}
     found: set[tuple] = set()
@@ -538,6 +551,16 @@ def _find_duplicates(session: Session, batch_id: int, decisions: list[Decision])
                 out.append({"line": d.line, "message": f"Possible duplicate: {d_} {r_} "
                             f"£{Money(a_)} was imported before (import {imp})."})
     return sorted(out, key=lambda x: x["line"])
+
+
+def _earlier_imports_cover(session: Session, batch_id: int, first: date, last: date) -> bool:
+    """Whether another import that has posted rows may hold these dates (an import received
+    before its dates were recorded counts as covering every date)."""
+    t = ImportBatch.__table__
+    return session.execute(select(t.c.id).where(
+        t.c.id != batch_id, t.c.rows_done > 0,
+        t.c.first_date.is_(None) | ((t.c.first_date <= last) & (t.c.last_date >= first)))
+        .limit(1)).first() is not None
 
 
 # PostgreSQL look-ups by the chunk's references: arrays joined with unnest(), run unprepared
@@ -955,9 +978,12 @@ def _record_chunk(session: Session, batch_id: int, rows: list[Row],
 #: PostgreSQL: connections writing chunks at once. The server's work per row (indexes, foreign
 #: keys) is most of an import's time; two writers keep both cores of a small server busy.
 PG_WRITERS = 2
-# fresh planner statistics after these chunks (0-based): tables that grew fast (a first big
-# import) need them, or the duplicate look-ups and balance checks fall back to full scans
-_ANALYZE_AFTER = (0, 3)
+# After the first chunk, fresh planner statistics for the ledger's tables while they are small
+# (a new database's first big import): statistics of near-empty tables would lead the look-ups
+# into full scans. Larger tables are left to autovacuum.
+_ANALYZE_BELOW = 50_000
+_ANALYZE = text("ANALYZE posting_group, ledger_line, income_transaction, suspense_item")
+_LEDGER_SIZE = text("SELECT reltuples FROM pg_class WHERE oid = 'ledger_line'::regclass")
 
 
 def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, actor: str,
@@ -1000,9 +1026,8 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
                             continue
                     _record_chunk(ws, info.id, rows, counts, dups, actor)
                     ws.commit()
-                    if k in _ANALYZE_AFTER:
-                        ws.execute(text("ANALYZE posting_group, ledger_line, "
-                                        "income_transaction, suspense_item"))
+                    if k == 0 and ws.execute(_LEDGER_SIZE).scalar() < _ANALYZE_BELOW:
+                        ws.execute(_ANALYZE)
                         ws.commit()
                     with cond:
                         state["next"] = k + 1

@@ -4,7 +4,8 @@ The deferred constraint trigger that summed a posting group at commit, once per 
 becomes a statement-level trigger that sums each group the statement wrote to, once per group.
 posting_group.reverses_id (unique), ledger_line.transaction_id and
 income_transaction.source_transaction_id are NULL on most rows: their indexes now hold only the
-rows with a value.
+rows with a value. import_batch records the file's first and last transaction dates, so an
+import looks up possible duplicates only where an earlier import covers its dates.
 
 Revision ID: 0004_ledger_checks
 Revises: 0003_import_lookups
@@ -45,12 +46,18 @@ def upgrade():
         batch_op.create_index('ix_income_transaction_source_transaction_id',
                               ['source_transaction_id'], unique=False,
                               **_not_null('source_transaction_id'))
+    with op.batch_alter_table('import_batch', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('first_date', sa.Date(), nullable=True))
+        batch_op.add_column(sa.Column('last_date', sa.Date(), nullable=True))
     from app.models.ledger import install_ledger_triggers
 
     install_ledger_triggers(bind)
 
 
 def downgrade():
+    with op.batch_alter_table('import_batch', schema=None) as batch_op:
+        batch_op.drop_column('last_date')
+        batch_op.drop_column('first_date')
     with op.batch_alter_table('income_transaction', schema=None) as batch_op:
         batch_op.drop_index('ix_income_transaction_source_transaction_id')
         batch_op.create_index('ix_income_transaction_source_transaction_id',

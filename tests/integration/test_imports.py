@@ -8,7 +8,7 @@ import json
 import random
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.domain.errors import Conflict, ValidationError
 from app.models.imports import FundReferencePattern, ImportBatch, ProcessingRule
@@ -140,6 +140,19 @@ def test_same_file_twice_is_refused_and_earlier_lines_reported(app, session, fun
     assert b2.rows_duplicate == 1
     dups = json.loads(b2.duplicates_json)
     assert dups[0]["line"] == 2 and f"import {b1.id}" in dups[0]["message"]
+    assert (b2.first_date.isoformat(), b2.last_date.isoformat()) == ("2026-03-01", "2026-03-02")
+    # an import received before dates were recorded still counts as covering every date
+    session.execute(update(ImportBatch.__table__).where(ImportBatch.id.in_([b1.id, b2.id]))
+                    .values(first_date=None, last_date=None))
+    session.commit()
+    b3 = svc.process_import(session, _receive(
+        app, session, base + f"2026-03-03,{tag},9.99,{fund}\n2026-03-04,{tag},1.00,{fund}\n").id)
+    assert b3.rows_duplicate == 1 and json.loads(b3.duplicates_json)[0]["line"] == 2
+    # the same reference and amount on dates no earlier import covers: not a duplicate
+    b4 = svc.process_import(session, _receive(
+        app, session, f"transaction_date,account_reference,amount,fund_code\n"
+                      f"2026-05-01,{tag},9.99,{fund}\n").id)
+    assert b4.status == "succeeded" and b4.rows_duplicate == 0
 
 
 def test_crash_mid_import_resumes_without_double_posting(app, session, fund):
@@ -161,6 +174,88 @@ def test_crash_mid_import_resumes_without_double_posting(app, session, fund):
         Transaction.import_id == batch.id)) == 25
     assert session.scalar(select(func.sum(Transaction.amount)).where(
         Transaction.import_id == batch.id)) == 2500
+
+
+def test_failure_in_a_middle_chunk_keeps_the_posted_lines_before_it(app, session, fund,
+                                                                    monkeypatch):
+    """Chunks may be written at once (two connections on PostgreSQL) but commit in file order: a
+    chunk that fails rolls back the chunks after it, progress stays "the file up to a line", and
+    a retry posts the rest once."""
+    tag = unique("M", 6)
+    rows = "".join(f"2026-04-02,{tag}{i},1.{i:02d},{fund}\n" for i in range(50))
+    batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
+    real_post = svc._post_chunk
+
+    def post_or_fail(s, info, ctx, decisions, actor):
+        if any(d.line == 25 for d in decisions):  # the third chunk (lines 22-31)
+            raise RuntimeError("disk full")
+        return real_post(s, info, ctx, decisions, actor)
+
+    monkeypatch.setattr(svc, "_post_chunk", post_or_fail)
+    b = svc.process_import(session, batch.id, chunk_size=10)
+    assert b.status == "failed" and "disk full" in b.errors_json
+    assert (b.rows_done, b.last_line_done, b.rows_posted) == (20, 21, 20)
+    lines = session.scalars(select(SuspenseItem.id).where(SuspenseItem.import_id == batch.id)).all()
+    numbers = session.scalars(select(Transaction.receipt_number).where(
+        Transaction.import_id == batch.id)).all()
+    assert lines == [] and sorted(numbers, key=lambda n: int(n.split("-")[1])) == [
+        f"I{batch.id}-{line}" for line in range(2, 22)]
+    monkeypatch.setattr(svc, "_post_chunk", real_post)
+    svc.retry_import(session, batch.id, actor="clerk")
+    b = svc.process_import(session, batch.id, chunk_size=10)
+    assert b.status == "succeeded" and (b.rows_done, b.rows_posted) == (50, 50)
+    amounts = session.scalars(select(Transaction.amount).where(
+        Transaction.import_id == batch.id)).all()
+    assert len(amounts) == 50 and sum(amounts) == b.total_amount == sum(100 + i for i in range(50))
+    assert trial_balance_is_zero(session)
+
+
+def trial_balance_is_zero(session) -> bool:
+    return session.scalar(select(func.coalesce(func.sum(LedgerLine.amount), 0))) == 0
+
+
+def test_two_imports_at_once_post_every_row_once(app, session, fund):
+    """Two imports processed at the same time (each with its own writers on PostgreSQL)."""
+    import threading
+
+    from app.extensions import db
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent writers: PostgreSQL (SQLite has one writer at a time)")
+    batches = []
+    for k in range(2):
+        tag = unique(f"P{k}", 6)
+        rows = "".join(f"2026-04-03,{tag}{i},2.{i % 100:02d},{fund}\n" for i in range(600))
+        batches.append(_receive(app, session, "transaction_date,account_reference,amount,"
+                                              "fund_code\n" + rows).id)
+    session.commit()
+    errors = []
+
+    def run(batch_id):
+        with app.app_context():
+            try:
+                svc.process_import(db.session, batch_id, actor="clerk", chunk_size=50)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run, args=(b,)) for b in batches]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert errors == []
+    session.expire_all()
+    for batch_id in batches:
+        b = session.get(ImportBatch, batch_id)
+        assert b.status == "succeeded" and b.rows_posted == 600, b.errors_json
+        n, total = session.execute(select(func.count(), func.sum(Transaction.amount)).where(
+            Transaction.import_id == batch_id)).one()
+        assert (n, total) == (600, b.total_amount)
+        assert session.scalar(select(func.count(func.distinct(PostingGroup.number))).where(
+            PostingGroup.import_id == batch_id)) == 600
+    assert trial_balance_is_zero(session)
 
 
 def test_reversal_withdraws_suspense_and_reverses_postings(app, session, fund):
