@@ -1251,6 +1251,8 @@ def import_result(batch: ImportBatch) -> dict:
         "percent": (100 if batch.status in ("succeeded", "reversed") else
                     int(100 * batch.rows_done / batch.rows_total) if batch.rows_total else 0),
         "control_total": batch.control_total,
+        "first_date": batch.first_date.isoformat() if batch.first_date else None,
+        "last_date": batch.last_date.isoformat() if batch.last_date else None,
         "errors": json.loads(batch.errors_json or "[]"),
         "duplicates": json.loads(batch.duplicates_json or "[]"),
         "created_by": batch.created_by,

@@ -43,6 +43,7 @@ def test_upload_and_result(api, inline):
     assert body["status"] == "succeeded"
     assert (body["rows_total"], body["rows_posted"], body["rows_suspense"]) == (2, 1, 1)
     assert body["total_amount"] == "13.34" and body["errors"] == []
+    assert (body["first_date"], body["last_date"]) == ("2026-01-05", "2026-01-05")
     s = api("clerk").get(f"/api/v1/suspense/?q=(filters:!((col:import_id,opr:eq,value:{body['id']})))")
     assert s.status_code == 200, s.json
     [item] = s.json["result"]

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.browser
 
 def test_clerk_uploads_csv_sees_progress_and_suspense(page, live_url, tmp_path):
     tag = unique("BR", 8)
-    rows = "".join(f"2026-01-05,{tag}{i},1.25,row {i},TWS\n" for i in range(40))
+    rows = "".join(f"2026-01-{5 + i % 3:02d},{tag}{i},1.25,row {i},TWS\n" for i in range(40))
     path = tmp_path / "statement.csv"
     path.write_text("transaction_date,account_reference,amount,narrative,fund_code\n" + rows
                     + f'2026-01-05,{tag}-WHO,7.50,"Unknown, payer",\n', encoding="utf-8")
@@ -26,6 +26,7 @@ def test_clerk_uploads_csv_sees_progress_and_suspense(page, live_url, tmp_path):
     assert page.locator("#r-posted").inner_text().startswith("40 ")
     assert page.locator("#r-suspense").inner_text().startswith("1 ")
     assert page.locator("#r-total").inner_text() == "£57.50"
+    assert page.locator("#r-dates").inner_text() == "05/01/2026 – 07/01/2026"
     page.click("#link-suspense")
     page.wait_for_selector("#suspense-queue")
     table = page.locator("#suspense-queue").inner_text()
