@@ -55,6 +55,7 @@ def upgrade():
 
 
 def downgrade():
+    # the statement-level balance check stays: it is stricter than the trigger it replaced
     with op.batch_alter_table('import_batch', schema=None) as batch_op:
         batch_op.drop_column('last_date')
         batch_op.drop_column('first_date')
