@@ -5,7 +5,8 @@ Posting writes the ledger's own tables (app/models/ledger.py) with the ledger's 
 one posting group per row: receipts Dr BANK / Cr FUND (kind "import", one Transaction per row)
 and unmatched money Dr BANK / Cr SUSPENSE (kind "suspense", one SuspenseItem per row) — but in
 bulk (multi-row INSERTs), since post_group()/record_income() work one group at a time.
-Each committed chunk records the last file line done, so a re-run resumes idempotently.
+Each committed chunk records the last file line done, so a re-run resumes idempotently. A row's
+posting number names the import and the file line (I42-17, S42-18).
 """
 
 from __future__ import annotations
@@ -670,7 +671,14 @@ def _in_batches(session: Session, sql: str, values: list, extra: tuple = ()) -> 
     return out
 
 
-def _post_chunk(session: Session, batch: "_BatchInfo", ctx: RowContext,
+@dataclass(frozen=True, slots=True)
+class _BatchInfo:
+    """What posting needs of the batch (a writer thread has no ORM copy of it)."""
+    id: int
+    office_code: str | None
+
+
+def _post_chunk(session: Session, batch: _BatchInfo, ctx: RowContext,
                 decisions: list[Decision], actor: str) -> tuple[int, int, int, int]:
     """Insert the chunk's posting groups, transactions, ledger lines and suspense items.
     Returns (rows posted, rows to suspense, amount posted, amount to suspense)."""
@@ -685,22 +693,12 @@ def _post_chunk(session: Session, batch: "_BatchInfo", ctx: RowContext,
             sum(d.amount for d in held))
 
 
-@dataclass(frozen=True, slots=True)
-class _BatchInfo:
-    """What posting needs of the batch (a writer thread has no ORM copy of it)."""
-    id: int
-    office_code: str | None
-
-
-def row_number(kind: str, import_id: int, line: int) -> str:
-    """An import row's posting number: I (receipt) or S (suspense), the import and the file line,
-    e.g. I42-1017. Unique without a shared counter, and it says where the money came from."""
-    return f"{kind}{import_id}-{line}"
-
-
 def _stage_rows(ctx: RowContext, import_id: int, posted: list[Decision], held: list[Decision]):
     """One tuple per row, as _STAGE_COLUMNS: what its posting group, transaction or suspense
-    item and ledger lines need (posted rows first, then suspense, each in file order)."""
+    item and ledger lines need (posted rows first, then suspense, each in file order).
+
+    A row's posting number is I (receipt) or S (suspense), the import and the file line, e.g.
+    I42-1017: unique without a shared counter, and it says where the money came from."""
     funds = ctx.funds
     prefix_i, prefix_s = f"I{import_id}-", f"S{import_id}-"
     for d in posted:
@@ -926,7 +924,7 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
             ctx.validate(d)
         return _find_duplicates(session, info.id, decisions)
 
-    if _is_pg(session) and PG_WRITERS > 0:
+    if _is_pg(session):
         _write_in_parallel(session, info, ctx, actor, next_chunk, checked, fail_after_chunks)
     else:
         chunks = 0
@@ -1001,6 +999,10 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
     state: dict = {"next": 0, "stop_at": None, "error": None}
     queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(PG_WRITERS)]
 
+    def stopped(k: int) -> bool:
+        """Whether chunk k must not commit (a chunk before it, or it, failed). Hold cond."""
+        return state["stop_at"] is not None and k >= state["stop_at"]
+
     def fail(k: int, exc: BaseException) -> None:
         with cond:
             if state["stop_at"] is None or k < state["stop_at"]:
@@ -1014,14 +1016,13 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
                 k, rows, decisions, dups = item
                 try:
                     with cond:
-                        if state["stop_at"] is not None and k >= state["stop_at"]:
+                        if stopped(k):
                             continue
                     counts = _post_chunk(ws, info, ctx, decisions, actor)
                     with cond:  # commit in file order
-                        while state["next"] != k and not (
-                                state["stop_at"] is not None and k >= state["stop_at"]):
+                        while state["next"] != k and not stopped(k):
                             cond.wait()
-                        if state["stop_at"] is not None and k >= state["stop_at"]:
+                        if stopped(k):
                             ws.rollback()
                             continue
                     _record_chunk(ws, info.id, rows, counts, dups, actor)
@@ -1029,12 +1030,10 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
                     if k == 0 and ws.execute(_LEDGER_SIZE).scalar() < _ANALYZE_BELOW:
                         ws.execute(_ANALYZE)
                         ws.commit()
-                    with cond:
-                        state["next"] = k + 1
+                    with cond:  # (cond's lock is re-entrant: fail() takes it again)
                         if fail_after_chunks is not None and k + 1 >= fail_after_chunks:
-                            state["stop_at"] = k + 1
-                            state["error"] = _SimulatedCrash(
-                                f"simulated crash after {k + 1} chunk(s)")
+                            fail(k + 1, _SimulatedCrash(f"simulated crash after {k + 1} chunk(s)"))
+                        state["next"] = k + 1
                         cond.notify_all()
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                     ws.rollback()
@@ -1051,7 +1050,7 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
         rows, decisions = next_chunk()
         while rows:
             with cond:
-                if state["stop_at"] is not None and k >= state["stop_at"]:
+                if stopped(k):
                     break
             dups = checked(decisions)
             session.rollback()  # no snapshot or lock held while the writers work

@@ -70,19 +70,18 @@ def test_balance_trigger_refuses_an_unbalanced_statement_on_postgres(session):
     of each INSERT into ledger_line, for every group the statement wrote to."""
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("the balance trigger is PostgreSQL only")
-    g = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
-    h = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
-    session.add_all([g, h])
-    session.flush()
+    def group():
+        g = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
+        session.add(g)
+        session.flush()
+        return g
+
+    g = group()
     session.add(LedgerLine(group_id=g.id, account=L.BANK, amount=5))
     with pytest.raises(DatabaseError, match=f"posting group {g.id} does not balance"):
         session.flush()
     session.rollback()
-    session.add_all([g := PostingGroup(kind="journal", number=L.next_number(session, "Z"),
-                                       created_by="x"),
-                     h := PostingGroup(kind="journal", number=L.next_number(session, "Z"),
-                                       created_by="x")])
-    session.flush()
+    g, h = group(), group()
     lines = LedgerLine.__table__.insert()
     # one balanced group and one unbalanced group in the same statement: refused whole
     with pytest.raises(DatabaseError, match=f"posting group {h.id} does not balance"):
