@@ -11,12 +11,15 @@ posting number names the import and the file line (I42-17, S42-18).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import queue
 import re
+import sqlite3
+import sys
 import threading
 import uuid
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money, vat_of
-from app.importers import FORMATS, FileRejected, LineError, Row, Summary, parse_file
+from app.importers import FORMATS, FileRejected, LineError, Summary, parse_file
 from app.importers.allpay import DEFAULT_METHODS
 from app.models.imports import BankProfile, FundReferencePattern, ImportBatch, ImportStatusEvent
 from app.models.ledger import LedgerLine, NumberSequence, PostingGroup, Transaction
@@ -678,19 +681,50 @@ class _BatchInfo:
     office_code: str | None
 
 
-def _post_chunk(session: Session, batch: _BatchInfo, ctx: RowContext,
-                decisions: list[Decision], actor: str) -> tuple[int, int, int, int]:
-    """Insert the chunk's posting groups, transactions, ledger lines and suspense items.
-    Returns (rows posted, rows to suspense, amount posted, amount to suspense)."""
-    now = _now()
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """A chunk ready to write, built by the thread that parses, so that a writer thread only
+    talks to the database: one row per file line, as _STAGE_COLUMNS (posted rows first, then
+    suspense) — tuples for PostgreSQL's COPY, one JSON array for SQLite."""
+    rows: list[tuple] | str
+    n: int
+    first_line: int
+    last_line: int
+    counts: tuple[int, int, int, int]  # rows posted, rows to suspense, their amounts
+
+
+def _stage(session: Session, batch: _BatchInfo, ctx: RowContext,
+           decisions: list[Decision]) -> _Staged:
     posted = [d for d in decisions if not d.suspense]
     held = [d for d in decisions if d.suspense]
+    rows = list(_stage_rows(ctx, batch.id, posted, held))
+    if not _is_pg(session):
+        # SQLite keeps dates as text: as the column stores them (ISO), converted once per date
+        to_text = Transaction.__table__.c.transaction_date.type._cached_bind_processor(
+            session.get_bind().dialect) or (lambda v: v)
+        dates: dict = {}
+        flat = []
+        for seq, r in enumerate(rows):
+            d = r[10]
+            sd = dates.get(d)
+            if sd is None:
+                sd = dates[d] = to_text(d)
+            flat += (seq, *r[:10], sd, *r[11:])
+        rows = flat
+    return _Staged(rows, len(decisions), decisions[0].line, decisions[-1].line,
+                   (len(posted), len(held), sum(d.amount for d in posted),
+                    sum(d.amount for d in held)))
+
+
+def _post_chunk(session: Session, batch: _BatchInfo, ctx: RowContext, staged: _Staged,
+                actor: str) -> tuple[int, int, int, int]:
+    """Insert the chunk's posting groups, transactions, ledger lines and suspense items.
+    Returns (rows posted, rows to suspense, amount posted, amount to suspense)."""
     if _is_pg(session):
-        _post_chunk_pg(session, batch, ctx, posted, held, now, actor)
+        _post_chunk_pg(session, batch, ctx, staged, _now(), actor)
     else:
-        _post_chunk_rows(session, batch, ctx, posted, held, now, actor)
-    return (len(posted), len(held), sum(d.amount for d in posted),
-            sum(d.amount for d in held))
+        _post_chunk_rows(session, batch, ctx, staged, _now(), actor)
+    return staged.counts
 
 
 def _stage_rows(ctx: RowContext, import_id: int, posted: list[Decision], held: list[Decision]):
@@ -765,7 +799,7 @@ _PG_POST = """
     ORDER BY r.held, r.line, v.k"""
 
 
-def _post_chunk_pg(session, batch, ctx, posted, held, now, actor) -> None:
+def _post_chunk_pg(session, batch, ctx, staged, now, actor) -> None:
     """PostgreSQL: COPY the chunk's rows into a temporary table (one row per file line), then
     write every ledger table from it in one statement. The ledger's trigger checks, at the end
     of that statement, that every posting group balances."""
@@ -775,10 +809,10 @@ def _post_chunk_pg(session, batch, ctx, posted, held, now, actor) -> None:
     with raw.cursor() as cur:
         cur.execute(_PG_STAGE)
         with cur.copy(f"COPY ims_import_row ({', '.join(_STAGE_COLUMNS)}) FROM STDIN") as copy:
-            for row in _stage_rows(ctx, batch.id, posted, held):
+            for row in staged.rows:
                 copy.write_row(row)
         cur.execute(_PG_POST, params, prepare=False)
-        expected = 2 * (len(posted) + len(held))
+        expected = 2 * staged.n
         if cur.rowcount != expected:
             raise ValidationError(f"Internal error: {cur.rowcount} ledger lines written for "
                                   f"{expected}.")
@@ -791,8 +825,17 @@ _SQLITE_STAGE = """
         amount BIGINT NOT NULL, vat_code VARCHAR(10), vat_amount BIGINT NOT NULL,
         payment_method_code VARCHAR(10), narrative TEXT, transaction_date DATE NOT NULL,
         external_reference VARCHAR(100), reference_text VARCHAR(200), reason VARCHAR(500))"""
-_SQLITE_STAGE_INSERT = "INSERT INTO temp.ims_import_row (seq, {}) VALUES ({})".format(  # noqa: S608
-    ", ".join(_STAGE_COLUMNS), ", ".join("?" * (len(_STAGE_COLUMNS) + 1)))
+_SQLITE_STAGE_WIDTH = len(_STAGE_COLUMNS) + 1
+
+
+@functools.cache
+def _sqlite_stage_insert(n: int) -> str:
+    """INSERT of n staged rows in one statement (bound in C, one step: one GIL release)."""
+    one = "(" + ", ".join("?" * _SQLITE_STAGE_WIDTH) + ")"
+    return "INSERT INTO temp.ims_import_row (seq, {}) VALUES {}".format(  # noqa: S608
+        ", ".join(_STAGE_COLUMNS), ", ".join([one] * n))
+
+
 # The same postings as _PG_POST, one table at a time; ids follow the reserved blocks (seq is the
 # row's place in the chunk: posted rows first, so a posted row's transaction id is tbase + seq).
 _SQLITE_POST = (
@@ -825,37 +868,44 @@ _SQLITE_POST = (
 )
 
 
-def _post_chunk_rows(session, batch, ctx, posted, held, now, actor) -> None:
-    """Other databases (SQLite): the chunk's rows go to a temporary table with executemany,
-    then each ledger table is written from it, with ids from blocks reserved after max(id)."""
+# Takes SQLite's write lock first (writing the temporary table does not), then reads where the
+# chunk's ids start: one statement (SQLite 3.35+), so one round trip
+_SQLITE_LOCK = ("UPDATE import_batch SET heartbeat_at = ? WHERE id = ? RETURNING "
+                "(SELECT coalesce(max(id), 0) FROM posting_group), "
+                "(SELECT coalesce(max(id), 0) FROM income_transaction)")
+_SQLITE_BALANCE = ("SELECT coalesce(sum(amount), 0), count(*) FROM ledger_line "
+                   "WHERE group_id BETWEEN ? AND ?")
+
+
+def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:
+    """Other databases (SQLite): the chunk's rows go to a temporary table in one statement,
+    then each ledger table is written from it, with ids after max(id).
+
+    Straight on the driver, in few statements: sqlite3 releases the GIL while SQLite works, and
+    each statement's return waits for the GIL again while the parsing thread runs."""
     conn = session.connection()
-    dialect = conn.dialect
-    tt = Transaction.__table__
-    to_date = tt.c.transaction_date.type._cached_bind_processor(dialect) or (lambda v: v)
-    dates: dict = {}
-    rows = []
-    for seq, r in enumerate(_stage_rows(ctx, batch.id, posted, held)):
-        d = r[10]
-        sd = dates.get(d)
-        if sd is None:
-            sd = dates[d] = to_date(d)
-        rows.append((seq, *r[:10], sd, *r[11:]))
-    conn.exec_driver_sql(_SQLITE_STAGE)
-    conn.exec_driver_sql("DELETE FROM temp.ims_import_row")
-    conn.exec_driver_sql(_SQLITE_STAGE_INSERT, rows)
-    stamp = tt.c.created_at.type._cached_bind_processor(dialect)
-    gt = PostingGroup.__table__
-    params = {"gbase": _reserve_ids(session, gt, 1)[0], "tbase": _reserve_ids(session, tt, 1)[0],
-              "now": stamp(now) if stamp else now, "actor": actor,
-              "office": batch.office_code, "bid": batch.id, "suspense_fund": ctx.suspense_fund}
-    for sql in _SQLITE_POST:
-        conn.execute(text(sql), params)
-    conn.exec_driver_sql("DELETE FROM temp.ims_import_row")
-    # no deferred trigger on SQLite: check here that the chunk's groups balance
-    lt = LedgerLine.__table__
-    net, count = conn.execute(select(func.coalesce(func.sum(lt.c.amount), 0), func.count()).where(
-        lt.c.group_id.between(params["gbase"], params["gbase"] + len(rows) - 1))).one()
-    if net != 0 or count != 2 * len(rows):
+    stamp = Transaction.__table__.c.created_at.type._cached_bind_processor(conn.dialect)
+    now = stamp(now) if stamp else now
+    raw = conn.connection.dbapi_connection
+    cur = raw.cursor()
+    try:
+        cur.execute(_SQLITE_STAGE)
+        gbase, tbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
+        flat, width = staged.rows, _SQLITE_STAGE_WIDTH
+        per = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+        for i in range(0, staged.n, per):
+            part = flat[i * width:(i + per) * width]
+            cur.execute(_sqlite_stage_insert(len(part) // width), part)
+        params = {"gbase": gbase + 1, "tbase": tbase + 1, "now": now, "actor": actor,
+                  "office": batch.office_code, "bid": batch.id, "suspense_fund": ctx.suspense_fund}
+        for sql in _SQLITE_POST:
+            cur.execute(sql, params)
+        cur.execute("DELETE FROM temp.ims_import_row")
+        # no deferred trigger on SQLite: check here that the chunk's groups balance
+        net, count = cur.execute(_SQLITE_BALANCE, (gbase + 1, gbase + staged.n)).fetchone()
+    finally:
+        cur.close()
+    if net != 0 or count != 2 * staged.n:
         raise ValidationError("Internal error: the import postings do not balance.")
 
 
@@ -907,37 +957,25 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
     rows_left = _rows_after(parse_file(batch.format, batch.stored_path, summary, profile,
                                        allpay_methods(session)), batch.last_line_done)
 
-    def next_chunk() -> tuple[list[Row], list[Decision]]:
+    def next_chunk() -> list[Decision]:
         """The next chunk's rows with rules and fund applied (pure Python, no database)."""
-        rows = list(islice(rows_left, chunk_size))
         decide = ctx.decide
-        return rows, [decide(reference=r.reference, amount=r.amount, narrative=r.narrative,
-                             fund_code=r.fund_code,
-                             method_code=r.payment_method_code or default_method,
-                             line=r.line, transaction_date=r.transaction_date,
-                             external_reference=r.external_reference) for r in rows]
+        return [decide(reference=r.reference, amount=r.amount, narrative=r.narrative,
+                       fund_code=r.fund_code, method_code=r.payment_method_code or default_method,
+                       line=r.line, transaction_date=r.transaction_date,
+                       external_reference=r.external_reference)
+                for r in islice(rows_left, chunk_size)]
 
-    def checked(decisions: list[Decision]) -> list[dict]:
-        """Validate the chunk's rows (failures go to suspense); its possible duplicates."""
+    def checked(decisions: list[Decision]) -> tuple[_Staged, list[dict]]:
+        """Validate the chunk's rows (failures go to suspense) and stage them; its possible
+        duplicates."""
         ctx.prefetch_accounts(decisions)
         for d in decisions:
             ctx.validate(d)
-        return _find_duplicates(session, info.id, decisions)
+        dups = _find_duplicates(session, info.id, decisions)
+        return _stage(session, info, ctx, decisions), dups
 
-    if _is_pg(session):
-        _write_in_parallel(session, info, ctx, actor, next_chunk, checked, fail_after_chunks)
-    else:
-        chunks = 0
-        rows, decisions = next_chunk()
-        while rows:
-            dups = checked(decisions)
-            counts = _post_chunk(session, info, ctx, decisions, actor)
-            _record_chunk(session, info.id, rows, counts, dups, actor)
-            session.commit()
-            chunks += 1
-            if fail_after_chunks is not None and chunks >= fail_after_chunks:
-                raise _SimulatedCrash(f"simulated crash after {chunks} chunk(s)")
-            rows, decisions = next_chunk()
+    _write_in_parallel(session, info, ctx, actor, next_chunk, checked, fail_after_chunks)
     session.rollback()  # end the look-ups' transaction; the writers' progress is read afresh
     b = session.get(ImportBatch, info.id)
     if b.rows_done and b.rows_posted + b.rows_suspense != b.rows_total:
@@ -952,29 +990,31 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
     session.commit()
 
 
-def _record_chunk(session: Session, batch_id: int, rows: list[Row],
-                  counts: tuple[int, int, int, int], dups: list[dict], actor: str) -> None:
+def _record_chunk(session: Session, batch_id: int, staged: _Staged, dups: list[dict],
+                  actor: str) -> None:
     """The batch's progress after a chunk, and its audit event, in the chunk's transaction (so
     the progress is exactly what has been posted, and a re-run resumes after it)."""
-    n_posted, n_held, p_amt, s_amt = counts
+    n_posted, n_held, p_amt, s_amt = staged.counts
     t = ImportBatch.__table__
-    values = {"rows_done": t.c.rows_done + len(rows), "rows_posted": t.c.rows_posted + n_posted,
+    values = {"rows_done": t.c.rows_done + staged.n, "rows_posted": t.c.rows_posted + n_posted,
               "rows_suspense": t.c.rows_suspense + n_held,
               "posted_amount": t.c.posted_amount + p_amt,
               "suspense_amount": t.c.suspense_amount + s_amt,
-              "last_line_done": rows[-1].line, "heartbeat_at": _now()}
+              "last_line_done": staged.last_line, "heartbeat_at": _now()}
     if dups:
         old = session.execute(select(t.c.duplicates_json).where(t.c.id == batch_id)).scalar()
         values["rows_duplicate"] = t.c.rows_duplicate + len(dups)
         values["duplicates_json"] = json.dumps((json.loads(old or "[]") + dups)[:MAX_DUPLICATES])
     session.execute(update(t).where(t.c.id == batch_id).values(**values))
     audit.record(session, "post", "ImportBatch", batch_id, after={
-        "lines": f"{rows[0].line}-{rows[-1].line}", "posted": n_posted,
+        "lines": f"{staged.first_line}-{staged.last_line}", "posted": n_posted,
         "to_suspense": n_held, "amount": str(Money(p_amt + s_amt))}, actor=actor)
 
 
 #: PostgreSQL: connections writing chunks at once. The server's work per row (indexes, foreign
 #: keys) is most of an import's time; two writers keep both cores of a small server busy.
+#: SQLite allows one writer at a time: one writer thread, which works while this thread parses
+#: the next chunk (sqlite3 releases the GIL while SQLite runs a statement).
 PG_WRITERS = 2
 # After the first chunk, fresh planner statistics for the ledger's tables while they are small
 # (a new database's first big import): statistics of near-empty tables would lead the look-ups
@@ -984,12 +1024,51 @@ _ANALYZE = text("ANALYZE posting_group, ledger_line, income_transaction, suspens
 _LEDGER_SIZE = text("SELECT reltuples FROM pg_class WHERE oid = 'ledger_line'::regclass")
 
 
+#: SQLite: the writer's page cache (KiB), so a chunk's changes stay in memory until its commit.
+#: Spilling them to the file mid-transaction would take the exclusive lock early and block the
+#: parsing thread's look-ups until the commit.
+SQLITE_WRITER_CACHE_KIB = 65536
+
+
+def _writer_connection(wc):
+    """Set up a writer's connection; returns what undoes it before the connection goes back
+    to the pool."""
+    if wc.dialect.name != "sqlite":
+        return lambda: None
+    raw = wc.connection.dbapi_connection  # the driver's: no SQLAlchemy transaction begun
+    before = raw.execute("PRAGMA cache_size").fetchone()[0]
+    raw.execute(f"PRAGMA cache_size = -{SQLITE_WRITER_CACHE_KIB}")
+    return lambda: raw.execute(f"PRAGMA cache_size = {int(before)}")
+
+
+#: Python's thread switch interval (seconds) while an import runs. A writer thread gives up the
+#: GIL while the database works; when the statement returns, it waits for the parsing thread to
+#: hand the GIL back, up to the interval (5 ms by default) per statement.
+IMPORT_SWITCH_INTERVAL = 0.0005
+_switch = {"lock": threading.Lock(), "users": 0, "before": None}
+
+
+def _quick_switch(on: bool) -> None:
+    """Shorten the interpreter's switch interval while any import runs, then restore it."""
+    with _switch["lock"]:
+        if on:
+            if _switch["users"] == 0:
+                _switch["before"] = sys.getswitchinterval()
+                sys.setswitchinterval(min(_switch["before"], IMPORT_SWITCH_INTERVAL))
+            _switch["users"] += 1
+        else:
+            _switch["users"] -= 1
+            if _switch["users"] == 0:
+                sys.setswitchinterval(_switch["before"])
+
+
 def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, actor: str,
                        next_chunk, checked, fail_after_chunks: int | None) -> None:
-    """Post the chunks on PG_WRITERS connections of their own, in file order of commit.
+    """Post the chunks on connections of their own (PG_WRITERS on PostgreSQL, one on SQLite),
+    in file order of commit.
 
-    This thread parses, decides and validates each chunk (and looks up duplicates on
-    ``session``); writer k % PG_WRITERS posts chunk k, then waits for chunk k-1 to commit before
+    This thread parses, decides, validates and stages each chunk (and looks up duplicates on
+    ``session``); writer k % writers posts chunk k, then waits for chunk k-1 to commit before
     recording progress and committing. So what has been committed is always the file up to a
     line, as with one connection: a failure in chunk k rolls back the chunks after it, and a
     re-run resumes after the last line committed.
@@ -997,7 +1076,8 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
     engine = session.get_bind()
     cond = threading.Condition()
     state: dict = {"next": 0, "stop_at": None, "error": None}
-    queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(PG_WRITERS)]
+    pg = _is_pg(session)
+    queues: list[queue.Queue] = [queue.Queue(maxsize=1) for _ in range(PG_WRITERS if pg else 1)]
 
     def stopped(k: int) -> bool:
         """Whether chunk k must not commit (a chunk before it, or it, failed). Hold cond."""
@@ -1010,24 +1090,26 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
             cond.notify_all()
 
     def writer(q: queue.Queue) -> None:
-        ws = Session(bind=engine)
+        wc = engine.connect()  # one connection for all the writer's chunks
+        ws = Session(bind=wc)
+        restore = _writer_connection(wc)
         try:
             while (item := q.get()) is not None:
-                k, rows, decisions, dups = item
+                k, staged, dups = item
                 try:
                     with cond:
                         if stopped(k):
                             continue
-                    counts = _post_chunk(ws, info, ctx, decisions, actor)
+                    _post_chunk(ws, info, ctx, staged, actor)
                     with cond:  # commit in file order
                         while state["next"] != k and not stopped(k):
                             cond.wait()
                         if stopped(k):
                             ws.rollback()
                             continue
-                    _record_chunk(ws, info.id, rows, counts, dups, actor)
+                    _record_chunk(ws, info.id, staged, dups, actor)
                     ws.commit()
-                    if k == 0 and ws.execute(_LEDGER_SIZE).scalar() < _ANALYZE_BELOW:
+                    if k == 0 and pg and ws.execute(_LEDGER_SIZE).scalar() < _ANALYZE_BELOW:
                         ws.execute(_ANALYZE)
                         ws.commit()
                     with cond:  # (cond's lock is re-entrant: fail() takes it again)
@@ -1040,23 +1122,24 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
                     fail(k, exc)
         finally:
             ws.close()
+            restore()
+            wc.close()
 
     threads = [threading.Thread(target=writer, args=(q,), name=f"import-{info.id}-writer-{i}",
                                 daemon=True) for i, q in enumerate(queues)]
+    _quick_switch(True)
     for th in threads:
         th.start()
     k = 0
     try:
-        rows, decisions = next_chunk()
-        while rows:
+        while decisions := next_chunk():
             with cond:
                 if stopped(k):
                     break
-            dups = checked(decisions)
+            staged, dups = checked(decisions)
             session.rollback()  # no snapshot or lock held while the writers work
-            queues[k % PG_WRITERS].put((k, rows, decisions, dups))
+            queues[k % len(queues)].put((k, staged, dups))
             k += 1
-            rows, decisions = next_chunk()
     except BaseException as exc:
         fail(k, exc)
     finally:
@@ -1064,6 +1147,7 @@ def _write_in_parallel(session: Session, info: _BatchInfo, ctx: RowContext, acto
             q.put(None)
         for th in threads:
             th.join()
+        _quick_switch(False)
     if state["error"] is not None:
         raise state["error"]
 

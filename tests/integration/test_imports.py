@@ -186,10 +186,10 @@ def test_failure_in_a_middle_chunk_keeps_the_posted_lines_before_it(app, session
     batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
     real_post = svc._post_chunk
 
-    def post_or_fail(s, info, ctx, decisions, actor):
-        if any(d.line == 25 for d in decisions):  # the third chunk (lines 22-31)
+    def post_or_fail(s, info, ctx, staged, actor):
+        if staged.first_line <= 25 <= staged.last_line:  # the third chunk (lines 22-31)
             raise RuntimeError("disk full")
-        return real_post(s, info, ctx, decisions, actor)
+        return real_post(s, info, ctx, staged, actor)
 
     monkeypatch.setattr(svc, "_post_chunk", post_or_fail)
     b = svc.process_import(session, batch.id, chunk_size=10)
