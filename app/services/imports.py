@@ -46,6 +46,9 @@ from app.services.validation import ReferenceCheck
 log = logging.getLogger(__name__)
 
 CHUNK = 5000  # rows per committed chunk at most (at least 20 progress steps per file)
+#: SQLite: larger chunks (at least 10 progress steps): each commit writes out and syncs the
+#: pages the chunk changed, and its one writer cannot overlap commits as PostgreSQL's do
+SQLITE_CHUNK, SQLITE_STEPS = 10000, 10
 MAX_ERRORS = 500
 MAX_DUPLICATES = 500
 STALE_AFTER = timedelta(minutes=10)
@@ -685,8 +688,8 @@ class _BatchInfo:
 class _Staged:
     """A chunk ready to write, built by the thread that parses, so that a writer thread only
     talks to the database: one row per file line, as _STAGE_COLUMNS (posted rows first, then
-    suspense) — tuples for PostgreSQL's COPY, one JSON array for SQLite."""
-    rows: list[tuple] | str
+    suspense) — tuples for PostgreSQL's COPY; for SQLite, flat value lists (_sqlite_values)."""
+    rows: list[tuple] | tuple[list, list, list]
     n: int
     first_line: int
     last_line: int
@@ -699,18 +702,7 @@ def _stage(session: Session, batch: _BatchInfo, ctx: RowContext,
     held = [d for d in decisions if d.suspense]
     rows = list(_stage_rows(ctx, batch.id, posted, held))
     if not _is_pg(session):
-        # SQLite keeps dates as text: as the column stores them (ISO), converted once per date
-        to_text = Transaction.__table__.c.transaction_date.type._cached_bind_processor(
-            session.get_bind().dialect) or (lambda v: v)
-        dates: dict = {}
-        flat = []
-        for seq, r in enumerate(rows):
-            d = r[10]
-            sd = dates.get(d)
-            if sd is None:
-                sd = dates[d] = to_text(d)
-            flat += (seq, *r[:10], sd, *r[11:])
-        rows = flat
+        rows = _sqlite_values(session, rows)
     return _Staged(rows, len(decisions), decisions[0].line, decisions[-1].line,
                    (len(posted), len(held), sum(d.amount for d in posted),
                     sum(d.amount for d in held)))
@@ -818,91 +810,112 @@ def _post_chunk_pg(session, batch, ctx, staged, now, actor) -> None:
                                   f"{expected}.")
 
 
-_SQLITE_STAGE = """
-    CREATE TEMP TABLE IF NOT EXISTS ims_import_row (
-        seq INTEGER NOT NULL, line INTEGER NOT NULL, held BOOLEAN NOT NULL,
-        number VARCHAR(20) NOT NULL, fund_code VARCHAR(10), account_reference VARCHAR(30),
-        amount BIGINT NOT NULL, vat_code VARCHAR(10), vat_amount BIGINT NOT NULL,
-        payment_method_code VARCHAR(10), narrative TEXT, transaction_date DATE NOT NULL,
-        external_reference VARCHAR(100), reference_text VARCHAR(200), reason VARCHAR(500))"""
-_SQLITE_STAGE_WIDTH = len(_STAGE_COLUMNS) + 1
+def _sqlite_values(session: Session, rows: list[tuple]) -> tuple[list, list, list]:
+    """SQLite: the staged rows as the flat VALUES lists of _SQLITE_GROUPS, _SQLITE_TX and
+    _SQLITE_SUSPENSE (one value per placeholder), seq being the row's place in the chunk.
+    Dates as SQLite keeps them (text), converted once per date."""
+    to_text = Transaction.__table__.c.transaction_date.type._cached_bind_processor(
+        session.get_bind().dialect) or (lambda v: v)
+    dates: dict = {}
+    groups: list = []
+    txs: list = []
+    held: list = []
+    for seq, (line, is_held, number, fund, ref, amount, vat_code, vat, method, narrative, d,
+              ext, ref_text, reason) in enumerate(rows):
+        sd = dates.get(d)
+        if sd is None:
+            sd = dates[d] = to_text(d)
+        if is_held:
+            groups += (seq, "suspense", number)
+            held += (seq, amount, ref_text, narrative, reason, fund, sd, line)
+        else:
+            groups += (seq, "import", number)
+            txs += (seq, number, fund, ref, amount, vat_code, vat, method, narrative, sd, ext)
+    return groups, txs, held
 
 
-@functools.cache
-def _sqlite_stage_insert(n: int) -> str:
-    """INSERT of n staged rows in one statement (bound in C, one step: one GIL release)."""
-    one = "(" + ", ".join("?" * _SQLITE_STAGE_WIDTH) + ")"
-    return "INSERT INTO temp.ims_import_row (seq, {}) VALUES {}".format(  # noqa: S608
-        ", ".join(_STAGE_COLUMNS), ", ".join([one] * n))
-
-
-# The same postings as _PG_POST, one table at a time; ids follow the reserved blocks (seq is the
-# row's place in the chunk: posted rows first, so a posted row's transaction id is tbase + seq).
-_SQLITE_POST = (
-    """INSERT INTO posting_group (id, kind, number, created_at, created_by, office_code, import_id)
-       SELECT :gbase + seq, CASE WHEN held THEN 'suspense' ELSE 'import' END, number,
-              :now, :actor, :office, :bid
-       FROM temp.ims_import_row ORDER BY seq""",
-    """INSERT INTO income_transaction (id, receipt_number, fund_code, account_reference, amount,
-           vat_code, vat_amount, payment_method_code, narrative, transaction_date,
-           external_reference, office_code, created_by, created_at, import_id, posting_group_id)
-       SELECT :tbase + seq, number, fund_code, account_reference, amount, vat_code, vat_amount,
-              payment_method_code, narrative, transaction_date, external_reference, :office,
-              :actor, :now, :bid, :gbase + seq
-       FROM temp.ims_import_row WHERE NOT held ORDER BY seq""",
-    """INSERT INTO suspense_item (amount, reference_text, narrative, reason, fund_code,
-           transaction_date, import_id, line_number, posting_group_id, status, created_at)
-       SELECT amount, reference_text, narrative, reason, fund_code, transaction_date, :bid, line,
-              :gbase + seq, 'unallocated', :now
-       FROM temp.ims_import_row WHERE held ORDER BY seq""",
-    """INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount,
-           transaction_id)
-       SELECT :gbase + s.seq,
-              CASE WHEN k.k = 1 THEN 'BANK' WHEN s.held THEN 'SUSPENSE' ELSE 'FUND' END,
-              CASE WHEN k.k = 1 THEN NULL WHEN s.held THEN :suspense_fund ELSE s.fund_code END,
-              CASE WHEN k.k = 1 OR s.held THEN NULL ELSE s.account_reference END,
-              CASE WHEN k.k = 1 THEN s.amount ELSE -s.amount END,
-              CASE WHEN k.k = 2 AND NOT s.held THEN :tbase + s.seq END
-       FROM temp.ims_import_row s CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k
-       ORDER BY s.seq, k.k""",
-)
-
-
-# Takes SQLite's write lock first (writing the temporary table does not), then reads where the
-# chunk's ids start: one statement (SQLite 3.35+), so one round trip
+# The same postings as _PG_POST, on SQLite: multi-row VALUES (bound in C, one step, so one GIL
+# release per statement), ids after the tables' max(id) read under the write lock (posted rows
+# come first: a posted row's transaction id is tbase + seq). Constants are bound once, before
+# the VALUES (positional parameters number in the order they appear).
+_SQLITE_GROUPS = (3, "INSERT INTO posting_group (id, kind, number, created_at, created_by, "
+                     "office_code, import_id) SELECT ? + column1, column2, column3, ?, ?, ?, ? "
+                     "FROM (VALUES {})")
+_SQLITE_TX = (11, "INSERT INTO income_transaction (id, posting_group_id, receipt_number, "
+                  "fund_code, account_reference, amount, vat_code, vat_amount, "
+                  "payment_method_code, narrative, transaction_date, external_reference, "
+                  "office_code, created_by, created_at, import_id) "
+                  "SELECT ? + column1, ? + column1, column2, column3, column4, column5, column6, "
+                  "column7, column8, column9, column10, column11, ?, ?, ?, ? FROM (VALUES {})")
+_SQLITE_SUSPENSE = (8, "INSERT INTO suspense_item (id, posting_group_id, amount, reference_text, "
+                       "narrative, reason, fund_code, transaction_date, line_number, import_id, "
+                       "status, created_at) SELECT ? + column1, ? + column1, column2, column3, "
+                       "column4, column5, column6, column7, column8, ?, 'unallocated', ? "
+                       "FROM (VALUES {})")
+# Ledger lines from the rows just written (a range of ids): BANK then FUND, or BANK then SUSPENSE
+_SQLITE_TX_LINES = (
+    "INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount, "
+    "transaction_id) SELECT t.posting_group_id, CASE k.k WHEN 1 THEN 'BANK' ELSE 'FUND' END, "
+    "CASE k.k WHEN 2 THEN t.fund_code END, CASE k.k WHEN 2 THEN t.account_reference END, "
+    "CASE k.k WHEN 1 THEN t.amount ELSE -t.amount END, CASE k.k WHEN 2 THEN t.id END "
+    "FROM income_transaction t CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k "
+    "WHERE t.id BETWEEN ? AND ? ORDER BY t.id, k.k")
+_SQLITE_SUSPENSE_LINES = (
+    "INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount, "
+    "transaction_id) SELECT s.posting_group_id, CASE k.k WHEN 1 THEN 'BANK' ELSE 'SUSPENSE' END, "
+    "CASE k.k WHEN 2 THEN ? END, NULL, CASE k.k WHEN 1 THEN s.amount ELSE -s.amount END, NULL "
+    "FROM suspense_item s CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k "
+    "WHERE s.id BETWEEN ? AND ? ORDER BY s.id, k.k")
+# Takes SQLite's write lock first, then reads where the chunk's ids start: one statement
+# (UPDATE ... RETURNING, SQLite 3.35+), so one round trip
 _SQLITE_LOCK = ("UPDATE import_batch SET heartbeat_at = ? WHERE id = ? RETURNING "
                 "(SELECT coalesce(max(id), 0) FROM posting_group), "
-                "(SELECT coalesce(max(id), 0) FROM income_transaction)")
+                "(SELECT coalesce(max(id), 0) FROM income_transaction), "
+                "(SELECT coalesce(max(id), 0) FROM suspense_item)")
 _SQLITE_BALANCE = ("SELECT coalesce(sum(amount), 0), count(*) FROM ledger_line "
                    "WHERE group_id BETWEEN ? AND ?")
 
 
-def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:
-    """Other databases (SQLite): the chunk's rows go to a temporary table in one statement,
-    then each ledger table is written from it, with ids after max(id).
+@functools.cache
+def _sqlite_insert(sql: str, width: int, n: int) -> str:
+    return sql.format(", ".join(["(" + ", ".join("?" * width) + ")"] * n))
 
-    Straight on the driver, in few statements: sqlite3 releases the GIL while SQLite works, and
-    each statement's return waits for the GIL again while the parsing thread runs."""
+
+def _sqlite_insert_values(cur, statement: tuple[int, str], values: list, consts: tuple) -> None:
+    """Run a multi-row VALUES insert over ``values``, as many rows per statement as SQLite's
+    limit on bound parameters allows."""
+    width, sql = statement
+    per = (cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(consts)) // width
+    for i in range(0, len(values), per * width):
+        part = values[i:i + per * width]
+        cur.execute(_sqlite_insert(sql, width, len(part) // width), (*consts, *part))
+
+
+def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:
+    """Other databases (SQLite): the chunk's rows go straight into the ledger tables in a few
+    statements, run on the driver: sqlite3 releases the GIL while SQLite works, and each
+    statement's return waits for the GIL again while the parsing thread runs."""
     conn = session.connection()
     stamp = Transaction.__table__.c.created_at.type._cached_bind_processor(conn.dialect)
     now = stamp(now) if stamp else now
-    raw = conn.connection.dbapi_connection
-    cur = raw.cursor()
+    groups, txs, held = staged.rows
+    n_posted = staged.counts[0]
+    cur = conn.connection.dbapi_connection.cursor()
     try:
-        cur.execute(_SQLITE_STAGE)
-        gbase, tbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
-        flat, width = staged.rows, _SQLITE_STAGE_WIDTH
-        per = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
-        for i in range(0, staged.n, per):
-            part = flat[i * width:(i + per) * width]
-            cur.execute(_sqlite_stage_insert(len(part) // width), part)
-        params = {"gbase": gbase + 1, "tbase": tbase + 1, "now": now, "actor": actor,
-                  "office": batch.office_code, "bid": batch.id, "suspense_fund": ctx.suspense_fund}
-        for sql in _SQLITE_POST:
-            cur.execute(sql, params)
-        cur.execute("DELETE FROM temp.ims_import_row")
+        gbase, tbase, sbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
+        gbase, tbase, sbase = gbase + 1, tbase + 1, sbase + 1
+        office = batch.office_code
+        _sqlite_insert_values(cur, _SQLITE_GROUPS, groups, (gbase, now, actor, office, batch.id))
+        _sqlite_insert_values(cur, _SQLITE_TX, txs, (tbase, gbase, office, actor, now, batch.id))
+        _sqlite_insert_values(cur, _SQLITE_SUSPENSE, held,
+                              (sbase - n_posted, gbase, batch.id, now))
+        if n_posted:
+            cur.execute(_SQLITE_TX_LINES, (tbase, tbase + n_posted - 1))
+        if staged.n > n_posted:
+            cur.execute(_SQLITE_SUSPENSE_LINES,
+                        (ctx.suspense_fund, sbase, sbase + staged.n - n_posted - 1))
         # no deferred trigger on SQLite: check here that the chunk's groups balance
-        net, count = cur.execute(_SQLITE_BALANCE, (gbase + 1, gbase + staged.n)).fetchone()
+        net, count = cur.execute(_SQLITE_BALANCE, (gbase, gbase + staged.n - 1)).fetchone()
     finally:
         cur.close()
     if net != 0 or count != 2 * staged.n:
@@ -922,7 +935,8 @@ def process_import(session: Session, batch_id: int, *, actor: str | None = None,
     if batch is None:
         return session.get(ImportBatch, batch_id)
     if chunk_size is None:
-        chunk_size = min(CHUNK, max(200, batch.rows_total // 20))
+        most, steps = (CHUNK, 20) if _is_pg(session) else (SQLITE_CHUNK, SQLITE_STEPS)
+        chunk_size = min(most, max(200, batch.rows_total // steps))
     try:
         _run(session, batch, actor, chunk_size, fail_after_chunks)
     except _SimulatedCrash:
