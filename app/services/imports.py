@@ -885,7 +885,9 @@ def _sqlite_insert_values(cur, statement: tuple[int, str], values: list, consts:
     """Run a multi-row VALUES insert over ``values``, as many rows per statement as SQLite's
     limit on bound parameters allows."""
     width, sql = statement
-    per = (cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) - len(consts)) // width
+    getlimit = getattr(cur.connection, "getlimit", None)  # Python 3.11+
+    limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
+    per = (limit - len(consts)) // width
     for i in range(0, len(values), per * width):
         part = values[i:i + per * width]
         cur.execute(_sqlite_insert(sql, width, len(part) // width), (*consts, *part))
@@ -902,7 +904,12 @@ def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:
     n_posted = staged.counts[0]
     cur = conn.connection.dbapi_connection.cursor()
     try:
-        gbase, tbase, sbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
+        if sqlite3.sqlite_version_info >= (3, 35):
+            gbase, tbase, sbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
+        else:  # no RETURNING: the same in two statements
+            lock, bases = _SQLITE_LOCK.split(" RETURNING ")
+            cur.execute(lock, (now, batch.id))
+            gbase, tbase, sbase = cur.execute(f"SELECT {bases}").fetchone()  # noqa: S608
         gbase, tbase, sbase = gbase + 1, tbase + 1, sbase + 1
         office = batch.office_code
         _sqlite_insert_values(cur, _SQLITE_GROUPS, groups, (gbase, now, actor, office, batch.id))

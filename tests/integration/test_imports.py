@@ -332,3 +332,71 @@ def test_cli_import_command(app, session, fund, tmp_path):
     bad.write_text("transaction_date,account_reference,amount\n2026-07-01,A,1.999\n")
     result = runner.invoke(ims_cli, ["import", str(bad), "--format", "ims_csv"])
     assert result.exit_code == 1 and "Line 2" in result.output
+
+
+def test_import_shortens_the_thread_switch_interval_only_while_it_runs(app, session, fund,
+                                                                        monkeypatch):
+    """Writer threads get the GIL back quickly while an import runs; the interpreter's own
+    interval comes back afterwards, also when the import fails."""
+    import sys
+
+    seen = []
+    real_post = svc._post_chunk
+
+    def post(s, info, ctx, staged, actor):
+        seen.append(sys.getswitchinterval())
+        if staged.first_line > 30:
+            raise RuntimeError("disk full")
+        return real_post(s, info, ctx, staged, actor)
+
+    monkeypatch.setattr(svc, "_post_chunk", post)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.004)
+    try:
+        rows = "".join(f"2026-04-04,{unique('W', 6)},1.00,{fund}\n" for _ in range(40))
+        batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n"
+                         + rows)
+        b = svc.process_import(session, batch.id, chunk_size=10)
+        assert b.status == "failed" and b.rows_done == 30  # lines 2-31 posted, then "disk full"
+        assert seen and all(v == svc.IMPORT_SWITCH_INTERVAL for v in seen)
+        assert sys.getswitchinterval() == 0.004
+    finally:
+        sys.setswitchinterval(before)
+
+
+def test_sqlite_writer_page_cache_is_put_back(app):
+    from app.extensions import db
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's per-connection page cache")
+    with db.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        before = raw.execute("PRAGMA cache_size").fetchone()[0]
+        restore = svc._writer_connection(conn)
+        assert raw.execute("PRAGMA cache_size").fetchone()[0] == -svc.SQLITE_WRITER_CACHE_KIB
+        restore()
+        assert raw.execute("PRAGMA cache_size").fetchone()[0] == before
+
+
+def test_sqlite_without_returning_posts_the_same(app, session, fund, monkeypatch):
+    """SQLite before 3.35 has no UPDATE ... RETURNING: the lock and the id bases then take two
+    statements, with the same postings."""
+    import sqlite3
+
+    from app.extensions import db
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite versions")
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    tag = unique("R", 6)
+    rows = "".join(f"2026-04-05,{tag}{i},3.{i:02d},{fund if i % 4 else ''}\n" for i in range(30))
+    batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
+    b = svc.process_import(session, batch.id, chunk_size=10)
+    assert b.status == "succeeded" and (b.rows_posted, b.rows_suspense) == (22, 8)
+    groups = session.scalars(select(PostingGroup.id).where(PostingGroup.import_id == b.id)).all()
+    assert len(groups) == 30
+    sums = session.execute(select(LedgerLine.group_id, func.sum(LedgerLine.amount), func.count())
+                           .where(LedgerLine.group_id.in_(groups))
+                           .group_by(LedgerLine.group_id)).all()
+    assert len(sums) == 30 and all(total == 0 and n == 2 for _, total, n in sums)
+    assert trial_balance_is_zero(session)
