@@ -876,21 +876,34 @@ _SQLITE_BALANCE = ("SELECT coalesce(sum(amount), 0), count(*) FROM ledger_line "
                    "WHERE group_id BETWEEN ? AND ?")
 
 
+#: SQLite: rows per multi-row VALUES statement at most. Every statement of a table has this many
+#: rows (the last padded with NULL rows, which the insert skips), so each table has one statement
+#: text: the driver caches prepared statements by text, and one per chunk size would keep
+#: hundreds of large statements in memory over a big file.
+SQLITE_ROWS_PER_STATEMENT = 2000
+
+
 @functools.cache
 def _sqlite_insert(sql: str, width: int, n: int) -> str:
-    return sql.format(", ".join(["(" + ", ".join("?" * width) + ")"] * n))
+    return sql.format(", ".join(["(" + ", ".join("?" * width) + ")"] * n)) + \
+        " WHERE column1 IS NOT NULL"
 
 
 def _sqlite_insert_values(cur, statement: tuple[int, str], values: list, consts: tuple) -> None:
-    """Run a multi-row VALUES insert over ``values``, as many rows per statement as SQLite's
-    limit on bound parameters allows."""
+    """Run a multi-row VALUES insert over ``values`` (``width`` values a row), in statements of
+    one size: as many rows as SQLite's limit on bound parameters allows, at most
+    SQLITE_ROWS_PER_STATEMENT."""
     width, sql = statement
     getlimit = getattr(cur.connection, "getlimit", None)  # Python 3.11+
     limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
-    per = (limit - len(consts)) // width
-    for i in range(0, len(values), per * width):
-        part = values[i:i + per * width]
-        cur.execute(_sqlite_insert(sql, width, len(part) // width), (*consts, *part))
+    per = min((limit - len(consts)) // width, SQLITE_ROWS_PER_STATEMENT)
+    stmt = _sqlite_insert(sql, width, per)
+    size = per * width
+    for i in range(0, len(values), size):
+        part = values[i:i + size]
+        if len(part) < size:
+            part = part + [None] * (size - len(part))
+        cur.execute(stmt, (*consts, *part))
 
 
 def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:

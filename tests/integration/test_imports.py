@@ -400,3 +400,24 @@ def test_sqlite_without_returning_posts_the_same(app, session, fund, monkeypatch
                            .group_by(LedgerLine.group_id)).all()
     assert len(sums) == 30 and all(total == 0 and n == 2 for _, total, n in sums)
     assert trial_balance_is_zero(session)
+
+
+def test_sqlite_statements_keep_one_shape_per_table(app, session, fund):
+    """Chunks with different mixes of posted and suspense rows still use one statement text per
+    table: the driver caches prepared statements by text, and a text per row count would keep
+    a large statement per chunk in memory over a big file."""
+    from app.extensions import db
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's multi-row VALUES statements")
+    tag = unique("V", 6)
+    # chunk k of 10 rows has k rows without a fund (to suspense): every chunk a different mix
+    lines = [f"2026-04-06,{tag}{k}-{i},4.00,{'' if i < k else fund}\n"
+             for k in range(1, 6) for i in range(10)]
+    batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n"
+                     + "".join(lines))
+    svc._sqlite_insert.cache_clear()
+    b = svc.process_import(session, batch.id, chunk_size=10)
+    assert b.status == "succeeded" and (b.rows_posted, b.rows_suspense) == (35, 15)
+    assert svc._sqlite_insert.cache_info().currsize == 3  # groups, transactions, suspense
+    assert trial_balance_is_zero(session)
