@@ -709,14 +709,12 @@ def _stage(session: Session, batch: _BatchInfo, ctx: RowContext,
 
 
 def _post_chunk(session: Session, batch: _BatchInfo, ctx: RowContext, staged: _Staged,
-                actor: str) -> tuple[int, int, int, int]:
-    """Insert the chunk's posting groups, transactions, ledger lines and suspense items.
-    Returns (rows posted, rows to suspense, amount posted, amount to suspense)."""
+                actor: str) -> None:
+    """Insert the chunk's posting groups, transactions, ledger lines and suspense items."""
     if _is_pg(session):
         _post_chunk_pg(session, batch, ctx, staged, _now(), actor)
     else:
         _post_chunk_rows(session, batch, ctx, staged, _now(), actor)
-    return staged.counts
 
 
 def _stage_rows(ctx: RowContext, import_id: int, posted: list[Decision], held: list[Decision]):
@@ -867,7 +865,7 @@ _SQLITE_SUSPENSE_LINES = (
     "FROM suspense_item s CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k "
     "WHERE s.id BETWEEN ? AND ? ORDER BY s.id, k.k")
 # Takes SQLite's write lock first, then reads where the chunk's ids start: one statement
-# (UPDATE ... RETURNING, SQLite 3.35+), so one round trip
+# (UPDATE ... RETURNING, which ledger.next_number relies on as well), so one round trip
 _SQLITE_LOCK = ("UPDATE import_batch SET heartbeat_at = ? WHERE id = ? RETURNING "
                 "(SELECT coalesce(max(id), 0) FROM posting_group), "
                 "(SELECT coalesce(max(id), 0) FROM income_transaction), "
@@ -917,12 +915,7 @@ def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:
     n_posted = staged.counts[0]
     cur = conn.connection.dbapi_connection.cursor()
     try:
-        if sqlite3.sqlite_version_info >= (3, 35):
-            gbase, tbase, sbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
-        else:  # no RETURNING: the same in two statements
-            lock, bases = _SQLITE_LOCK.split(" RETURNING ")
-            cur.execute(lock, (now, batch.id))
-            gbase, tbase, sbase = cur.execute(f"SELECT {bases}").fetchone()  # noqa: S608
+        gbase, tbase, sbase = cur.execute(_SQLITE_LOCK, (now, batch.id)).fetchone()
         gbase, tbase, sbase = gbase + 1, tbase + 1, sbase + 1
         office = batch.office_code
         _sqlite_insert_values(cur, _SQLITE_GROUPS, groups, (gbase, now, actor, office, batch.id))

@@ -189,7 +189,7 @@ def test_failure_in_a_middle_chunk_keeps_the_posted_lines_before_it(app, session
     def post_or_fail(s, info, ctx, staged, actor):
         if staged.first_line <= 25 <= staged.last_line:  # the third chunk (lines 22-31)
             raise RuntimeError("disk full")
-        return real_post(s, info, ctx, staged, actor)
+        real_post(s, info, ctx, staged, actor)
 
     monkeypatch.setattr(svc, "_post_chunk", post_or_fail)
     b = svc.process_import(session, batch.id, chunk_size=10)
@@ -347,7 +347,7 @@ def test_import_shortens_the_thread_switch_interval_only_while_it_runs(app, sess
         seen.append(sys.getswitchinterval())
         if staged.first_line > 30:
             raise RuntimeError("disk full")
-        return real_post(s, info, ctx, staged, actor)
+        real_post(s, info, ctx, staged, actor)
 
     monkeypatch.setattr(svc, "_post_chunk", post)
     before = sys.getswitchinterval()
@@ -376,30 +376,6 @@ def test_sqlite_writer_page_cache_is_put_back(app):
         assert raw.execute("PRAGMA cache_size").fetchone()[0] == -svc.SQLITE_WRITER_CACHE_KIB
         restore()
         assert raw.execute("PRAGMA cache_size").fetchone()[0] == before
-
-
-def test_sqlite_without_returning_posts_the_same(app, session, fund, monkeypatch):
-    """SQLite before 3.35 has no UPDATE ... RETURNING: the lock and the id bases then take two
-    statements, with the same postings."""
-    import sqlite3
-
-    from app.extensions import db
-
-    if db.engine.dialect.name != "sqlite":
-        pytest.skip("SQLite versions")
-    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
-    tag = unique("R", 6)
-    rows = "".join(f"2026-04-05,{tag}{i},3.{i:02d},{fund if i % 4 else ''}\n" for i in range(30))
-    batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
-    b = svc.process_import(session, batch.id, chunk_size=10)
-    assert b.status == "succeeded" and (b.rows_posted, b.rows_suspense) == (22, 8)
-    groups = session.scalars(select(PostingGroup.id).where(PostingGroup.import_id == b.id)).all()
-    assert len(groups) == 30
-    sums = session.execute(select(LedgerLine.group_id, func.sum(LedgerLine.amount), func.count())
-                           .where(LedgerLine.group_id.in_(groups))
-                           .group_by(LedgerLine.group_id)).all()
-    assert len(sums) == 30 and all(total == 0 and n == 2 for _, total, n in sums)
-    assert trial_balance_is_zero(session)
 
 
 def test_sqlite_statements_keep_one_shape_per_table(app, session, fund):
