@@ -27,8 +27,19 @@ target_metadata = Model.metadata
 
 def include_object(obj, name, type_, reflected, compare_to):
     """Leave alone the PostgreSQL trigram indexes that app/models/ddl.py installers create
-    (expression indexes with operator classes, which the models cannot declare)."""
-    return not (type_ == "index" and reflected and compare_to is None and name.endswith("_trgm"))
+    (expression indexes with operator classes, which the models cannot declare), and the
+    ledger references that PostgreSQL checks per statement instead of with a foreign key
+    (app.models.ledger.STATEMENT_CHECKED_REFERENCES)."""
+    if type_ == "index" and reflected and compare_to is None and name.endswith("_trgm"):
+        return False
+    if type_ == "foreign_key_constraint" and not reflected and compare_to is None:
+        from app.models.ledger import STATEMENT_CHECKED_REFERENCES
+
+        columns = [c.name for c in obj.columns]
+        if len(columns) == 1 and (obj.parent.name, columns[0], obj.referred_table.name) in \
+                STATEMENT_CHECKED_REFERENCES:
+            return False
+    return True
 
 
 def run_migrations_offline():

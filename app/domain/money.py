@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 
 from app.domain.errors import ValidationError
 
@@ -102,10 +102,29 @@ class Money:
 
 
 def vat_of(gross: Money, rate: Decimal) -> Money:
-    """VAT inside a VAT-inclusive gross: round_half_up(gross - gross / (1 + rate), 2)."""
-    g = gross.to_decimal()
-    vat = (g - g / (Decimal(1) + rate)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return Money(int(vat * _PENCE))
+    """VAT inside a VAT-inclusive gross: gross - gross / (1 + rate), to the penny, half up."""
+    return Money(vat_pence(gross.pence, rate))
+
+
+def vat_pence(gross: int, rate: Decimal) -> int:
+    """VAT in pence inside a VAT-inclusive gross in pence, in exact integer arithmetic:
+    gross x rate / (1 + rate) rounded half up (away from zero) to the penny. With rate n/d,
+    that is gross x n / (d + n)."""
+    return vat_by_fraction(gross, *vat_fraction(rate))
+
+
+def vat_fraction(rate: Decimal) -> tuple[int, int]:
+    """The VAT share of a VAT-inclusive gross, rate / (1 + rate), as (numerator, denominator)."""
+    num, den = rate.as_integer_ratio()
+    return num, den + num
+
+
+def vat_by_fraction(gross: int, num: int, whole: int) -> int:
+    """gross x num / whole in pence, rounded half up (away from zero); see vat_pence."""
+    if num == 0:
+        return 0
+    vat = (2 * abs(gross) * num + whole) // (2 * whole)
+    return -vat if gross < 0 else vat
 
 
 def pence_to_str(pence: int | None) -> str | None:

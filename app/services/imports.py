@@ -31,7 +31,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, selectinload
 
 from app.domain.errors import Conflict, NotFound, ValidationError
-from app.domain.money import Money, vat_of
+from app.domain.money import Money, vat_by_fraction, vat_fraction
 from app.importers import FORMATS, FileRejected, LineError, Summary, parse_file
 from app.importers.allpay import DEFAULT_METHODS
 from app.models.imports import BankProfile, FundReferencePattern, ImportBatch, ImportStatusEvent
@@ -117,7 +117,7 @@ class _FundInfo:
     """What row decisions need of a fund, read once (no ORM attribute access per row)."""
 
     __slots__ = ("code", "disabled", "maximum_amount", "account_must_exist", "vat_code",
-                 "vat_rate", "check")
+                 "vat_rate", "vat_share", "check")
 
     def __init__(self, fund: Fund, vat_rates: dict[str, Decimal]):
         self.code = fund.code
@@ -126,6 +126,7 @@ class _FundInfo:
         self.account_must_exist = bool(fund.account_must_exist)
         self.vat_code = fund.vat_code
         self.vat_rate = vat_rates.get(fund.vat_code) if fund.vat_code else None
+        self.vat_share = vat_fraction(self.vat_rate) if self.vat_rate else (0, 1)
         # references repeat across a file (the same council tax account paid many times)
         self.check = ReferenceCheck(fund.validator, memo_size=20000) \
             if fund.validator is not None else None
@@ -153,7 +154,6 @@ class RowContext:
         self.vat_rates: dict[str, Decimal] = {}
         self.accounts: dict[tuple[str, str], str | None] = {}
         self.session: Session | None = None
-        self._vat: dict[tuple[str, int], int] = {}
 
     @classmethod
     def load(cls, session: Session, import_type: str | None) -> "RowContext":
@@ -280,15 +280,7 @@ class RowContext:
 
     def vat_amount(self, fund: _FundInfo, amount: int) -> int:
         """VAT inside the gross amount at the fund's rate (0 without a VAT code)."""
-        if not fund.vat_rate:
-            return 0
-        key = (fund.code, amount)
-        vat = self._vat.get(key)
-        if vat is None:
-            if len(self._vat) >= 50000:
-                self._vat.clear()
-            vat = self._vat[key] = vat_of(Money(amount), fund.vat_rate).pence
-        return vat
+        return vat_by_fraction(amount, *fund.vat_share)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -177,9 +177,15 @@ class CompiledRule:
     stop: bool
 
     def matches(self, state: dict) -> bool:
-        if not self.groups:
-            return True
-        return any(all(p(state) for p in group) for group in self.groups)
+        """Any group whose conditions all hold (no groups: always). Plain loops: this runs for
+        every rule on every imported row."""
+        for group in self.groups:
+            for predicate in group:
+                if not predicate(state):
+                    break
+            else:
+                return True
+        return not self.groups
 
     def apply(self, state: dict) -> None:
         if self.set_fund_code:

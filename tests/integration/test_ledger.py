@@ -3,11 +3,11 @@
 import datetime as dt
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.exc import DatabaseError
+from sqlalchemy import func, inspect, select, text
+from sqlalchemy.exc import DatabaseError, IntegrityError
 
 from app.domain.errors import Conflict, NotFound, ValidationError
-from app.models.ledger import LedgerLine, PostingGroup
+from app.models.ledger import LedgerLine, PostingGroup, Transaction
 from app.services import ledger as L
 from app.services.audit import history_for
 
@@ -99,6 +99,58 @@ def test_balance_trigger_refuses_an_unbalanced_statement_on_postgres(session):
         session.execute(lines.values([dict(group_id=group.id, account=L.BANK, amount=1)]))
     session.rollback()
     assert sum(l.amount for l in session.get(PostingGroup, group.id).lines) == 0
+
+
+def test_ledger_references_are_checked_per_statement_on_postgres(session):
+    """PostgreSQL checks the ledger's own references at the end of each statement (no foreign
+    keys on them): a line of a group that does not exist, a line or an income row naming a
+    transaction or group that does not exist, are refused; TRUNCATE is refused too."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("the reference triggers are PostgreSQL only")
+    fks = {fk["name"] for table in ("ledger_line", "income_transaction")
+           for fk in inspect(session.connection()).get_foreign_keys(table)}
+    assert not fks & {"ledger_line_group_id_fkey", "ledger_line_transaction_id_fkey",
+                      "income_transaction_posting_group_id_fkey"}
+    missing = session.scalar(select(func.max(PostingGroup.id))) + 1000
+    lines = LedgerLine.__table__.insert()
+    with pytest.raises(IntegrityError, match=f"posting group {missing}, which does not exist"):
+        session.execute(lines.values([dict(group_id=missing, account=L.BANK, amount=7),
+                                      dict(group_id=missing, account=L.FUND, fund_code="CTAX",
+                                           amount=-7)]))
+    session.rollback()
+    g = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
+    session.add(g)
+    session.flush()
+    # one good statement's worth of lines, then a transaction id that does not exist
+    with pytest.raises(IntegrityError, match="transaction 987654321, which does not exist"):
+        session.execute(lines.values([
+            dict(group_id=g.id, account=L.BANK, fund_code=None, amount=7, transaction_id=None),
+            dict(group_id=g.id, account=L.FUND, fund_code="CTAX", amount=-7,
+                 transaction_id=987654321)]))
+    session.rollback()
+    with pytest.raises(IntegrityError, match=f"posting group {missing}, which does not exist"):
+        session.execute(Transaction.__table__.insert().values(
+            fund_code="CTAX", amount=5, vat_amount=0, payment_method_code="CASH",
+            transaction_date=dt.date.today(), created_by="x", created_at=dt.datetime.now(dt.UTC),
+            posting_group_id=missing))
+    session.rollback()
+    # filling in a line's transaction (the one change allowed) is checked as well
+    group = L.post_group(session, "journal", [L.Leg(L.BANK, 9), L.Leg(L.FUND, -9, "CTAX")],
+                         actor="x")
+    session.commit()
+    line = next(l for l in group.lines if l.account == L.FUND)
+    with pytest.raises(IntegrityError, match="transaction 987654321, which does not exist"):
+        session.execute(text("UPDATE ledger_line SET transaction_id = 987654321 WHERE id = :i"),
+                        {"i": line.id})
+    session.rollback()
+    g2, t2 = _receipt(session, 300)  # the ordinary path still works
+    session.commit()
+    assert t2.posting_group_id == g2.id
+    for table in ("ledger_line", "income_transaction", "posting_group"):
+        with pytest.raises(DatabaseError, match="append-only"):
+            session.execute(text(f"TRUNCATE {table} CASCADE"))
+        session.rollback()
+    assert session.get(PostingGroup, g2.id) is not None
 
 
 def test_reverse_group_once_with_reason(session):
