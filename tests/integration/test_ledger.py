@@ -138,7 +138,7 @@ def test_ledger_references_are_checked_per_statement_on_postgres(session):
     group = L.post_group(session, "journal", [L.Leg(L.BANK, 9), L.Leg(L.FUND, -9, "CTAX")],
                          actor="x")
     session.commit()
-    line = next(l for l in group.lines if l.account == L.FUND)
+    line = next(x for x in group.lines if x.account == L.FUND)
     with pytest.raises(IntegrityError, match="transaction 987654321, which does not exist"):
         session.execute(text("UPDATE ledger_line SET transaction_id = 987654321 WHERE id = :i"),
                         {"i": line.id})
