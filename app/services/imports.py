@@ -45,7 +45,7 @@ from app.services.validation import ReferenceCheck
 
 log = logging.getLogger(__name__)
 
-CHUNK = 5000  # rows per committed chunk at most (at least 20 progress steps per file)
+CHUNK = 2500  # rows per committed chunk at most (at least 40 progress steps per file)
 #: SQLite: larger chunks (at least 10 progress steps): each commit writes out and syncs the
 #: pages the chunk changed, and its one writer cannot overlap commits as PostgreSQL's do
 SQLITE_CHUNK, SQLITE_STEPS = 10000, 10
@@ -940,7 +940,7 @@ def process_import(session: Session, batch_id: int, *, actor: str | None = None,
     if batch is None:
         return session.get(ImportBatch, batch_id)
     if chunk_size is None:
-        most, steps = (CHUNK, 20) if _is_pg(session) else (SQLITE_CHUNK, SQLITE_STEPS)
+        most, steps = (CHUNK, 40) if _is_pg(session) else (SQLITE_CHUNK, SQLITE_STEPS)
         chunk_size = min(most, max(200, batch.rows_total // steps))
     try:
         _run(session, batch, actor, chunk_size, fail_after_chunks)
@@ -1272,9 +1272,10 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
     own = select(gt.c.id).where(gt.c.import_id == batch.id, gt.c.kind.in_(("import", "suspense")))
     # allocations etc. post against the suspense item's group or the transactions
     moved = session.execute(select(tt.c.id).join(lt, lt.c.transaction_id == tt.c.id).where(
-        tt.c.import_id == batch.id, lt.c.group_id != tt.c.posting_group_id).limit(20)).scalars().all()
+        Transaction.of_import(batch.id), lt.c.group_id != tt.c.posting_group_id)
+        .limit(20)).scalars().all()
     sourced = session.execute(select(tt.c.source_transaction_id).where(
-        tt.c.source_transaction_id.in_(select(tt.c.id).where(tt.c.import_id == batch.id)))
+        tt.c.source_transaction_id.in_(select(tt.c.id).where(Transaction.of_import(batch.id))))
         .limit(20)).scalars().all()
     from app.models.suspense import REMAINING_AMOUNT
 

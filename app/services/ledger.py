@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import case, exists, func, select, update
+from sqlalchemy import case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.errors import Conflict, NotFound, ValidationError
@@ -17,6 +17,7 @@ from app.domain.money import Money, vat_of
 from app.models.ledger import (
     ACCOUNTS,
     GROUP_KINDS,
+    NOT_BANK,
     LedgerLine,
     NumberSequence,
     PostingGroup,
@@ -229,6 +230,8 @@ def balance_of(session: Session, account: str, fund_code: str | None = None,
                account_reference: str | None = None) -> int:
     """Net balance (debits positive) of a ledger account, optionally for one fund / account."""
     stmt = select(func.coalesce(func.sum(LedgerLine.amount), 0)).where(LedgerLine.account == account)
+    if account != BANK:  # the (account, fund, reference) index leaves BANK lines out
+        stmt = stmt.where(text(NOT_BANK))
     if fund_code is not None:
         stmt = stmt.where(LedgerLine.fund_code == fund_code)
     if account_reference is not None:

@@ -172,7 +172,7 @@ def filtered(f: SearchFilters):
     if f.date_to:
         stmt = stmt.where(T.transaction_date <= f.date_to)
     if f.import_id is not None:
-        stmt = stmt.where(T.import_id == f.import_id)
+        stmt = stmt.where(T.of_import(f.import_id))
     return stmt
 
 

@@ -49,6 +49,10 @@ def test_upload_json_then_detail_and_progress(as_user, inline, session):
     assert page.status_code == 200 and b"received" in page.data and b"succeeded" in page.data
     tx = c.get(f"/imports/{pid}/transactions")
     assert tx.status_code == 200 and f"{tag}0".encode() in tx.data
+    from app.services import search as S  # the transaction search, narrowed to this import
+
+    found = S.search(session, S.parse_filters({"import_id": str(pid)}))
+    assert found.total == 2 and {t.import_id for t in found.rows} == {pid}
     susp = c.get(f"/suspense-items/?import_id={pid}")  # the old address: the work queue
     assert susp.status_code == 302 and f"/suspense/?import_id={pid}" in susp.headers["Location"]
     susp = c.get(f"/suspense/?import_id={pid}&status=all")
