@@ -166,6 +166,10 @@ def check_rule(rule: ProcessingRule) -> None:
             f"{k}: {v[0]}" for k, v in errors.items()), errors)
 
 
+def _always(state: dict) -> bool:
+    return True
+
+
 @dataclass
 class CompiledRule:
     id: int
@@ -176,9 +180,16 @@ class CompiledRule:
     set_narrative: str | None
     stop: bool
 
+    def __post_init__(self):
+        # this runs for every rule on every imported row: the common shapes get a direct test
+        groups = self.groups
+        if not groups:
+            self.matches = _always
+        elif len(groups) == 1 and len(groups[0]) == 1:
+            self.matches = groups[0][0]
+
     def matches(self, state: dict) -> bool:
-        """Any group whose conditions all hold (no groups: always). Plain loops: this runs for
-        every rule on every imported row."""
+        """Any group whose conditions all hold (no groups: always)."""
         for group in self.groups:
             for predicate in group:
                 if not predicate(state):
