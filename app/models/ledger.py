@@ -102,7 +102,8 @@ class Transaction(Model):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    receipt_number: Mapped[str | None] = mapped_column(String(20), index=True)
+    # always its posting group's number: found and sorted through posting_group.number's index
+    receipt_number: Mapped[str | None] = mapped_column(String(20))
     fund_code: Mapped[str] = mapped_column(String(10), nullable=False)
     account_reference: Mapped[str | None] = mapped_column(String(30))
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)

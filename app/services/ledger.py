@@ -191,10 +191,11 @@ def record_income(session: Session, *, group: PostingGroup, fund_code: str,
                   account_reference: str | None, amount: int, payment_method_code: str,
                   transaction_date: date, narrative: str | None = None,
                   vat_code: str | None = None, external_reference: str | None = None,
-                  office_code: str | None = None, created_by: str, import_id: int | None = None,
-                  receipt_number: str | None = None, source_transaction_id: int | None = None,
+                  office_code: str | None = None, created_by: str,
+                  source_transaction_id: int | None = None,
                   vat_amount: int | None = None) -> Transaction:
-    """Record one line of income posted in group; links the group's matching credit line to it."""
+    """Record one line of income posted in group; links the group's matching credit line to it.
+    Its receipt number and import are its group's (searches find them through the group)."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise ValidationError("Income amount must be more than zero.", {"amount": ["Must be more than zero."]})
     if vat_amount is None:
@@ -204,13 +205,13 @@ def record_income(session: Session, *, group: PostingGroup, fund_code: str,
             if rate is None:
                 raise ValidationError(f"Unknown VAT code {vat_code}.", {"vat_code": ["Unknown VAT code."]})
             vat_amount = vat_of(Money(amount), rate).pence
-    txn = Transaction(receipt_number=receipt_number or group.number, fund_code=fund_code,
+    txn = Transaction(receipt_number=group.number, fund_code=fund_code,
                       account_reference=account_reference, amount=amount, vat_code=vat_code,
                       vat_amount=vat_amount, payment_method_code=payment_method_code,
                       narrative=narrative, transaction_date=transaction_date,
                       external_reference=external_reference,
                       office_code=office_code if office_code is not None else group.office_code,
-                      created_by=created_by, import_id=import_id if import_id is not None else group.import_id,
+                      created_by=created_by, import_id=group.import_id,
                       posting_group_id=group.id, source_transaction_id=source_transaction_id)
     session.add(txn)
     session.flush()

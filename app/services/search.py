@@ -144,8 +144,9 @@ def filtered(f: SearchFilters):
     """A SELECT of Transaction rows matching f (unsorted)."""
     T = Transaction
     stmt = select(T)
-    if f.receipt_number:
-        stmt = stmt.where(T.receipt_number == f.receipt_number)
+    if f.receipt_number:  # a receipt number is its posting group's number (indexed there)
+        stmt = stmt.where(T.posting_group_id == select(PostingGroup.id).where(
+            PostingGroup.number == f.receipt_number).scalar_subquery())
     if f.amount is not None:
         stmt = stmt.where(T.amount == f.amount)
     if f.amount_min is not None:
@@ -178,6 +179,9 @@ def filtered(f: SearchFilters):
 
 def _ordered(stmt, f: SearchFilters):
     col = SORTABLE[f.sort]
+    if f.sort == "receipt_number":  # in the posting groups' number order (their index)
+        stmt = stmt.join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
+        col = PostingGroup.number
     if f.direction == "asc":
         return stmt.order_by(col.asc(), Transaction.id.asc())
     return stmt.order_by(col.desc(), Transaction.id.desc())

@@ -4,8 +4,8 @@ On PostgreSQL, income_transaction.posting_group_id, ledger_line.group_id and
 ledger_line.transaction_id are checked by statement-level triggers (set-based, after each
 statement) instead of foreign keys, which checked and locked the referenced row once per row;
 the ledger tables also refuse TRUNCATE. posting_group.kind loses its index (a handful of values:
-no query is narrowed by it); so does income_transaction.import_id (an import's transactions are
-found through its posting groups). ledger_line's (account, fund, reference) index leaves out
+no query is narrowed by it); so do income_transaction.import_id and receipt_number (an import's
+transactions are found through its posting groups, a receipt through its group's number). ledger_line's (account, fund, reference) index leaves out
 BANK lines, half the table, which no query narrows by.
 
 Revision ID: 0005_ledger_references
@@ -31,6 +31,7 @@ def upgrade():
         batch_op.drop_index('ix_posting_group_kind')
     with op.batch_alter_table('income_transaction', schema=None) as batch_op:
         batch_op.drop_index('ix_income_transaction_import_id')
+        batch_op.drop_index('ix_income_transaction_receipt_number')
     with op.batch_alter_table('ledger_line', schema=None) as batch_op:
         batch_op.drop_index('ix_ledger_line_account_fund')
         batch_op.create_index('ix_ledger_line_account_fund',
@@ -59,5 +60,7 @@ def downgrade():
                               ['account', 'fund_code', 'account_reference'], unique=False)
     with op.batch_alter_table('income_transaction', schema=None) as batch_op:
         batch_op.create_index('ix_income_transaction_import_id', ['import_id'], unique=False)
+        batch_op.create_index('ix_income_transaction_receipt_number', ['receipt_number'],
+                              unique=False)
     with op.batch_alter_table('posting_group', schema=None) as batch_op:
         batch_op.create_index('ix_posting_group_kind', ['kind'], unique=False)

@@ -89,6 +89,17 @@ def test_search_filters_and_export(session):
     wb = load_workbook(io.BytesIO(S.xlsx_bytes(session, f)), read_only=True)
     data = list(wb.active.iter_rows(values_only=True))
     assert list(data[0]) == S.EXPORT_COLUMNS and len(data) == 3
+    # sorted by receipt number (the posting groups' numbers): a later receipt sorts after
+    later = take_receipt(session, payment_method_code="CHQ", actor="cashier", office_code="LIB",
+                         transaction_date="2025-03-04",
+                         lines=[{"fund_code": "TWS", "account_reference": f"S{tag}",
+                                 "amount": "0.50"}])
+    for direction, expect in (("asc", [res.receipt_number] * 2 + [later.receipt_number]),
+                              ("desc", [later.receipt_number] + [res.receipt_number] * 2)):
+        page = S.search(session, S.parse_filters({"account_reference": f"S{tag}",
+                                                  "sort": "receipt_number",
+                                                  "direction": direction}))
+        assert [t.receipt_number for t in page.rows] == expect
 
 
 @pytest.mark.parametrize("args,field", [({"date_from": "notadate"}, "date_from"),
