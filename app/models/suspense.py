@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import UTCDateTime, utcnow
@@ -24,6 +24,10 @@ class SuspenseItem(Model):
         # the imports' duplicate look-up by date, reference and amount (and reference search)
         Index("ix_suspense_item_reference_date_amount", "reference_text", "transaction_date",
               "amount"),
+        # most items are nobody's: only the assigned ones are indexed (a look-up by assignee)
+        Index("ix_suspense_item_assigned_to", "assigned_to",
+              postgresql_where=text("assigned_to IS NOT NULL"),
+              sqlite_where=text("assigned_to IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -46,7 +50,7 @@ class SuspenseItem(Model):
     #: pence allocated or written off and posted to the ledger
     cleared_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
                                                 server_default="0")
-    assigned_to: Mapped[str | None] = mapped_column(String(100), index=True)
+    assigned_to: Mapped[str | None] = mapped_column(String(100))
     assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property

@@ -6,7 +6,8 @@ statement) instead of foreign keys, which checked and locked the referenced row 
 the ledger tables also refuse TRUNCATE. posting_group.kind loses its index (a handful of values:
 no query is narrowed by it); so do income_transaction.import_id and receipt_number (an import's
 transactions are found through its posting groups, a receipt through its group's number). ledger_line's (account, fund, reference) index leaves out
-BANK lines, half the table, which no query narrows by.
+BANK lines, half the table, which no query narrows by; suspense_item.assigned_to's index holds
+only the items assigned to someone.
 
 Revision ID: 0005_ledger_references
 Revises: 0004_ledger_checks
@@ -24,6 +25,7 @@ depends_on = None
 
 
 _NOT_BANK = sa.text("account <> 'BANK'")
+_ASSIGNED = sa.text("assigned_to IS NOT NULL")
 
 
 def upgrade():
@@ -37,6 +39,10 @@ def upgrade():
         batch_op.create_index('ix_ledger_line_account_fund',
                               ['account', 'fund_code', 'account_reference'], unique=False,
                               postgresql_where=_NOT_BANK, sqlite_where=_NOT_BANK)
+    with op.batch_alter_table('suspense_item', schema=None) as batch_op:
+        batch_op.drop_index('ix_suspense_item_assigned_to')
+        batch_op.create_index('ix_suspense_item_assigned_to', ['assigned_to'], unique=False,
+                              postgresql_where=_ASSIGNED, sqlite_where=_ASSIGNED)
     from app.models.ledger import install_ledger_triggers
 
     install_ledger_triggers(op.get_bind())
@@ -54,6 +60,9 @@ def downgrade():
         op.execute("DROP TRIGGER IF EXISTS ledger_line_references ON ledger_line")
         op.execute("DROP TRIGGER IF EXISTS income_transaction_references ON income_transaction")
         op.execute("DROP FUNCTION IF EXISTS ims_transaction_groups_exist()")
+    with op.batch_alter_table('suspense_item', schema=None) as batch_op:
+        batch_op.drop_index('ix_suspense_item_assigned_to')
+        batch_op.create_index('ix_suspense_item_assigned_to', ['assigned_to'], unique=False)
     with op.batch_alter_table('ledger_line', schema=None) as batch_op:
         batch_op.drop_index('ix_ledger_line_account_fund')
         batch_op.create_index('ix_ledger_line_account_fund',
