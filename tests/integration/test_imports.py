@@ -358,7 +358,7 @@ def test_import_shortens_the_thread_switch_interval_only_while_it_runs(app, sess
                          + rows)
         b = svc.process_import(session, batch.id, chunk_size=10)
         assert b.status == "failed" and b.rows_done == 30  # lines 2-31 posted, then "disk full"
-        assert seen and all(v == svc.IMPORT_SWITCH_INTERVAL for v in seen)
+        assert seen and all(v == pytest.approx(svc.IMPORT_SWITCH_INTERVAL) for v in seen)
         assert sys.getswitchinterval() == 0.004
     finally:
         sys.setswitchinterval(before)
