@@ -842,20 +842,18 @@ _SQLITE_SUSPENSE = (8, "INSERT INTO suspense_item (id, posting_group_id, amount,
                        "status, created_at) SELECT ? + column1, ? + column1, column2, column3, "
                        "column4, column5, column6, column7, column8, ?, 'unallocated', ? "
                        "FROM (VALUES {})")
-# Ledger lines from the rows just written (a range of ids): BANK then FUND, or BANK then SUSPENSE
+# Ledger lines from the rows just written (a range of ids): the chunk's BANK lines, then its FUND
+# (or SUSPENSE) lines, each in id order, so that each group's debit comes before its credit with
+# no sort (one statement interleaving them sorted every pair of lines)
+_LINES = ("INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount, "
+          "transaction_id) SELECT posting_group_id, {} FROM {} WHERE id BETWEEN ? AND ? "
+          "ORDER BY id")
 _SQLITE_TX_LINES = (
-    "INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount, "
-    "transaction_id) SELECT t.posting_group_id, CASE k.k WHEN 1 THEN 'BANK' ELSE 'FUND' END, "
-    "CASE k.k WHEN 2 THEN t.fund_code END, CASE k.k WHEN 2 THEN t.account_reference END, "
-    "CASE k.k WHEN 1 THEN t.amount ELSE -t.amount END, CASE k.k WHEN 2 THEN t.id END "
-    "FROM income_transaction t CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k "
-    "WHERE t.id BETWEEN ? AND ? ORDER BY t.id, k.k")
+    _LINES.format("'BANK', NULL, NULL, amount, NULL", "income_transaction"),
+    _LINES.format("'FUND', fund_code, account_reference, -amount, id", "income_transaction"))
 _SQLITE_SUSPENSE_LINES = (
-    "INSERT INTO ledger_line (group_id, account, fund_code, account_reference, amount, "
-    "transaction_id) SELECT s.posting_group_id, CASE k.k WHEN 1 THEN 'BANK' ELSE 'SUSPENSE' END, "
-    "CASE k.k WHEN 2 THEN ? END, NULL, CASE k.k WHEN 1 THEN s.amount ELSE -s.amount END, NULL "
-    "FROM suspense_item s CROSS JOIN (SELECT 1 AS k UNION ALL SELECT 2) k "
-    "WHERE s.id BETWEEN ? AND ? ORDER BY s.id, k.k")
+    _LINES.format("'BANK', NULL, NULL, amount, NULL", "suspense_item"),
+    _LINES.format("'SUSPENSE', ?, NULL, -amount, NULL", "suspense_item"))
 # Takes SQLite's write lock first, then reads where the chunk's ids start: one statement
 # (UPDATE ... RETURNING, which ledger.next_number relies on as well), so one round trip
 _SQLITE_LOCK = ("UPDATE import_batch SET heartbeat_at = ? WHERE id = ? RETURNING "
@@ -915,10 +913,13 @@ def _post_chunk_rows(session, batch, ctx, staged, now, actor) -> None:
         _sqlite_insert_values(cur, _SQLITE_SUSPENSE, held,
                               (sbase - n_posted, gbase, batch.id, now))
         if n_posted:
-            cur.execute(_SQLITE_TX_LINES, (tbase, tbase + n_posted - 1))
+            ids = (tbase, tbase + n_posted - 1)
+            cur.execute(_SQLITE_TX_LINES[0], ids)
+            cur.execute(_SQLITE_TX_LINES[1], ids)
         if staged.n > n_posted:
-            cur.execute(_SQLITE_SUSPENSE_LINES,
-                        (ctx.suspense_fund, sbase, sbase + staged.n - n_posted - 1))
+            ids = (sbase, sbase + staged.n - n_posted - 1)
+            cur.execute(_SQLITE_SUSPENSE_LINES[0], ids)
+            cur.execute(_SQLITE_SUSPENSE_LINES[1], (ctx.suspense_fund, *ids))
         # no deferred trigger on SQLite: check here that the chunk's groups balance
         net, count = cur.execute(_SQLITE_BALANCE, (gbase, gbase + staged.n - 1)).fetchone()
     finally:
