@@ -100,6 +100,9 @@ def test_search_filters_and_export(session):
                                                   "sort": "receipt_number",
                                                   "direction": direction}))
         assert [t.receipt_number for t in page.rows] == expect
+        rows = list(csv.reader(io.StringIO("".join(S.csv_stream(session, S.parse_filters(
+            {"account_reference": f"S{tag}", "sort": "receipt_number", "direction": direction}))))))
+        assert [r[S.EXPORT_COLUMNS.index("receipt_number")] for r in rows[1:]] == expect
 
 
 @pytest.mark.parametrize("args,field", [({"date_from": "notadate"}, "date_from"),
