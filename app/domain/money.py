@@ -102,15 +102,9 @@ class Money:
 
 
 def vat_of(gross: Money, rate: Decimal) -> Money:
-    """VAT inside a VAT-inclusive gross: gross - gross / (1 + rate), to the penny, half up."""
-    return Money(vat_pence(gross.pence, rate))
-
-
-def vat_pence(gross: int, rate: Decimal) -> int:
-    """VAT in pence inside a VAT-inclusive gross in pence, in exact integer arithmetic:
-    gross x rate / (1 + rate) rounded half up (away from zero) to the penny. With rate n/d,
-    that is gross x n / (d + n)."""
-    return vat_by_fraction(gross, *vat_fraction(rate))
+    """VAT inside a VAT-inclusive gross, in exact integer arithmetic: gross x rate / (1 + rate)
+    (= gross - gross / (1 + rate)) rounded half up, away from zero, to the penny."""
+    return Money(vat_by_fraction(gross.pence, *vat_fraction(rate)))
 
 
 def vat_fraction(rate: Decimal) -> tuple[int, int]:
@@ -120,7 +114,7 @@ def vat_fraction(rate: Decimal) -> tuple[int, int]:
 
 
 def vat_by_fraction(gross: int, num: int, whole: int) -> int:
-    """gross x num / whole in pence, rounded half up (away from zero); see vat_pence."""
+    """gross x num / whole in pence, rounded half up (away from zero); see vat_of."""
     if num == 0:
         return 0
     vat = (2 * abs(gross) * num + whole) // (2 * whole)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import date
 
 from app.importers import (
     FileRejected,
@@ -51,7 +50,12 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
     i_pm, i_ext = idx.get("payment_method_code"), idx.get("external_reference")
     width = len(names)
     rows = 0
-    dates: dict[str, date] = {}  # a payment file carries few distinct dates
+
+    def opt(rec, i):
+        if i is None:
+            return None
+        v = rec[i].strip()
+        return v or None
 
     for record in csv_records(reader, state):
         if isinstance(record, LineError):
@@ -63,40 +67,26 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
                                      line=start, n=len(rec), w=width))
             continue
         rows += 1
-        ref = rec[i_ref].strip()
-        d = dates.get(rec[i_date])
+        errs = []
+        try:
+            d = parse_date(rec[i_date])
+        except ValueError as exc:
+            errs.append(str(exc))
         try:
             amount = parse_amount(rec[i_amt])
-        except ValueError:
-            amount = 0
-        if d is None or amount == 0 or len(ref) > 100:
-            errs = _errors(rec[i_date], rec[i_amt], ref)
-            if errs:
-                yield LineError(start, t("Line %(line)d: %(msg)s", line=start, msg=" ".join(errs)))
-                continue
-            d = dates[rec[i_date]] = parse_date(rec[i_date])
-        fund = rec[i_fund].strip() if i_fund is not None else None
-        method = rec[i_pm].strip() if i_pm is not None else None
-        narrative = rec[i_nar].strip() if i_nar is not None else None
-        ext = rec[i_ext].strip() if i_ext is not None else None
-        yield Row(start, d, ref, amount, narrative or None, fund.upper() if fund else None,
-                  method.upper() if method else None, ext or None)
+            if amount == 0:
+                errs.append(t("Amount must be more than zero."))
+        except ValueError as exc:
+            errs.append(str(exc))
+        ref = rec[i_ref].strip()
+        if len(ref) > 100:
+            errs.append(t("The reference is longer than 100 characters."))
+        if errs:
+            yield LineError(start, t("Line %(line)d: %(msg)s", line=start, msg=" ".join(errs)))
+            continue
+        fund = opt(rec, i_fund)
+        method = opt(rec, i_pm)
+        yield Row(start, d, ref, amount, opt(rec, i_nar), fund.upper() if fund else None,
+                  method.upper() if method else None, opt(rec, i_ext))
     if rows == 0:
         yield LineError(None, t("The file has a header but no payment lines."))
-
-
-def _errors(date_text: str, amount_text: str, ref: str) -> list[str]:
-    """What is wrong with a line's date, amount and reference (empty: nothing)."""
-    errs = []
-    try:
-        parse_date(date_text)
-    except ValueError as exc:
-        errs.append(str(exc))
-    try:
-        if parse_amount(amount_text) == 0:
-            errs.append(t("Amount must be more than zero."))
-    except ValueError as exc:
-        errs.append(str(exc))
-    if len(ref) > 100:
-        errs.append(t("The reference is longer than 100 characters."))
-    return errs

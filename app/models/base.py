@@ -2,8 +2,14 @@
 
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, text
 from sqlalchemy.types import TypeDecorator
+
+
+def partial_index(condition: str) -> dict:
+    """Index keyword arguments: a partial index of the rows meeting condition (both databases)."""
+    cond = text(condition)
+    return {"postgresql_where": cond, "sqlite_where": cond}
 
 
 def utcnow() -> datetime:

@@ -25,18 +25,16 @@ from sqlalchemy import (
     String,
     Text,
     select,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.models.base import UTCDateTime, utcnow
+from app.models.base import UTCDateTime, partial_index, utcnow
 from app.models.ddl import database_object
 
 
 def _where_not_null(column: str) -> dict:
     """Index keyword arguments: a partial index of the rows where column has a value."""
-    cond = text(f"{column} IS NOT NULL")
-    return {"postgresql_where": cond, "sqlite_where": cond}
+    return partial_index(f"{column} IS NOT NULL")
 
 
 #: References into the append-only ledger that PostgreSQL checks once per statement (see
@@ -124,6 +122,8 @@ class Transaction(Model):
     source_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("income_transaction.id"))
 
     posting_group: Mapped[PostingGroup] = relationship(foreign_keys=[posting_group_id])
+    source_transaction: Mapped["Transaction | None"] = relationship(
+        remote_side=[id], foreign_keys=[source_transaction_id])
 
     @classmethod
     def of_import(cls, import_id: int):
@@ -131,8 +131,6 @@ class Transaction(Model):
         import_id is indexed; a transaction's import_id is always its group's)."""
         return cls.posting_group_id.in_(
             select(PostingGroup.id).where(PostingGroup.import_id == import_id))
-    source_transaction: Mapped["Transaction | None"] = relationship(
-        remote_side=[id], foreign_keys=[source_transaction_id])
 
     def __repr__(self) -> str:
         return f"{self.receipt_number or self.id} {self.fund_code}/{self.account_reference}"
@@ -149,7 +147,7 @@ class LedgerLine(Model):
         # balances by account, fund and account reference; BANK lines (half the table) are
         # left out: no query narrows by them (a query adds NOT_BANK, word for word, to use the index)
         Index("ix_ledger_line_account_fund", "account", "fund_code", "account_reference",
-              postgresql_where=text("account <> 'BANK'"), sqlite_where=text("account <> 'BANK'")),
+              **partial_index("account <> 'BANK'")),
         Index("ix_ledger_line_transaction_id", "transaction_id",
               **_where_not_null("transaction_id")),
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, Date, Index, Integer, String, Text, text
+from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import UTCDateTime, utcnow
+from app.models.base import UTCDateTime, partial_index, utcnow
 
 SUSPENSE_STATUSES = ("unallocated", "part_allocated", "allocated", "written_off", "withdrawn")
 
@@ -26,8 +26,7 @@ class SuspenseItem(Model):
               "amount"),
         # most items are nobody's: only the assigned ones are indexed (a look-up by assignee)
         Index("ix_suspense_item_assigned_to", "assigned_to",
-              postgresql_where=text("assigned_to IS NOT NULL"),
-              sqlite_where=text("assigned_to IS NOT NULL")),
+              **partial_index("assigned_to IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

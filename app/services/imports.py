@@ -117,7 +117,7 @@ class _FundInfo:
     """What row decisions need of a fund, read once (no ORM attribute access per row)."""
 
     __slots__ = ("code", "disabled", "maximum_amount", "account_must_exist", "vat_code",
-                 "vat_rate", "vat_share", "check")
+                 "vat_share", "check")
 
     def __init__(self, fund: Fund, vat_rates: dict[str, Decimal]):
         self.code = fund.code
@@ -125,8 +125,8 @@ class _FundInfo:
         self.maximum_amount = fund.maximum_amount
         self.account_must_exist = bool(fund.account_must_exist)
         self.vat_code = fund.vat_code
-        self.vat_rate = vat_rates.get(fund.vat_code) if fund.vat_code else None
-        self.vat_share = vat_fraction(self.vat_rate) if self.vat_rate else (0, 1)
+        rate = vat_rates.get(fund.vat_code) if fund.vat_code else None
+        self.vat_share = vat_fraction(rate) if rate else (0, 1)  # VAT inside a gross amount
         # references repeat across a file (the same council tax account paid many times)
         self.check = ReferenceCheck(fund.validator, memo_size=20000) \
             if fund.validator is not None else None

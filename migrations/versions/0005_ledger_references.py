@@ -5,9 +5,9 @@ ledger_line.transaction_id are checked by statement-level triggers (set-based, a
 statement) instead of foreign keys, which checked and locked the referenced row once per row;
 the ledger tables also refuse TRUNCATE. posting_group.kind loses its index (a handful of values:
 no query is narrowed by it); so do income_transaction.import_id and receipt_number (an import's
-transactions are found through its posting groups, a receipt through its group's number). ledger_line's (account, fund, reference) index leaves out
-BANK lines, half the table, which no query narrows by; suspense_item.assigned_to's index holds
-only the items assigned to someone.
+transactions are found through its posting groups, a receipt through its group's number).
+ledger_line's (account, fund, reference) index leaves out BANK lines, half the table, which no
+query narrows by; suspense_item.assigned_to's index holds only the items assigned to someone.
 
 Revision ID: 0005_ledger_references
 Revises: 0004_ledger_checks
