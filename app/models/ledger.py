@@ -206,6 +206,9 @@ def install_ledger_triggers(conn) -> None:
 
     ledger_line.transaction_id may be filled in once (NULL -> id) when the income row it credits
     is recorded; nothing else about a ledger line can change.
+
+    SQLite has no statement-level triggers: a row trigger notes the groups a transaction writes
+    to, and app/models/sqlite.py checks that they balance when it commits.
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("""
@@ -339,6 +342,14 @@ def install_ledger_triggers(conn) -> None:
               OR NEW.fund_code IS NOT OLD.fund_code
               OR NEW.account_reference IS NOT OLD.account_reference
             BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END
+        """)
+        # the groups a transaction wrote to, checked at its commit (app/models/sqlite.py)
+        conn.exec_driver_sql("""
+            CREATE TABLE IF NOT EXISTS ledger_unchecked_group (group_id INTEGER PRIMARY KEY)
+        """)
+        conn.exec_driver_sql("""
+            CREATE TRIGGER IF NOT EXISTS ledger_line_unchecked AFTER INSERT ON ledger_line
+            BEGIN INSERT OR IGNORE INTO ledger_unchecked_group (group_id) VALUES (NEW.group_id); END
         """)
 
 

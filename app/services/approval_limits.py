@@ -11,6 +11,7 @@ from app.domain.errors import Conflict, ValidationError
 from app.models.workflow import APPROVAL_ACTIONS, ApprovalLimit
 from app.security import roles as R
 from app.services.audit import audited
+from app.services.locking import for_update
 
 audited(ApprovalLimit)
 
@@ -143,9 +144,8 @@ def replace_scheme(session: Session, action: str, bands: list[dict], expected: s
     if action not in APPROVAL_ACTIONS:
         raise ValidationError(f"Unknown action '{action}'.",
                               {"action": [f"Choose one of: {', '.join(APPROVAL_ACTIONS)}."]})
-    current = list(session.scalars(select(ApprovalLimit).where(ApprovalLimit.action == action)
-                                   .order_by(ApprovalLimit.min_amount, ApprovalLimit.id)
-                                   .with_for_update()))
+    current = list(session.scalars(for_update(session, select(ApprovalLimit).where(
+        ApprovalLimit.action == action).order_by(ApprovalLimit.min_amount, ApprovalLimit.id))))
     if expected is not None and fingerprint(current) != expected:
         raise Conflict("Someone else changed these approval limits since you opened them. "
                        "Reload to see their changes, then make yours again.",

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.models.audit import AuditEvent
+from app.services.locking import write_lock
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_actor", default=None)
 _reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_reason", default=None)
@@ -134,7 +135,8 @@ _PG_LOCK_THEN_LAST_HASH = ("SELECT pg_advisory_xact_lock(84150731); "  # the cha
 
 def _lock_and_last_hash(conn) -> str | None:
     """Take the chain's lock for this transaction and return the last event's hash (or None)."""
-    if conn.dialect.name != "postgresql":  # SQLite: one writer at a time; the transaction holds it
+    if conn.dialect.name != "postgresql":  # SQLite: the write lock, held to commit, orders it
+        write_lock(conn)
         return conn.execute(_LAST_HASH_Q).scalar()
     result = conn.exec_driver_sql(_PG_LOCK_THEN_LAST_HASH)
     try:

@@ -37,8 +37,11 @@ from app.importers.allpay import DEFAULT_METHODS
 from app.models.imports import BankProfile, FundReferencePattern, ImportBatch, ImportStatusEvent
 from app.models.ledger import LedgerLine, NumberSequence, PostingGroup, Transaction
 from app.models.reference import Fund, PaymentMethod, VatCode
+from app.models.refund import RESERVING, Refund
 from app.models.suspense import SuspenseItem
+from app.models.suspense_work import WRITE_OFF_HOLDING, WriteOff
 from app.services import audit
+from app.services.locking import for_update
 from app.services.reference import SUSPENSE_FUND, designated_fund, get_setting
 from app.services.rules import RuleSet, load_rules
 from app.services.validation import ReferenceCheck
@@ -1262,12 +1265,18 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
     if not reason or not reason.strip():
         raise ValidationError("Give a reason for reversing the import.",
                               {"reason": ["A reason is required."]})
-    batch = session.get(ImportBatch, batch_id)
+    batch = session.scalar(for_update(session, select(ImportBatch).where(
+        ImportBatch.id == batch_id)).execution_options(populate_existing=True))
     if batch is None:
         raise NotFound(f"No import {batch_id}.")
     if batch.status != "succeeded":
         raise Conflict(f"Only a succeeded import can be reversed (this one is {batch.status}).")
     st = SuspenseItem.__table__
+    # Whatever spends this import's money (journals, refunds, write-offs, allocations) first locks
+    # the transaction or suspense item it spends from: lock them all before checking that none was.
+    session.execute(for_update(session, select(Transaction.id).where(
+        Transaction.of_import(batch.id)))).all()
+    session.execute(for_update(session, select(st.c.id).where(st.c.import_id == batch.id))).all()
     touched = session.execute(select(st.c.id, st.c.status).where(
         st.c.import_id == batch.id, st.c.status != "unallocated").limit(20)).all()
     touched_ids = [f"{i} ({s})" for i, s in touched]
@@ -1277,8 +1286,14 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
     moved = session.execute(select(tt.c.id).join(lt, lt.c.transaction_id == tt.c.id).where(
         Transaction.of_import(batch.id), lt.c.group_id != tt.c.posting_group_id)
         .limit(20)).scalars().all()
+    own_txns = select(tt.c.id).where(Transaction.of_import(batch.id))
     sourced = session.execute(select(tt.c.source_transaction_id).where(
-        tt.c.source_transaction_id.in_(select(tt.c.id).where(Transaction.of_import(batch.id))))
+        tt.c.source_transaction_id.in_(own_txns)).limit(20)).scalars().all()
+    # refunds and write-offs awaiting approval hold money that has no ledger lines yet
+    held = session.execute(select(Refund.transaction_id).where(
+        Refund.transaction_id.in_(own_txns), Refund.status.in_([s.value for s in RESERVING]))
+        .union(select(WriteOff.transaction_id).where(
+            WriteOff.transaction_id.in_(own_txns), WriteOff.status.in_(WRITE_OFF_HOLDING)))
         .limit(20)).scalars().all()
     from app.models.suspense import REMAINING_AMOUNT
 
@@ -1291,9 +1306,9 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
     if touched_ids:
         problems.append("suspense item(s) already allocated or written off: "
                         + ", ".join(str(x) for x in touched_ids))
-    if moved or sourced:
-        problems.append("transaction(s) journalled, transferred or refunded since: "
-                        + ", ".join(str(x) for x in sorted(set(moved) | set(sourced))))
+    if moved or sourced or held:
+        problems.append("transaction(s) journalled, transferred, refunded or written off since: "
+                        + ", ".join(str(x) for x in sorted(set(moved) | set(sourced) | set(held))))
     if problems:
         raise Conflict("The import cannot be reversed: " + "; ".join(problems) + ".",
                        {"import": problems})

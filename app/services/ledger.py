@@ -25,6 +25,7 @@ from app.models.ledger import (
 )
 from app.models.reference import VatCode
 from app.services import audit
+from app.services.locking import for_update
 
 BANK = "BANK"
 SUSPENSE = "SUSPENSE"
@@ -61,21 +62,14 @@ def next_number(session: Session, prefix: str) -> str:
     prefix = prefix.upper()
     table = NumberSequence.__table__
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt = pg_insert(table).values(prefix=prefix, last_value=1)
-        stmt = stmt.on_conflict_do_update(index_elements=[table.c.prefix],
-                                          set_={"last_value": table.c.last_value + 1})
-        value = session.execute(stmt.returning(table.c.last_value)).scalar_one()
+        from sqlalchemy.dialects.postgresql import insert as upsert
     else:
-        result = session.execute(update(table).where(table.c.prefix == prefix)
-                                 .values(last_value=table.c.last_value + 1)
-                                 .returning(table.c.last_value)).scalar()
-        if result is None:
-            session.execute(table.insert().values(prefix=prefix, last_value=1))
-            value = 1
-        else:
-            value = result
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    # one statement, so two use cases taking the first number of a new prefix cannot collide
+    stmt = upsert(table).values(prefix=prefix, last_value=1)
+    stmt = stmt.on_conflict_do_update(index_elements=[table.c.prefix],
+                                      set_={"last_value": table.c.last_value + 1})
+    value = session.execute(stmt.returning(table.c.last_value)).scalar_one()
     return f"{prefix}{value:06d}"
 
 
@@ -156,10 +150,8 @@ def reverse_group(session: Session, group: PostingGroup, *, actor: str, reason: 
 
 
 def lock_transaction(session: Session, transaction_id: int) -> Transaction:
-    """The transaction row, locked FOR UPDATE on PostgreSQL until the caller commits."""
-    stmt = select(Transaction).where(Transaction.id == transaction_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    """The transaction row, locked until the caller commits (locking.for_update)."""
+    stmt = for_update(session, select(Transaction).where(Transaction.id == transaction_id))
     txn = session.scalar(stmt.execution_options(populate_existing=True))
     if txn is None:
         raise NotFound(f"Transaction {transaction_id} does not exist.")

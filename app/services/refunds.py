@@ -42,6 +42,7 @@ from app.security import roles as R
 from app.services import audit
 from app.services import ledger as L
 from app.services import workflow as wf
+from app.services.locking import for_update
 from app.services.notifications import notify
 from app.services.payments import ProviderError, get_provider
 
@@ -110,9 +111,8 @@ def _lock_refund(session: Session, refund_id) -> Refund:
         rid = int(refund_id)
     except (TypeError, ValueError):
         raise NotFound(f"Refund {refund_id} does not exist.") from None
-    stmt = select(Refund).where(Refund.id == rid).execution_options(populate_existing=True)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = for_update(session, select(Refund).where(Refund.id == rid)
+                      .execution_options(populate_existing=True))
     refund = session.scalar(stmt)
     if refund is None:
         raise NotFound(f"Refund {refund_id} does not exist.")
@@ -600,10 +600,8 @@ def create_payment_run(session: Session, *, refund_ids, actor: str,
         if not ids:
             raise ValidationError("Select at least one refund to pay.",
                                   {"refund_ids": ["Select at least one refund."]})
-        stmt = (select(Refund).where(Refund.id.in_(sorted(ids))).order_by(Refund.id)
-                .execution_options(populate_existing=True))
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
+        stmt = for_update(session, select(Refund).where(Refund.id.in_(sorted(ids)))
+                          .order_by(Refund.id).execution_options(populate_existing=True))
         refunds = list(session.scalars(stmt))
         payable = [r for r in refunds if r.status == RefundStatus.APPROVED
                    and r.method in (RefundMethod.BACS, RefundMethod.CHEQUE)

@@ -30,6 +30,7 @@ from app.models.suspense_work import SuspenseAllocation, SuspenseAllocationLine,
 from app.services import audit
 from app.services import ledger as L
 from app.services.approval_limits import route_for
+from app.services.locking import for_update
 from app.services.receipts import check_line
 from app.services.reference import SUSPENSE_FUND, WRITE_OFF_FUND, get_setting
 
@@ -50,14 +51,12 @@ REMAINING_AMOUNT[0] = remaining_of
 
 
 def lock_item(session: Session, item_id) -> SuspenseItem:
-    """The suspense item, locked FOR UPDATE on PostgreSQL until the caller commits."""
+    """The suspense item, locked until the caller commits (locking.for_update)."""
     try:
         item_id = int(item_id)
     except (TypeError, ValueError):
         raise NotFound("No such suspense item.") from None
-    stmt = select(SuspenseItem).where(SuspenseItem.id == item_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+    stmt = for_update(session, select(SuspenseItem).where(SuspenseItem.id == item_id))
     item = session.scalar(stmt.execution_options(populate_existing=True))
     if item is None:
         raise NotFound(f"Suspense item {item_id} does not exist.")

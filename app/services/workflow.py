@@ -34,6 +34,7 @@ from app.models.workflow import WorkflowDefinition, WorkflowEvent, WorkflowInsta
 from app.security import roles as R
 from app.services import audit
 from app.services.approval_limits import route_for
+from app.services.locking import for_update, write_lock
 from app.workflow_engine import (
     SERIALIZER_VERSION,
     DefinitionError,
@@ -700,6 +701,7 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
                               {"comment": ["A comment is required to reject."]})
     # Lock the instance (timers and other completions take the same lock), then
     # compare-and-set the task row: of two people completing at once, one gets a 409.
+    write_lock(session)  # SQLite: the instance is read under the write lock (PostgreSQL: FOR UPDATE)
     row = session.execute(_TASK_AND_INSTANCE, {"task_id": str(task_id)}).first()
     if row is None:
         raise NotFound("No such task.")
@@ -802,8 +804,8 @@ def fire_due_timers(session: Session, now: datetime | None = None, limit: int = 
              .where(WorkflowInstance.status == "running",
                     WorkflowInstance.next_timer_at.is_not(None),
                     WorkflowInstance.next_timer_at <= moment)
-             .order_by(WorkflowInstance.next_timer_at).limit(1)
-             .with_for_update(skip_locked=True))
+             .order_by(WorkflowInstance.next_timer_at).limit(1))
+        q = for_update(session, q, skip_locked=True)
         if seen:
             q = q.where(WorkflowInstance.id.not_in(seen))
         instance_id = session.scalar(q)

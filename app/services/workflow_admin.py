@@ -19,6 +19,7 @@ from app.models.workflow import WorkflowDefinition, WorkflowInstance
 from app.security import roles as R
 from app.services import audit
 from app.services import workflow as wf
+from app.services.locking import for_update
 from app.workflow_engine import OPERATORS, DefinitionError, expressions, parse_definition
 from app.workflow_engine.validation import BPMN_NS, NS, SPIFF_NS, safe_xml
 
@@ -116,7 +117,7 @@ def _active_or_404(session: Session, process_id: str, lock: bool = False) -> Wor
     query = select(WorkflowDefinition).where(WorkflowDefinition.process_id == process_id,
                                              WorkflowDefinition.active.is_(True))
     if lock:
-        query = query.with_for_update()
+        query = for_update(session, query)
     definition = session.scalar(query)
     if definition is None and lock:
         # we waited for another deploy that made the row we were locking inactive: read the

@@ -135,10 +135,7 @@ def test_card_refund_of_cash_is_422_and_roles_and_missing_things(api, session):
     assert api("clerk").get("/api/v1/refunds/?amount_min=1.234").status_code == 422
 
 
-@pytest.mark.postgres
 def test_ten_concurrent_requests_of_30_percent_at_most_three_succeed(app, api, session):
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("row locks: PostgreSQL only")
     import threading
 
     from tests.conftest import api_token

@@ -1,15 +1,11 @@
 """/api/v1/tasks/, /api/v1/workflows/ and /api/v1/approval-limits/ through real HTTP requests."""
 
-import os
 import threading
 
 import pytest
 
 from tests.conftest import api_token
 from tests.workflows.helpers import OUTCOMES, demo_xml, ready_tasks, start, variant
-
-on_postgres = pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
-                                 reason="concurrency tests need PostgreSQL")
 
 
 def _ids(resp):
@@ -188,7 +184,6 @@ def test_workflow_administrator_edits_a_limit_and_it_is_audited(session, api):
 
 
 # ------------------------------------------------------------------------------ concurrency
-@on_postgres
 def test_two_people_completing_the_same_task_at_once_one_wins(app, session, client):
     instance = start(session, 5_00)
     [task] = ready_tasks(session, instance.id)
@@ -212,7 +207,6 @@ def test_two_people_completing_the_same_task_at_once_one_wins(app, session, clie
     assert OUTCOMES[instance.subject_id] == ["approved"]
 
 
-@on_postgres
 def test_parallel_workers_fire_each_timer_once(app, session):
     import time
 

@@ -220,8 +220,6 @@ def test_two_imports_at_once_post_every_row_once(app, session, fund):
 
     from app.extensions import db
 
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("concurrent writers: PostgreSQL (SQLite has one writer at a time)")
     batches = []
     for k in range(2):
         tag = unique(f"P{k}", 6)

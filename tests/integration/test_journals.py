@@ -129,14 +129,7 @@ def test_failed_receipt_posts_nothing(session):
     assert session.scalar(select(PostingGroup.id).order_by(PostingGroup.id.desc()).limit(1)) == before
 
 
-def _is_pg(session):
-    return session.get_bind().dialect.name == "postgresql"
-
-
-@pytest.mark.postgres
 def test_concurrent_journals_never_exceed_available(app, session):
-    if not _is_pg(session):
-        pytest.skip("row locks: PostgreSQL only")
     from app.extensions import db
 
     src = receipt(session, "100.00", "CONC")
@@ -174,10 +167,7 @@ def test_concurrent_journals_never_exceed_available(app, session):
     assert L.moved_out(session, src_id) == 8000
 
 
-@pytest.mark.postgres
 def test_concurrent_undo_only_once(app, session):
-    if not _is_pg(session):
-        pytest.skip("row locks: PostgreSQL only")
     from app.extensions import db
 
     src = receipt(session, "10.00", "CUNDO")

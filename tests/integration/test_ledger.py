@@ -101,6 +101,73 @@ def test_balance_trigger_refuses_an_unbalanced_statement_on_postgres(session):
     assert sum(l.amount for l in session.get(PostingGroup, group.id).lines) == 0
 
 
+def test_sqlite_refuses_to_commit_an_unbalanced_posting_group(session):
+    """SQLite has no statement-level triggers: every group a transaction wrote lines to must
+    balance when it commits, or the commit is refused and nothing of the transaction is kept."""
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL refuses it per statement (test above)")
+    lines = LedgerLine.__table__.insert()
+
+    def group():
+        g = PostingGroup(kind="journal", number=L.next_number(session, "Z"), created_by="x")
+        session.add(g)
+        session.flush()
+        return g
+
+    g = group()
+    gid = g.id
+    session.execute(lines.values([dict(group_id=gid, account=L.BANK, amount=5)]))
+    with pytest.raises(IntegrityError, match=f"posting group {gid} does not balance"):
+        session.commit()
+    session.rollback()
+    assert session.get(PostingGroup, gid) is None  # the whole transaction was rolled back
+    # a balanced group and an unbalanced one in the same transaction: refused whole
+    g, h = group(), group()
+    ids = (g.id, h.id)
+    session.execute(lines.values([
+        dict(group_id=g.id, account=L.BANK, amount=7),
+        dict(group_id=g.id, account=L.FUND, fund_code="CTAX", amount=-7)]))
+    session.execute(lines.values([
+        dict(group_id=h.id, account=L.BANK, amount=3),
+        dict(group_id=h.id, account=L.FUND, fund_code="CTAX", amount=-2)]))
+    with pytest.raises(IntegrityError, match=f"posting group {h.id} does not balance"):
+        session.commit()
+    session.rollback()
+    assert session.scalar(select(func.count()).where(LedgerLine.group_id.in_(ids))) == 0
+    # a line added later to a group that balanced: the check sums the whole group
+    balanced = L.post_group(session, "journal", [L.Leg(L.BANK, 9), L.Leg(L.FUND, -9, "CTAX")],
+                            actor="x")
+    session.commit()
+    session.execute(lines.values([dict(group_id=balanced.id, account=L.BANK, amount=1)]))
+    with pytest.raises(IntegrityError, match="does not balance"):
+        session.commit()
+    session.rollback()
+    assert sum(l.amount for l in session.get(PostingGroup, balanced.id).lines) == 0
+    # a balanced posting still commits, and leaves nothing waiting for the check
+    g2, _ = _receipt(session, 250)
+    session.commit()
+    assert session.execute(text("SELECT count(*) FROM ledger_unchecked_group")).scalar() == 0
+
+
+def test_sqlite_enforces_foreign_keys(session):
+    """SQLite checks references as PostgreSQL does (foreign keys are on for every connection)."""
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL: foreign keys and the per-statement checks (test below)")
+    assert session.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    missing = session.scalar(select(func.max(PostingGroup.id))) + 1000
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        session.execute(LedgerLine.__table__.insert().values([
+            dict(group_id=missing, account=L.BANK, amount=7),
+            dict(group_id=missing, account=L.FUND, fund_code="CTAX", amount=-7)]))
+    session.rollback()
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        session.execute(Transaction.__table__.insert().values(
+            fund_code="CTAX", amount=5, vat_amount=0, payment_method_code="CASH",
+            transaction_date=dt.date.today(), created_by="x", created_at=dt.datetime.now(dt.UTC),
+            posting_group_id=_receipt(session, 5)[0].id, source_transaction_id=987654321))
+    session.rollback()
+
+
 def test_ledger_references_are_checked_per_statement_on_postgres(session):
     """PostgreSQL checks the ledger's own references at the end of each statement (no foreign
     keys on them): a line of a group that does not exist, a line or an income row naming a

@@ -1,5 +1,6 @@
-"""Two clerks allocating / writing off the same suspense item at once on PostgreSQL: the item row
-is locked FOR UPDATE, so together they never take more than remains."""
+"""Two clerks allocating / writing off the same suspense item at once, on both databases: the item
+is locked (FOR UPDATE on PostgreSQL, the write lock on SQLite), so together they never take more
+than remains."""
 
 from __future__ import annotations
 
@@ -38,10 +39,7 @@ def _run(app, n, fn):
     return results
 
 
-@pytest.mark.postgres
 def test_two_clerks_cannot_allocate_the_same_money(app, session):
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("row locks: PostgreSQL only")
     item = make_item(session, 100_00)
     item_id = item.id
 
@@ -57,10 +55,7 @@ def test_two_clerks_cannot_allocate_the_same_money(app, session):
     assert_books_balance(session)
 
 
-@pytest.mark.postgres
 def test_allocation_and_write_off_race(app, session):
-    if session.get_bind().dialect.name != "postgresql":
-        pytest.skip("row locks: PostgreSQL only")
     item = make_item(session, 50_00)
     item_id = item.id
 
