@@ -27,13 +27,13 @@ target_metadata = Model.metadata
 
 def include_object(obj, name, type_, reflected, compare_to):
     """Leave alone the PostgreSQL trigram indexes that app/models/ddl.py installers create
-    (expression indexes with operator classes, which the models cannot declare), SQLite's table
-    of posting groups awaiting their balance check (app/models/sqlite.py), and the ledger
-    references that PostgreSQL checks per statement instead of with a foreign key
+    (expression indexes with operator classes, which the models cannot declare), SQLite's
+    marker of the ledger lines awaiting the commit's balance check (app/models/sqlite.py), and the
+    ledger references that PostgreSQL checks per statement instead of with a foreign key
     (app.models.ledger.STATEMENT_CHECKED_REFERENCES)."""
     if type_ == "index" and reflected and compare_to is None and name.endswith("_trgm"):
         return False
-    if type_ == "table" and reflected and compare_to is None and name == "ledger_unchecked_group":
+    if type_ == "table" and reflected and compare_to is None and name == "ledger_commit_check":
         return False  # SQLite's commit-time balance check (app/models/sqlite.py), not a model
     if type_ == "foreign_key_constraint" and not reflected and compare_to is None:
         from app.models.ledger import STATEMENT_CHECKED_REFERENCES

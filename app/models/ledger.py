@@ -207,8 +207,9 @@ def install_ledger_triggers(conn) -> None:
     ledger_line.transaction_id may be filled in once (NULL -> id) when the income row it credits
     is recorded; nothing else about a ledger line can change.
 
-    SQLite has no statement-level triggers: a row trigger notes the groups a transaction writes
-    to, and app/models/sqlite.py checks that they balance when it commits.
+    SQLite has no statement-level triggers: a row trigger notes the first ledger line a
+    transaction writes, and app/models/sqlite.py checks when it commits that the groups of that
+    line and of every later one balance.
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("""
@@ -343,13 +344,18 @@ def install_ledger_triggers(conn) -> None:
               OR NEW.account_reference IS NOT OLD.account_reference
             BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END
         """)
-        # the groups a transaction wrote to, checked at its commit (app/models/sqlite.py)
+        # the first ledger line the transaction under way wrote; its commit checks that the
+        # groups of that line and every later one balance (app/models/sqlite.py)
         conn.exec_driver_sql("""
-            CREATE TABLE IF NOT EXISTS ledger_unchecked_group (group_id INTEGER PRIMARY KEY)
+            CREATE TABLE IF NOT EXISTS ledger_commit_check (
+                one INTEGER PRIMARY KEY CHECK (one = 1), first_line_id INTEGER NOT NULL)
         """)
         conn.exec_driver_sql("""
-            CREATE TRIGGER IF NOT EXISTS ledger_line_unchecked AFTER INSERT ON ledger_line
-            BEGIN INSERT OR IGNORE INTO ledger_unchecked_group (group_id) VALUES (NEW.group_id); END
+            CREATE TRIGGER IF NOT EXISTS ledger_line_commit_check AFTER INSERT ON ledger_line
+            WHEN NOT EXISTS (SELECT 1 FROM ledger_commit_check WHERE first_line_id <= NEW.id)
+            BEGIN
+                INSERT OR REPLACE INTO ledger_commit_check (one, first_line_id) VALUES (1, NEW.id);
+            END
         """)
 
 

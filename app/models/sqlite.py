@@ -3,10 +3,11 @@ writer waits for the write lock instead of failing, and every posting group a tr
 to must balance when it commits.
 
 PostgreSQL checks a group's balance with a trigger at the end of each statement. SQLite has no
-statement-level triggers, so a row trigger (app.models.ledger.install_ledger_triggers) notes each
-group a transaction writes ledger lines to in ``ledger_unchecked_group``, and the commit below
-refuses to commit while any of them does not sum to zero. The table only ever holds the groups of
-the transaction under way: SQLite has one writer at a time, and the check empties it.
+statement-level triggers, so a row trigger (app.models.ledger.install_ledger_triggers) notes in
+``ledger_commit_check`` the first ledger line the transaction under way writes, and the commit
+below refuses to commit while the group of that line or of any later line does not sum to zero.
+SQLite has one writer at a time and gives a new line an id above every existing one, so the
+lines from that id on are the transaction's own; the check empties the marker.
 """
 
 from __future__ import annotations
@@ -20,12 +21,11 @@ from sqlalchemy.exc import IntegrityError
 #: milliseconds a connection waits for another's write lock before "database is locked"
 BUSY_TIMEOUT_MS = 30_000
 
-UNCHECKED_GROUPS = "ledger_unchecked_group"
-_ANY_UNCHECKED = f"SELECT 1 FROM {UNCHECKED_GROUPS} LIMIT 1"
-_UNBALANCED = (f"SELECT u.group_id, sum(l.amount) FROM {UNCHECKED_GROUPS} u "
-               "JOIN ledger_line l ON l.group_id = u.group_id "
-               "GROUP BY u.group_id HAVING sum(l.amount) <> 0 ORDER BY u.group_id LIMIT 1")
-_CHECKED = f"DELETE FROM {UNCHECKED_GROUPS}"
+_FIRST_LINE = "SELECT first_line_id FROM ledger_commit_check"
+_UNBALANCED = ("SELECT l.group_id, sum(l.amount) FROM ledger_line l WHERE l.group_id IN "
+               "(SELECT group_id FROM ledger_line WHERE id >= ?) "
+               "GROUP BY l.group_id HAVING sum(l.amount) <> 0 ORDER BY l.group_id LIMIT 1")
+_CHECKED = "DELETE FROM ledger_commit_check"
 
 
 @event.listens_for(Engine, "connect")
@@ -46,11 +46,12 @@ def _groups_balance_before_commit(conn) -> None:
     if raw is None or not raw.in_transaction:
         return
     try:
-        if raw.execute(_ANY_UNCHECKED).fetchone() is None:
-            return
+        first = raw.execute(_FIRST_LINE).fetchone()
     except sqlite3.OperationalError:  # no ledger yet: a database before its first migration
         return
-    bad = raw.execute(_UNBALANCED).fetchone()
+    if first is None:
+        return
+    bad = raw.execute(_UNBALANCED, first).fetchone()
     if bad is None:
         raw.execute(_CHECKED)
         return

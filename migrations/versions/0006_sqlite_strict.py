@@ -1,8 +1,9 @@
-"""SQLite: posting groups checked for balance at commit (the groups a transaction touched)
+"""SQLite: the posting groups a transaction wrote to must balance when it commits
 
 PostgreSQL checks each statement's posting groups with a statement-level trigger. SQLite has
-none: a row trigger notes every group a transaction writes ledger lines to in
-ledger_unchecked_group, and app/models/sqlite.py refuses to commit while one does not balance.
+none: a row trigger notes the first ledger line a transaction writes in ledger_commit_check, and
+app/models/sqlite.py refuses to commit while the group of that line or of a later one does not
+balance (SQLite has one writer at a time, and a new line's id is above every existing one).
 Foreign keys are enforced on every SQLite connection from now on (migrations/env.py turns them
 off around Alembic's batch table rebuilds only). Nothing changes on PostgreSQL.
 
@@ -31,5 +32,5 @@ def upgrade():
 def downgrade():
     if op.get_bind().dialect.name != "sqlite":
         return
-    op.execute("DROP TRIGGER IF EXISTS ledger_line_unchecked")
-    op.execute("DROP TABLE IF EXISTS ledger_unchecked_group")
+    op.execute("DROP TRIGGER IF EXISTS ledger_line_commit_check")
+    op.execute("DROP TABLE IF EXISTS ledger_commit_check")

@@ -146,7 +146,7 @@ def test_sqlite_refuses_to_commit_an_unbalanced_posting_group(session):
     # a balanced posting still commits, and leaves nothing waiting for the check
     g2, _ = _receipt(session, 250)
     session.commit()
-    assert session.execute(text("SELECT count(*) FROM ledger_unchecked_group")).scalar() == 0
+    assert session.execute(text("SELECT count(*) FROM ledger_commit_check")).scalar() == 0
 
 
 def test_sqlite_enforces_foreign_keys(session):
