@@ -126,7 +126,7 @@ class ImportApi(BaseApi):
     def try_rules(self):
         """Dry run: {"reference","amount","narrative"?,"fund_code"?,"import_type"?} -> rules fired."""
         from app.extensions import db
-        from app.services.rules import dry_run
+        from app.services.imports import dry_run
 
         body = request.get_json(silent=True) or {}
         if not isinstance(body.get("amount"), str):

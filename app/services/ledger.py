@@ -57,20 +57,25 @@ def register_reservation(fn: Callable[[Session, int], int]) -> Callable[[Session
     return fn
 
 
-def next_number(session: Session, prefix: str) -> str:
-    """The next number for prefix, e.g. "R000124". Unique; gaps possible when a use case fails."""
-    prefix = prefix.upper()
+def reserve_numbers(session: Session, prefix: str, n: int = 1) -> int:
+    """Take ``n`` consecutive numbers of ``prefix``; returns the first. Unique; gaps possible
+    when a use case fails."""
     table = NumberSequence.__table__
     if session.get_bind().dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as upsert
     else:
         from sqlalchemy.dialects.sqlite import insert as upsert
-    # one statement, so two use cases taking the first number of a new prefix cannot collide
-    stmt = upsert(table).values(prefix=prefix, last_value=1)
+    # one statement, so two use cases taking the first numbers of a new prefix cannot collide
+    stmt = upsert(table).values(prefix=prefix, last_value=n)
     stmt = stmt.on_conflict_do_update(index_elements=[table.c.prefix],
-                                      set_={"last_value": table.c.last_value + 1})
-    value = session.execute(stmt.returning(table.c.last_value)).scalar_one()
-    return f"{prefix}{value:06d}"
+                                      set_={"last_value": table.c.last_value + n})
+    return session.execute(stmt.returning(table.c.last_value)).scalar_one() - n + 1
+
+
+def next_number(session: Session, prefix: str) -> str:
+    """The next number for prefix, e.g. "R000124"."""
+    prefix = prefix.upper()
+    return f"{prefix}{reserve_numbers(session, prefix):06d}"
 
 
 def _check_legs(legs: list[Leg]) -> None:

@@ -1,4 +1,5 @@
-"""Processing rules for imported rows: parse, check, compile and run; plus the dry-run tester.
+"""Processing rules for imported rows: parse, check, compile and run (the rule tester runs one
+row through them with app.services.imports.rows.dry_run).
 
 Conditions are text, one OR-ed group per line; conditions in a line are joined by AND::
 
@@ -242,32 +243,3 @@ def load_rules(session: Session, import_type: str | None) -> RuleSet:
         rs.rules.append(CompiledRule(r.id, r.name, groups, r.set_fund_code or None,
                                      r.set_reference, r.set_narrative, bool(r.stop_processing)))
     return rs
-
-
-def dry_run(session: Session, *, reference: str, amount: str, narrative: str | None = None,
-             fund_code: str | None = None, import_type: str | None = None,
-             method_code: str | None = None) -> dict:
-    """Dry run of one pasted row: which rules fire, the fund chosen and where the money would go."""
-    from app.services.imports import RowContext
-
-    try:
-        pence = Money.parse(amount or "").pence
-    except ValidationError as exc:
-        raise ValidationError(exc.message, {"amount": [exc.message]}) from None
-    ctx = RowContext.load(session, import_type)
-    decision = ctx.decide(reference=reference or "", amount=pence, narrative=narrative or None,
-                          fund_code=(fund_code or "").strip().upper() or None,
-                          method_code=method_code or ctx.default_method(import_type))
-    ctx.prefetch_accounts([decision])
-    ctx.validate(decision)
-    return {
-        "fired": list(decision.fired),
-        "broken_rules": ctx.rules.broken,
-        "reference": decision.reference,
-        "narrative": decision.narrative,
-        "amount": str(Money(pence)),
-        "fund_code": decision.fund_code,
-        "fund_source": decision.fund_source,
-        "destination": "suspense" if decision.suspense else "fund",
-        "reasons": list(decision.reasons),
-    }

@@ -197,7 +197,7 @@ class RuleTesterView(BaseView):
     @expose("/", methods=["GET", "POST"])
     @has_access
     def index(self):
-        from app.services.rules import dry_run
+        from app.services.imports import dry_run
 
         form = {k: request.form.get(k, "") for k in
                 ("reference", "amount", "narrative", "fund_code", "import_type")}

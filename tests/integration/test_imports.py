@@ -16,6 +16,8 @@ from app.models.ledger import LedgerLine, PostingGroup, Transaction
 from app.models.reference import Fund
 from app.models.suspense import SuspenseItem
 from app.services import imports as svc
+from app.services.imports import sqlite as sqlite_writer
+from app.services.imports.processing import IMPORT_SWITCH_INTERVAL, SimulatedCrash, writer_for
 from app.services.ledger import trial_balance
 from app.services.seed import make_reference
 from tests.conftest import unique
@@ -159,7 +161,7 @@ def test_crash_mid_import_resumes_without_double_posting(app, session, fund):
     tag = unique("C", 6)
     rows = "".join(f"2026-04-01,{tag}{i},1.00,{fund}\n" for i in range(25))
     batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
-    with pytest.raises(svc._SimulatedCrash):
+    with pytest.raises(SimulatedCrash):
         svc.process_import(session, batch.id, chunk_size=10, fail_after_chunks=1)
     session.rollback()
     b = session.get(ImportBatch, batch.id)
@@ -184,14 +186,15 @@ def test_failure_in_a_middle_chunk_keeps_the_posted_lines_before_it(app, session
     tag = unique("M", 6)
     rows = "".join(f"2026-04-02,{tag}{i},1.{i:02d},{fund}\n" for i in range(50))
     batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n" + rows)
-    real_post = svc._post_chunk
+    writer = writer_for(session)
+    real_post = writer.post_chunk
 
-    def post_or_fail(s, info, ctx, staged, actor):
+    def post_or_fail(s, info, ctx, staged, now, actor):
         if staged.first_line <= 25 <= staged.last_line:  # the third chunk (lines 22-31)
             raise RuntimeError("disk full")
-        real_post(s, info, ctx, staged, actor)
+        real_post(s, info, ctx, staged, now, actor)
 
-    monkeypatch.setattr(svc, "_post_chunk", post_or_fail)
+    monkeypatch.setattr(writer, "post_chunk", post_or_fail)
     b = svc.process_import(session, batch.id, chunk_size=10)
     assert b.status == "failed" and "disk full" in b.errors_json
     assert (b.rows_done, b.last_line_done, b.rows_posted) == (20, 21, 20)
@@ -200,7 +203,7 @@ def test_failure_in_a_middle_chunk_keeps_the_posted_lines_before_it(app, session
         Transaction.import_id == batch.id)).all()
     assert lines == [] and sorted(numbers, key=lambda n: int(n.split("-")[1])) == [
         f"I{batch.id}-{line}" for line in range(2, 22)]
-    monkeypatch.setattr(svc, "_post_chunk", real_post)
+    monkeypatch.setattr(writer, "post_chunk", real_post)
     svc.retry_import(session, batch.id, actor="clerk")
     b = svc.process_import(session, batch.id, chunk_size=10)
     assert b.status == "succeeded" and (b.rows_done, b.rows_posted) == (50, 50)
@@ -339,15 +342,16 @@ def test_import_shortens_the_thread_switch_interval_only_while_it_runs(app, sess
     import sys
 
     seen = []
-    real_post = svc._post_chunk
+    writer = writer_for(session)
+    real_post = writer.post_chunk
 
-    def post(s, info, ctx, staged, actor):
+    def post(s, info, ctx, staged, now, actor):
         seen.append(sys.getswitchinterval())
         if staged.first_line > 30:
             raise RuntimeError("disk full")
-        real_post(s, info, ctx, staged, actor)
+        real_post(s, info, ctx, staged, now, actor)
 
-    monkeypatch.setattr(svc, "_post_chunk", post)
+    monkeypatch.setattr(writer, "post_chunk", post)
     before = sys.getswitchinterval()
     sys.setswitchinterval(0.004)
     try:
@@ -356,7 +360,7 @@ def test_import_shortens_the_thread_switch_interval_only_while_it_runs(app, sess
                          + rows)
         b = svc.process_import(session, batch.id, chunk_size=10)
         assert b.status == "failed" and b.rows_done == 30  # lines 2-31 posted, then "disk full"
-        assert seen and all(v == pytest.approx(svc.IMPORT_SWITCH_INTERVAL) for v in seen)
+        assert seen and all(v == pytest.approx(IMPORT_SWITCH_INTERVAL) for v in seen)
         assert sys.getswitchinterval() == 0.004
     finally:
         sys.setswitchinterval(before)
@@ -370,8 +374,8 @@ def test_sqlite_writer_page_cache_is_put_back(app):
     with db.engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         before = raw.execute("PRAGMA cache_size").fetchone()[0]
-        restore = svc._writer_connection(conn)
-        assert raw.execute("PRAGMA cache_size").fetchone()[0] == -svc.SQLITE_WRITER_CACHE_KIB
+        restore = sqlite_writer.prepare_connection(conn)
+        assert raw.execute("PRAGMA cache_size").fetchone()[0] == -sqlite_writer.WRITER_CACHE_KIB
         restore()
         assert raw.execute("PRAGMA cache_size").fetchone()[0] == before
 
@@ -390,8 +394,8 @@ def test_sqlite_statements_keep_one_shape_per_table(app, session, fund):
              for k in range(1, 6) for i in range(10)]
     batch = _receive(app, session, "transaction_date,account_reference,amount,fund_code\n"
                      + "".join(lines))
-    svc._sqlite_insert.cache_clear()
+    sqlite_writer._insert_sql.cache_clear()
     b = svc.process_import(session, batch.id, chunk_size=10)
     assert b.status == "succeeded" and (b.rows_posted, b.rows_suspense) == (35, 15)
-    assert svc._sqlite_insert.cache_info().currsize == 3  # groups, transactions, suspense
+    assert sqlite_writer._insert_sql.cache_info().currsize == 3  # groups, transactions, suspense
     assert trial_balance_is_zero(session)
