@@ -130,9 +130,9 @@ def test_tick_signs_a_checkpoint_of_the_head_and_logs_it(app, session, caplog):
     result = verify_chain(session)
     assert result.valid, result.message
     newest = audit._latest_checkpoint(session, audit.keyring_for(session), audit._Findings())
-    if "no new events" not in line:  # (an earlier test's tick may have signed this head)
-        assert f"checkpoint {newest.id}: {result.events} events to event " in line
-        assert newest.log_line() in caplog.text
+    assert line == (f"audit-checkpoint: checkpoint {newest.id}: {result.events} events to event "
+                    f"{result.last_event_id}")
+    assert newest.log_line() in caplog.text
     assert (newest.events, newest.last_event_id, newest.head_hash) == (
         result.events, result.last_event_id, result.head_hash)
     assert result.checkpoints >= 1

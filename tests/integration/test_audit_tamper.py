@@ -85,7 +85,8 @@ class Trail:
         self.session.commit()
         return self.ids()
 
-    def verify_cli(self, *args, command: str = "audit-verify"):
+    def cli(self, command: str, *args):
+        """`flask --app run ims <command>` on this database, in a process of its own."""
         return _flask(self.cli_url, "ims", command, *args)
 
 
@@ -138,7 +139,8 @@ def _plain_sha256(prev: str, row: dict) -> str:
 
 
 def _rechain(trail: Trail, from_id: int, hasher, key_id=..., after='{"n":"forged"}') -> None:
-    """Rewrite event ``from_id`` and recompute the hashes of it and every event after it."""
+    """Rewrite event ``from_id`` (its ``after``) and recompute the hashes of it and every event
+    after it with ``hasher``, giving them ``key_id`` (unless left out: they keep theirs)."""
     rows = trail.rows()
     prev = None
     for row in rows:
@@ -213,7 +215,7 @@ def test_deleting_the_newest_events_is_named(trail, caplog, tmp_path):
                 f"{ids[11]} (hash {head[:12]}…); the chain has 9 events up to there")
     assert result.message == expected
     assert result.broken_event_id == ids[9]
-    cli = trail.verify_cli()
+    cli = trail.cli("audit-verify")
     assert cli.returncode == 1
     assert expected in cli.stdout
 
@@ -243,7 +245,7 @@ def test_deleting_the_newest_events_is_named(trail, caplog, tmp_path):
     assert not result.valid
     assert f"checkpoint {cp.id} of the log is missing from the checkpoint table" in result.message
     assert f"checkpoint {cp.id} at" in result.message
-    cli = trail.verify_cli("--log", str(log_file))
+    cli = trail.cli("audit-verify", "--log", str(log_file))
     assert cli.returncode == 1
     assert f"checkpoint {cp.id} of the log is missing" in cli.stdout
 
@@ -383,12 +385,12 @@ def test_rekey_refuses_a_broken_chain_unless_told(trail):
 
 def test_cli_rekey_and_verify(trail):
     trail.legacy(3)
-    before = trail.verify_cli()
+    before = trail.cli("audit-verify")
     assert before.returncode == 1 and "the chain is not keyed" in before.stdout
-    rekeyed = trail.verify_cli(command="audit-rekey")
+    rekeyed = trail.cli("audit-rekey")
     assert rekeyed.returncode == 0, rekeyed.stderr
     assert "3 events verified" in rekeyed.stdout
-    after = trail.verify_cli()
+    after = trail.cli("audit-verify")
     assert after.returncode == 0, after.stdout
     assert "4 events, chain intact, keyed with audit key" in after.stdout
     assert "checkpoint" in after.stdout and "signed" in after.stdout
