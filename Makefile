@@ -25,8 +25,11 @@ translations: install
 extract-messages: install
 	$(BIN)/python translations/extract.py
 
+# audit-rekey: a database from before audit keys gets its chain continued keyed (once; after
+# that, and on a new database, it does nothing).
 migrate: install
 	$(FLASK) db upgrade
+	$(FLASK) ims audit-rekey
 
 seed: migrate
 	$(FLASK) ims sync-roles

@@ -7,6 +7,9 @@ from flask_appbuilder.security.manager import AUTH_DB
 
 BASE_DIR = os.path.abspath(os.path.dirname(__file__))
 DEFAULT_SECRET_KEY = "dev-only-change-me"
+#: The audit trail's key outside production (production refuses it): a fixed value, so a
+#: development database's chain verifies from one run to the next.
+DEFAULT_AUDIT_KEY = "dev-only-audit-key-not-secret-change-me"
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -30,6 +33,12 @@ class Config:
 
     IMS_ENV = "development"
     SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+    # HMAC key of the audit trail's hash chain and checkpoints. It must not be stored in the
+    # database (whoever can write the database must not be able to recompute the chain) and
+    # differs from SECRET_KEY. Earlier keys (comma-separated) still verify the events and
+    # checkpoints they signed, after a change of key and `ims audit-rekey`.
+    IMS_AUDIT_KEY = os.environ.get("IMS_AUDIT_KEY", DEFAULT_AUDIT_KEY)
+    IMS_AUDIT_PREVIOUS_KEYS = os.environ.get("IMS_AUDIT_PREVIOUS_KEYS", "")
     SQLALCHEMY_DATABASE_URI = _normalise_db_url(
         os.environ.get("DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "ims.db"))
     )
@@ -106,6 +115,8 @@ class TestingConfig(Config):
     IMS_ENV = "testing"
     TESTING = True
     SECRET_KEY = "testing-only-secret-key-0123456789abcdef"
+    IMS_AUDIT_KEY = "testing-only-audit-key-0123456789abcdef"
+    IMS_AUDIT_PREVIOUS_KEYS = ""
     SQLALCHEMY_DATABASE_URI = _normalise_db_url(
         os.environ.get("TEST_DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "test.db"))
     )
@@ -115,6 +126,7 @@ class TestingConfig(Config):
 
 class ProductionConfig(Config):
     IMS_ENV = "production"
+    IMS_AUDIT_KEY = os.environ.get("IMS_AUDIT_KEY", "")  # no default: refuses to start without
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True
     REMEMBER_COOKIE_HTTPONLY = True

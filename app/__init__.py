@@ -11,8 +11,11 @@ from app.domain.errors import ConfigurationError
 
 
 def _check_production(app: Flask) -> None:
-    """Production refuses to start with the default secret key or SQLite."""
-    from config import DEFAULT_SECRET_KEY
+    """Production refuses to start with the default secret key or SQLite.
+
+    It also needs an audit key of its own (the audit trail's HMAC key: at least 32 characters,
+    not the secret key)."""
+    from config import DEFAULT_AUDIT_KEY, DEFAULT_SECRET_KEY
 
     if app.config["IMS_ENV"] != "production":
         return
@@ -21,6 +24,13 @@ def _check_production(app: Flask) -> None:
         raise ConfigurationError(
             "SECRET_KEY must be set to a random value of at least 32 characters in production "
             "(python -c 'import secrets; print(secrets.token_hex(32))')."
+        )
+    audit_key = app.config.get("IMS_AUDIT_KEY") or ""
+    if audit_key == DEFAULT_AUDIT_KEY or len(audit_key) < 32 or audit_key == key:
+        raise ConfigurationError(
+            "IMS_AUDIT_KEY must be set to a random value of at least 32 characters, other than "
+            "SECRET_KEY, in production: it keys the audit trail's hash chain and is kept out of "
+            "the database (python -c 'import secrets; print(secrets.token_hex(32))')."
         )
 
 

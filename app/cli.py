@@ -65,14 +65,42 @@ def sync_workflows_cmd() -> None:
 
 
 @ims_cli.command("audit-verify")
-def audit_verify() -> None:
-    """Check the audit trail's hash chain; exit 1 naming the first broken event."""
+@click.option("--log", "logs", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Also compare with the checkpoints in this application log (repeatable).")
+def audit_verify(logs: tuple[str, ...]) -> None:
+    """Check the audit trail's hash chain against its signed checkpoints; exit 1 naming what is
+    missing or altered. When all is well, sign a checkpoint of the head."""
     from app.extensions import db
-    from app.services.audit import verify_chain
+    from app.services import audit
 
-    result = verify_chain(db.session)
+    logged = []
+    for path in logs:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            logged += audit.logged_checkpoints(fh)
+    result = audit.verify_chain(db.session, logged=logged)
     click.echo(result.message)
     if not result.valid:
+        sys.exit(1)
+    if result.events:
+        cp = audit.write_checkpoint(db.session, result.events, result.last_event_id,
+                                    result.head_hash)
+        click.echo(f"checkpoint {cp.id} signed: {cp.events} events to event {cp.last_event_id}")
+
+
+@ims_cli.command("audit-rekey")
+@click.option("--accept-broken", is_flag=True,
+              help="Re-key a chain that does not verify, recording what is wrong in the event.")
+def audit_rekey(accept_broken: bool) -> None:
+    """Verify the audit chain and continue it with IMS_AUDIT_KEY (from plain SHA-256, or from an
+    earlier key listed in IMS_AUDIT_PREVIOUS_KEYS), recording the switch as an event. Does
+    nothing when the chain is already keyed with it."""
+    from app.extensions import db
+    from app.services import audit
+
+    audit.set_actor("audit-rekey")
+    result = audit.rekey(db.session, accept_broken=accept_broken)
+    click.echo(result.message, err=not result.ok)
+    if not result.ok:
         sys.exit(1)
 
 
@@ -97,12 +125,28 @@ def export_ledger(day, output: str) -> None:
         sys.exit(1)
 
 
-@ims_cli.command("tick")
-def tick() -> None:
-    """Run due background work once (timers, ageing, queued imports)."""
+def _tick_once():
+    """One tick: the registered jobs, then a checkpoint of the audit chain (last, so it covers
+    what the jobs wrote)."""
+    import logging
+
+    from app.extensions import db
+    from app.services import audit
     from app.services.jobs import run_tick
 
-    for line in run_tick():
+    yield from run_tick()
+    try:
+        yield f"audit-checkpoint: {audit.checkpoint(db.session).summary}"
+    except Exception as exc:  # noqa: BLE001 - the worker goes on; the next tick tries again
+        db.session.rollback()
+        logging.getLogger(__name__).exception("audit checkpoint failed")
+        yield f"audit-checkpoint: failed: {exc.__class__.__name__}"
+
+
+@ims_cli.command("tick")
+def tick() -> None:
+    """Run due background work once (timers, ageing, queued imports, an audit checkpoint)."""
+    for line in _tick_once():
         click.echo(line)
 
 
@@ -111,11 +155,9 @@ def tick() -> None:
 @click.option("--once", is_flag=True, help="Tick once and exit.")
 def worker(interval: int | None, once: bool) -> None:
     """Loop `tick` forever (several workers may run against one PostgreSQL)."""
-    from app.services.jobs import run_tick
-
     interval = interval or current_app.config["IMS_WORKER_INTERVAL"]
     while True:
-        for line in run_tick():
+        for line in _tick_once():
             click.echo(line)
         if once:
             return

@@ -1,7 +1,7 @@
 """SQLAlchemy 2.0 models on flask_appbuilder.Model; importing this package registers every table."""
 
 from app.models import sqlite  # noqa: F401  (SQLite: foreign keys, busy timeout, balance at commit)
-from app.models.audit import AuditEvent  # noqa: F401
+from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402
 from app.models.imports import (  # noqa: F401
     BankProfile,

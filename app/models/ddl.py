@@ -27,22 +27,41 @@ def install_database_objects(engine) -> None:
         run_installers(conn)
 
 
+#: the audit trail's tables: append-only, never truncated
+AUDIT_TABLES = ("audit_event", "audit_checkpoint")
+
+
 @database_object
 def audit_append_only(conn) -> None:
-    """Refuse UPDATE and DELETE on audit_event: the trail is append-only."""
+    """Refuse UPDATE, DELETE and (PostgreSQL) TRUNCATE on the audit trail and its checkpoints.
+
+    SQLite has no TRUNCATE: its ``DELETE FROM`` without a condition fires the DELETE trigger.
+    audit_checkpoint is guarded when it exists (it arrived with migration 0006; earlier
+    migrations run this installer too).
+    """
+    from sqlalchemy import inspect
+
+    tables = [t for t in AUDIT_TABLES if t == "audit_event" or inspect(conn).has_table(t)]
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("""
             CREATE OR REPLACE FUNCTION ims_audit_append_only() RETURNS trigger AS $$
-            BEGIN RAISE EXCEPTION 'audit_event is append-only'; END; $$ LANGUAGE plpgsql;
+            BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END; $$ LANGUAGE plpgsql;
         """)
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_event_append_only ON audit_event")
-        conn.exec_driver_sql("""
-            CREATE TRIGGER audit_event_append_only BEFORE UPDATE OR DELETE ON audit_event
-            FOR EACH ROW EXECUTE FUNCTION ims_audit_append_only()
-        """)
-    else:
-        for op in ("UPDATE", "DELETE"):
+        for table in tables:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             conn.exec_driver_sql(f"""
-                CREATE TRIGGER IF NOT EXISTS audit_event_no_{op.lower()} BEFORE {op} ON audit_event
-                BEGIN SELECT RAISE(ABORT, 'audit_event is append-only'); END
+                CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+                FOR EACH ROW EXECUTE FUNCTION ims_audit_append_only()
             """)
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+            conn.exec_driver_sql(f"""
+                CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+                FOR EACH STATEMENT EXECUTE FUNCTION ims_audit_append_only()
+            """)
+    else:
+        for table in tables:
+            for op in ("UPDATE", "DELETE"):
+                conn.exec_driver_sql(f"""
+                    CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+                    BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END
+                """)

@@ -1,28 +1,58 @@
-"""Audit trail writer: session listeners for audited models, explicit events, chain verification."""
+"""Audit trail writer: session listeners for audited models, explicit events, the keyed hash
+chain, signed checkpoints of its head, verification and re-keying.
+
+Every event carries an HMAC-SHA256, under the audit key (``IMS_AUDIT_KEY``, which the database
+does not hold), of its fields and of the hash of the event before it, so whoever can write the
+database still cannot rewrite an event and recompute the hashes after it. Events written before
+the trail was keyed have a plain SHA-256 and no key id; `ims audit-rekey` verifies such a chain
+and continues it keyed, recording the switch as an ``audit.rekey`` event. Until then new events
+continue the chain unkeyed, and verification says the chain is not keyed.
+
+Checkpoints (``audit_checkpoint``, and the same line in the application log) sign the chain's
+head: how many events, the last one's id and hash. Verification compares the chain with every
+checkpoint, so deleting the newest events, which leaves a shorter chain that still links, is
+reported naming the events missing. `ims tick` writes one when the head moved since the last
+(after checking the events written since), and `ims audit-verify` after a full verification;
+the request path writes none.
+"""
 
 from __future__ import annotations
 
 import contextvars
 import hashlib
+import hmac
 import json
-from dataclasses import dataclass
+import logging
+import re
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import event, insert, inspect, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, func, insert, inspect, select
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from app.models.audit import AuditEvent
+from app.domain.errors import ConfigurationError
+from app.domain.i18n import N_
+from app.models.audit import KEY_ID_LENGTH, AuditCheckpoint, AuditEvent
 from app.services.locking import write_lock
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_actor", default=None)
 _reason: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_reason", default=None)
 
 GENESIS = "0" * 64
+#: The action of the event that moves the chain to the configured key (`ims audit-rekey`).
+REKEY_ACTION = "audit.rekey"
 #: Columns never written to the trail (secrets) or too noisy to matter (login bookkeeping).
 REDACTED = {"password", "api_key_hash"}
 IGNORED = {"last_login", "login_count", "fail_login_count", "changed_on", "changed_by_fk"}
+
+#: Checkpoints go to the log at INFO whatever the root logger's level: the log is their copy
+#: outside the database.
+log = logging.getLogger("ims.audit")
+log.setLevel(logging.INFO)
 
 _audited: set[type] = set()
 
@@ -96,22 +126,89 @@ def _canonical(data) -> str | None:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def compute_hash(prev_hash: str, row: dict) -> str:
-    payload = "|".join([
+# ---------------------------------------------------------------------------------------------
+# the audit key
+
+def key_id(key: bytes) -> str:
+    """Names a key without revealing it: the start of an HMAC of a fixed text under it."""
+    return hmac.new(key, b"IMS audit key id", hashlib.sha256).hexdigest()[:KEY_ID_LENGTH]
+
+
+class Keyring:
+    """The audit key events are written with, and earlier keys that still verify what they
+    signed (after a change of key and `ims audit-rekey`), by key id."""
+
+    def __init__(self, current: str, previous: Iterable[str] = ()):
+        if not current:
+            raise ConfigurationError("IMS_AUDIT_KEY is not set: the audit trail needs a key.")
+        self.current = current.encode("utf-8")
+        self.current_id = key_id(self.current)
+        self.keys = {key_id(k.encode("utf-8")): k.encode("utf-8") for k in previous if k}
+        self.keys[self.current_id] = self.current
+
+
+def keyring_from_config(config) -> Keyring:
+    previous = (config.get("IMS_AUDIT_PREVIOUS_KEYS") or "").split(",")
+    return Keyring(config.get("IMS_AUDIT_KEY") or "", [k.strip() for k in previous])
+
+
+#: The keyring of each app's database engine: writers on threads without an app context (an
+#: import's writer threads) find it through their connection.
+_keyrings: weakref.WeakKeyDictionary[Engine, Keyring] = weakref.WeakKeyDictionary()
+
+
+def use_keyring(engine: Engine, keyring: Keyring) -> None:
+    """Events written and verified through ``engine`` use ``keyring``."""
+    _keyrings[engine] = keyring
+
+
+def keyring_for(bind) -> Keyring:
+    """The keyring for a connection or session's database (the app's, as configured)."""
+    engine = bind.engine if isinstance(bind, Connection) else bind.get_bind()
+    ring = _keyrings.get(engine)
+    if ring is not None:
+        return ring
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return keyring_from_config(current_app.config)
+    raise ConfigurationError("No audit key is configured for this database.")
+
+
+def _payload(prev_hash: str, row: dict) -> bytes:
+    return "|".join([
         prev_hash,
         row["occurred_at"].astimezone(timezone.utc).isoformat(),
         row["actor"], row["action"], row["entity"], row["entity_id"] or "",
         row["before"] or "", row["after"] or "", row["reason"] or "",
-    ])
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    ]).encode("utf-8")
 
 
-_LAST_HASH = "ims_audit_last_hash"
+#: An HMAC per key with the key already absorbed: each event copies it (half the cost of
+#: starting from the key), so an HMAC costs little more than the plain SHA-256 it replaces.
+_MACS: dict[bytes, hmac.HMAC] = {}
+
+
+def compute_hash(prev_hash: str, row: dict, key: bytes | None = None) -> str:
+    """The event's hash: HMAC-SHA256 under ``key``, or plain SHA-256 (events from before the
+    trail was keyed)."""
+    if key is None:
+        return hashlib.sha256(_payload(prev_hash, row)).hexdigest()
+    mac = _MACS.get(key)
+    if mac is None:
+        mac = _MACS.setdefault(key, hmac.new(key, digestmod=hashlib.sha256))
+    mac = mac.copy()
+    mac.update(_payload(prev_hash, row))
+    return mac.hexdigest()
+
+
+_LAST = "ims_audit_last"  # (hash, key id) of the event this transaction wrote last
 _PREPARED = "ims_audit_prepared_hash"
+_NO_EVENTS = (None, None)
 
 
 def _forget_last_hash(conn, *args) -> None:
-    conn.info.pop(_LAST_HASH, None)
+    conn.info.pop(_LAST, None)
     conn.info.pop(_PREPARED, None)
 
 
@@ -121,8 +218,9 @@ for _name in ("commit", "rollback", "rollback_savepoint"):
 
 #: the trail's table, for callers that write a prepared event in a statement of their own
 AUDIT_TABLE = AuditEvent.__table__
+CHECKPOINT_TABLE = AuditCheckpoint.__table__
 # Built once: SQLAlchemy caches the compiled form per statement object, so each call only binds.
-_LAST_HASH_Q = select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)
+_LAST_HASH_Q = select(AuditEvent.hash, AuditEvent.key_id).order_by(AuditEvent.id.desc()).limit(1)
 _INSERT_EVENT = insert(AUDIT_TABLE)
 #: PostgreSQL: take the chain's lock, then read the last hash, in one round trip. They are two
 #: statements (no parameters, so the simple query protocol runs them in turn): under READ COMMITTED
@@ -130,14 +228,15 @@ _INSERT_EVENT = insert(AUDIT_TABLE)
 #: whoever held the lock before. (One statement doing both would read with a snapshot taken
 #: before it waited for the lock.)
 _PG_LOCK_THEN_LAST_HASH = ("SELECT pg_advisory_xact_lock(84150731); "  # the chain's lock key
-                           "SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1")
+                           "SELECT hash, key_id FROM audit_event ORDER BY id DESC LIMIT 1")
 
 
-def _lock_and_last_hash(conn) -> str | None:
-    """Take the chain's lock for this transaction and return the last event's hash (or None)."""
+def _lock_and_last_hash(conn):
+    """Take the chain's lock for this transaction and return the last event's (hash, key id),
+    or None."""
     if conn.dialect.name != "postgresql":  # SQLite: the write lock, held to commit, orders it
         write_lock(conn)
-        return conn.execute(_LAST_HASH_Q).scalar()
+        return conn.execute(_LAST_HASH_Q).first()
     result = conn.exec_driver_sql(_PG_LOCK_THEN_LAST_HASH)
     try:
         cursor = result.cursor  # positioned on the lock's result; the hash is the next one
@@ -146,11 +245,30 @@ def _lock_and_last_hash(conn) -> str | None:
         row = cursor.fetchone()
     finally:
         result.close()
-    return row[0] if row else None
+    return row
+
+
+def _key_after(conn, head, rekey: bool) -> tuple[str | None, bytes | None]:
+    """(key id, key) of the next event: the configured key for a new chain, one keyed with it,
+    or the switch; a chain from before audit keys stays unkeyed until `ims audit-rekey`; a chain
+    keyed with an earlier key goes on with it until then."""
+    ring = keyring_for(conn)
+    last_hash, last_key = head
+    if rekey or last_hash is None or last_key == ring.current_id:
+        return ring.current_id, ring.current
+    if last_key is None:
+        return None, None
+    key = ring.keys.get(last_key)
+    if key is None:
+        raise ConfigurationError(
+            f"The audit trail's last event was hashed with audit key {last_key}, which this "
+            "server does not have: every server needs the same IMS_AUDIT_KEY (after changing "
+            "it, list the old one in IMS_AUDIT_PREVIOUS_KEYS and run `ims audit-rekey`).")
+    return last_key, key
 
 
 def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=None,
-              actor=None) -> dict:
+              actor=None, rekey: bool = False) -> dict:
     """The row of the next event at the end of the chain (not written).
 
     The first event of a transaction takes the chain's lock (an advisory lock on PostgreSQL; SQLite
@@ -160,9 +278,10 @@ def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=N
     if conn.info.get(_PREPARED):
         raise RuntimeError("An audit event was prepared but not written: writing another one "
                            "would fork the chain.")
-    prev = conn.info.get(_LAST_HASH)
-    if prev is None:
-        prev = _lock_and_last_hash(conn)
+    head = conn.info.get(_LAST)
+    if head is None:
+        head = _lock_and_last_hash(conn) or _NO_EVENTS
+    kid, key = _key_after(conn, head, rekey)
     row = {
         "occurred_at": datetime.now(timezone.utc),
         "actor": (actor or current_actor())[:100],
@@ -173,16 +292,19 @@ def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=N
         "after": _canonical(after),
         "reason": reason if reason is not None else _reason.get(),
     }
-    row["prev_hash"] = prev or GENESIS
-    row["hash"] = compute_hash(row["prev_hash"], row)
+    row["prev_hash"] = head[0] or GENESIS
+    row["key_id"] = kid
+    row["hash"] = compute_hash(row["prev_hash"], row, key)
     return row
 
 
-def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None):
+def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None,
+            rekey: bool = False) -> dict:
     """Write one event at the end of the chain."""
-    row = _next_row(conn, action, entity, entity_id, before, after, reason, actor)
+    row = _next_row(conn, action, entity, entity_id, before, after, reason, actor, rekey)
     conn.execute(_INSERT_EVENT, row)
-    conn.info[_LAST_HASH] = row["hash"]
+    conn.info[_LAST] = (row["hash"], row["key_id"])
+    return row
 
 
 def record(session: Session, action: str, entity: str, entity_id, before=None, after=None,
@@ -216,7 +338,7 @@ def written(session: Session, row: dict) -> None:
     if conn.info.get(_PREPARED) != row["hash"]:
         raise RuntimeError("This audit event was not the one prepared on this connection.")
     del conn.info[_PREPARED]
-    conn.info[_LAST_HASH] = row["hash"]
+    conn.info[_LAST] = (row["hash"], row["key_id"])
 
 
 def entity_name(obj) -> str:
@@ -279,10 +401,15 @@ def _after_flush(session: Session, flush_context) -> None:
 
 
 def install_audit_listeners(scoped_session) -> None:
-    """Register the audited models and hook the trail into every flush of the app's sessions."""
+    """Register the audited models, hook the trail into every flush of the app's sessions, and
+    give the app's database its audit keys (from the configuration)."""
+    from flask import current_app
     from flask_appbuilder.security.sqla.models import Role, User
 
+    from app.extensions import db
     from app.models import reference
+
+    use_keyring(db.engine, keyring_from_config(current_app.config))
 
     for cls in (reference.Fund, reference.PaymentMethod, reference.VatCode, reference.Office,
                 reference.ReferenceValidator, reference.AccountHolder, reference.Setting,
@@ -292,38 +419,509 @@ def install_audit_listeners(scoped_session) -> None:
         event.listen(Session, "after_flush", _after_flush)
 
 
+# ---------------------------------------------------------------------------------------------
+# verification
+
+@dataclass
+class Finding:
+    """One thing verification says, as a message to translate (``text``, marked with N_) and
+    its values; ``str()`` gives it in English (the CLI, the API, the log)."""
+
+    text: str
+    params: dict = field(default_factory=dict)
+    kind: str = "chain"  # chain | checkpoint | log | unkeyed | old_key | wiped | ok
+    event_id: int | None = None
+
+    def __str__(self) -> str:
+        return self.text % self.params
+
+
+_UNLINKED = N_("event %(id)s does not link to the event before it: events before it were "
+               "deleted, or it was altered")
+_ALTERED = N_("event %(id)s was altered after it was written: its hash does not match its "
+              "contents")
+_DOWNGRADED = N_("event %(id)s has a plain SHA-256 hash although the events before it are keyed: "
+                 "it was rewritten")
+_UNKNOWN_KEY = N_("event %(id)s was hashed with audit key %(key)s, which is not configured "
+                  "(IMS_AUDIT_KEY, IMS_AUDIT_PREVIOUS_KEYS)")
+_UNRECORDED_SWITCH = N_("event %(id)s changes the audit key without an audit.rekey event: "
+                        "it was rewritten")
+_NOT_KEYED = N_("the chain is not keyed: its events have plain SHA-256 hashes, which anyone who "
+                "can write to the database can recompute; run `ims audit-rekey`")
+_OLD_KEY = N_("the chain goes on with an earlier audit key (%(key)s); run `ims audit-rekey` to "
+              "continue it with the current one")
+_WIPED = N_("the audit trail is empty although %(users)s users exist, whose creation was "
+            "audited: the trail was wiped")
+_MISSING = N_("events %(first)s–%(last)s are missing: checkpoint %(cp)s at %(at)s recorded "
+              "%(events)s events ending in event %(last)s (hash %(hash)s); the chain has "
+              "%(count)s events up to there")
+_MISSING_ONE = N_("event %(last)s is missing: checkpoint %(cp)s at %(at)s recorded %(events)s "
+                  "events ending in event %(last)s (hash %(hash)s); the chain has %(count)s "
+                  "events up to there")
+_MISMATCH = N_("event %(last)s does not match checkpoint %(cp)s at %(at)s, which recorded "
+               "%(events)s events ending in hash %(hash)s; the chain has %(count)s events up to "
+               "there, ending in hash %(actual)s: events were deleted or rewritten")
+_BAD_SIGNATURE = N_("checkpoint %(cp)s at %(at)s has a bad signature: it was forged or altered")
+_CHECKPOINT_KEY = N_("checkpoint %(cp)s at %(at)s was signed with audit key %(key)s, which is not "
+                     "configured (IMS_AUDIT_KEY, IMS_AUDIT_PREVIOUS_KEYS)")
+_LOG_NOT_STORED = N_("checkpoint %(cp)s of the log is missing from the checkpoint table")
+_LOG_DIFFERS = N_("checkpoint %(cp)s of the log differs from the one in the checkpoint table")
+_MORE = N_("%(n)s more checkpoints do not match the chain")
+_INTACT = N_("%(events)s events, chain intact, keyed with audit key %(key)s; %(checkpoints)s "
+             "checkpoints agree")
+_INTACT_EMPTY = N_("%(events)s events, chain intact")
+
+#: At most this many checkpoint findings are listed (a rewritten chain contradicts every
+#: checkpoint after the first event altered).
+MAX_CHECKPOINT_FINDINGS = 20
+
+
+def _short(digest: str) -> str:
+    return digest[:12] + "…"
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed head of the chain, from the checkpoint table or from the log."""
+
+    id: int
+    created_at: datetime
+    events: int
+    last_event_id: int
+    head_hash: str
+    key_id: str
+    signature: str
+
+    def signed_with(self, key: bytes) -> bool:
+        return hmac.compare_digest(
+            _sign(key, self.created_at, self.events, self.last_event_id, self.head_hash),
+            self.signature)
+
+    def check(self, ring: Keyring) -> Finding | None:
+        """Whether its signature holds under the key it names."""
+        key = ring.keys.get(self.key_id)
+        at = _when(self.created_at)
+        if key is None:
+            return Finding(_CHECKPOINT_KEY, {"cp": self.id, "at": at, "key": self.key_id},
+                           "checkpoint")
+        if not self.signed_with(key):
+            return Finding(_BAD_SIGNATURE, {"cp": self.id, "at": at}, "checkpoint")
+        return None
+
+    def log_line(self) -> str:
+        return (f"audit checkpoint {self.id} at {self.created_at.isoformat()}: {self.events} "
+                f"events to event {self.last_event_id}, head {self.head_hash}, key {self.key_id}, "
+                f"signature {self.signature}")
+
+
+_LOG_LINE = re.compile(
+    r"audit checkpoint (?P<id>\d+) at (?P<at>\S+): (?P<events>\d+) events to event (?P<last>\d+), "
+    r"head (?P<hash>[0-9a-f]{64}), key (?P<key>[0-9a-f]+), signature (?P<sig>[0-9a-f]{64})")
+
+
+def logged_checkpoints(lines: Iterable[str]) -> list[Checkpoint]:
+    """The checkpoints in application log lines (other lines are skipped)."""
+    found = {}
+    for line in lines:
+        m = _LOG_LINE.search(line)
+        if m:
+            cp = Checkpoint(int(m["id"]), datetime.fromisoformat(m["at"]), int(m["events"]),
+                            int(m["last"]), m["hash"], m["key"], m["sig"])
+            found[(cp.id, cp.signature)] = cp
+    return list(found.values())
+
+
+def _sign(key: bytes, created_at: datetime, events: int, last_event_id: int,
+          head_hash: str) -> str:
+    payload = "|".join(["ims-audit-checkpoint", created_at.astimezone(timezone.utc).isoformat(),
+                        str(events), str(last_event_id), head_hash])
+    return hmac.digest(key, payload.encode("utf-8"), "sha256").hex()
+
+
+def _checkpoint_of(row) -> Checkpoint:
+    return Checkpoint(row.id, row.created_at, row.events, row.last_event_id, row.head_hash,
+                      row.key_id, row.signature)
+
+
+class _Walk:
+    """Follows the chain event by event from a known point (its start, or a checkpoint's head),
+    keeping the first problem found."""
+
+    def __init__(self, ring: Keyring, prev: str = GENESIS, count: int = 0, last_id: int = 0,
+                 key: str | None = None):
+        self.ring = ring
+        self.prev, self.count, self.last_id, self.key_id = prev, count, last_id, key
+        self.problem: Finding | None = None
+
+    def feed(self, row) -> None:
+        if self.problem is None:
+            self.problem = self._check(row)
+        self.count += 1
+        self.prev, self.last_id, self.key_id = row["hash"], row["id"], row["key_id"]
+
+    def _check(self, row) -> Finding | None:
+        eid, kid = row["id"], row["key_id"]
+        if row["prev_hash"] != self.prev:
+            return Finding(_UNLINKED, {"id": eid}, event_id=eid)
+        key = None
+        if kid is None:
+            if self.key_id is not None:
+                return Finding(_DOWNGRADED, {"id": eid}, event_id=eid)
+        else:
+            key = self.ring.keys.get(kid)
+            if key is None:
+                return Finding(_UNKNOWN_KEY, {"id": eid, "key": kid}, event_id=eid)
+            if self.count and kid != self.key_id and row["action"] != REKEY_ACTION:
+                return Finding(_UNRECORDED_SWITCH, {"id": eid}, event_id=eid)
+        if not hmac.compare_digest(compute_hash(self.prev, row, key), row["hash"]):
+            return Finding(_ALTERED, {"id": eid}, event_id=eid)
+        return None
+
+    def missing(self, cp: Checkpoint) -> Finding:
+        """``cp``'s last event is not in the chain: the events after the last one walked, up to
+        it, are gone."""
+        first = self.last_id + 1
+        return Finding(_MISSING_ONE if first == cp.last_event_id else _MISSING,
+                       {"first": first, "last": cp.last_event_id, "cp": cp.id,
+                        "at": _when(cp.created_at), "events": cp.events,
+                        "hash": _short(cp.head_hash), "count": self.count},
+                       "checkpoint", event_id=first)
+
+    def compare(self, cp: Checkpoint) -> Finding | None:
+        """The event just walked is ``cp``'s last: does the chain up to it match?"""
+        if self.prev == cp.head_hash and self.count == cp.events:
+            return None
+        return Finding(_MISMATCH, {"last": cp.last_event_id, "cp": cp.id,
+                                   "at": _when(cp.created_at), "events": cp.events,
+                                   "hash": _short(cp.head_hash), "count": self.count,
+                                   "actual": _short(self.prev)},
+                       "checkpoint", event_id=cp.last_event_id)
+
+
 @dataclass
 class VerifyResult:
     valid: bool
     events: int
     broken_event_id: int | None = None
     message: str = ""
+    findings: list[Finding] = field(default_factory=list)
+    keyed: bool = False
+    key_id: str | None = None
+    checkpoints: int = 0  # checkpoints whose signature holds, compared with the chain
+    last_event_id: int | None = None
+    head_hash: str | None = None
 
 
-def verify_chain(session: Session, batch: int = 5000) -> VerifyResult:
-    """Recompute every hash in order; report the first event whose hash or link is wrong."""
-    prev = GENESIS
-    count = 0
-    last_id = 0
-    cols = AuditEvent.__table__.c
+class _Findings:
+    """Collects what verification finds, listing at most MAX_CHECKPOINT_FINDINGS about
+    checkpoints."""
+
+    def __init__(self):
+        self.items: list[Finding] = []
+        self.more = 0
+
+    def add(self, finding: Finding | None) -> None:
+        if finding is None:
+            return
+        if finding.kind in ("checkpoint", "log") and sum(
+                f.kind in ("checkpoint", "log") for f in self.items) >= MAX_CHECKPOINT_FINDINGS:
+            self.more += 1
+        else:
+            self.items.append(finding)
+
+
+def _rows_after(session: Session, after_id: int, batch: int) -> Iterator[list]:
+    t = AUDIT_TABLE.c
     while True:
-        rows = session.execute(
-            select(AuditEvent.__table__).where(cols.id > last_id).order_by(cols.id).limit(batch)
-        ).mappings().all()
+        rows = session.execute(select(AUDIT_TABLE).where(t.id > after_id).order_by(t.id)
+                               .limit(batch)).mappings().all()
         if not rows:
-            break
-        for row in rows:
-            count += 1
-            if row["prev_hash"] != prev:
-                return VerifyResult(False, count, row["id"],
-                                    f"event {row['id']} does not link to the event before it")
-            if compute_hash(prev, dict(row)) != row["hash"]:
-                return VerifyResult(False, count, row["id"],
-                                    f"event {row['id']} was altered after it was written")
-            prev = row["hash"]
-            last_id = row["id"]
-    return VerifyResult(True, count, None, f"{count} events, chain intact")
+            return
+        yield rows
+        after_id = rows[-1]["id"]
 
+
+def _verify(session: Session, batch: int = 5000, logged: Iterable[Checkpoint] = ()
+            ) -> tuple[VerifyResult, _Walk]:
+    ring = keyring_for(session)
+    c = CHECKPOINT_TABLE.c
+    # Checkpoints written while this walk runs may name events it has not read: leave them out.
+    cp_limit = session.scalar(select(func.max(c.id))) or 0
+    found = _Findings()
+    extra = sorted(_logged_to_compare(session, ring, logged, found),
+                   key=lambda cp: (cp.last_event_id, cp.id))
+    checked = 0
+
+    def checkpoints(lo: int, hi: int | None) -> list[Checkpoint]:
+        """The checkpoints (stored, and logged ones not stored alike) whose last event is in
+        (lo, hi], in chain order; ones with a bad signature are reported and left out."""
+        nonlocal checked
+        q = select(CHECKPOINT_TABLE).where(c.id <= cp_limit, c.last_event_id > lo)
+        if hi is not None:
+            q = q.where(c.last_event_id <= hi)
+        cps = [_checkpoint_of(r) for r in session.execute(q.order_by(c.last_event_id, c.id))]
+        cps += [cp for cp in extra if cp.last_event_id > lo
+                and (hi is None or cp.last_event_id <= hi)]
+        good = []
+        for cp in sorted(cps, key=lambda cp: (cp.last_event_id, cp.id)):
+            problem = cp.check(ring)
+            found.add(problem)
+            if problem is None:
+                good.append(cp)
+        checked += len(good)
+        return good
+
+    walk = _Walk(ring)
+    for rows in _rows_after(session, 0, batch):
+        cps = checkpoints(walk.last_id, rows[-1]["id"])
+        i = 0
+        for row in rows:
+            while i < len(cps) and cps[i].last_event_id < row["id"]:
+                found.add(walk.missing(cps[i]))
+                i += 1
+            walk.feed(row)
+            while i < len(cps) and cps[i].last_event_id == row["id"]:
+                found.add(walk.compare(cps[i]))
+                i += 1
+    for cp in checkpoints(walk.last_id, None):  # beyond the end of the chain
+        found.add(walk.missing(cp))
+
+    findings = ([walk.problem] if walk.problem else []) + found.items
+    if found.more:
+        findings.append(Finding(_MORE, {"n": found.more}, "checkpoint"))
+    if walk.count and walk.key_id is None:
+        findings.append(Finding(_NOT_KEYED, {}, "unkeyed"))
+    elif walk.count and walk.key_id != ring.current_id:
+        findings.append(Finding(_OLD_KEY, {"key": walk.key_id}, "old_key"))
+    if not walk.count:
+        users = _users(session)
+        if users:
+            findings.append(Finding(_WIPED, {"users": users}, "wiped"))
+    result = VerifyResult(not findings, walk.count, findings=findings,
+                          keyed=walk.key_id is not None, key_id=walk.key_id, checkpoints=checked,
+                          last_event_id=walk.last_id or None,
+                          head_hash=walk.prev if walk.count else None)
+    if findings:
+        result.broken_event_id = next((f.event_id for f in findings if f.event_id), None)
+        result.message = "\n".join(str(f) for f in findings)
+    else:
+        result.findings = [summary(result)]
+        result.message = str(result.findings[0])
+    return result, walk
+
+
+def summary(result: VerifyResult) -> Finding:
+    """What a verification that found nothing says (a chain with events is keyed, or it would
+    have said so)."""
+    if not result.events:
+        return Finding(_INTACT_EMPTY, {"events": 0}, "ok")
+    return Finding(_INTACT, {"events": result.events, "key": result.key_id,
+                             "checkpoints": result.checkpoints}, "ok")
+
+
+def _users(session: Session) -> int:
+    """How many users exist (each one's creation wrote an audit event)."""
+    from flask_appbuilder.security.sqla.models import User
+
+    if not inspect(session.connection()).has_table(User.__tablename__):
+        return 0
+    return session.scalar(select(func.count()).select_from(User))
+
+
+def _logged_to_compare(session: Session, ring: Keyring, logged: Iterable[Checkpoint],
+                       found: _Findings) -> list[Checkpoint]:
+    """The logged checkpoints to compare with the chain: those missing from, or different in,
+    the checkpoint table (reported as such); ones stored alike are compared once, as stored."""
+    logged = list(logged)
+    c = CHECKPOINT_TABLE.c
+    stored = {}
+    for n in range(0, len(logged), 500):
+        ids = [cp.id for cp in logged[n:n + 500]]
+        stored.update((r.id, _checkpoint_of(r)) for r in session.execute(
+            select(CHECKPOINT_TABLE).where(c.id.in_(ids))))
+    extra = []
+    for cp in logged:
+        twin = stored.get(cp.id)
+        if twin == cp:
+            continue
+        if cp.check(ring) is None:  # a forged log line says nothing about the table
+            found.add(Finding(_LOG_NOT_STORED if twin is None else _LOG_DIFFERS,
+                              {"cp": cp.id}, "log"))
+        extra.append(cp)
+    return extra
+
+
+def _tampering(findings: list[Finding]) -> list[Finding]:
+    """The findings that say the trail or its checkpoints were tampered with (not that the chain
+    still awaits `ims audit-rekey`)."""
+    return [f for f in findings if f.kind in ("chain", "checkpoint", "log", "wiped")]
+
+
+def verify_chain(session: Session, batch: int = 5000,
+                 logged: Iterable[Checkpoint] = ()) -> VerifyResult:
+    """Recompute every hash in order, and compare the chain with every checkpoint (and with
+    checkpoints from the log, ``logged``): reports the first event whose hash or link is wrong,
+    events missing from what a checkpoint recorded, checkpoints with a bad signature, and a
+    chain that is not keyed. Writes nothing."""
+    return _verify(session, batch, logged)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+def write_checkpoint(session: Session, events: int, last_event_id: int,
+                     head_hash: str) -> Checkpoint:
+    """Sign and store a checkpoint of the chain's head, commit, and log it."""
+    ring = keyring_for(session)
+    at = datetime.now(timezone.utc)
+    values = {"created_at": at, "events": events, "last_event_id": last_event_id,
+              "head_hash": head_hash, "key_id": ring.current_id,
+              "signature": _sign(ring.current, at, events, last_event_id, head_hash)}
+    new_id = session.execute(insert(CHECKPOINT_TABLE).values(values)).inserted_primary_key[0]
+    session.commit()
+    cp = Checkpoint(new_id, **values)
+    log.info(cp.log_line())
+    return cp
+
+
+def _latest_checkpoint(session: Session, ring: Keyring, found: _Findings,
+                       look_back: int = 50) -> Checkpoint | None:
+    """The newest checkpoint whose signature holds (newer ones that do not are reported)."""
+    c = CHECKPOINT_TABLE.c
+    for row in session.execute(select(CHECKPOINT_TABLE).order_by(c.id.desc()).limit(look_back)):
+        cp = _checkpoint_of(row)
+        problem = cp.check(ring)
+        if problem is None:
+            return cp
+        found.add(problem)
+    return None
+
+
+@dataclass
+class CheckpointResult:
+    ok: bool
+    summary: str
+    checkpoint: Checkpoint | None = None
+
+
+def checkpoint(session: Session, batch: int = 5000) -> CheckpointResult:
+    """The tick's job: check the events written since the newest checkpoint (the whole chain if
+    there is none) and sign the head if it moved. What is wrong is logged as an error and
+    nothing is signed, except for checkpoints with a bad signature (the real chain's head is
+    still signed)."""
+    ring = keyring_for(session)
+    found = _Findings()
+    base = _latest_checkpoint(session, ring, found)
+    walk = _Walk(ring)
+    if base is not None:
+        t = AUDIT_TABLE.c
+        row = session.execute(select(t.hash, t.key_id).where(t.id == base.last_event_id)).first()
+        if row is None or row.hash != base.head_hash:
+            # The chain no longer holds what the checkpoint signed: name what is missing.
+            problems = _tampering(verify_chain(session, batch).findings)
+            session.rollback()
+            return _failed(problems or [Finding("checkpoint %(cp)s no longer matches the chain",
+                                                {"cp": base.id}, "checkpoint")])
+        walk = _Walk(ring, base.head_hash, base.events, base.last_event_id, row.key_id)
+    for rows in _rows_after(session, walk.last_id, batch):
+        for r in rows:
+            walk.feed(r)
+        if walk.problem:
+            break
+    if walk.problem:
+        session.rollback()
+        return _failed([walk.problem, *found.items])
+    for problem in found.items:
+        log.error("audit checkpoint table: %s", problem)
+    lines = [str(f) for f in found.items]
+    written_cp = None
+    if not walk.count:
+        session.rollback()
+        lines.append("the trail is empty")
+    elif base is not None and walk.last_id == base.last_event_id:
+        session.rollback()
+        lines.append(f"no new events since checkpoint {base.id}")
+    else:
+        written_cp = write_checkpoint(session, walk.count, walk.last_id, walk.prev)
+        lines.append(f"checkpoint {written_cp.id}: {walk.count} events to event {walk.last_id}")
+    if walk.count and walk.key_id is None:
+        log.warning("audit: %s", Finding(_NOT_KEYED))
+        lines.append(str(Finding(_NOT_KEYED)))
+    return CheckpointResult(not found.items, "; ".join(lines), written_cp)
+
+
+def _failed(problems: list[Finding]) -> CheckpointResult:
+    for problem in problems:
+        log.error("audit chain: %s", problem)
+    return CheckpointResult(False, "audit chain BROKEN: " + "; ".join(str(p) for p in problems))
+
+
+# ---------------------------------------------------------------------------------------------
+# re-keying
+
+@dataclass
+class RekeyResult:
+    ok: bool
+    message: str
+    event_id: int | None = None
+    checkpoint: Checkpoint | None = None
+
+
+def rekey(session: Session, accept_broken: bool = False, batch: int = 5000) -> RekeyResult:
+    """`ims audit-rekey`: verify the chain and continue it under the configured key, recording
+    the switch as an ``audit.rekey`` event, then sign a checkpoint. Does nothing to a chain
+    already keyed with it or to an empty one (whose first event will be). A chain that does not
+    verify is left alone unless ``accept_broken`` (the event then records what was wrong; the
+    break stays visible to every verification)."""
+    ring = keyring_for(session)
+    t = AUDIT_TABLE.c
+    head = session.execute(select(t.key_id).order_by(t.id.desc()).limit(1)).first()
+    if head is None:
+        return RekeyResult(True, f"The audit trail is empty: its first event will be keyed with "
+                                 f"audit key {ring.current_id}.")
+    if head.key_id == ring.current_id:
+        return RekeyResult(True, f"The audit trail is already keyed with audit key "
+                                 f"{ring.current_id}: nothing to do.")
+    # Walk the chain without the chain's lock (writers go on meanwhile), then, holding it, the
+    # events written since: the switch links to the head that was verified.
+    result, walk = _verify(session, batch)
+    problems = _tampering(result.findings)
+    conn = session.connection()
+    _lock_and_last_hash(conn)
+    for rows in _rows_after(session, walk.last_id, batch):
+        for r in rows:
+            walk.feed(r)
+    if walk.problem and walk.problem not in problems:
+        problems.insert(0, walk.problem)
+    if problems and not accept_broken:
+        session.rollback()
+        return RekeyResult(False, "\n".join(str(p) for p in problems) + "\nThe audit trail was "
+                           "not re-keyed (--accept-broken re-keys it all the same, recording "
+                           "what is wrong).")
+    conn.info[_LAST] = (walk.prev, walk.key_id)
+    reason = (f"Verified {walk.count} events; continued under audit key {ring.current_id}."
+              if not problems else
+              f"Continued under audit key {ring.current_id} although verification found: "
+              + "; ".join(str(p) for p in problems))
+    row = _append(conn, REKEY_ACTION, "AuditTrail", None,
+                  before={"scheme": "hmac-sha256" if walk.key_id else "sha256",
+                          "key_id": walk.key_id},
+                  after={"scheme": "hmac-sha256", "key_id": ring.current_id,
+                         "events_verified": walk.count},
+                  reason=reason, rekey=True)
+    session.commit()
+    event_id = session.scalar(select(t.id).where(t.hash == row["hash"]))
+    cp = write_checkpoint(session, walk.count + 1, event_id, row["hash"])
+    return RekeyResult(True, f"{walk.count} events verified; event {event_id} records the "
+                             f"switch to audit key {ring.current_id}; checkpoint {cp.id} signed.",
+                       event_id, cp)
+
+
+# ---------------------------------------------------------------------------------------------
 
 def history_for(session: Session, entity: str, entity_id) -> list[AuditEvent]:
     return list(session.scalars(select(AuditEvent).where(

@@ -110,9 +110,66 @@ def test_audit_rows_cannot_be_updated_or_deleted(session):
 def test_verify_api_for_auditor_and_not_clerk(api):
     resp = api("auditor").get("/api/v1/audit/verify")
     assert resp.status_code == 200
-    assert resp.json["valid"] is True
+    assert resp.json["valid"] is True, resp.json
     assert resp.json["events"] > 0
+    assert resp.json["keyed"] is True
+    assert "chain intact" in resp.json["message"]
     assert api("clerk").get("/api/v1/audit/verify").status_code == 403
+
+
+def test_tick_signs_a_checkpoint_of_the_head_and_logs_it(app, session, caplog):
+    import logging
+
+    from app.services import audit
+
+    runner = app.test_cli_runner()
+    with caplog.at_level(logging.INFO, logger="ims.audit"):
+        out = runner.invoke(args=["ims", "tick"])
+    assert out.exit_code == 0, out.output
+    line = next(x for x in out.output.splitlines() if x.startswith("audit-checkpoint: "))
+    result = verify_chain(session)
+    assert result.valid, result.message
+    newest = audit._latest_checkpoint(session, audit.keyring_for(session), audit._Findings())
+    assert line == (f"audit-checkpoint: checkpoint {newest.id}: {result.events} events to event "
+                    f"{result.last_event_id}")
+    assert newest.log_line() in caplog.text
+    assert (newest.events, newest.last_event_id, newest.head_hash) == (
+        result.events, result.last_event_id, result.head_hash)
+    assert result.checkpoints >= 1
+    assert runner.invoke(args=["ims", "tick"]).output.count("no new events since checkpoint") == 1
+
+
+def test_production_refuses_to_start_without_its_own_audit_key(tmp_path):
+    import os
+
+    import pytest
+
+    from app import _check_production, create_app
+    from app.domain.errors import ConfigurationError
+    from config import DEFAULT_AUDIT_KEY, ProductionConfig
+
+    secret = "s" * 64
+
+    class FakeApp:
+        config = {"IMS_ENV": "production", "SECRET_KEY": secret}
+
+    for bad in (None, "", "short-key", DEFAULT_AUDIT_KEY, secret):
+        FakeApp.config["IMS_AUDIT_KEY"] = bad
+        with pytest.raises(ConfigurationError, match="IMS_AUDIT_KEY"):
+            _check_production(FakeApp())
+    FakeApp.config["IMS_AUDIT_KEY"] = "a" * 32
+    _check_production(FakeApp())
+
+    unset = type("NoAuditKey", (ProductionConfig,), {"SECRET_KEY": secret, "IMS_AUDIT_KEY": ""})
+    with pytest.raises(ConfigurationError, match="IMS_AUDIT_KEY"):
+        create_app(unset)
+    env = {k: v for k, v in os.environ.items() if k != "IMS_AUDIT_KEY"}
+    env.update(IMS_ENV="production", SECRET_KEY=secret,
+               DATABASE_URL=f"sqlite:///{tmp_path / 'prod.db'}")
+    started = subprocess.run([sys.executable, "-m", "flask", "--app", "run", "ims", "audit-verify"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert started.returncode != 0
+    assert "IMS_AUDIT_KEY must be set" in started.stderr
 
 
 def test_record_page_shows_its_history(as_user, session):
@@ -129,7 +186,9 @@ def test_auditor_browses_trail_with_filters(as_user):
     resp = client.get("/auditeventview/list/?_flt_0_entity=Fund")
     assert resp.status_code == 200
     assert b"Fund" in resp.data
-    assert client.get("/auditeventview/verify/", follow_redirects=True).status_code == 200
+    verified = client.get("/auditeventview/verify/", follow_redirects=True)
+    assert verified.status_code == 200
+    assert b"chain intact, keyed with audit key" in verified.data
 
 
 def test_concurrent_writers_keep_one_unbroken_chain(app, session):

@@ -59,10 +59,11 @@ def _row_counts(url):
 
 
 def test_make_run_setup_is_idempotent(empty_database_url):
-    """What `make run` does (upgrade, sync-roles, sync-workflows, seed --demo), twice: the second
-    run changes nothing, not even the audit trail."""
+    """What `make run` does (upgrade, audit-rekey, sync-roles, sync-workflows, seed --demo),
+    twice: the second run changes nothing, not even the audit trail."""
     assert _flask(empty_database_url, "db", "upgrade").returncode == 0
-    steps = [("ims", "sync-roles"), ("ims", "sync-workflows"), ("ims", "seed", "--demo")]
+    steps = [("ims", "audit-rekey"), ("ims", "sync-roles"), ("ims", "sync-workflows"),
+             ("ims", "seed", "--demo")]
     for step in steps:
         done = _flask(empty_database_url, *step)
         assert done.returncode == 0, (step, done.stderr[-3000:])

@@ -119,6 +119,7 @@ def test_production_refuses_default_secret_key(monkeypatch):
     with pytest.raises(ConfigurationError):
         _check_production(FakeApp())
     FakeApp.config["SECRET_KEY"] = "x" * 64
+    FakeApp.config["IMS_AUDIT_KEY"] = "a" * 64  # production also needs its own audit key
     _check_production(FakeApp())
 
 
