@@ -41,7 +41,7 @@ from app.models.suspense import SuspenseItem
 from app.services import audit
 from app.services.reference import SUSPENSE_FUND, designated_fund, get_setting
 from app.services.rules import RuleSet, load_rules
-from app.services.validation import ReferenceCheck
+from app.services.validation import ReferenceCheck, date_outside_window, transaction_date_window
 
 log = logging.getLogger(__name__)
 
@@ -303,12 +303,14 @@ def _errors(items: list[LineError]) -> list[dict]:
 def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | None
                   ) -> tuple[list[LineError], int, int, Summary]:
     """The whole-file pass: every line parsed (streaming), errors named by line, no posting.
-    The summary gets the file's first and last transaction dates."""
+    A date outside the accepted window (validation.transaction_date_window) is an error of its
+    line. The summary gets the file's first and last transaction dates."""
     summary = Summary()
     errors: list[LineError] = []
     rows = total = 0
     first = last = None
     methods = set(session.scalars(select(PaymentMethod.code)))
+    window = transaction_date_window()
     try:
         for item in parse_file(fmt, path, summary, profile, allpay_methods(session)):
             if isinstance(item, LineError):
@@ -319,6 +321,10 @@ def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | 
                 if len(errors) < MAX_ERRORS:
                     errors.append(LineError(item.line, f"Line {item.line}: unknown payment method "
                                                        f"{item.payment_method_code}."))
+                continue
+            if outside := date_outside_window(item.transaction_date, window):
+                if len(errors) < MAX_ERRORS:
+                    errors.append(LineError(item.line, f"Line {item.line}: {outside}"))
                 continue
             rows += 1
             total += item.amount
