@@ -51,6 +51,9 @@ MAX_ADDRESS = 1000
 MAX_CHAIN = 10
 _RATE_PLACES = 4  # vat_code.rate is NUMERIC(6, 4)
 
+CONTROL_CHARACTERS = ("No control characters (such as NUL, tabs or line breaks) or invisible "
+                      "formatting characters.")
+
 Errors = dict[str, list[str]]
 
 
@@ -79,8 +82,7 @@ def text_problems(value, max_len: int, *, required: bool = False, multiline: boo
     if len(value) > max_len:
         problems.append(f"At most {max_len} characters.")
     if _bad_characters(value, multiline):
-        problems.append("No control characters (such as NUL, tabs or line breaks) or invisible "
-                        "formatting characters.")
+        problems.append(CONTROL_CHARACTERS)
     return problems
 
 
@@ -200,6 +202,14 @@ def _stored(session: Session, model, current_id) -> dict | None:
     return dict(row) if row is not None else None
 
 
+def _existing_code(session: Session, model, code) -> int | None:
+    """The id of the row with this code; None when there is none or ``code`` could not be one
+    (never sent to the database then: PostgreSQL refuses NUL bytes in text with an error)."""
+    if not isinstance(code, str) or code_problems(code, _length(model, "code")):
+        return None
+    return session.scalar(select(model.id).where(model.code == code))
+
+
 def _unique(session: Session, model, errors: Errors, field: str, value, current_id, message: str,
             **also) -> None:
     if value in (None, "") or errors.get(field):
@@ -214,12 +224,14 @@ def _unique(session: Session, model, errors: Errors, field: str, value, current_
 def _code_rules(session: Session, model, errors: Errors, values: dict, stored: dict | None,
                 noun: str) -> None:
     code = values.get("code")
+    if stored is not None and stored["code"] == code:
+        return  # an unchanged code is not judged again (rows saved before these rules stay editable)
     if problems := code_problems(code, _length(model, "code")):
         errors["code"] = problems
         return
     _unique(session, model, errors, "code", code, stored and stored["id"],
             f"A {noun} with this code already exists.")
-    if stored is not None and stored["code"] != code:
+    if stored is not None:
         used_by = code_in_use(session, model, stored["code"])
         if used_by:
             errors.setdefault("code", []).append(
@@ -237,8 +249,7 @@ def _fund(session: Session, values: dict, stored: dict | None, errors: Errors) -
     _text_rule(errors, values, "name", _length(Fund, "name"), required=True)
     _text_rule(errors, values, "gl_code", _length(Fund, "gl_code"))
     vat = values.get("vat_code")
-    if vat is not None and (not isinstance(vat, str) or session.scalar(
-            select(VatCode.id).where(VatCode.code == vat)) is None):
+    if vat is not None and _existing_code(session, VatCode, vat) is None:
         errors["vat_code"] = ["Unknown VAT code."]
     validator = values.get("validator_id")
     if validator is not None and (isinstance(validator, bool) or not isinstance(validator, int)
@@ -286,7 +297,7 @@ def _account_holder(session: Session, values: dict, stored: dict | None, errors:
     fund = values.get("fund_code")
     if fund in (None, ""):
         errors["fund_code"] = ["Choose a fund."]
-    elif not isinstance(fund, str) or session.scalar(select(Fund.id).where(Fund.code == fund)) is None:
+    elif (stored is None or stored["fund_code"] != fund) and _existing_code(session, Fund, fund) is None:
         errors["fund_code"] = ["Unknown fund."]
     ref = values.get("account_reference")
     if ref in (None, ""):
@@ -433,7 +444,7 @@ def check_setting(item: Setting) -> None:
         # Enforced by key: one suspense fund and one write-off fund, and it must exist.
         from app.extensions import db
 
-        if db.session.scalar(select(Fund.id).where(Fund.code == item.value)) is None:
+        if _existing_code(db.session, Fund, item.value) is None:
             raise ValidationError(f"{item.value} is not a fund code.", {"value": ["Unknown fund."]})
 
 

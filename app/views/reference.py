@@ -6,6 +6,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import inspect
 from wtforms import SelectField, StringField
 from wtforms.validators import Optional as OptionalV
+from wtforms.validators import StopValidation
 
 from app.extensions import db
 from app.formatting import money
@@ -21,7 +22,7 @@ from app.models.reference import (
     Setting,
     VatCode,
 )
-from app.services.reference import check_reference_row, reference_errors
+from app.services.reference import CONTROL_CHARACTERS, check_reference_row, reference_errors
 from app.views.base import ImsModelView, datamodel
 from app.views.fields import MoneyField, RateField
 
@@ -30,6 +31,11 @@ def _select(label, choices, description=None, required=False):
     items = ([] if required else [("", "—")]) + [(c, c.replace("_", " ")) for c in choices]
     return SelectField(label, choices=items, widget=Select2Widget(), description=description,
                        coerce=lambda v: v or None)
+
+
+def _no_nul(form, field):
+    if "\x00" in field.data:
+        raise StopValidation(CONTROL_CHARACTERS)
 
 
 def _checked_form(form_class, model):
@@ -44,6 +50,8 @@ def _checked_form(form_class, model):
             for field in self:
                 if isinstance(field, StringField) and isinstance(field.data, str):
                     field.data = field.data.strip()
+                    # before FAB's Unique validator looks the value up: PostgreSQL refuses NUL
+                    field.validators = [_no_nul, *field.validators]
             ok = super().validate(extra_validators)
             values, field_of = {}, {}
             for name, field in self._fields.items():

@@ -266,7 +266,7 @@ def test_a_code_nobody_uses_may_change_and_other_fields_of_used_ones_may_too(api
     api("admin").put(f"/api/v1/payment-methods/{cash}", json={"name": "Cash"})
 
 
-@pytest.mark.parametrize("fund_code", ["NOPE", "", None, 123, "ctax"], ids=repr)
+@pytest.mark.parametrize("fund_code", ["NOPE", "", None, 123, "ctax", "CT\x00AX", ["CTAX"]], ids=repr)
 def test_account_with_unknown_fund_is_a_clear_4xx(api, session, fund_code):
     before = _count(session, AccountHolder)
     resp = api("admin").post("/api/v1/accounts/", json={
@@ -287,6 +287,7 @@ def test_account_update_to_unknown_fund_and_bad_reference(api, session):
 
 @pytest.mark.parametrize("body,field", [
     ({"vat_code": ""}, "vat_code"),
+    ({"vat_code": "S\x00"}, "vat_code"),
     ({"validator_id": 2**63}, "validator_id"),
     ({"validator_id": 99_999_999}, "validator_id"),
     ({"gl_code": "1001\x00"}, "gl_code"),
