@@ -311,3 +311,15 @@ def test_vat_rates_are_strict_fractions(api, session, rate):
 def test_vat_rate_with_four_places(api):
     resp = api("admin").post("/api/v1/vat-codes/", json={"code": unique("V", 6), "rate": "0.175"})
     assert resp.status_code == 201 and resp.json["result"]["rate"] == "0.175"
+
+
+def test_a_row_saved_before_the_rules_stays_editable(api, session):
+    """An old lower-case code is not judged again when another field changes (nor can it be
+    fixed by hand if it is in use): other fields still can be changed."""
+    code = unique("f")[:1].lower() + unique("x")[1:6].lower()
+    session.add(Office(code=code, name="Old office"))
+    session.commit()
+    pk = _pk(session, Office, code=code)
+    resp = api("admin").put(f"/api/v1/offices/{pk}", json={"name": "Renamed office"})
+    assert resp.status_code == 200, resp.json
+    _refused(api("admin").put(f"/api/v1/offices/{pk}", json={"code": code + "z"}), "code")
