@@ -34,6 +34,7 @@ from app.models.reference import (
 from app.models.refund import Refund
 from app.models.suspense import SuspenseItem
 from app.models.suspense_work import SuspenseAllocation, SuspenseAllocationLine, WriteOff
+from app.services.validation import MAX_CHAIN
 
 SUSPENSE_FUND = "suspense_fund_code"
 WRITE_OFF_FUND = "write_off_fund_code"
@@ -48,7 +49,6 @@ MAX_REFERENCE_LENGTH = AccountHolder.__table__.c.account_reference.type.length
 MAX_MODULUS = 1000
 MAX_WEIGHT = 999
 MAX_ADDRESS = 1000
-MAX_CHAIN = 10
 _RATE_PLACES = 4  # vat_code.rate is NUMERIC(6, 4)
 
 CONTROL_CHARACTERS = ("No control characters (such as NUL, tabs or line breaks) or invisible "
