@@ -1,7 +1,7 @@
 """Configuration classes; every key can be set from the environment (documented in README.md)."""
 
 import os
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask_appbuilder.security.manager import AUTH_DB
 
@@ -105,6 +105,11 @@ class Config:
     IMS_BACS_ORIGINATOR_ACCOUNT = os.environ.get("IMS_BACS_ORIGINATOR_ACCOUNT", "12345678")
     IMS_BACS_ORIGINATOR_NAME = os.environ.get("IMS_BACS_ORIGINATOR_NAME", "")
     IMS_WORKER_INTERVAL = int(os.environ.get("IMS_WORKER_INTERVAL", "30"))
+    # Transaction and value dates accepted from people and files: from this date up to this many
+    # days after today; anything else is refused as a typo (0202-01-31, 2206-01-31).
+    IMS_EARLIEST_TRANSACTION_DATE = date.fromisoformat(
+        os.environ.get("IMS_EARLIEST_TRANSACTION_DATE", "2000-01-01"))
+    IMS_TRANSACTION_DAYS_AHEAD = int(os.environ.get("IMS_TRANSACTION_DAYS_AHEAD", "365"))
 
 
 class DevelopmentConfig(Config):

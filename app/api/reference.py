@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from marshmallow import ValidationError as MMValidationError
-from marshmallow import fields, validate, validates_schema
+from marshmallow import fields, validate
 from marshmallow_sqlalchemy import SQLAlchemyAutoSchema
-from sqlalchemy import select
 
 from app.api.base import ImsModelRestApi, MoneyField, RateField
+from app.domain.errors import ValidationError
+from app.domain.money import parse_rate
 from app.extensions import db
 from app.models.reference import (
     CHARACTER_CLASSES,
@@ -20,16 +21,24 @@ from app.models.reference import (
     ReferenceValidator,
     VatCode,
 )
+from app.services.reference import check_reference_row
 from app.views.base import datamodel
 
 
-def _code(max_len: int, required=True):
-    return fields.String(required=required, validate=[
-        validate.Length(min=1, max=max_len), validate.Regexp(r"^\S(.*\S)?$",
-                                                             error="No leading or trailing spaces.")])
+class VatRateField(RateField):
+    """A VAT rate read by the strict parser (money.parse_rate): "0.20", not 0.2, " 0.20" or "2e-1"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return parse_rate(value, field=attr or "rate")
+        except ValidationError as exc:
+            raise MMValidationError(next(iter(exc.errors.values()))[0]) from None
 
 
 class _Base(SQLAlchemyAutoSchema):
+    """Types and required fields only: the rules (codes, lengths, ranges, codes in use, unknown
+    references, duplicates) are the service's, checked in pre_add/pre_update like the forms'."""
+
     class Meta:
         load_instance = True
         include_fk = True
@@ -37,26 +46,14 @@ class _Base(SQLAlchemyAutoSchema):
 
     id = fields.Integer(dump_only=True)
 
-    def _unique(self, model, column: str, value, message: str):
-        instance = self.instance
-        q = select(model.id).where(getattr(model, column) == value)
-        found = db.session.scalar(q)
-        if found is not None and (instance is None or instance.id != found):
-            raise MMValidationError(message, column)
-
 
 class VatCodeSchema(_Base):
     class Meta(_Base.Meta):
         model = VatCode
 
-    code = _code(10)
-    name = fields.String(load_default="", validate=validate.Length(max=100))
-    rate = RateField(required=True)
-
-    @validates_schema
-    def unique_code(self, data, **kwargs):
-        if "code" in data:
-            self._unique(VatCode, "code", data["code"], "A VAT code with this code already exists.")
+    code = fields.String(required=True)
+    name = fields.String(load_default="")
+    rate = VatRateField(required=True)
 
 
 class ReferenceValidatorSchema(_Base):
@@ -64,16 +61,10 @@ class ReferenceValidatorSchema(_Base):
         model = ReferenceValidator
         exclude = ("next_validator",)
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    name = fields.String(required=True)
     character_class = fields.String(load_default="any", validate=validate.OneOf(CHARACTER_CLASSES))
     check_digit_scheme = fields.String(allow_none=True,
                                        validate=validate.OneOf(CHECK_DIGIT_SCHEMES))
-
-    @validates_schema
-    def unique_name(self, data, **kwargs):
-        if "name" in data:
-            self._unique(ReferenceValidator, "name", data["name"],
-                         "A validator with this name already exists.")
 
 
 class FundSchema(_Base):
@@ -81,54 +72,30 @@ class FundSchema(_Base):
         model = Fund
         exclude = ("vat", "validator")
 
-    code = _code(10)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    code = fields.String(required=True)
+    name = fields.String(required=True)
     maximum_amount = MoneyField(allow_none=True)
     vat_code = fields.String(allow_none=True)
     validator_id = fields.Integer(allow_none=True)
-
-    @validates_schema
-    def rules(self, data, **kwargs):
-        if "code" in data:
-            self._unique(Fund, "code", data["code"], "A fund with this code already exists.")
-        if data.get("vat_code") and db.session.scalar(
-                select(VatCode.id).where(VatCode.code == data["vat_code"])) is None:
-            raise MMValidationError("Unknown VAT code.", "vat_code")
-        if data.get("validator_id") and db.session.get(ReferenceValidator, data["validator_id"]) is None:
-            raise MMValidationError("Unknown validator.", "validator_id")
 
 
 class PaymentMethodSchema(_Base):
     class Meta(_Base.Meta):
         model = PaymentMethod
 
-    code = _code(10)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    code = fields.String(required=True)
+    name = fields.String(required=True)
     kind = fields.String(required=True, validate=validate.OneOf(METHOD_KINDS))
     minimum_amount = MoneyField(allow_none=True)
     maximum_amount = MoneyField(allow_none=True)
-
-    @validates_schema
-    def rules(self, data, **kwargs):
-        if "code" in data:
-            self._unique(PaymentMethod, "code", data["code"],
-                         "A payment method with this code already exists.")
-        lo, hi = data.get("minimum_amount"), data.get("maximum_amount")
-        if lo is not None and hi is not None and lo > hi:
-            raise MMValidationError("The minimum is more than the maximum.", "minimum_amount")
 
 
 class OfficeSchema(_Base):
     class Meta(_Base.Meta):
         model = Office
 
-    code = _code(10)
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-
-    @validates_schema
-    def unique_code(self, data, **kwargs):
-        if "code" in data:
-            self._unique(Office, "code", data["code"], "An office with this code already exists.")
+    code = fields.String(required=True)
+    name = fields.String(required=True)
 
 
 class AccountHolderSchema(_Base):
@@ -137,23 +104,16 @@ class AccountHolderSchema(_Base):
         exclude = ("fund",)
 
     fund_code = fields.String(required=True)
-    account_reference = fields.String(required=True, validate=validate.Length(min=1, max=30))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    postcode = fields.String(allow_none=True, validate=validate.Length(max=10))
-    stop_message = fields.String(allow_none=True, validate=validate.Length(max=200))
+    account_reference = fields.String(required=True)
+    name = fields.String(required=True)
+    address = fields.String(allow_none=True)
+    postcode = fields.String(allow_none=True)
+    stop_message = fields.String(allow_none=True)
 
-    @validates_schema
-    def rules(self, data, **kwargs):
-        fund_code = data.get("fund_code", getattr(self.instance, "fund_code", None))
-        if fund_code and db.session.scalar(select(Fund.id).where(Fund.code == fund_code)) is None:
-            raise MMValidationError("Unknown fund.", "fund_code")
-        ref = data.get("account_reference")
-        if ref and fund_code:
-            found = db.session.scalar(select(AccountHolder.id).where(
-                AccountHolder.fund_code == fund_code, AccountHolder.account_reference == ref))
-            if found is not None and (self.instance is None or self.instance.id != found):
-                raise MMValidationError("This fund already has an account with this reference.",
-                                        "account_reference")
+
+def _check_row(self, item):
+    """The service's rules for the row as loaded (codes in use, ranges, characters): a 422."""
+    check_reference_row(db.session, item)
 
 
 def _rest(name, model, schema, resource, permission, columns, search=None):
@@ -171,6 +131,8 @@ def _rest(name, model, schema, resource, permission, columns, search=None):
         "show_model_schema": schema(),
         "add_model_schema": schema(),
         "edit_model_schema": schema(),
+        "pre_add": _check_row,
+        "pre_update": _check_row,
     }
     return type(name, (ImsModelRestApi,), attrs)
 
@@ -195,14 +157,4 @@ AccountHolderApi = _rest("AccountHolderApi", AccountHolder, AccountHolderSchema,
                          "AccountHolder",
                          ["fund_code", "account_reference", "name", "address", "postcode",
                           "stop_message"])
-
-
-def _check_validator(self, item):
-    from app.services.reference import check_validator_fields
-
-    check_validator_fields(item)
-
-
-ReferenceValidatorApi.pre_add = _check_validator
-ReferenceValidatorApi.pre_update = _check_validator
 

@@ -1,13 +1,53 @@
-"""Money as integer pence: parsing user input with Decimal, formatting, and exact splitting."""
+"""Money as integer pence: the two parsers of amounts people type (strict for the API, friendlier
+for web forms), formatting, and exact splitting."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from app.domain.errors import ValidationError
 
 _PENCE = Decimal(100)
+
+#: The largest amount a BIGINT column holds, in pence.
+MAX_PENCE = 2**63 - 1
+_MAX_POUND_DIGITS = len(str(MAX_PENCE // 100))
+# [0-9], not \d: only ASCII digits are digits here ("١٢" and "１２" are refused).
+_STRICT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
+_FORM = re.compile(r"(-?)£?([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.([0-9]{1,2}))?")
+_SEPARATED = re.compile(r"-?£?[0-9][0-9,]*(?:\.[0-9]{1,2})?")
+_TOO_MANY_PLACES = re.compile(r"\s*-?£?[0-9,]*\.[0-9]{3,}\s*")
+_RATE = re.compile(r"[0-9]+(?:\.[0-9]{1,4})?")
+_PLACES = "Use at most two decimal places (pounds and pence)."
+_NEGATIVE = "Amount must not be negative."
+_TOO_LARGE = "The amount is too large."
+
+
+def _invalid(field: str, message: str) -> ValidationError:
+    return ValidationError(f"{field}: {message}", {field: [message]})
+
+
+def _pence(pounds: str, pence: str | None, field: str, negative: bool) -> int:
+    """Exact pence from the digits the parsers matched (bounded before int() sees them)."""
+    pounds = pounds.lstrip("0") or "0"
+    if len(pounds) > _MAX_POUND_DIGITS:
+        raise _invalid(field, _TOO_LARGE)
+    value = int(pounds) * 100 + (int(pence.ljust(2, "0")) if pence else 0)
+    if value > MAX_PENCE:
+        raise _invalid(field, _TOO_LARGE)
+    return -value if negative else value
+
+
+def _checked(pence: int, field: str, allow_zero: bool, allow_negative: bool) -> Money:
+    if pence == 0 and not allow_zero:
+        raise _invalid(field, "Amount must be more than zero.")
+    if pence < 0 and not allow_negative:
+        raise _invalid(field, _NEGATIVE)
+    if abs(pence) > MAX_PENCE:
+        raise _invalid(field, _TOO_LARGE)
+    return Money(pence)
 
 
 @dataclass(frozen=True, order=True)
@@ -23,45 +63,58 @@ class Money:
     @classmethod
     def parse(cls, value, field: str = "amount", allow_zero: bool = False,
               allow_negative: bool = False) -> "Money":
-        """Parse a decimal string such as "12.34" (or an int of pounds) into Money.
+        """The strict parser, for the API and everything that is not a web form: a string of ASCII
+        digits with an optional point and one or two decimals ("5", "5.5", "5.50"), nothing else.
 
-        Raises ValidationError for floats, NaN, exponents, more than two decimal places,
-        zero (unless allowed) and negatives (unless allowed).
+        A leading "-" only when ``allow_negative`` (processing-rule literals). A Money passes
+        through (its caller has parsed it already, e.g. a form with ``parse_form``); the zero and
+        sign checks still apply. Raises ValidationError naming ``field`` for numbers (JSON
+        integers and floats too), signs, spaces, "£", separators, non-ASCII digits, ".5", "5.",
+        three decimal places, amounts of 2^63 pence or more, zero (unless allowed) and negatives
+        (unless allowed).
         """
-        if isinstance(value, bool) or isinstance(value, float):
-            raise ValidationError(f"{field}: give the amount as a decimal string such as \"12.34\"",
-                                  {field: ["Amount must be a decimal string, not a number with a fraction."]})
         if isinstance(value, Money):
-            d = Decimal(value.pence) / _PENCE
-        elif isinstance(value, int):
-            d = Decimal(value)
-        elif isinstance(value, str):
-            text = value.strip().replace(",", "").lstrip("£")
-            if not text or any(c in text.lower() for c in ("e", "n", "i")):
-                raise ValidationError(f"{field}: not a valid amount",
-                                      {field: ["Not a valid amount."]})
-            try:
-                d = Decimal(text)
-            except InvalidOperation:
-                raise ValidationError(f"{field}: not a valid amount",
-                                      {field: ["Not a valid amount."]}) from None
-        elif isinstance(value, Decimal):
-            d = value
-        else:
-            raise ValidationError(f"{field}: not a valid amount", {field: ["Not a valid amount."]})
-        if not d.is_finite():
-            raise ValidationError(f"{field}: not a valid amount", {field: ["Not a valid amount."]})
-        if d.as_tuple().exponent < -2 and d != d.quantize(Decimal("0.01")):
-            raise ValidationError(f"{field}: at most two decimal places",
-                                  {field: ["Use at most two decimal places (pounds and pence)."]})
-        pence = int((d * _PENCE).to_integral_value())
-        if pence == 0 and not allow_zero:
-            raise ValidationError(f"{field}: must be more than zero",
-                                  {field: ["Amount must be more than zero."]})
-        if pence < 0 and not allow_negative:
-            raise ValidationError(f"{field}: must not be negative",
-                                  {field: ["Amount must not be negative."]})
-        return cls(pence)
+            return _checked(value.pence, field, allow_zero, allow_negative)
+        if value is None:
+            raise _invalid(field, "Enter an amount.")
+        if not isinstance(value, str):
+            raise _invalid(field, 'Give the amount as a string such as "12.34", not a number.')
+        m = _STRICT.fullmatch(value)
+        if m is None:
+            if _TOO_MANY_PLACES.fullmatch(value):
+                raise _invalid(field, _PLACES)
+            raise _invalid(field, 'Not a valid amount: give digits with an optional point and up '
+                                  'to two decimal places, e.g. "12.34".')
+        sign, pounds, pence = m.groups()
+        if sign and not allow_negative:
+            raise _invalid(field, _NEGATIVE)
+        return _checked(_pence(pounds, pence, field, negative=bool(sign)), field, allow_zero,
+                        allow_negative)
+
+    @classmethod
+    def parse_form(cls, value, field: str = "amount", allow_zero: bool = False) -> "Money":
+        """The form parser, for amounts typed into the web pages: what ``parse`` accepts, and
+        also surrounding spaces, a leading "£" and thousands separators in the right places
+        ("1,234.50", "£1,234.50", "12,345,678.00"). Misplaced separators ("12,34", "1,23.00",
+        "1,2345.00"), non-ASCII digits and everything else ``parse`` refuses are refused.
+        """
+        if isinstance(value, Money) or not isinstance(value, str):
+            return cls.parse(value, field, allow_zero)
+        text = value.strip()
+        m = _FORM.fullmatch(text)
+        if m is None:
+            if _TOO_MANY_PLACES.fullmatch(text):
+                raise _invalid(field, _PLACES)
+            if "," in text and _SEPARATED.fullmatch(text):
+                raise _invalid(field, "Put commas only between groups of three digits, "
+                                      "e.g. 1,234.50, or leave them out.")
+            raise _invalid(field, "Not a valid amount: give pounds and pence, e.g. 12.34 or "
+                                  "£1,234.50.")
+        sign, pounds, pence = m.groups()
+        if sign:
+            raise _invalid(field, _NEGATIVE)
+        return _checked(_pence(pounds.replace(",", ""), pence, field, negative=False), field,
+                        allow_zero, False)
 
     @classmethod
     def zero(cls) -> "Money":
@@ -119,6 +172,21 @@ def vat_by_fraction(gross: int, num: int, whole: int) -> int:
         return 0
     vat = (2 * abs(gross) * num + whole) // (2 * whole)
     return -vat if gross < 0 else vat
+
+
+def parse_rate(value, field: str = "rate") -> Decimal:
+    """A VAT rate as a decimal fraction string ("0.20", "0.175", "0"): ASCII digits with at most
+    four decimal places (the column's), from 0 up to (not including) 1. ValidationError naming
+    ``field`` otherwise (numbers, signs, spaces, exponents, "20%")."""
+    if not isinstance(value, str):
+        raise _invalid(field, 'Give the rate as a decimal string fraction, e.g. "0.20".')
+    if not _RATE.fullmatch(value):
+        if re.fullmatch(r"[0-9]*\.[0-9]{5,}", value):
+            raise _invalid(field, "At most four decimal places.")
+        raise _invalid(field, 'Not a valid rate: give a fraction such as "0.20".')
+    if Decimal(value) >= 1:
+        raise _invalid(field, "The rate is a fraction from 0 up to (not including) 1, e.g. 0.20.")
+    return Decimal(value)
 
 
 def pence_to_str(pence: int | None) -> str | None:

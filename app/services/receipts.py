@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -14,11 +15,13 @@ from app.models.ledger import PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
 from app.services import audit
 from app.services import ledger as L
-from app.services.validation import validate_reference
+from app.services.validation import date_outside_window, validate_reference
 
 #: Method kinds that are bookkeeping, not money in; they cannot be used to take a payment.
 NON_RECEIPT_KINDS = ("journal", "transfer", "refund", "write_off")
 MAX_LINES = 50
+_DATE_FORMATS = (("%Y-%m-%d", re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")),
+                 ("%d/%m/%Y", re.compile(r"[0-9]{2}/[0-9]{2}/[0-9]{4}")))
 
 
 def parse_date(value, field: str = "transaction_date", default: dt.date | None = None) -> dt.date | None:
@@ -31,7 +34,10 @@ def parse_date(value, field: str = "transaction_date", default: dt.date | None =
         return value
     if isinstance(value, str):
         text = value.strip()
-        for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
+        # strptime reads any Unicode digit: only ASCII dates get that far
+        for fmt, shape in _DATE_FORMATS:
+            if not shape.fullmatch(text):
+                continue
             try:
                 return dt.datetime.strptime(text, fmt).date()
             except ValueError:
@@ -40,8 +46,9 @@ def parse_date(value, field: str = "transaction_date", default: dt.date | None =
 
 
 def parse_amount(value, field: str) -> int:
-    """Money from user input ("12.34"); ValidationError naming the field for 12.345, -5, 0, 1e3,
-    NaN, floats and text."""
+    """Pence from an amount as the API sends it ("12.34", strictly: Money.parse) or as a form has
+    already parsed it (a Money); ValidationError naming the field for 12.345, -5, 0, 1e3, NaN,
+    numbers, "£", separators and text."""
     try:
         return Money.parse(value, field=field).pence
     except ValidationError as exc:
@@ -150,7 +157,8 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
     """Validate every line, then post Dr Bank / Cr Fund:account per line under one receipt number.
 
     Commits once. Raises ValidationError (nothing posted) naming each bad field as
-    "lines[i].field", "payment_method_code" or "transaction_date".
+    "lines[i].field", "payment_method_code" or "transaction_date" (also when the date is outside
+    the accepted window, validation.transaction_date_window).
     """
     errors: dict[str, list[str]] = {}
     try:
@@ -160,6 +168,8 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
         except ValidationError as exc:
             errors.update(exc.errors)
             tdate = None
+        if tdate is not None and (outside := date_outside_window(tdate)):
+            errors.setdefault("transaction_date", []).append(outside)
         if external_reference is not None and (not isinstance(external_reference, str)
                                                or len(external_reference) > 100):
             errors.setdefault("external_reference", []).append("Text of at most 100 characters.")

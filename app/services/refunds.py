@@ -794,8 +794,9 @@ class RegisterFilters:
         return out
 
 
-def parse_filters(args) -> RegisterFilters:
-    """Register filters from query arguments; ValidationError naming each bad one."""
+def parse_filters(args, parse_money=Money.parse) -> RegisterFilters:
+    """Register filters from query arguments; ValidationError naming each bad one. Amounts are
+    read by ``parse_money``: the strict parser (the API), or Money.parse_form for the page."""
     errors: dict[str, list[str]] = {}
     f = RegisterFilters()
 
@@ -820,7 +821,7 @@ def parse_filters(args) -> RegisterFilters:
     for name in ("amount_min", "amount_max"):
         if (v := arg(name)) is not None:
             try:
-                setattr(f, name, Money.parse(v, field=name, allow_zero=True).pence)
+                setattr(f, name, parse_money(v, field=name, allow_zero=True).pence)
             except ValidationError as exc:
                 errors[name] = next(iter(exc.errors.values()), [exc.message])
     if (v := arg("requester")) is not None:

@@ -37,10 +37,14 @@ Predicate = Callable[[dict], bool]
 
 
 def _money(text: str) -> int:
+    """A condition's amount as people type it in the rule editor: the form parser ("10.00",
+    "£1,000.00"), and a leading "-"."""
+    negative = text.startswith("-")
     try:
-        return Money.parse(text, allow_zero=True, allow_negative=True).pence
+        pence = Money.parse_form(text[1:] if negative else text, allow_zero=True).pence
     except Exception:
         raise ValueError(f"{text!r} is not an amount such as 10.00") from None
+    return -pence if negative else pence
 
 
 def _condition(tokens: list[str]) -> Predicate:

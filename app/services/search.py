@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from app.domain.errors import ValidationError
 from app.domain.money import Money
 from app.models.ledger import PostingGroup, Transaction
-from app.services.receipts import parse_amount, parse_date
+from app.services.receipts import parse_date
 
 SORTABLE = {"id": Transaction.id, "transaction_date": Transaction.transaction_date,
             "amount": Transaction.amount, "receipt_number": Transaction.receipt_number,
@@ -84,8 +84,9 @@ def _getlist(args: Mapping, key: str) -> list[str]:
     return out
 
 
-def parse_filters(args: Mapping) -> SearchFilters:
-    """Filters from query-string arguments; ValidationError naming each bad field."""
+def parse_filters(args: Mapping, parse_money=Money.parse) -> SearchFilters:
+    """Filters from query-string arguments; ValidationError naming each bad field. Amounts are
+    read by ``parse_money``: the strict parser (the API), or Money.parse_form for the page."""
     errors: dict[str, list[str]] = {}
     f = SearchFilters()
 
@@ -108,7 +109,7 @@ def parse_filters(args: Mapping) -> SearchFilters:
         v = text(key)
         if v:
             try:
-                setattr(f, key, parse_amount(v, key))
+                setattr(f, key, parse_money(v, key).pence)
             except ValidationError as exc:
                 errors.update(exc.errors)
     for key in ("date_from", "date_to"):

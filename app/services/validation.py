@@ -6,6 +6,7 @@ Staff see which check failed (``errors``); the public sees wording that does not
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 
@@ -30,6 +31,32 @@ _CLASS_WORDS = {
     "alphanumeric_space": "letters, digits and spaces only",
 }
 MAX_CHAIN = 10
+
+#: The window of transaction dates accepted from people and files (config.py can change it).
+EARLIEST_TRANSACTION_DATE = dt.date(2000, 1, 1)
+TRANSACTION_DAYS_AHEAD = 365
+
+
+def transaction_date_window(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The first and last transaction date accepted: IMS_EARLIEST_TRANSACTION_DATE, and
+    IMS_TRANSACTION_DAYS_AHEAD days after today (the defaults outside an app)."""
+    earliest, ahead = EARLIEST_TRANSACTION_DATE, TRANSACTION_DAYS_AHEAD
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        earliest = current_app.config.get("IMS_EARLIEST_TRANSACTION_DATE", earliest)
+        ahead = current_app.config.get("IMS_TRANSACTION_DAYS_AHEAD", ahead)
+    return earliest, (today or dt.date.today()) + dt.timedelta(days=ahead)
+
+
+def date_outside_window(value: dt.date, window: tuple[dt.date, dt.date] | None = None) -> str | None:
+    """Why a transaction or value date is refused (a typo such as 0202-01-31 or 2206-01-31),
+    or None when it is inside the window."""
+    first, last = window or transaction_date_window()
+    if first <= value <= last:
+        return None
+    return (f"The date {value.isoformat()} is outside the accepted range "
+            f"{first.isoformat()} to {last.isoformat()}.")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from app.models.imports import (
 )
 from app.services.audit import audited
 from app.views.base import ImsModelView, datamodel
+from app.views.fields import form_amount
 
 for _cls in (ProcessingRule, BankProfile, FundReferencePattern):
     audited(_cls)
@@ -204,7 +205,8 @@ class RuleTesterView(BaseView):
         result = error = None
         if request.method == "POST":
             try:
-                result = dry_run(_db(), reference=form["reference"], amount=form["amount"],
+                result = dry_run(_db(), reference=form["reference"],
+                                 amount=form_amount(form["amount"]),
                                  narrative=form["narrative"] or None,
                                  fund_code=form["fund_code"] or None,
                                  import_type=form["import_type"] or None)

@@ -34,6 +34,7 @@ from app.services import search as S
 from app.services.audit import history_for
 from app.services.receipts import NON_RECEIPT_KINDS
 from app.services.validation import validate_reference
+from app.views.fields import form_amount
 
 
 def _rows_from_form(form, fields=("fund_code", "account_reference", "amount", "vat_code", "narrative")):
@@ -93,6 +94,8 @@ class ReceiptView(BaseView):
             rows = _rows_from_form(request.form)
             lines = [{k: (v.strip() or None) if isinstance(v, str) else v for k, v in r.items()}
                      for r in rows]
+            for line in lines:
+                line["amount"] = form_amount(line["amount"])
             try:
                 result = RC.take_receipt(
                     db.session, lines=lines, payment_method_code=form["payment_method_code"] or None,
@@ -123,7 +126,7 @@ class ReceiptView(BaseView):
         raw = data.get("amount")
         if raw not in (None, ""):
             try:
-                amount = RC.parse_amount(raw, "amount")
+                amount = RC.parse_amount(form_amount(raw), "amount")
             except ValidationError as exc:
                 errors.update(exc.errors)
         ref = data.get("account_reference") if isinstance(data.get("account_reference"), str) else ""
@@ -168,7 +171,7 @@ class TransactionView(BaseView):
 
     def _filters(self):
         try:
-            return S.parse_filters(request.args), {}
+            return S.parse_filters(request.args, parse_money=Money.parse_form), {}
         except ValidationError as exc:
             return None, exc.errors
 
@@ -287,6 +290,8 @@ class JournalView(BaseView):
             reason = request.form.get("reason", "")
             rows = _rows_from_form(request.form, ("fund_code", "account_reference", "amount", "narrative"))
             targets = [{k: (v.strip() or None) for k, v in r.items()} for r in rows]
+            for target in targets:
+                target["amount"] = form_amount(target["amount"])
             try:
                 group = J.journal(s, transaction_id=pk, targets=targets, reason=reason,
                                   actor=current_username(), may_override_stop=may_override_stop())
@@ -342,6 +347,8 @@ class TransferView(BaseView):
             fields = ("transaction_id", "fund_code", "account_reference", "amount")
             rows = _rows_from_form(request.form, fields)
             clean = [{k: (v.strip() or None) for k, v in r.items()} for r in rows]
+            for row in clean:
+                row["amount"] = form_amount(row["amount"])
             try:
                 if source_id:
                     group = J.transfer(s, reason=reason, actor=current_username(),

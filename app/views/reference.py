@@ -1,11 +1,14 @@
 """FAB pages for reference data: funds, methods, VAT codes, offices, validators, accounts, settings."""
 
+from flask import flash
 from flask_appbuilder.fieldwidgets import Select2Widget
 from flask_babel import lazy_gettext as _l
-from wtforms import SelectField
-from wtforms.validators import NumberRange
+from sqlalchemy import inspect
+from wtforms import SelectField, StringField
 from wtforms.validators import Optional as OptionalV
+from wtforms.validators import StopValidation
 
+from app.extensions import db
 from app.formatting import money
 from app.models.reference import (
     CHARACTER_CLASSES,
@@ -19,8 +22,9 @@ from app.models.reference import (
     Setting,
     VatCode,
 )
+from app.services.reference import CONTROL_CHARACTERS, check_reference_row, reference_errors
 from app.views.base import ImsModelView, datamodel
-from app.views.fields import MoneyField
+from app.views.fields import MoneyField, RateField
 
 
 def _select(label, choices, description=None, required=False):
@@ -29,7 +33,67 @@ def _select(label, choices, description=None, required=False):
                        coerce=lambda v: v or None)
 
 
-class FundView(ImsModelView):
+def _no_nul(form, field):
+    if "\x00" in field.data:
+        raise StopValidation(CONTROL_CHARACTERS)
+
+
+def _checked_form(form_class, model):
+    """The FAB form class, also checked by the service's reference-data rules as it validates, so
+    that every problem (a code in use, a length out of range, a control character) shows on its
+    field. Text is trimmed first: spaces around what people type are not an error on a page."""
+
+    relations = {rel.key: rel for rel in inspect(model).relationships}
+
+    class Checked(form_class):
+        def validate(self, extra_validators=None):
+            for field in self:
+                if isinstance(field, StringField) and isinstance(field.data, str):
+                    field.data = field.data.strip()
+                    # before FAB's Unique validator looks the value up: PostgreSQL refuses NUL
+                    field.validators = [_no_nul, *field.validators]
+            ok = super().validate(extra_validators)
+            values, field_of = {}, {}
+            for name, field in self._fields.items():
+                rel = relations.get(name)
+                if rel is None:
+                    values[name], field_of[name] = field.data, name
+                    continue
+                for local, remote in rel.local_remote_pairs:
+                    values[local.key] = None if field.data is None else getattr(field.data, remote.key)
+                    field_of[local.key] = name
+            values.pop("csrf_token", None)
+            errors = reference_errors(db.session, model, values, getattr(self, "_id", None))
+            for column, messages in errors.items():
+                field = self._fields.get(field_of.get(column, column))
+                if field is None:
+                    for message in messages:
+                        flash(message, "danger")
+                elif not field.errors:  # the field's own validators spoke first
+                    field.errors = list(field.errors) + messages
+            return ok and not errors
+
+    Checked.__name__ = form_class.__name__
+    return Checked
+
+
+class ReferenceDataView(ImsModelView):
+    """Reference data pages: the add and edit forms answer to the same rules as the API
+    (app/services/reference.py), field by field; pre_add/pre_update check the row as saved."""
+
+    def _init_forms(self):
+        super()._init_forms()
+        self.add_form = _checked_form(self.add_form, self.datamodel.obj)
+        self.edit_form = _checked_form(self.edit_form, self.datamodel.obj)
+
+    def pre_add(self, item):
+        check_reference_row(db.session, item)
+
+    def pre_update(self, item):
+        check_reference_row(db.session, item)
+
+
+class FundView(ReferenceDataView):
     datamodel = datamodel(Fund)
     class_permission_name = "Fund"
     list_title = _l("Funds")
@@ -64,7 +128,7 @@ class FundView(ImsModelView):
     edit_form_extra_fields = add_form_extra_fields
 
 
-class PaymentMethodView(ImsModelView):
+class PaymentMethodView(ReferenceDataView):
     datamodel = datamodel(PaymentMethod)
     class_permission_name = "PaymentMethod"
     list_title = _l("Payment methods")
@@ -91,7 +155,7 @@ class PaymentMethodView(ImsModelView):
     edit_form_extra_fields = add_form_extra_fields
 
 
-class VatCodeView(ImsModelView):
+class VatCodeView(ReferenceDataView):
     datamodel = datamodel(VatCode)
     class_permission_name = "VatCode"
     list_title = _l("VAT codes")
@@ -106,11 +170,11 @@ class VatCodeView(ImsModelView):
     base_order = ("code", "asc")
     label_columns = {"code": _l("Code"), "name": _l("Name"), "rate": _l("Rate")}
     description_columns = {"rate": _l("A fraction: 0.20 for 20%, 0.05 for 5%, 0 for zero-rated.")}
-    validators_columns = {"rate": [NumberRange(min=0, max=0.9999,
-                                               message=_l("Give the rate as a fraction between 0 and 1, e.g. 0.20."))]}
+    add_form_extra_fields = {"rate": RateField(_l("Rate"))}
+    edit_form_extra_fields = add_form_extra_fields
 
 
-class OfficeView(ImsModelView):
+class OfficeView(ReferenceDataView):
     datamodel = datamodel(Office)
     class_permission_name = "Office"
     list_title = _l("Offices")
@@ -125,7 +189,7 @@ class OfficeView(ImsModelView):
     label_columns = {"code": _l("Code"), "name": _l("Name")}
 
 
-class ReferenceValidatorView(ImsModelView):
+class ReferenceValidatorView(ReferenceDataView):
     datamodel = datamodel(ReferenceValidator)
     class_permission_name = "ReferenceValidator"
     list_title = _l("Reference validators")
@@ -170,15 +234,8 @@ class ReferenceValidatorView(ImsModelView):
     }
     edit_form_extra_fields = add_form_extra_fields
 
-    def pre_add(self, item):
-        from app.services.reference import check_validator_fields
 
-        check_validator_fields(item)
-
-    pre_update = pre_add
-
-
-class AccountHolderView(ImsModelView):
+class AccountHolderView(ReferenceDataView):
     datamodel = datamodel(AccountHolder)
     class_permission_name = "AccountHolder"
     list_title = _l("Account holders")

@@ -20,6 +20,7 @@ from app.models.refund import RefundPaymentRun
 from app.services import audit
 from app.services import ledger as L
 from app.services import refunds as RF
+from app.views.fields import form_amount
 
 
 def _username() -> str:
@@ -57,7 +58,8 @@ class RefundView(BaseView):
                 payee = {"name": form["payee_name"], "sort_code": form["sort_code"],
                          "account_number": form["account_number"]}
             try:
-                result = RF.request_refund(s, transaction_id=transaction_id, amount=form["amount"],
+                result = RF.request_refund(s, transaction_id=transaction_id,
+                                           amount=form_amount(form["amount"]),
                                            reason=form["reason"], method=form["method"],
                                            payee=payee, actor=_username())
             except DomainError as exc:
@@ -77,7 +79,7 @@ class RefundView(BaseView):
 
     def _filters(self):
         try:
-            return RF.parse_filters(request.args), {}
+            return RF.parse_filters(request.args, parse_money=Money.parse_form), {}
         except ValidationError as exc:
             return None, exc.errors
 

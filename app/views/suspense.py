@@ -23,6 +23,7 @@ from app.services import suggestions as SG
 from app.services import suspense as S
 from app.services import writeoffs as W  # noqa: F401  (registers the write-off subject and job)
 from app.services.audit import history_for
+from app.views.fields import form_amount
 
 AGE_LABELS = {"fresh": _l("Fresh"), "old": _l("Getting old"), "stale": _l("Stale (can be written off)")}
 ALLOCATION_LABELS = {"awaiting_approval": _l("Awaiting approval"), "posted": _l("Posted"),
@@ -40,7 +41,7 @@ def money_arg(args, name: str, errors: list[str]) -> int | None:
     if not value:
         return None
     try:
-        return Money.parse(value, field=name, allow_zero=True).pence
+        return Money.parse_form(value, field=name, allow_zero=True).pence
     except ValidationError:
         errors.append(_("%(field)s: not an amount.", field=name))
         return None
@@ -137,10 +138,11 @@ class SuspenseWorkView(BaseView):
     @has_access
     def allocate(self, pk):
         lines = _lines_from_form(request.form)
+        parsed = [{**line, "amount": form_amount(line["amount"])} for line in lines]
         note = request.form.get("note", "")
         expected = request.form.get("expected_remaining", type=int)
         try:
-            res = S.allocate(db.session, pk, lines, actor=current_username(), note=note,
+            res = S.allocate(db.session, pk, parsed, actor=current_username(), note=note,
                              may_override_stop=may_override_stop(), expected_remaining=expected)
         except ValidationError as exc:
             db.session.rollback()

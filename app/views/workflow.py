@@ -299,8 +299,8 @@ class ApprovalLimitView(BaseView):
             if not lo_text and not hi_text and not any(roles):
                 continue  # an empty spare row
             try:
-                lo = Money.parse(lo_text or "0", allow_zero=True).pence
-                hi = Money.parse(hi_text, allow_zero=True).pence if hi_text else None
+                lo = Money.parse_form(lo_text or "0", allow_zero=True).pence
+                hi = Money.parse_form(hi_text, allow_zero=True).pence if hi_text else None
             except (ValueError, DomainError):
                 bad.append(_("Row %(n)s: amounts are pounds and pence, e.g. 500.00.", n=n + 1))
                 continue

@@ -21,6 +21,7 @@ from app.models.suspense_work import WRITE_OFF_STATUSES, WriteOff
 from app.services import suspense as S
 from app.services import writeoffs as W
 from app.services.audit import history_for
+from app.views.fields import form_amount
 
 STATUS_LABELS = {"awaiting_approval": _l("Awaiting approval"), "approved": _l("Approved"),
                  "rejected": _l("Rejected"), "posted": _l("Posted")}
@@ -33,16 +34,18 @@ def _date(value) -> dt.date | None:
         return None
 
 
-def _money(value) -> int | None:
+def _money(value, parse_money) -> int | None:
     if not value:
         return None
     try:
-        return Money.parse(value, allow_zero=True).pence
+        return parse_money(value, allow_zero=True).pence
     except ValidationError:
         return None
 
 
-def filters_from(args) -> W.RegisterFilters:
+def filters_from(args, parse_money=Money.parse) -> W.RegisterFilters:
+    """Register filters from query arguments (bad ones are ignored). Amounts are read by
+    ``parse_money``: the strict parser (the API), or Money.parse_form for the pages."""
     status = args.get("status") or None
     return W.RegisterFilters(
         status=status if status in WRITE_OFF_STATUSES else None,
@@ -50,7 +53,8 @@ def filters_from(args) -> W.RegisterFilters:
         date_from=_date(args.get("from")), date_to=_date(args.get("to")),
         requested_by=(args.get("requested_by") or "").strip() or None,
         fund_code=(args.get("fund_code") or "").strip() or None,
-        min_amount=_money(args.get("min")), max_amount=_money(args.get("max")))
+        min_amount=_money(args.get("min"), parse_money),
+        max_amount=_money(args.get("max"), parse_money))
 
 
 def _user() -> str:
@@ -72,7 +76,7 @@ class WriteOffView(BaseView):
     @has_access
     def index(self):
         session = db.session
-        f = filters_from(request.args)
+        f = filters_from(request.args, parse_money=Money.parse_form)
         page = max(request.args.get("page", 0, type=int) or 0, 0)
         q = W.register_query(f)
         sub = q.order_by(None).subquery()
@@ -89,7 +93,7 @@ class WriteOffView(BaseView):
     @expose("/export.csv")
     @has_access
     def export(self):
-        f = filters_from(request.args)
+        f = filters_from(request.args, parse_money=Money.parse_form)
         session = db.session
         return Response(stream_with_context(W.export_csv(session, f)), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=write-offs.csv"})
@@ -113,7 +117,8 @@ class WriteOffView(BaseView):
         txn_id = form.get("transaction_id") or None
         try:
             wo = W.request_write_off(db.session, suspense_item_id=item_id, transaction_id=txn_id,
-                                     amount=form.get("amount", ""), reason=form.get("reason", ""),
+                                     amount=form_amount(form.get("amount", "")),
+                                     reason=form.get("reason", ""),
                                      actor=_user())
         except DomainError as exc:
             db.session.rollback()

@@ -30,6 +30,8 @@ def matches(text, **state):
     ("amount between 10.00 20.00", {"amount": 2000}, True),
     ("amount between 10.00 and 20.00", {"amount": 2001}, False),
     ("amount equals 0.10", {"amount": 10}, True),
+    ("amount > £1,000.00", {"amount": 100001}, True),   # as people type amounts in the editor
+    ("amount > -5", {"amount": 0}, True),
     ('fund equals ctax', {"fund": "CTAX"}, True),
     ('reference starts_with "A" AND amount > 5.00', {"reference": "AB", "amount": 400}, False),
     ('reference starts_with "A" AND amount > 5.00\nnarrative contains rent',
@@ -44,7 +46,7 @@ def test_operators(cond, state, expected):
 @pytest.mark.parametrize("bad", [
     "colour equals red", "reference likes x", "amount contains 5", "reference > 5",
     "amount > lots", "amount between 1.00", 'reference regex "("', 'reference equals "open',
-    "amount > 1.234",
+    "amount > 1.234", "amount > 12,34", "amount > ١٢", "amount > +5", "amount > .5",
 ])
 def test_bad_conditions_name_the_problem(bad):
     with pytest.raises(ValueError, match="line 1"):

@@ -21,6 +21,7 @@ from app.models.reference import PaymentMethod
 from app.services import audit
 from app.services.imports.batches import set_status
 from app.services.imports.rows import allpay_methods
+from app.services.validation import date_outside_window, transaction_date_window
 
 #: line errors kept on a batch at most
 MAX_ERRORS = 500
@@ -52,12 +53,14 @@ def _errors(items: list[LineError]) -> list[dict]:
 def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | None
                   ) -> tuple[list[LineError], int, int, Summary]:
     """The whole-file pass: every line parsed (streaming), errors named by line, no posting.
-    The summary gets the file's first and last transaction dates."""
+    A date outside the accepted window (validation.transaction_date_window) is an error of its
+    line. The summary gets the file's first and last transaction dates."""
     summary = Summary()
     errors: list[LineError] = []
     rows = total = 0
     first = last = None
     methods = set(session.scalars(select(PaymentMethod.code)))
+    window = transaction_date_window()
     try:
         for item in parse_file(fmt, path, summary, profile, allpay_methods(session)):
             if isinstance(item, LineError):
@@ -68,6 +71,10 @@ def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | 
                 if len(errors) < MAX_ERRORS:
                     errors.append(LineError(item.line, f"Line {item.line}: unknown payment method "
                                                        f"{item.payment_method_code}."))
+                continue
+            if outside := date_outside_window(item.transaction_date, window):
+                if len(errors) < MAX_ERRORS:
+                    errors.append(LineError(item.line, f"Line {item.line}: {outside}"))
                 continue
             rows += 1
             total += item.amount
