@@ -329,6 +329,15 @@ def test_changing_ones_own_password_needs_the_current_one(app, client, session, 
     assert other.get("/notifications/").status_code == 302
 
 
+def test_guessing_the_current_password_is_rate_limited(app, client, own_user, strict_limit):
+    login(client, own_user.username)
+    codes = [client.post("/resetmypassword/form", data={
+        "current_password": f"Wr0ng!Guess{i}", "password": NEW_PASSWORD,
+        "conf_password": NEW_PASSWORD}, environ_base={"REMOTE_ADDR": "10.9.9.3"}).status_code
+        for i in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[-1] == 429, codes
+
+
 def test_an_administrator_resets_another_users_password_without_theirs(app, as_user, session,
                                                                          own_user):
     victim = app.test_client()
