@@ -68,6 +68,8 @@ class Config:
     AUTH_RATE_LIMIT = os.environ.get("IMS_LOGIN_RATE_LIMIT", "10 per 20 second")
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    # memory:// counts per process: production accepts it only from a single-process app
+    IMS_SINGLE_PROCESS = _env_bool("IMS_SINGLE_PROCESS", False)
     FAB_PASSWORD_COMPLEXITY_ENABLED = True
     FAB_PASSWORD_COMPLEXITY_VALIDATOR = "app.security.passwords.password_policy"
 

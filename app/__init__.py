@@ -34,6 +34,21 @@ def _check_production(app: Flask) -> None:
         )
 
 
+def _check_rate_limit_storage(app: Flask) -> None:
+    """Production refuses the in-memory login rate limit unless told the app runs as one process:
+    with memory:// each gunicorn worker counts attempts on its own (four workers, four times the
+    attempts)."""
+    if app.config["IMS_ENV"] != "production" or app.config.get("IMS_SINGLE_PROCESS"):
+        return
+    uri = str(app.config.get("RATELIMIT_STORAGE_URI") or "memory://").strip().lower()
+    if uri.startswith("memory://"):
+        raise ConfigurationError(
+            "RATELIMIT_STORAGE_URI is memory://, which counts login attempts in each process on "
+            "its own. Set RATELIMIT_STORAGE_URI to a store the processes share (for example "
+            "redis://host:6379/0), or, if the app runs as one process (gunicorn -w 1), set "
+            "IMS_SINGLE_PROCESS=1.")
+
+
 def create_app(config_class=None) -> Flask:
     """Build the Flask app: config, extensions, AppBuilder, views, APIs, CLI."""
     from config import config_for
@@ -43,6 +58,7 @@ def create_app(config_class=None) -> Flask:
     app.config.from_object(config_class or config_for())
     os.makedirs(app.instance_path, exist_ok=True)
     _check_production(app)
+    _check_rate_limit_storage(app)
     logging.basicConfig(level=logging.INFO if app.debug else logging.WARNING)
 
     from app.security.passwords import password_policy
@@ -66,7 +82,7 @@ def create_app(config_class=None) -> Flask:
 
         register_views(appbuilder)
         appbuilder.post_init()
-        _exempt_api_from_csrf(app, appbuilder, csrf)
+        _protect_api_from_csrf(app, appbuilder, csrf)
 
     from app.web import install_web_hooks
 
@@ -77,10 +93,41 @@ def create_app(config_class=None) -> Flask:
     return app
 
 
-def _exempt_api_from_csrf(app, appbuilder, csrf) -> None:
-    """JWT-authenticated REST APIs carry no cookie session: exempt them from CSRF."""
-    from flask_appbuilder.api import BaseApi
+def _protect_api_from_csrf(app, appbuilder, csrf) -> None:
+    """CSRF for the REST APIs, which take either a bearer token or the portal's session cookie.
 
+    Flask-WTF's blanket check cannot tell the two apart, so the API blueprints are exempt from it
+    and this hook checks the token (form field or X-CSRFToken header) of every unsafe API request
+    that a session cookie authenticates. A request with `Authorization: Bearer` needs none: a
+    browser adds cookies to a cross-site request by itself, but never that header (IMS allows no
+    cross-origin requests), and the token is what authenticates it.
+    """
+    from flask import jsonify, request
+    from flask_appbuilder.api import BaseApi
+    from flask_appbuilder.security.api import SecurityApi
+    from flask_login import current_user
+    from flask_wtf.csrf import CSRFError
+
+    api_blueprints = set()
     for view in appbuilder.baseviews:
         if isinstance(view, BaseApi) and view.blueprint is not None:
             csrf.exempt(view.blueprint)
+            # the API login takes credentials (or a refresh token), never the cookie's authority
+            if not isinstance(view, SecurityApi):
+                api_blueprints.add(view.blueprint.name)
+
+    @app.before_request
+    def api_session_csrf():
+        if (not app.config["WTF_CSRF_ENABLED"] or request.blueprint not in api_blueprints
+                or request.method not in app.config["WTF_CSRF_METHODS"]):
+            return None
+        scheme = request.headers.get("Authorization", "").split(" ", 1)[0]
+        if scheme.lower() == "bearer" or not current_user.is_authenticated:
+            return None
+        try:
+            csrf.protect()
+        except CSRFError as exc:
+            return jsonify(message=f"{exc.description} A request signed in by the session "
+                                   "cookie must send the page's CSRF token (X-CSRFToken header); "
+                                   "API clients send Authorization: Bearer <token>."), 400
+        return None

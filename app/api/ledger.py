@@ -21,6 +21,7 @@ from app.services import journals as J
 from app.services import ledger as L
 from app.services import receipts as RC
 from app.services import search as S
+from app.services.idempotency import check_same_request, fingerprint
 from app.services.validation import validate_reference
 
 
@@ -134,28 +135,29 @@ class ReceiptApi(_Base):
         """
         session = db.session
         user = current_username()
+        data = json_body()
+        fp = fingerprint(data)
         key = request.headers.get("Idempotency-Key")
         if key is not None:
             key = key.strip()
             if not key or len(key) > 200:
                 raise ValidationError("Idempotency-Key must be 1 to 200 characters.",
                                       {"Idempotency-Key": ["1 to 200 characters."]})
-            first = self._replay(session, key, user)
+            first = self._replay(session, key, user, fp)
             if first is not None:
                 return first
-        data = json_body()
         pending = None
         if key is not None:
             # claim the key in the receipt's own transaction: a concurrent repeat waits on the
             # unique index and then replays; a failed receipt releases the key with the rollback
             pending = IdempotencyKey(key=key, scope="receipts", username=user, status_code=0,
-                                     response_body="{}")
+                                     response_body="{}", request_fingerprint=fp)
             session.add(pending)
             try:
                 session.flush()
             except IntegrityError:
                 session.rollback()
-                first = self._replay(session, key, user)
+                first = self._replay(session, key, user, fp)
                 if first is not None:
                     return first
                 raise
@@ -178,12 +180,13 @@ class ReceiptApi(_Base):
             session.commit()
         return self.response(201, **body)
 
-    def _replay(self, session, key, user):
+    def _replay(self, session, key, user, fp):
         row = session.scalar(select(IdempotencyKey).where(
             IdempotencyKey.scope == "receipts", IdempotencyKey.username == user,
             IdempotencyKey.key == key))
         if row is None:
             return None
+        check_same_request(row.request_fingerprint, fp)
         if row.status_code == 0:
             raise Conflict("A request with this Idempotency-Key is still being processed.",
                            {"Idempotency-Key": ["Still being processed; try again shortly."]})

@@ -12,6 +12,7 @@ from app.api.ledger import current_username, json_body
 from app.domain.errors import ValidationError
 from app.extensions import db
 from app.services import refunds as RF
+from app.services.idempotency import fingerprint
 
 
 class RefundApi(BaseApi):
@@ -65,7 +66,8 @@ class RefundApi(BaseApi):
         result = RF.request_refund(db.session, transaction_id=data.get("transaction_id"),
                                    amount=data.get("amount"), reason=data.get("reason"),
                                    method=data.get("method"), payee=data.get("payee"),
-                                   actor=current_username(), idempotency_key=key)
+                                   actor=current_username(), idempotency_key=key,
+                                   idempotency_fingerprint=fingerprint(data))
         return self.response(201, **RF.refund_json(result.refund))
 
     @expose("/", methods=["GET"])

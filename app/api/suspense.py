@@ -18,6 +18,7 @@ from app.extensions import db
 from app.models.ledger import IdempotencyKey
 from app.services import suggestions as SG
 from app.services import suspense as S
+from app.services.idempotency import check_same_request, fingerprint
 
 
 def idempotency_key() -> str | None:
@@ -31,22 +32,24 @@ def idempotency_key() -> str | None:
     return key
 
 
-def replay(api: BaseApi, scope: str, key: str | None, user: str):
+def replay(api: BaseApi, scope: str, key: str | None, user: str, fp: str):
+    """The first response to this key, or None; 422 if the key came with another body."""
     if key is None:
         return None
     row = db.session.scalar(select(IdempotencyKey).where(
         IdempotencyKey.scope == scope, IdempotencyKey.username == user, IdempotencyKey.key == key))
     if row is None:
         return None
+    check_same_request(row.request_fingerprint, fp)
     return api.response(row.status_code, **json.loads(row.response_body))
 
 
-def remember(scope: str, key: str | None, user: str, status: int, body: dict) -> None:
+def remember(scope: str, key: str | None, user: str, status: int, body: dict, fp: str) -> None:
     if key is None:
         return
     try:
         db.session.add(IdempotencyKey(key=key, scope=scope, username=user, status_code=status,
-                                      response_body=json.dumps(body)))
+                                      response_body=json.dumps(body), request_fingerprint=fp))
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -87,10 +90,11 @@ class SuspenseAllocationApi(BaseApi):
         """
         user = current_username()
         key = idempotency_key()
-        first = replay(self, "suspense_allocations", key, user)
+        data = json_body()
+        fp = fingerprint(data)
+        first = replay(self, "suspense_allocations", key, user, fp)
         if first is not None:
             return first
-        data = json_body()
         expected = data.get("expected_remaining")
         if expected is not None and not isinstance(expected, str):
             raise ValidationError('Give expected_remaining as a decimal string, e.g. "12.34".',
@@ -98,7 +102,7 @@ class SuspenseAllocationApi(BaseApi):
         res = S.allocate(db.session, pk, data.get("lines"), actor=user, note=data.get("note"),
                          may_override_stop=may_override_stop(), expected_remaining=expected)
         body = res.to_dict()
-        remember("suspense_allocations", key, user, 201, body)
+        remember("suspense_allocations", key, user, 201, body, fp)
         return self.response(201, **body)
 
     @expose("/<int:pk>/allocations", methods=["GET"])

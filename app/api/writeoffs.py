@@ -13,6 +13,7 @@ from app.api.suspense import idempotency_key, remember, replay
 from app.domain.errors import ValidationError
 from app.extensions import db
 from app.services import writeoffs as W
+from app.services.idempotency import fingerprint
 from app.views.writeoffs import filters_from
 
 
@@ -42,10 +43,11 @@ class WriteOffApi(BaseApi):
         """
         user = current_username()
         key = idempotency_key()
-        first = replay(self, "write_offs", key, user)
+        data = json_body()
+        fp = fingerprint(data)
+        first = replay(self, "write_offs", key, user, fp)
         if first is not None:
             return first
-        data = json_body()
         if not isinstance(data.get("amount"), str):
             raise ValidationError('Give the amount as a decimal string, e.g. "12.34".',
                                   {"amount": ['Give the amount as a decimal string, e.g. "12.34".']})
@@ -53,7 +55,7 @@ class WriteOffApi(BaseApi):
                                  transaction_id=data.get("transaction_id"),
                                  amount=data.get("amount"), reason=data.get("reason"), actor=user)
         body = W.to_dict(db.session, wo)
-        remember("write_offs", key, user, 201, body)
+        remember("write_offs", key, user, 201, body, fp)
         return self.response(201, **body)
 
     @expose("/<int:pk>", methods=["GET"])

@@ -188,6 +188,8 @@ class IdempotencyKey(Model):
     status_code: Mapped[int] = mapped_column(Integer, nullable=False)
     response_body: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    #: SHA-256 of the first request's canonical body: a repeat with another body is refused
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (Index("uq_idempotency_key_scope", "scope", "username", "key", unique=True),)
 

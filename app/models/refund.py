@@ -105,6 +105,8 @@ class Refund(Model):
                                                    index=True)
     office_code: Mapped[str | None] = mapped_column(String(10))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    #: SHA-256 of the API request's canonical body, compared when the key is sent again
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64))
     workflow_instance_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_instance.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     rejection_reason: Mapped[str | None] = mapped_column(Text)

@@ -78,8 +78,20 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "Notification": {READ: ALL},
 }
 
-#: FAB's own security views: Administrator manages users and roles; Auditor reads them;
-#: everybody may see and edit their own profile and password.
+#: What a workflow is about (its subject type) -> the resource whose can_read lets a role see the
+#: workflow's page (amount, reason, payee, history). Requesters and the roles of the workflow's
+#: lanes see it too. A subject type missing here is shown to nobody else (a test lists them).
+SUBJECT_RESOURCES: dict[str, str] = {
+    "refund": "Refund",
+    "write_off": "WriteOff",
+    "suspense_allocation": "SuspenseAllocation",
+    "demo": "WorkflowDefinition",
+}
+
+#: FAB's own security views: Administrator manages users and the roles they hold, and reads roles
+#: and permissions (this file and `ims sync-roles` are the only way to change those: the security
+#: manager refuses every write to them); Auditor reads users and roles; everybody may see and edit
+#: their own profile and password.
 FAB_SELF_SERVICE = {
     "UserInfoEditView": ("can_this_form_get", "can_this_form_post"),
     "ResetMyPasswordView": ("can_this_form_get", "can_this_form_post"),

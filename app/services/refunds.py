@@ -42,6 +42,7 @@ from app.security import roles as R
 from app.services import audit
 from app.services import ledger as L
 from app.services import workflow as wf
+from app.services.idempotency import check_same_request
 from app.services.locking import for_update
 from app.services.notifications import notify
 from app.services.payments import ProviderError, get_provider
@@ -218,19 +219,22 @@ class RequestResult:
 
 def request_refund(session: Session, *, transaction_id, amount, reason, method, payee=None,
                    actor: str, office_code: str | None = None,
-                   idempotency_key: str | None = None) -> RequestResult:
+                   idempotency_key: str | None = None,
+                   idempotency_fingerprint: str | None = None) -> RequestResult:
     """Request a full or partial refund of one transaction and start its approval workflow.
 
     One commit. Raises ValidationError (422: bad amount, over the available amount, missing
     reason, card refund of a non-card payment, malformed bank details), NotFound (404: no such
     transaction or no deployed refund workflow). A repeat of ``idempotency_key`` by the same
-    user returns the first refund (``replayed``).
+    user returns the first refund (``replayed``), unless ``idempotency_fingerprint`` (of the
+    request's body) differs from the first request's: ValidationError (422).
     """
     try:
         if idempotency_key is not None:
             first = session.scalar(select(Refund).where(Refund.requested_by == actor,
                                                         Refund.idempotency_key == idempotency_key))
             if first is not None:
+                check_same_request(first.idempotency_fingerprint, idempotency_fingerprint)
                 session.rollback()
                 return RequestResult(first, True)
         errors: dict[str, list[str]] = {}
@@ -286,7 +290,9 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
                         sort_code=details.get("sort_code"),
                         account_number=details.get("account_number"), payee_differs=differs,
                         requested_by=actor, requested_at=utcnow(), office_code=office_code,
-                        idempotency_key=idempotency_key)
+                        idempotency_key=idempotency_key,
+                        idempotency_fingerprint=idempotency_fingerprint
+                        if idempotency_key is not None else None)
         session.add(refund)
         session.flush()
         audit.record(session, "refund.request", "Refund", refund.id, after={
@@ -309,6 +315,7 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
             first = session.scalar(select(Refund).where(Refund.requested_by == actor,
                                                         Refund.idempotency_key == idempotency_key))
             if first is not None:
+                check_same_request(first.idempotency_fingerprint, idempotency_fingerprint)
                 return RequestResult(first, True)
         raise Conflict("The refund could not be saved because of a concurrent change; try again.")
     except Exception:

@@ -27,6 +27,7 @@ from app.domain.money import Money
 from app.extensions import db
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
+from app.security.redirects import local_path
 from app.services import journals as J
 from app.services import ledger as L
 from app.services import receipts as RC
@@ -314,9 +315,7 @@ class JournalView(BaseView):
     @expose("/<int:pk>/undo", methods=["POST"])
     @has_access
     def undo(self, pk):
-        back = request.form.get("next") or url_for("TransactionView.search")
-        if not back.startswith("/"):
-            back = url_for("TransactionView.search")
+        back = local_path(request.form.get("next")) or url_for("TransactionView.search")
         try:
             rev = J.undo(db.session, group_id=pk, reason=request.form.get("reason"),
                          actor=current_username())

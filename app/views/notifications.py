@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from app.domain.errors import NotFound
 from app.extensions import db
+from app.security.redirects import local_path
 from app.services import notifications as N
 
 
@@ -49,10 +50,7 @@ class NotificationView(BaseView):
             abort(404)
         if note_id is None:
             flash(_("%(n)d notification(s) marked read.", n=n), "info")
-        nxt = request.form.get("next", "")
-        if nxt.startswith("/") and not nxt.startswith("//"):
-            return redirect(nxt)
-        return redirect(url_for("NotificationView.index"))
+        return redirect(local_path(request.form.get("next")) or url_for("NotificationView.index"))
 
 
 def register_notification_views(appbuilder) -> None:

@@ -19,6 +19,7 @@ from app.extensions import db
 from app.formatting import money as fmt_money
 from app.models.reference import Fund
 from app.models.suspense_work import WriteOff
+from app.security.redirects import local_path
 from app.services import suggestions as SG
 from app.services import suspense as S
 from app.services import writeoffs as W  # noqa: F401  (registers the write-off subject and job)
@@ -188,7 +189,7 @@ class SuspenseWorkView(BaseView):
         who = None if request.form.get("unassign") else user
         S.assign(db.session, [pk], who, actor=user)
         flash(_("Assigned to you.") if who else _("Unassigned."), "success")
-        return redirect(_local(request.form.get("next")) or url_for("SuspenseWorkView.item", pk=pk))
+        return redirect(local_path(request.form.get("next")) or url_for("SuspenseWorkView.item", pk=pk))
 
     @expose("/bulk", methods=["POST"])
     @has_access
@@ -196,7 +197,7 @@ class SuspenseWorkView(BaseView):
         user = current_username()
         ids = request.form.getlist("ids")
         action = request.form.get("action", "")
-        back = _local(request.form.get("next")) or url_for("SuspenseWorkView.index")
+        back = local_path(request.form.get("next")) or url_for("SuspenseWorkView.index")
         try:
             if action in ("assign_me", "unassign"):
                 n = S.assign(db.session, ids, user if action == "assign_me" else None, actor=user)
@@ -216,13 +217,6 @@ def _write_off_labels():
     from app.views.writeoffs import STATUS_LABELS as labels
 
     return labels
-
-
-def _local(url: str | None) -> str | None:
-    """A same-site path to go back to, or None (no open redirects)."""
-    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
-        return url
-    return None
 
 
 def _exists(pk) -> bool:

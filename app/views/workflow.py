@@ -233,12 +233,29 @@ class WorkflowDefinitionView(BaseView):
 
 
 class WorkflowInstanceView(BaseView):
-    """One instance: the diagram with the current task highlighted, and its history."""
+    """One instance: the diagram with the current task highlighted, and its history.
+
+    It shows what the request is about (amount, reason, payee), so beyond reading workflows a
+    user must be allowed to read its subject (roles.SUBJECT_RESOURCES), or have requested it,
+    or hold the role of one of its tasks (its approvers), or have completed one; others get 403.
+    """
 
     route_base = "/workflow-instances"
     class_permission_name = "WorkflowInstance"
     method_permission_name = {"show": "read"}
     base_permissions = ["can_read"]
+
+    def _may_see(self, instance: WorkflowInstance) -> bool:
+        from app.security.roles import SUBJECT_RESOURCES
+
+        resource = SUBJECT_RESOURCES.get(instance.subject_type)
+        if resource is not None and self.appbuilder.sm.has_access("can_read", resource):
+            return True
+        user = g.user
+        if user.username in (instance.requester, instance.started_by):
+            return True
+        roles = {r.name for r in user.roles}
+        return any(t.role in roles or t.completed_by == user.username for t in instance.tasks)
 
     @expose("/<int:instance_id>")
     @has_access
@@ -246,6 +263,8 @@ class WorkflowInstanceView(BaseView):
         instance = db.session.get(WorkflowInstance, instance_id)
         if instance is None:
             abort(404)
+        if not self._may_see(instance):
+            abort(403)
         summary = wf.subject_summary(db.session, instance)
         return self.render_template(
             "workflow/instance.html", instance=instance, summary=summary,
