@@ -22,6 +22,16 @@ class AuditApi(BaseApi):
           responses:
             200:
               description: Whether the chain is intact and how many events it holds
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    required: [valid, events]
+                    properties:
+                      valid: {type: boolean}
+                      events: {type: integer}
+                      broken_event_id: {type: integer, nullable: true}
+                      message: {type: string}
         """
         result = verify_chain(db.session)
         body = {"valid": result.valid, "events": result.events}

@@ -8,6 +8,10 @@ from decimal import Decimal, InvalidOperation
 from app.domain.errors import ValidationError
 
 _PENCE = Decimal(100)
+#: The largest amount any field accepts, £9,999,999,999,999.99: far above any council payment,
+#: and small enough that the sum of thousands of them still fits the ledger's BIGINT pence.
+MAX_PENCE = 10**15 - 1
+MAX_POUND_DIGITS = 13
 
 
 @dataclass(frozen=True, order=True)
@@ -51,6 +55,10 @@ class Money:
             raise ValidationError(f"{field}: not a valid amount", {field: ["Not a valid amount."]})
         if not d.is_finite():
             raise ValidationError(f"{field}: not a valid amount", {field: ["Not a valid amount."]})
+        if d.adjusted() >= MAX_POUND_DIGITS or abs(d) * _PENCE > MAX_PENCE:
+            # checked before int(): a 10,000-digit amount is refused, not converted
+            raise ValidationError(f"{field}: too large",
+                                  {field: [f"Amount must be at most {cls(MAX_PENCE)}."]})
         if d.as_tuple().exponent < -2 and d != d.quantize(Decimal("0.01")):
             raise ValidationError(f"{field}: at most two decimal places",
                                   {field: ["Use at most two decimal places (pounds and pence)."]})
