@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from app.domain.errors import ConfigurationError
-from app.domain.ids import MAX_ID
+from app.domain.ids import MAX_ID, decimal_pattern
 
 
 def _check_production(app: Flask) -> None:
@@ -29,12 +29,9 @@ def _check_production(app: Flask) -> None:
 class IdConverter(IntegerConverter):
     """``<int:...>`` in every route (ours and FAB's) is a record id or a version number: 1 to
     MAX_ID. Anything else matches no route (404) instead of reaching the database as an integer
-    its id columns cannot hold. At most 10 digits match, so no huge number is ever parsed."""
+    its id columns cannot hold."""
 
-    regex = r"\d{1,10}"
-
-    def __init__(self, url_map, fixed_digits=0, min=1, max=MAX_ID, signed=False):
-        super().__init__(url_map, fixed_digits, min, max, signed)
+    regex = decimal_pattern(MAX_ID)
 
 
 def create_app(config_class=None) -> Flask:

@@ -104,6 +104,7 @@ def install_request_guards(app: Flask, appbuilder) -> None:
     def refuse_bad_input():
         try:
             _check_nul()
+            _check_paging()
             _check_json_body()
             view = views.get(request.blueprint)
             if view is not None:
@@ -111,7 +112,7 @@ def install_request_guards(app: Flask, appbuilder) -> None:
         except Refused as exc:
             if is_api_request():
                 return jsonify(message=exc.message, errors={exc.field: [exc.message]}), exc.status
-            abort(exc.status, description=exc.page_message)
+            abort(400 if exc.status == 422 else exc.status, description=exc.page_message)
         return None
 
     @app.errorhandler(HTTPException)
@@ -147,6 +148,15 @@ def _check_nul() -> None:
         for name, storage in request.files.items(multi=True):
             if "\x00" in name or "\x00" in (storage.filename or ""):
                 raise _nul_refused(name)
+
+
+def _check_paging() -> None:
+    """``page`` and ``page_size``, wherever a list takes them (our pages and APIs alike), are whole
+    numbers a database OFFSET can hold; each list applies its own narrower range after this."""
+    for name, high in (("page", MAX_PAGE), ("page_size", MAX_PAGE_SIZE)):
+        raw = request.args.get(name, "").strip()
+        if raw and not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= high):
+            raise _bad_argument(name, f"{name} must be a whole number from 0 to {high}.")
 
 
 def _body_is_parseable() -> bool:
@@ -245,13 +255,26 @@ def _id_maximum(datamodel) -> int | None:
     return _integer_range(datamodel.list_columns[name]) if datamodel.is_integer(name) else None
 
 
-def _existing(view, raw):
-    """The key of the record ``raw`` names, within the view's base filters, or Refused (404)."""
+def _existing(view, raw) -> None:
+    """Refused (404) unless ``raw`` names a record within the view's base filters. Whether a record
+    exists is looked up for a signed-in user only: to anyone else FAB answers 401 or the login
+    page before saying whether it exists, and so does this guard."""
     maximum = _id_maximum(view.datamodel)
     pk = raw if maximum is None else parse_id(raw, maximum)
-    if pk is None or view.datamodel.get(pk, view._base_filters) is None:
+    if pk is None or (_signed_in() and view.datamodel.get(pk, view._base_filters) is None):
         raise _not_found()
-    return pk
+
+
+def _signed_in() -> bool:
+    from flask_jwt_extended import verify_jwt_in_request
+    from flask_login import current_user
+
+    if current_user.is_authenticated:
+        return True
+    try:
+        return verify_jwt_in_request(optional=True) is not None
+    except Exception:  # an invalid or expired token: FAB's protect answers it
+        return False
 
 
 def _check_record_id(view) -> None:

@@ -127,15 +127,18 @@ class OpenApi(FabOpenApi):
 
 
 class _Converter(OpenAPIConverter):
-    """apispec's converter, describing two things as marshmallow serialises them: a Nested field
-    with ``many=True`` around a schema instance (FAB's related lists: a user's roles) is a list,
-    and a DateTime is ISO 8601 text that may lack an offset."""
+    """apispec's converter, describing what marshmallow writes: a Nested field with ``many=True``
+    around a schema instance (FAB's related lists: a user's roles) is a list, an optional related
+    record may be null, and a DateTime is ISO 8601 text that may lack an offset."""
 
     def nested2properties(self, field, ret):
-        if isinstance(field, fields.Nested) and not isinstance(field, fields.Pluck) and \
-                field.many and not getattr(field.schema, "many", False):
+        if not isinstance(field, fields.Nested) or isinstance(field, fields.Pluck):
+            return super().nested2properties(field, ret)
+        if field.many and not getattr(field.schema, "many", False):
             ret.update({"type": "array", "items": super().nested2properties(field, {})})
             return ret
+        if not field.many and not field.required:
+            ret["nullable"] = True  # marshmallow writes null for a missing related record
         return super().nested2properties(field, ret)
 
     def field2property(self, field):
@@ -218,7 +221,9 @@ def _correct_fab_documentation(codes: dict) -> None:
                 properties[name] = {"type": "array", "items": {"type": "object"}}
         menu = properties.get("result", {}).get("items", {})
         if "childs" in menu.get("properties", {}):
-            properties["result"]["items"] = {"oneOf": [menu, {"type": "string", "enum": ["-"]}]}
+            separator = {"type": "string", "enum": ["-"]}
+            menu["properties"]["childs"]["items"] = {"oneOf": [{"type": "object"}, separator]}
+            properties["result"]["items"] = {"oneOf": [menu, separator]}
 
 
 __all__ = ["OpenApi", "complete"]

@@ -29,3 +29,27 @@ def parse_id(value, maximum: int = MAX_ID) -> int | None:
     if not isinstance(value, int) or not 1 <= value <= maximum:
         return None
     return value
+
+
+def to_id(value, maximum: int = MAX_ID) -> int:
+    """``int(value)`` for an id in range, else ValueError: the drop-in for ``int()`` wherever an
+    id from outside is about to be looked up."""
+    parsed = parse_id(value, maximum)
+    if parsed is None:
+        raise ValueError(f"{value!r:.40} is not an id")
+    return parsed
+
+
+def decimal_pattern(maximum: int = MAX_ID) -> str:
+    """A regular expression matching exactly the decimals 1 to ``maximum`` (no sign, no leading
+    zero), for routes: a path whose id is out of range then matches no route at all (404), where a
+    range check after matching would leave a sibling route with another method to answer 405."""
+    text, width = str(maximum), len(str(maximum))
+    alternatives = [rf"[1-9]\d{{0,{width - 2}}}"] if width > 1 else []
+    for i, digit in enumerate(map(int, text)):
+        low = 1 if i == 0 else 0
+        if digit > low:
+            below = f"[{low}-{digit - 1}]" if digit - 1 > low else str(low)
+            alternatives.append(text[:i] + below + (rf"\d{{{width - i - 1}}}" if i < width - 1 else ""))
+    alternatives.append(text)
+    return "(?:" + "|".join(alternatives) + ")"

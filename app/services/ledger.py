@@ -13,6 +13,7 @@ from sqlalchemy import case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.errors import Conflict, NotFound, ValidationError
+from app.domain.ids import parse_id
 from app.domain.money import Money, vat_of
 from app.models.ledger import (
     ACCOUNTS,
@@ -157,7 +158,10 @@ def reverse_group(session: Session, group: PostingGroup, *, actor: str, reason: 
 
 def lock_transaction(session: Session, transaction_id: int) -> Transaction:
     """The transaction row, locked FOR UPDATE on PostgreSQL until the caller commits."""
-    stmt = select(Transaction).where(Transaction.id == transaction_id)
+    tid = parse_id(transaction_id)
+    if tid is None:
+        raise NotFound(f"Transaction {transaction_id!s:.40} does not exist.")
+    stmt = select(Transaction).where(Transaction.id == tid)
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     txn = session.scalar(stmt.execution_options(populate_existing=True))
