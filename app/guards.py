@@ -155,8 +155,13 @@ def _check_paging() -> None:
     numbers a database OFFSET can hold; each list applies its own narrower range after this."""
     for name, high in (("page", MAX_PAGE), ("page_size", MAX_PAGE_SIZE)):
         raw = request.args.get(name, "").strip()
-        if raw and not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and int(raw) <= high):
+        if raw and not 0 <= _whole(raw) <= high:
             raise _bad_argument(name, f"{name} must be a whole number from 0 to {high}.")
+
+
+def _whole(text: str) -> int:
+    """The whole number ``text`` spells in at most 10 ASCII digits, else -1."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else -1
 
 
 def _body_is_parseable() -> bool:
@@ -233,7 +238,9 @@ def _check_fab_arguments(view) -> None:
         _check_record_id(view)
         _check_list_arguments(view)
         if request.endpoint.endswith(".action"):
-            _check_action(view, request.view_args.get("name"), single=True)
+            name = request.view_args.get("name")
+            _check_action(view, name, single=True)
+            _existing(view, request.view_args.get("pk"), view.get_action_permission_name(name))
         elif request.endpoint.endswith(".action_post"):
             _check_action_post(view)
 
@@ -255,38 +262,54 @@ def _id_maximum(datamodel) -> int | None:
     return _integer_range(datamodel.list_columns[name]) if datamodel.is_integer(name) else None
 
 
-def _existing(view, raw) -> None:
-    """Refused (404) unless ``raw`` names a record within the view's base filters. Whether a record
-    exists is looked up for a signed-in user only: to anyone else FAB answers 401 or the login
-    page before saying whether it exists, and so does this guard."""
+def _existing(view, raw, permission: str) -> None:
+    """Refused (404) unless ``raw`` names a record within the view's base filters. Whether it
+    exists is looked up only for a signed-in user holding ``permission`` (what FAB checks next):
+    anyone else gets FAB's own answer (401, 403 or the login page) without learning it."""
     maximum = _id_maximum(view.datamodel)
     pk = raw if maximum is None else parse_id(raw, maximum)
-    if pk is None or (_signed_in() and view.datamodel.get(pk, view._base_filters) is None):
+    if pk is None:
+        raise _not_found()
+    if _may(view, permission) and view.datamodel.get(pk, view._base_filters) is None:
         raise _not_found()
 
 
-def _signed_in() -> bool:
+def _may(view, permission: str) -> bool:
+    """Whether the user is signed in (session or bearer token) and holds ``permission`` on the
+    view, as FAB's ``protect``/``has_access`` will decide it."""
     from flask_jwt_extended import verify_jwt_in_request
     from flask_login import current_user
 
-    if current_user.is_authenticated:
-        return True
-    try:
-        return verify_jwt_in_request(optional=True) is not None
-    except Exception:  # an invalid or expired token: FAB's protect answers it
-        return False
+    if not current_user.is_authenticated:
+        try:
+            if verify_jwt_in_request(optional=True) is None:
+                return False
+        except Exception:  # an invalid or expired token: FAB's protect answers it
+            return False
+    return current_app.appbuilder.sm.has_access(permission, view.class_permission_name)
+
+
+def _route_permission(view, method: str) -> str:
+    """The permission FAB checks for the view's route ``method`` (as its ``protect`` and
+    ``has_access`` compute it: the method's permission name, renamed by method_permission_name)."""
+    name = getattr(getattr(view, method, None), "_permission_name", method)
+    return "can_" + ((view.method_permission_name or {}).get(method) or name)
 
 
 def _check_record_id(view) -> None:
-    """``<pk>`` in FAB's show/edit/action/put/delete URLs names an existing record (FAB's user
-    API, for one, edits whatever its lookup returns, None included)."""
+    """``<pk>`` in FAB's show/edit/action/put/delete URLs is a key the model can have, and for a
+    change, a record that exists (FAB's user API, for one, edits whatever its lookup returns, None
+    included, and an action is called with None)."""
     args = request.view_args or {}
     if "pk" not in args:
         return
-    if request.method != "GET":
-        _existing(view, args["pk"])
-    elif (maximum := _id_maximum(view.datamodel)) is not None and parse_id(args["pk"], maximum) is None:
-        raise _not_found()
+    method = request.endpoint.rsplit(".", 1)[-1]
+    if request.method == "GET" or method == "action":  # an action is checked with its own name
+        if (maximum := _id_maximum(view.datamodel)) is not None and \
+                parse_id(args["pk"], maximum) is None:
+            raise _not_found()
+    else:
+        _existing(view, args["pk"], _route_permission(view, method))
 
 
 def _bad_argument(field: str, message: str) -> Refused:
@@ -367,14 +390,10 @@ def _check_list_arguments(view) -> None:
     """The list arguments FAB's list, show and edit pages read (``page_<View>``,
     ``psize_<View>``, ``_flt_<n>_<column>``), as FAB's own regular expressions find them."""
     for arg in request.args:
-        if _FAB_PAGE.findall(arg):
-            value = request.args[arg]
-            if not (value.isascii() and value.isdigit() and int(value) <= MAX_PAGE):
-                raise _bad_argument(arg, f"{arg} must be a page number from 0 to {MAX_PAGE}.")
-        if _FAB_PAGE_SIZE.findall(arg):
-            value = request.args[arg]
-            if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_PAGE_SIZE):
-                raise _bad_argument(arg, f"{arg} must be a page size from 1 to {MAX_PAGE_SIZE}.")
+        if _FAB_PAGE.findall(arg) and not 0 <= _whole(request.args[arg]) <= MAX_PAGE:
+            raise _bad_argument(arg, f"{arg} must be a page number from 0 to {MAX_PAGE}.")
+        if _FAB_PAGE_SIZE.findall(arg) and not 1 <= _whole(request.args[arg]) <= MAX_PAGE_SIZE:
+            raise _bad_argument(arg, f"{arg} must be a page size from 1 to {MAX_PAGE_SIZE}.")
         match = _FAB_FILTER.findall(arg)
         if match and view._filters is not None:
             index, col = int(match[0][0]), match[0][1]
@@ -402,10 +421,11 @@ def _check_action(view, name, *, single: bool):
 
 
 def _check_action_post(view) -> None:
-    _check_action(view, request.form.get("action"), single=False)
+    name = request.form.get("action")
+    _check_action(view, name, single=False)
     rows = request.form.getlist("rowid")
     if not rows:
         raise Refused(400, "rowid", "Select at least one record.",
                       gettext("Select at least one record."))
     for raw in rows:
-        _existing(view, raw)
+        _existing(view, raw, view.get_action_permission_name(name))

@@ -176,7 +176,12 @@ def _parameter_schema(converter: str) -> dict:
 def complete(doc: dict, url_map) -> dict:
     """Declare every operation's path parameters and shared error responses (in place)."""
     components = doc.setdefault("components", {})
-    components.setdefault("schemas", {}).update(SCHEMAS)
+    for name, schema in components.setdefault("schemas", {}).items():
+        if re.search(r"\.get(_list)?(\.|$)", name):
+            # FAB's list and show answer only the columns asked for (q=(columns:!(...))), so no
+            # column of theirs is required; what a POST or PUT requires stays in .post / .put
+            schema.pop("required", None)
+    components["schemas"].update(SCHEMAS)
     responses = components.setdefault("responses", {})
     for code, description in _ERRORS.items():
         responses[code] = {"description": description, "content": {

@@ -114,7 +114,8 @@ def test_an_id_beyond_integer_in_a_page_address_is_a_404_page(client, as_user, u
 
 
 @pytest.mark.parametrize("query", [
-    "page_FundView=-1", f"page_FundView={BIG}", "psize_FundView=0", "psize_FundView=100000",
+    "page_FundView=-1", f"page_FundView={BIG}", "page_FundView=" + "9" * 5000,
+    "psize_FundView=0", "psize_FundView=100000",
     "page_size=abc", f"_flt_0_validator_id={BIG}", "_flt_5_disabled=y", "_flt_0_disabled=maybe",
 ])
 def test_bad_fab_list_arguments_are_a_400_page(client, as_user, query):
