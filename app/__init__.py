@@ -6,8 +6,10 @@ import logging
 import os
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from app.domain.errors import ConfigurationError
+from app.domain.ids import MAX_ID, decimal_pattern
 
 
 def _check_production(app: Flask) -> None:
@@ -49,6 +51,14 @@ def _check_rate_limit_storage(app: Flask) -> None:
             "IMS_SINGLE_PROCESS=1.")
 
 
+class IdConverter(IntegerConverter):
+    """``<int:...>`` in every route (ours and FAB's) is a record id or a version number: 1 to
+    MAX_ID. Anything else matches no route (404) instead of reaching the database as an integer
+    its id columns cannot hold."""
+
+    regex = decimal_pattern(MAX_ID)
+
+
 def create_app(config_class=None) -> Flask:
     """Build the Flask app: config, extensions, AppBuilder, views, APIs, CLI."""
     from config import config_for
@@ -56,6 +66,10 @@ def create_app(config_class=None) -> Flask:
     app = Flask(__name__, instance_path=os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), "instance"))
     app.config.from_object(config_class or config_for())
+    from app.guards import ImsJSONProvider
+
+    app.json = ImsJSONProvider(app)
+    app.url_map.converters["int"] = IdConverter  # before any route is added
     os.makedirs(app.instance_path, exist_ok=True)
     _check_production(app)
     _check_rate_limit_storage(app)
@@ -64,6 +78,10 @@ def create_app(config_class=None) -> Flask:
     from app.security.passwords import password_policy
 
     app.config["FAB_PASSWORD_COMPLEXITY_VALIDATOR"] = password_policy
+    # the OpenAPI view is ours (app.api.openapi): FAB's, with the document completed
+    swagger = app.config.get("FAB_API_SWAGGER_UI", False) and \
+        app.config.get("FAB_ADD_OPENAPI_VIEWS", True)
+    app.config["FAB_ADD_OPENAPI_VIEWS"] = False
 
     from app.extensions import appbuilder, csrf, db, migrate
 
@@ -81,11 +99,20 @@ def create_app(config_class=None) -> Flask:
         from app.views import register_views
 
         register_views(appbuilder)
+        if swagger:
+            from flask_appbuilder.api.manager import SwaggerView
+
+            from app.api.openapi import OpenApi
+
+            appbuilder.add_api(OpenApi)
+            appbuilder.add_view_no_menu(SwaggerView)
         appbuilder.post_init()
         _protect_api_from_csrf(app, appbuilder, csrf)
 
+    from app.guards import install_request_guards
     from app.web import install_web_hooks
 
+    install_request_guards(app, appbuilder)
     install_web_hooks(app)
     from app.cli import ims_cli
 

@@ -28,6 +28,7 @@ class AuditApi(BaseApi):
                 application/json:
                   schema:
                     type: object
+                    required: [valid, events]
                     properties:
                       valid: {type: boolean}
                       events: {type: integer}

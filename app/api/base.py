@@ -5,12 +5,13 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 
-from flask import jsonify
+from flask import jsonify, request
 from flask_appbuilder.api import ModelRestApi
 from marshmallow import ValidationError as MMValidationError
 from marshmallow import fields
 
 from app.domain.errors import DomainError, ValidationError
+from app.domain.ids import MAX_ID
 from app.domain.money import Money
 from app.views.base import METHOD_PERMISSIONS
 
@@ -35,6 +36,30 @@ def domain_errors(f):
             return error_response(exc)
 
     return wrapper
+
+
+class BadArgument(DomainError):
+    """A query argument that does not parse or is out of range (400)."""
+
+    status = 400
+
+
+def page_arguments(*, first: int, default_size: int, max_size: int) -> tuple[int, int]:
+    """``page`` (numbered from ``first``) and ``page_size`` of a list endpoint's query string,
+    or BadArgument: a page beyond MAX_ID would ask the database for an OFFSET it cannot hold."""
+
+    def whole(name: str, default: int, low: int, high: int) -> int:
+        raw = request.args.get(name)
+        if raw is None or raw == "":
+            return default
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 10 and low <= int(raw) <= high):
+            raise BadArgument(f"{name} must be a whole number from {low} to {high}.",
+                              {name: [f"A whole number from {low} to {high}."]})
+        return int(raw)
+
+    return (whole("page", first, first, MAX_ID),
+            whole("page_size", default_size, 1, max_size))
 
 
 def normalise_422(message) -> tuple[str, dict]:

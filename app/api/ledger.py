@@ -11,7 +11,7 @@ from flask_appbuilder.security.decorators import protect
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from app.api.base import domain_errors
+from app.api.base import domain_errors, page_arguments
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money, pence_to_str
 from app.extensions import db
@@ -85,11 +85,33 @@ class ReferenceValidationApi(_Base):
         """Validate an account reference for a fund (and optionally an amount)
         ---
         post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [fund_code]
+                  properties:
+                    fund_code: {type: string}
+                    reference: {type: string, nullable: true}
+                    amount: {$ref: '#/components/schemas/Money'}
+                    payment_method_code: {type: string}
           responses:
             200:
-              description: '{"valid": bool, "errors": [str]}'
-            422:
-              description: malformed request
+              description: Whether the reference is valid, and why not
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      valid: {type: boolean}
+                      errors: {type: array, items: {type: string}}
+                      field_errors: {type: object}
+                      warnings: {type: array, items: {type: string}}
+                      on_stop: {type: boolean}
+                      account_name: {type: string, nullable: true}
+            422: {$ref: '#/components/responses/422'}
         """
         data = json_body()
         amount = None
@@ -126,12 +148,54 @@ class ReceiptApi(_Base):
           parameters:
           - in: header
             name: Idempotency-Key
-            schema: {type: string}
+            schema: {type: string, minLength: 1, maxLength: 200}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [payment_method_code, lines]
+                  properties:
+                    payment_method_code: {type: string}
+                    transaction_date: {type: string, format: date}
+                    external_reference: {type: string}
+                    office_code: {type: string}
+                    lines:
+                      type: array
+                      minItems: 1
+                      items:
+                        allOf:
+                        - $ref: '#/components/schemas/Line'
+                        - type: object
+                          properties:
+                            vat_code: {type: string}
+                            narrative: {type: string}
           responses:
             201:
-              description: '{"receipt_number","total","transactions":[...]}'
+              description: The receipt (a repeat of an Idempotency-Key returns the first)
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      receipt_number: {type: string}
+                      total: {$ref: '#/components/schemas/Money'}
+                      transactions:
+                        type: array
+                        items:
+                          type: object
+                          properties:
+                            id: {type: integer}
+                            fund_code: {type: string}
+                            account_reference: {type: string, nullable: true}
+                            amount: {$ref: '#/components/schemas/Money'}
+            409: {$ref: '#/components/responses/409'}
             422:
-              description: invalid line; nothing posted
+              description: An invalid line; nothing posted
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         session = db.session
         user = current_username()
@@ -201,9 +265,18 @@ class ReceiptApi(_Base):
         get:
           responses:
             200:
-              description: the receipt
-            404:
-              description: not found
+              description: The receipt and its transactions
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      receipt_number: {type: string}
+                      total: {$ref: '#/components/schemas/Money'}
+                      reversed: {type: boolean}
+                      transactions:
+                        type: array
+                        items: {$ref: '#/components/schemas/Transaction'}
         """
         view = RC.receipt_view(db.session, number)
         return self.response(200, receipt_number=view["group"].number,
@@ -224,17 +297,34 @@ class TransactionApi(_Base):
         """Search transactions (query arguments as the search page)
         ---
         get:
+          parameters:
+          - {in: query, name: page, schema: {type: integer, minimum: 1}}
+          - {in: query, name: page_size, schema: {type: integer, minimum: 1, maximum: 500}}
+          - {in: query, name: receipt_number, schema: {type: string}}
+          - {in: query, name: account_reference, schema: {type: string}}
+          - {in: query, name: reference_match, schema: {type: string, enum: [exact, contains]}}
+          - {in: query, name: fund, schema: {type: string}}
+          - {in: query, name: method, schema: {type: string}}
+          - {in: query, name: amount, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: amount_min, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: amount_max, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: date_from, schema: {type: string, format: date}}
+          - {in: query, name: date_to, schema: {type: string, format: date}}
+          - {in: query, name: import_id, schema: {type: integer, minimum: 1}}
+          - {in: query, name: narrative, schema: {type: string}}
+          - {in: query, name: user, schema: {type: string}}
+          - {in: query, name: office, schema: {type: string}}
+          - {in: query, name: sort, schema: {type: string}}
+          - {in: query, name: direction, schema: {type: string, enum: [asc, desc]}}
           responses:
             200:
-              description: '{"count","page","page_size","result":[...]}'
+              description: One page of matching transactions
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/TransactionPage'}
         """
         f = S.parse_filters(request.args)
-        try:
-            page = int(request.args.get("page", 1))
-            page_size = int(request.args.get("page_size", 50))
-        except ValueError:
-            raise ValidationError("page and page_size are whole numbers.",
-                                  {"page": ["A whole number."]}) from None
+        page, page_size = page_arguments(first=1, default_size=50, max_size=S.MAX_PAGE_SIZE)
         p = S.search(db.session, f, page, page_size)
         return self.response(200, count=p.total, page=p.page, page_size=p.page_size,
                              result=[transaction_json(db.session, t) for t in p.rows])
@@ -248,9 +338,10 @@ class TransactionApi(_Base):
         get:
           responses:
             200:
-              description: the transaction
-            404:
-              description: not found
+              description: The transaction
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Transaction'}
         """
         t = db.session.get(Transaction, pk)
         if t is None:
@@ -271,11 +362,24 @@ class JournalApi(_Base):
         """Journal all or part of a received line to one or more fund/account targets
         ---
         post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [transaction_id, reason, targets]
+                  properties:
+                    transaction_id: {type: integer, minimum: 1}
+                    reason: {type: string}
+                    targets: {type: array, minItems: 1, items: {$ref: '#/components/schemas/Line'}}
           responses:
             201:
-              description: '{"id","number","targets":[...]}'
-            422:
-              description: invalid; nothing posted
+              description: The journal
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/PostingGroup'}
+            409: {$ref: '#/components/responses/409'}
         """
         data = json_body()
         group = J.journal(db.session, transaction_id=data.get("transaction_id"),
@@ -290,11 +394,22 @@ class JournalApi(_Base):
         """Undo a journal once, by reversal, with a reason
         ---
         post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/Reason'}
           responses:
             201:
-              description: the reversal
+              description: The reversal
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Reversal'}
             409:
-              description: already undone, or a target's money has moved on
+              description: Already undone, or a target's money has moved on
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         data = json_body()
         rev = J.undo(db.session, group_id=pk, reason=data.get("reason"), actor=current_username())
@@ -314,11 +429,33 @@ class TransferApi(_Base):
         """Transfer: {"source_transaction_id","targets":[...]} or {"pairs":[...]}, with a reason
         ---
         post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [reason]
+                  properties:
+                    reason: {type: string}
+                    source_transaction_id: {type: integer, minimum: 1}
+                    targets: {type: array, items: {$ref: '#/components/schemas/Line'}}
+                    pairs:
+                      type: array
+                      items:
+                        allOf:
+                        - $ref: '#/components/schemas/Line'
+                        - type: object
+                          required: [transaction_id]
+                          properties:
+                            transaction_id: {type: integer, minimum: 1}
           responses:
             201:
-              description: '{"id","number","targets":[...]}'
-            422:
-              description: invalid; nothing posted
+              description: The transfer
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/PostingGroup'}
+            409: {$ref: '#/components/responses/409'}
         """
         data = json_body()
         group = J.transfer(db.session, reason=data.get("reason"), actor=current_username(),
@@ -334,9 +471,22 @@ class TransferApi(_Base):
         """Undo a transfer once, by reversal, with a reason
         ---
         post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema: {$ref: '#/components/schemas/Reason'}
           responses:
             201:
-              description: the reversal
+              description: The reversal
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Reversal'}
+            409:
+              description: Already undone, or a target's money has moved on
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         data = json_body()
         rev = J.undo(db.session, group_id=pk, reason=data.get("reason"), actor=current_username())
@@ -366,7 +516,24 @@ class LedgerApi(_Base):
         get:
           responses:
             200:
-              description: '{"balanced","total_debits","total_credits","accounts"}'
+              description: The totals and every ledger account's debit and credit
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      balanced: {type: boolean}
+                      total_debits: {$ref: '#/components/schemas/Money'}
+                      total_credits: {$ref: '#/components/schemas/Money'}
+                      accounts:
+                        type: array
+                        items:
+                          type: object
+                          properties:
+                            account: {type: string}
+                            fund_code: {type: string, nullable: true}
+                            debit: {$ref: '#/components/schemas/Money'}
+                            credit: {$ref: '#/components/schemas/Money'}
         """
         tb = L.trial_balance(db.session)
         return self.response(200, balanced=tb["balanced"],

@@ -33,15 +33,17 @@ class RefundApi(BaseApi):
           parameters:
           - in: header
             name: Idempotency-Key
-            schema: {type: string}
+            schema: {type: string, minLength: 1, maxLength: 200}
           requestBody:
+            required: true
             content:
               application/json:
                 schema:
                   type: object
+                  required: [transaction_id, amount, reason, method]
                   properties:
-                    transaction_id: {type: integer}
-                    amount: {type: string, example: "12.34"}
+                    transaction_id: {type: integer, minimum: 1}
+                    amount: {$ref: '#/components/schemas/Money'}
                     reason: {type: string}
                     method: {type: string, enum: [card, bacs, cheque]}
                     payee:
@@ -51,10 +53,17 @@ class RefundApi(BaseApi):
                         sort_code: {type: string, example: "12-34-56"}
                         account_number: {type: string, example: "12345678"}
           responses:
-            201: {description: '{"id","status","workflow_instance_id"}'}
-            404: {description: No such transaction}
-            409: {description: Concurrent change}
-            422: {description: Invalid; nothing requested}
+            201:
+              description: The refund, awaiting approval
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Refund'}
+            409: {$ref: '#/components/responses/409'}
+            422:
+              description: Invalid; nothing requested
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         key = request.headers.get("Idempotency-Key")
         if key is not None:
@@ -78,9 +87,32 @@ class RefundApi(BaseApi):
         amount_max, requester, transaction_id)
         ---
         get:
+          parameters:
+          - in: query
+            name: status
+            schema: {type: string, enum: [awaiting_approval, approved, rejected, paid, failed]}
+          - {in: query, name: method, schema: {type: string, enum: [card, bacs, cheque]}}
+          - {in: query, name: date_from, schema: {type: string, format: date}}
+          - {in: query, name: date_to, schema: {type: string, format: date}}
+          - {in: query, name: amount_min, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: amount_max, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: requester, schema: {type: string}}
+          - {in: query, name: transaction_id, schema: {type: integer, minimum: 1}}
           responses:
-            200: {description: '{"count","result":[...]}'}
-            422: {description: Bad filter}
+            200:
+              description: The matching refunds (at most 500), newest first
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      count: {type: integer}
+                      result: {type: array, items: {$ref: '#/components/schemas/Refund'}}
+            422:
+              description: A filter is not valid
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         rows = RF.search(db.session, RF.parse_filters(request.args))
         return self.response(200, count=len(rows), result=[RF.refund_json(r) for r in rows])
@@ -93,8 +125,11 @@ class RefundApi(BaseApi):
         ---
         get:
           responses:
-            200: {description: '{"id","status","amount",...}'}
-            404: {description: Not found}
+            200:
+              description: The refund
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Refund'}
         """
         return self.response(200, **RF.refund_json(RF.get_refund(db.session, pk)))
 
@@ -106,9 +141,16 @@ class RefundApi(BaseApi):
         ---
         post:
           responses:
-            200: {description: The refund after the retry}
-            409: {description: Not failed}
-            422: {description: No longer available}
+            200:
+              description: The refund after the retry
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Refund'}
+            409:
+              description: The refund has not failed
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         refund = RF.retry_refund(db.session, pk, actor=current_username())
         return self.response(200, **RF.refund_json(refund))

@@ -80,13 +80,37 @@ class SuspenseAllocationApi(BaseApi):
             "expected_remaining"?} -> 201 {"status":"posted"|"awaiting_approval", ...};
             422 invalid or over remaining; 409 when expected_remaining (what the client saw)
             no longer matches because someone else changed the item.
+          parameters:
+          - in: header
+            name: Idempotency-Key
+            schema: {type: string, minLength: 1, maxLength: 200}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [lines]
+                  properties:
+                    lines: {type: array, minItems: 1, items: {$ref: '#/components/schemas/Line'}}
+                    note: {type: string}
+                    expected_remaining: {$ref: '#/components/schemas/Money'}
           responses:
             201:
-              description: the allocation
+              description: The allocation, posted or awaiting approval
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Allocation'}
             409:
-              description: the item changed meanwhile (expected_remaining differs)
+              description: The item changed meanwhile (expected_remaining differs)
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
             422:
-              description: invalid; nothing posted
+              description: Invalid; nothing posted
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         user = current_username()
         key = idempotency_key()
@@ -109,7 +133,19 @@ class SuspenseAllocationApi(BaseApi):
     @protect()
     @domain_errors
     def allocations(self, pk):
-        """Allocations of a suspense item, newest first"""
+        """Allocations of a suspense item, newest first
+        ---
+        get:
+          responses:
+            200:
+              description: The item's allocations
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      result: {type: array, items: {$ref: '#/components/schemas/Allocation'}}
+        """
         S.get_item(db.session, pk)
         return self.response(200, result=[allocation_json(a)
                                           for a in S.allocations_of(db.session, pk)])
@@ -118,14 +154,36 @@ class SuspenseAllocationApi(BaseApi):
     @protect()
     @domain_errors
     def get_allocation(self, allocation_id):
-        """One allocation with its status"""
+        """One allocation with its status
+        ---
+        get:
+          responses:
+            200:
+              description: The allocation
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Allocation'}
+        """
         return self.response(200, **allocation_json(S.get_allocation(db.session, allocation_id)))
 
     @expose("/<int:pk>/suggestions", methods=["GET"])
     @protect()
     @domain_errors
     def suggestions(self, pk):
-        """Suggested fund/accounts for a suspense item, with the reason for each"""
+        """Suggested fund/accounts for a suspense item, with the reason for each
+        ---
+        get:
+          responses:
+            200:
+              description: The remaining amount and the suggestions, best first
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      remaining_amount: {$ref: '#/components/schemas/Money'}
+                      result: {type: array, items: {type: object}}
+        """
         item = S.get_item(db.session, pk)
         return self.response(200, remaining_amount=str(Money(item.remaining_amount)),
                              result=[s.to_dict() for s in SG.suggest(db.session, item)])
@@ -134,7 +192,31 @@ class SuspenseAllocationApi(BaseApi):
     @protect()
     @domain_errors
     def add_note(self, pk):
-        """Add a note {"text"} to a suspense item"""
+        """Add a note {"text"} to a suspense item
+        ---
+        post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [text]
+                  properties:
+                    text: {type: string}
+          responses:
+            201:
+              description: The note
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      id: {type: integer}
+                      text: {type: string}
+                      author: {type: string}
+                      created_at: {type: string}
+        """
         data = json_body()
         note = S.add_note(db.session, pk, data.get("text"), actor=current_username())
         return self.response(201, id=note.id, text=note.text, author=note.author,
@@ -144,7 +226,36 @@ class SuspenseAllocationApi(BaseApi):
     @protect()
     @domain_errors
     def report(self):
-        """Suspense by age band and the reconciliation of the SUSPENSE control account"""
+        """Suspense by age band and the reconciliation of the SUSPENSE control account
+        ---
+        get:
+          responses:
+            200:
+              description: Age bands and the reconciliation
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      bands:
+                        type: array
+                        items:
+                          type: object
+                          properties:
+                            band: {type: string}
+                            count: {type: integer}
+                            value: {$ref: '#/components/schemas/Money'}
+                      reconciliation:
+                        type: object
+                        properties:
+                          ledger_balance: {$ref: '#/components/schemas/Money'}
+                          open_remaining: {$ref: '#/components/schemas/Money'}
+                          reserved: {$ref: '#/components/schemas/Money'}
+                          items_total: {$ref: '#/components/schemas/Money'}
+                          difference: {$ref: '#/components/schemas/Money'}
+                          agrees: {type: boolean}
+                          items: {type: integer}
+        """
         bands = [{**b, "value": str(Money(b["value"]))} for b in S.age_report(db.session)]
         rec = S.reconciliation(db.session)
         rec = {k: (str(Money(v)) if k in ("ledger_balance", "open_remaining", "reserved",

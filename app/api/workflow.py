@@ -342,6 +342,9 @@ class ApprovalLimitApi(ImsModelRestApi):
             roles = band.get("roles") or []
             if isinstance(roles, str):
                 roles = roles.split(",")
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                raise ValidationError("Roles are role names.",
+                                      {"roles": [f"Band {n}: give the roles as names."]})
             if band.get("approvals_required") is not None and \
                     band["approvals_required"] != len([r for r in roles if r.strip()]):
                 raise ValidationError("approvals_required must equal the number of roles.",

@@ -7,7 +7,7 @@ from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
 from sqlalchemy import select
 
-from app.api.base import domain_errors
+from app.api.base import domain_errors, page_arguments
 from app.api.ledger import current_username, json_body
 from app.api.suspense import idempotency_key, remember, replay
 from app.domain.errors import ValidationError
@@ -35,11 +35,34 @@ class WriteOffApi(BaseApi):
         post:
           description: >-
             {"suspense_item_id"|"transaction_id","amount","reason"} -> 201 {"id","status",...}
+          parameters:
+          - in: header
+            name: Idempotency-Key
+            schema: {type: string, minLength: 1, maxLength: 200}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [amount, reason]
+                  properties:
+                    suspense_item_id: {type: integer, minimum: 1}
+                    transaction_id: {type: integer, minimum: 1}
+                    amount: {$ref: '#/components/schemas/Money'}
+                    reason: {type: string}
           responses:
             201:
-              description: the write-off, awaiting approval
+              description: The write-off, awaiting approval
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/WriteOff'}
+            409: {$ref: '#/components/responses/409'}
             422:
-              description: invalid; nothing reserved
+              description: Invalid; nothing reserved
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/Error'}
         """
         user = current_username()
         key = idempotency_key()
@@ -62,7 +85,16 @@ class WriteOffApi(BaseApi):
     @protect()
     @domain_errors
     def get(self, pk):
-        """A write-off: status awaiting_approval | approved | rejected | posted"""
+        """A write-off: status awaiting_approval | approved | rejected | posted
+        ---
+        get:
+          responses:
+            200:
+              description: The write-off
+              content:
+                application/json:
+                  schema: {$ref: '#/components/schemas/WriteOff'}
+        """
         return self.response(200, **W.to_dict(db.session, W.get(db.session, pk)))
 
     @expose("/", methods=["GET"])
@@ -71,10 +103,35 @@ class WriteOffApi(BaseApi):
     @domain_errors
     def list_write_offs(self):
         """The write-off register (filters as the page: status, source, from, to, requested_by,
-        fund_code, min, max; page, page_size)"""
+        fund_code, min, max; page, page_size)
+        ---
+        get:
+          parameters:
+          - in: query
+            name: status
+            schema: {type: string, enum: [awaiting_approval, approved, rejected, posted]}
+          - {in: query, name: source, schema: {type: string, enum: [suspense, transaction]}}
+          - {in: query, name: from, schema: {type: string, format: date}}
+          - {in: query, name: to, schema: {type: string, format: date}}
+          - {in: query, name: requested_by, schema: {type: string}}
+          - {in: query, name: fund_code, schema: {type: string}}
+          - {in: query, name: min, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: max, schema: {$ref: '#/components/schemas/Money'}}
+          - {in: query, name: page, schema: {type: integer, minimum: 0}}
+          - {in: query, name: page_size, schema: {type: integer, minimum: 1, maximum: 500}}
+          responses:
+            200:
+              description: One page of the register
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      count: {type: integer}
+                      result: {type: array, items: {$ref: '#/components/schemas/WriteOff'}}
+        """
         f = filters_from(request.args)
-        page = max(request.args.get("page", 0, type=int) or 0, 0)
-        size = min(max(request.args.get("page_size", 50, type=int) or 50, 1), 500)
+        page, size = page_arguments(first=0, default_size=50, max_size=500)
         rows = db.session.scalars(W.register_query(f).offset(page * size).limit(size)).all()
         count = db.session.scalar(select(db.func.count()).select_from(
             W.register_query(f).order_by(None).subquery()))

@@ -10,9 +10,10 @@ from decimal import Decimal
 from app.domain.errors import ValidationError
 
 _PENCE = Decimal(100)
-
-#: The largest amount a BIGINT column holds, in pence.
-MAX_PENCE = 2**63 - 1
+#: The largest amount any field accepts, £9,999,999,999,999.99: far above any council payment,
+#: and small enough that the sum of thousands of them still fits the ledger's BIGINT pence
+#: (SQLite's sum() fails on an overflow; PostgreSQL's column would).
+MAX_PENCE = 10**15 - 1
 _MAX_POUND_DIGITS = len(str(MAX_PENCE // 100))
 # [0-9], not \d: only ASCII digits are digits here ("١٢" and "１２" are refused).
 _STRICT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
@@ -70,7 +71,7 @@ class Money:
         through (its caller has parsed it already, e.g. a form with ``parse_form``); the zero and
         sign checks still apply. Raises ValidationError naming ``field`` for numbers (JSON
         integers and floats too), signs, spaces, "£", separators, non-ASCII digits, ".5", "5.",
-        three decimal places, amounts of 2^63 pence or more, zero (unless allowed) and negatives
+        three decimal places, amounts above MAX_PENCE, zero (unless allowed) and negatives
         (unless allowed).
         """
         if isinstance(value, Money):

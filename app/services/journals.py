@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
+from app.domain.ids import to_id
 from app.domain.money import Money
 from app.models.ledger import PostingGroup, Transaction
 from app.models.reference import PaymentMethod
@@ -51,7 +52,7 @@ def _transaction_id(value, field: str = "transaction_id") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValidationError(f"{field}: not a transaction", {field: ["Give a transaction id."]})
     try:
-        return int(value)
+        return to_id(value)
     except ValueError:
         raise ValidationError(f"{field}: not a transaction", {field: ["Give a transaction id."]}) from None
 

@@ -13,6 +13,7 @@ from sqlalchemy import case, exists, func, select, text, update
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.errors import Conflict, NotFound, ValidationError
+from app.domain.ids import parse_id
 from app.domain.money import Money, vat_of
 from app.models.ledger import (
     ACCOUNTS,
@@ -156,7 +157,10 @@ def reverse_group(session: Session, group: PostingGroup, *, actor: str, reason: 
 
 def lock_transaction(session: Session, transaction_id: int) -> Transaction:
     """The transaction row, locked until the caller commits (locking.for_update)."""
-    stmt = for_update(session, select(Transaction).where(Transaction.id == transaction_id))
+    tid = parse_id(transaction_id)
+    if tid is None:
+        raise NotFound(f"Transaction {transaction_id!s:.40} does not exist.")
+    stmt = for_update(session, select(Transaction).where(Transaction.id == tid))
     txn = session.scalar(stmt.execution_options(populate_existing=True))
     if txn is None:
         raise NotFound(f"Transaction {transaction_id} does not exist.")

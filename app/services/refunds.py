@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.i18n import N_
+from app.domain.ids import to_id
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
@@ -109,7 +110,7 @@ def _transition(session: Session, refund: Refund, to: str, actor: str,
 
 def _lock_refund(session: Session, refund_id) -> Refund:
     try:
-        rid = int(refund_id)
+        rid = to_id(refund_id)
     except (TypeError, ValueError):
         raise NotFound(f"Refund {refund_id} does not exist.") from None
     stmt = for_update(session, select(Refund).where(Refund.id == rid)
@@ -123,7 +124,7 @@ def _lock_refund(session: Session, refund_id) -> Refund:
 def get_refund(session: Session, refund_id) -> Refund:
     """The refund, or NotFound."""
     try:
-        refund = session.get(Refund, int(refund_id))
+        refund = session.get(Refund, to_id(refund_id))
     except (TypeError, ValueError):
         refund = None
     if refund is None:
@@ -256,7 +257,7 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
         if errors:
             raise ValidationError("The refund was not requested: " + "; ".join(
                 f"{k}: {v[0]}" for k, v in errors.items()), errors)
-        txn = L.lock_transaction(session, int(transaction_id))
+        txn = L.lock_transaction(session, transaction_id)
         pm = session.scalar(select(PaymentMethod).where(PaymentMethod.code == txn.payment_method_code))
         if method == RefundMethod.CARD:
             if pm is None or pm.kind != "card" or not pm.refundable:
@@ -600,7 +601,7 @@ def create_payment_run(session: Session, *, refund_ids, actor: str,
         ids = set()
         for raw in refund_ids or []:
             try:
-                ids.add(int(raw))
+                ids.add(to_id(raw))
             except (TypeError, ValueError):
                 raise ValidationError("Select refunds by their ids.",
                                       {"refund_ids": [f"{raw!r} is not a refund id."]}) from None
@@ -659,7 +660,7 @@ def create_payment_run(session: Session, *, refund_ids, actor: str,
 
 def get_run(session: Session, run_id) -> RefundPaymentRun:
     try:
-        run = session.get(RefundPaymentRun, int(run_id))
+        run = session.get(RefundPaymentRun, to_id(run_id))
     except (TypeError, ValueError):
         run = None
     if run is None:
@@ -834,10 +835,10 @@ def parse_filters(args, parse_money=Money.parse) -> RegisterFilters:
     if (v := arg("requester")) is not None:
         f.requester = v[:100]
     if (v := arg("transaction_id")) is not None:
-        if not v.isdigit():
+        try:
+            f.transaction_id = to_id(v)
+        except ValueError:
             errors["transaction_id"] = ["Give a transaction id."]
-        else:
-            f.transaction_id = int(v)
     if errors:
         raise ValidationError("The filters are not valid.", errors)
     return f

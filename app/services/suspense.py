@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, object_session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.i18n import N_
+from app.domain.ids import to_id
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup
@@ -53,7 +54,7 @@ REMAINING_AMOUNT[0] = remaining_of
 def lock_item(session: Session, item_id) -> SuspenseItem:
     """The suspense item, locked until the caller commits (locking.for_update)."""
     try:
-        item_id = int(item_id)
+        item_id = to_id(item_id)
     except (TypeError, ValueError):
         raise NotFound("No such suspense item.") from None
     stmt = for_update(session, select(SuspenseItem).where(SuspenseItem.id == item_id))
@@ -65,7 +66,7 @@ def lock_item(session: Session, item_id) -> SuspenseItem:
 
 def get_item(session: Session, item_id) -> SuspenseItem:
     try:
-        item = session.get(SuspenseItem, int(item_id))
+        item = session.get(SuspenseItem, to_id(item_id))
     except (TypeError, ValueError):
         item = None
     if item is None:
@@ -414,7 +415,7 @@ def _ids(values) -> list[int]:
     out = []
     for v in values:
         try:
-            out.append(int(v))
+            out.append(to_id(v))
         except (TypeError, ValueError):
             raise ValidationError("Not an item id.", {"ids": [f"{v!r} is not an item id."]}) from None
     return sorted(set(out))
@@ -557,7 +558,7 @@ def allocations_of(session: Session, item_id: int) -> list[SuspenseAllocation]:
 
 def get_allocation(session: Session, allocation_id) -> SuspenseAllocation:
     try:
-        a = session.get(SuspenseAllocation, int(allocation_id))
+        a = session.get(SuspenseAllocation, to_id(allocation_id))
     except (TypeError, ValueError):
         a = None
     if a is None:

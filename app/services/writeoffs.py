@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFound, ValidationError
 from app.domain.i18n import N_
+from app.domain.ids import to_id
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup, Transaction
@@ -60,7 +61,7 @@ def _id(value, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValidationError(f"{field}: not an id", {field: ["Give an id."]})
     try:
-        return int(value)
+        return to_id(value)
     except ValueError:
         raise ValidationError(f"{field}: not an id", {field: ["Give an id."]}) from None
 
@@ -249,7 +250,7 @@ def _summary(session: Session, subject_id: str) -> dict:
 
 def get(session: Session, write_off_id) -> WriteOff:
     try:
-        wo = session.get(WriteOff, int(write_off_id))
+        wo = session.get(WriteOff, to_id(write_off_id))
     except (TypeError, ValueError):
         wo = None
     if wo is None:

@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from app.api.ledger import current_username, may_override_stop
 from app.domain.errors import DomainError, NotFound, ValidationError
+from app.domain.ids import parse_id
 from app.domain.money import Money
 from app.extensions import db
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
@@ -369,7 +370,8 @@ class TransferView(BaseView):
                 first = s.scalar(select(Transaction.source_transaction_id).where(
                     Transaction.posting_group_id == group.id).limit(1))
                 return redirect(url_for("TransactionView.detail", pk=first))
-        source = s.get(Transaction, int(source_id)) if source_id.isdigit() else None
+        source_pk = parse_id(source_id)
+        source = s.get(Transaction, source_pk) if source_pk else None
         return self.render_template("ledger/transfer_new.html", funds=funds, rows=rows,
                                     row_errors=row_errors, general=general, reason=reason,
                                     source=source, source_id=source_id,

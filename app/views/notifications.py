@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from app.domain.errors import NotFound
+from app.domain.ids import to_id
 from app.extensions import db
 from app.security.redirects import local_path
 from app.services import notifications as N
@@ -41,7 +42,7 @@ class NotificationView(BaseView):
         """Mark one notification (form field id) or all of the user's notifications read."""
         raw = request.form.get("id", "").strip()
         try:
-            note_id = int(raw) if raw else None
+            note_id = to_id(raw) if raw else None
         except ValueError:
             abort(404)
         try:

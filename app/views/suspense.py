@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.api.ledger import current_username, may_override_stop
 from app.domain.errors import Conflict, DomainError, ValidationError
+from app.domain.ids import parse_id
 from app.domain.money import Money
 from app.extensions import db
 from app.formatting import money as fmt_money
@@ -55,7 +56,7 @@ def queue_filters(args, username: str) -> tuple[S.QueueFilters, list[str]]:
         age=args.get("age") if args.get("age") in AGE_LABELS else None,
         min_amount=money_arg(args, "min", errors), max_amount=money_arg(args, "max", errors),
         text=(args.get("q") or "").strip() or None,
-        import_id=args.get("import_id", type=int),
+        import_id=parse_id(args.get("import_id")),
         status=args.get("status") if args.get("status") in STATUS_LABELS else "open",
         assigned_to=username if assigned == "me" else (assigned or None))
     return f, errors

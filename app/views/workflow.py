@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.domain.errors import DomainError, Forbidden, ValidationError
 from app.domain.i18n import N_
+from app.domain.ids import parse_id
 from app.domain.money import Money
 from app.extensions import db
 from app.models.workflow import APPROVAL_ACTIONS, WorkflowDefinition, WorkflowInstance
@@ -166,7 +167,7 @@ class WorkflowDefinitionView(BaseView):
         if active is None:
             abort(404)
         source = active
-        version = request.args.get("version", type=int)
+        version = parse_id(request.args.get("version"))
         if version is not None and version != active.version:
             source = db.session.scalar(select(WorkflowDefinition).where(
                 WorkflowDefinition.process_id == process_id, WorkflowDefinition.version == version))

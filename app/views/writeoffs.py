@@ -13,6 +13,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from app.domain.errors import DomainError, ValidationError
+from app.domain.ids import parse_id, to_id
 from app.domain.money import Money
 from app.extensions import db
 from app.formatting import money as fmt_money
@@ -123,8 +124,9 @@ class WriteOffView(BaseView):
         except DomainError as exc:
             db.session.rollback()
             flash(exc.message, "danger")
-            if item_id and str(item_id).isdigit() and db.session.get(SuspenseItem, int(item_id)):
-                return redirect(url_for("SuspenseWorkView.item", pk=int(item_id)) + "#write-off")
+            item_pk = parse_id(item_id)
+            if item_pk and db.session.get(SuspenseItem, item_pk):
+                return redirect(url_for("SuspenseWorkView.item", pk=item_pk) + "#write-off")
             return redirect(url_for("WriteOffView.index"))
         flash(_("Write-off %(id)s of %(amount)s requested: %(status)s.", id=wo.id,
                 amount=fmt_money(wo.amount), status=STATUS_LABELS.get(wo.status, wo.status)), "success")
@@ -154,7 +156,7 @@ class WriteOffView(BaseView):
         session = db.session
         if request.method == "POST":
             ids = request.form.getlist("ids")
-            run_id = request.form.get("ageing_run_id", type=int)
+            run_id = parse_id(request.form.get("ageing_run_id"))
             try:
                 created = W.propose_aged(session, ids, reason=request.form.get("reason", ""),
                                          actor=_user(), ageing_run_id=run_id)
@@ -168,7 +170,7 @@ class WriteOffView(BaseView):
         wanted = []
         for v in ids:
             try:
-                wanted.append(int(v))
+                wanted.append(to_id(v))
             except (TypeError, ValueError):
                 continue
         items = session.scalars(select(SuspenseItem).where(SuspenseItem.id.in_(wanted[:1000]))

@@ -207,7 +207,7 @@ def test_out_of_range_validator_update_is_422_and_changes_nothing(api, session):
 
 @pytest.mark.parametrize("body,field", [
     ({"maximum_amount": "100000000000000000000"}, "maximum_amount"),
-    ({"maximum_amount": "92233720368547758.08"}, "maximum_amount"),
+    ({"maximum_amount": "10000000000000.00"}, "maximum_amount"),
     ({"minimum_amount": "10.00", "maximum_amount": "5.00"}, "minimum_amount"),
     ({"minimum_amount": "-1.00"}, "minimum_amount"),
     ({"kind": "bitcoin"}, "kind"),
@@ -220,10 +220,10 @@ def test_payment_method_amounts_and_kind(api, session, body, field):
     assert _count(session, PaymentMethod) == before
 
 
-def test_the_largest_amount_a_bigint_holds_is_accepted(api):
+def test_the_largest_amount_accepted_is_accepted(api):
     resp = api("admin").post("/api/v1/payment-methods/", json={
         "code": unique("M", 6), "name": "Big", "kind": "bank_transfer",
-        "maximum_amount": "92233720368547758.07"})
+        "maximum_amount": "9999999999999.99"})
     assert resp.status_code == 201, resp.json
 
 

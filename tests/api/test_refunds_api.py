@@ -130,8 +130,8 @@ def test_card_refund_of_cash_is_422_and_roles_and_missing_things(api, session):
     assert api("clerk").post("/api/v1/refunds", json={**_body(cash), "transaction_id": 999_999_999}
                              ).status_code == 404
     assert api("clerk").get("/api/v1/refunds/999999999").status_code == 404
-    assert api("clerk").post("/api/v1/refunds", data="not json",
-                             headers={"Content-Type": "application/json"}).status_code == 422
+    assert api("clerk").post("/api/v1/refunds", data="not json",  # unparsable: 400 (issue #15)
+                             headers={"Content-Type": "application/json"}).status_code == 400
     assert api("clerk").get("/api/v1/refunds/?amount_min=1.234").status_code == 422
 
 

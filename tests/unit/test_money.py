@@ -13,7 +13,7 @@ from app.domain.money import MAX_PENCE, Money, vat_of
 
 @pytest.mark.parametrize("text,pence", [("12.34", 1234), ("0.01", 1), ("5", 500), ("5.5", 550),
                                         ("5.50", 550), ("7.0", 700), ("007.50", 750),
-                                        ("92233720368547758.07", MAX_PENCE)])
+                                        ("9999999999999.99", MAX_PENCE)])
 def test_strict_parse_valid(text, pence):
     assert Money.parse(text).pence == pence
 
@@ -21,7 +21,7 @@ def test_strict_parse_valid(text, pence):
 # The strict parser is the API's: issue #15 lists what it used to accept ("12,34" was £1,234.00).
 STRICT_REFUSES = ["12,34", "١٢.٣٤", "１２.３４", "£12.34", "+12.34", " 12.34", "12.34 ", ".5", "5.",
                   "1,234.50", "2.500", "12.345", "-5", "0", "0.00", "1e3", "NaN", "inf", "abc", "",
-                  " ", "12.3.4", "12..3", "1 234.50", "12\n", "92233720368547758.08",
+                  " ", "12.3.4", "12..3", "1 234.50", "12\n", "10000000000000.00",
                   "9" * 10_000, 12, 12.5, 0, True, None, Decimal("12.34"), ["12.34"]]
 
 
