@@ -471,13 +471,15 @@ JOURNEYS = {
 
 
 @pytest.mark.parametrize("username", list(JOURNEYS))
-def test_main_journeys_run_under_the_csp(session, page, live_url, username):
+def test_main_journeys_run_under_the_csp(session, demo, page, live_url, username):
     """Each role's main pages work with the CSP (no 'unsafe-inline'): no violation, no script
     error; the interactive parts (menus, language switch, FAB search and forms, Swagger UI, the
-    BPMN editor and viewer) do what they should."""
-    from tests.workflows.helpers import deploy_demo, start
+    BPMN editor and viewer, print buttons, confirmations) do what they should."""
+    from app.services import workflow as wf
+    from tests.workflows.helpers import demo_xml, start, variant
 
     watch = Watch(page)
+    page.add_init_script("window.print = () => { window.__printed = true; };")
     page.goto(f"{live_url}/login/")
     assert watch.take() == []
     browser_login(page, live_url, username)
@@ -509,9 +511,23 @@ def test_main_journeys_run_under_the_csp(session, page, live_url, username):
         assert page.locator("form .alert-danger").count() >= 1
         page.goto(f"{live_url}/swagger/v1")
         page.wait_for_selector("#swagger-ui .info .title")
+    if username == "cashier":
+        from app.services.receipts import take_receipt
+
+        number = take_receipt(session, lines=[{"fund_code": "TWS", "amount": "1.00",
+                                               "account_reference": "XSS-PRINT-1"}],
+                              payment_method_code="CASH", actor="cashier").receipt_number
+        page.goto(f"{live_url}/receipts/{number}/print")
+        page.click("button[data-ims-print]")  # static/ims/page.js, not an onclick attribute
+        assert page.evaluate("window.__printed") is True
     if username == "wfadmin":
-        deploy_demo(session)
+        wf.deploy_definition(session, variant(demo_xml()), "wfadmin")  # demo is now earlier
         session.commit()
+        page.goto(f"{live_url}/workflows/")
+        page.click(f"#process-approval_demo tr[data-version='{demo.version}'] button.rollback")
+        assert [m for m in watch.take() if "active again" in m] != []  # asked, then dismissed
+        session.expire_all()
+        assert wf.active_definition(session, "approval_demo").version != demo.version
         page.goto(f"{live_url}/workflows/approval_demo/edit")
         page.wait_for_selector("#bpmn-editor[data-ready='true']")
         page.click("#btn-check")
