@@ -21,7 +21,6 @@ from app.services import audit
 from app.services import ledger as L
 from app.services import refunds as RF
 
-
 #: a refund's status in words (the status itself is a stored value, never looked up in gettext)
 STATUS_LABELS = {"awaiting_approval": _l("awaiting approval"), "approved": _l("approved"),
                  "rejected": _l("rejected"), "paid": _l("paid"), "failed": _l("failed")}
