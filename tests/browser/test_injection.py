@@ -461,8 +461,9 @@ def test_payloads_as_text_in_the_pages_that_draw_with_javascript(app, page, live
 
 # --------------------------------------------------------------------------- CSP journeys
 JOURNEYS = {
-    "admin": ["/", "/fundview/list/", "/fundview/add", "/users/list/", "/swagger/v1",
-              "/auditeventview/list/", "/approval-limits/"],
+    "admin": ["/", "/fundview/list/", "/fundview/add", "/fundview/show/1", "/fundview/edit/1",
+              "/users/list/", "/users/show/1", "/swagger/v1", "/auditeventview/list/",
+              "/approval-limits/"],
     "wfadmin": ["/", "/workflows/", "/approval-limits/"],
     "head": ["/", "/tasks/", "/refunds/", "/suspense-report/", "/ledger/trial-balance"],
     "manager": ["/", "/tasks/", "/refund-payment-runs/", "/write-offs/", "/suspense/"],
@@ -487,7 +488,8 @@ def test_main_journeys_run_under_the_csp(session, demo, page, live_url, username
     assert watch.take() == []
     browser_login(page, live_url, username)
     for path in JOURNEYS[username]:
-        page.goto(live_url + path)
+        resp = page.goto(live_url + path)
+        assert resp.ok and page.url.startswith(live_url + path.split("?")[0]), path
         page.wait_for_load_state("networkidle")
         assert watch.take() == [], path
     # the navbar's dropdowns are Bootstrap's script
