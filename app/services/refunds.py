@@ -331,9 +331,11 @@ def refund_summary(session: Session, subject_id: str) -> dict:
     txn = session.get(Transaction, refund.transaction_id)
     details = {
         N_("Refund"): f"{refund.id} ({refund.status})",
-        N_("Transaction"): f"{txn.id} — receipt {txn.receipt_number or ''}, {txn.transaction_date}",
+        N_("Transaction"): N_("%(id)s — receipt %(receipt)s, %(date)s", id=txn.id,
+                              receipt=txn.receipt_number or "", date=txn.transaction_date),
         N_("Fund / account"): f"{txn.fund_code} / {txn.account_reference or ''}",
-        N_("Paid in"): f"£{Money(txn.amount)} by {txn.payment_method_code}",
+        N_("Paid in"): N_("%(amount)s by %(method)s", amount=f"£{Money(txn.amount)}",
+                          method=txn.payment_method_code),
         N_("Refund method"): {"card": N_("Back to the card"), "bacs": N_("BACS"),
                           "cheque": N_("Cheque")}[refund.method],
         N_("Payer (account holder)"): refund.payer_name or N_("not known"),
@@ -347,8 +349,9 @@ def refund_summary(session: Session, subject_id: str) -> dict:
     history = [{"at": e.occurred_at.strftime("%Y-%m-%d %H:%M"), "actor": e.actor,
                 "action": e.action, "detail": e.reason or ""}
                for e in reversed(audit.history_for(session, "Refund", refund.id))]
-    return {"title": f"Refund {refund.id}: £{Money(refund.amount)} to "
-                     f"{refund.payee_name or refund.payer_name or 'the card'}",
+    return {"title": N_("Refund %(id)s: %(amount)s to %(payee)s", id=refund.id,
+                        amount=f"£{Money(refund.amount)}",
+                        payee=refund.payee_name or refund.payer_name or N_("the card")),
             "details": details, "url": refund_link(refund.id), "history": history}
 
 

@@ -325,18 +325,20 @@ def _last_comment(session: Session, instance) -> str | None:
 def _allocation_summary(session: Session, subject_id: str) -> dict:
     alloc = session.get(SuspenseAllocation, int(subject_id))
     if alloc is None:
-        return {"title": f"Suspense allocation {subject_id}"}
+        return {"title": N_("Suspense allocation %(id)s", id=subject_id)}
     item = session.get(SuspenseItem, alloc.suspense_item_id)
     details = {N_("Suspense item"): str(item.id), N_("Reference as received"): item.reference_text or "",
                N_("Narrative"): item.narrative or "", N_("Received"): str(item.transaction_date),
                N_("Item amount"): f"£{Money(item.amount)}"}
     for i, ln in enumerate(alloc.lines, 1):
-        details[f"Line {i}"] = f"{ln.fund_code} / {ln.account_reference} £{Money(ln.amount)}"
+        details[N_("Line %(n)s", n=i)] = f"{ln.fund_code} / {ln.account_reference} £{Money(ln.amount)}"
     if alloc.note:
         details[N_("Note")] = alloc.note
-    return {"title": f"Allocate £{Money(alloc.amount)} from suspense item {item.id}",
+    return {"title": N_("Allocate %(amount)s from suspense item %(id)s",
+                        amount=f"£{Money(alloc.amount)}", id=item.id),
             "details": details, "url": f"/suspense/{item.id}",
-            "history": [{"at": n.created_at, "actor": n.author, "action": "note", "detail": n.text}
+            "history": [{"at": n.created_at, "actor": n.author, "action": N_("note"),
+                         "detail": n.text}
                         for n in notes_of(session, item.id)]}
 
 

@@ -229,7 +229,7 @@ def _outcome(session: Session, subject_id: str, outcome: str, instance) -> None:
 def _summary(session: Session, subject_id: str) -> dict:
     wo = session.get(WriteOff, int(subject_id))
     if wo is None:
-        return {"title": f"Write-off {subject_id}"}
+        return {"title": N_("Write-off %(id)s", id=subject_id)}
     details = {N_("Write-off"): str(wo.id),
                N_("Source"): N_("Suspense item") if wo.suspense_item_id else N_("Transaction")}
     if wo.suspense_item_id:
@@ -244,7 +244,7 @@ def _summary(session: Session, subject_id: str) -> dict:
                         N_("Account"): f"{wo.fund_code} / {wo.account_reference or ''}",
                         N_("Receipt"): txn.receipt_number if txn else "",
                         N_("Transaction amount"): f"£{Money(txn.amount)}" if txn else ""})
-    return {"title": f"Write off £{Money(wo.amount)}", "details": details,
+    return {"title": N_("Write off %(amount)s", amount=f"£{Money(wo.amount)}"), "details": details,
             "url": f"/write-offs/{wo.id}"}
 
 

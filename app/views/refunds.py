@@ -22,6 +22,10 @@ from app.services import ledger as L
 from app.services import refunds as RF
 from app.views.fields import form_amount
 
+#: a refund's status in words (the status itself is a stored value, never looked up in gettext)
+STATUS_LABELS = {"awaiting_approval": _l("awaiting approval"), "approved": _l("approved"),
+                 "rejected": _l("rejected"), "paid": _l("paid"), "failed": _l("failed")}
+
 
 def _username() -> str:
     return (getattr(g, "user", None) or current_user).username
@@ -128,7 +132,8 @@ class RefundView(BaseView):
             flash(exc.message, "danger")
             return redirect(url_for("RefundView.show", pk=pk))
         flash(_("Refund %(id)s retried: it is now %(status)s.", id=refund.id,
-                status=_(refund.status)), "success" if refund.status == "paid" else "warning")
+                status=STATUS_LABELS.get(refund.status, refund.status)),
+              "success" if refund.status == "paid" else "warning")
         return redirect(url_for("RefundView.show", pk=pk))
 
 

@@ -31,7 +31,10 @@
       var doc = new DOMParser().parseFromString(xhr.responseText, "text/html");
       var fresh = doc.getElementById("dashboard");
       var current = document.getElementById("dashboard");
-      if (fresh && current) { current.innerHTML = fresh.innerHTML; draw(); }
+      if (fresh && current) {  /* move the parsed nodes across: no HTML string is re-parsed */
+        current.replaceChildren.apply(current, Array.prototype.slice.call(fresh.childNodes));
+        draw();
+      }
     };
     xhr.send();
   }
