@@ -91,6 +91,9 @@ class Config:
     # Business settings
     IMS_REFUND_ESCALATION = os.environ.get("IMS_REFUND_ESCALATION", "P3D")
     IMS_SUSPENSE_AGE_WEEKS = int(os.environ.get("IMS_SUSPENSE_AGE_WEEKS", "8"))
+    # Four-eyes floor: suspense allocations above this many pounds need at least one approval,
+    # whatever the approval limits say (refunds and write-offs always need one).
+    IMS_SUSPENSE_APPROVAL_CEILING = os.environ.get("IMS_SUSPENSE_APPROVAL_CEILING", "10000.00")
     IMS_IMPORT_MAX_BYTES = int(os.environ.get("IMS_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")

@@ -39,6 +39,7 @@ from app.models.suspense_work import (  # noqa: F401
 )
 from app.models.workflow import (  # noqa: F401
     ApprovalLimit,
+    ConfigProposal,
     WorkflowDefinition,
     WorkflowEvent,
     WorkflowInstance,

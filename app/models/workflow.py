@@ -156,3 +156,40 @@ class ApprovalLimit(Model):
     def __repr__(self) -> str:
         hi = "no limit" if self.max_amount is None else str(Money(self.max_amount))
         return f"{self.action} {Money(self.min_amount)}–{hi}"
+
+
+class ConfigProposal(Model):
+    """A configuration change a Workflow Administrator proposed (a new workflow version, a roll
+    back, new approval limits); it takes effect when a Head of Finance approves it."""
+
+    __tablename__ = "config_proposal"
+    __table_args__ = (
+        Index("ix_config_proposal_status", "status", "kind"),
+        CheckConstraint("kind IN ('workflow_deploy', 'workflow_activate', 'approval_limits')",
+                        name="ck_config_proposal_kind"),
+        CheckConstraint("status IN ('pending', 'approved', 'rejected')",
+                        name="ck_config_proposal_status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30), nullable=False)
+    #: the process id (workflow kinds) or the actions, comma-separated (approval limits)
+    target: Mapped[str] = mapped_column(String(100), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False, default="pending")
+    proposed_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    #: workflow kinds: the version to make active, and the version active when it was proposed
+    definition_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_definition.id"))
+    base_version: Mapped[int | None] = mapped_column(Integer)
+    #: approval limits: JSON {"schemes": {action: bands}, "before": {...}, "fingerprints": {...},
+    #: "complete": bool}
+    payload: Mapped[str | None] = mapped_column(Text)
+    workflow_instance_id: Mapped[int | None] = mapped_column(ForeignKey("workflow_instance.id"))
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_comment: Mapped[str | None] = mapped_column(Text)
+
+    definition: Mapped[WorkflowDefinition | None] = relationship()
+
+    def __repr__(self) -> str:
+        return f"proposal {self.id} ({self.kind} {self.target}, {self.status})"

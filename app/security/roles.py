@@ -86,6 +86,7 @@ SUBJECT_RESOURCES: dict[str, str] = {
     "write_off": "WriteOff",
     "suspense_allocation": "SuspenseAllocation",
     "demo": "WorkflowDefinition",
+    "configuration_change": "WorkflowDefinition",  # a proposed workflow or approval-limit change
 }
 
 #: FAB's own security views: Administrator manages users and the roles they hold, and reads roles

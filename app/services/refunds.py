@@ -385,6 +385,8 @@ def on_refund_outcome(session: Session, subject_id: str, outcome: str,
         log.warning("refund %s is %s; outcome %s ignored", refund.id, refund.status, outcome)
         return
     actor, comment = _last_decider(session, instance)
+    if instance.error:  # the four-eyes floor stopped an approval (app/services/workflow.py)
+        actor, comment = "system", instance.error
     refund.decided_at = utcnow()
     if outcome == "approved":
         txn = session.get(Transaction, refund.transaction_id)

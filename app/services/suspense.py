@@ -302,7 +302,7 @@ def _allocation_outcome(session: Session, subject_id: str, outcome: str, instanc
         action = "allocate"
     else:
         alloc.status = "rejected"
-        alloc.decision_comment = _last_comment(session, instance)
+        alloc.decision_comment = instance.error or _last_comment(session, instance)
         refresh_status(item)
         action = "allocation.reject"
     session.flush()

@@ -11,6 +11,14 @@ This is the API other features call (thin over app.workflow_engine):
 * ``register_subject(subject_type, summary_fn, on_outcome_fn)``: ``summary_fn(session, subject_id)``
   returns a dict for the task page; ``on_outcome_fn(session, subject_id, outcome, instance)`` is
   called in the same transaction when the workflow ends ("approved" or "rejected").
+
+The four-eyes floor (app/services/approval_limits.py ``floor_for``) is checked here, in ``_project``,
+before any outcome is applied, whatever the BPMN did: a money or configuration workflow that ends
+"approved" without the approvals the floor requires (by distinct people other than the requester,
+each in a task of an approving role, deciding "approve") is not applied. A request whose workflow
+would approve it at once is refused (ValidationError, nothing saved); an instance that gets there
+later (a task, a timer) ends "rejected", with the reason in ``error``, a "blocked" history entry,
+a ``workflow.blocked`` audit event and a notification to the Head of Finance and the requester.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, insert, literal, select, union_all, update
+from sqlalchemy import bindparam, distinct, exists, func, insert, literal, select, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -32,13 +40,14 @@ from app.domain.i18n import N_
 from app.models.base import utcnow
 from app.models.workflow import WorkflowDefinition, WorkflowEvent, WorkflowInstance, WorkflowTask
 from app.security import roles as R
+from app.services import approval_limits as limits
 from app.services import audit
-from app.services.approval_limits import route_for
 from app.services.locking import for_update, write_lock
 from app.workflow_engine import (
     SERIALIZER_VERSION,
     DefinitionError,
     EngineError,
+    ParsedDefinition,
     WorkflowRun,
     parse_definition,
     register_operator,
@@ -108,7 +117,7 @@ class RunContext:
 
 
 def _op_approval_route(ctx: RunContext, data: dict, action, amount_pence) -> dict:
-    required, roles = route_for(ctx.session, str(action), int(amount_pence))
+    required, roles = limits.route_for(ctx.session, str(action), int(amount_pence))
     return {"approvals_required": required, "approval_roles": roles, "approval_step": 0,
             "current_role": ""}
 
@@ -146,42 +155,87 @@ register_operator("set_outcome", _op_set_outcome, ("outcome",),
 
 
 # --------------------------------------------------------------------------- definitions
-def deploy_definition(session: Session, xml: bytes | str, deployed_by: str,
-                      expected_process_id: str | None = None, commit: bool = True
-                      ) -> WorkflowDefinition:
-    """Validate and store a new version (or re-activate the identical one) of a process.
+def parse(xml: bytes | str, expected_process_id: str | None = None) -> ParsedDefinition:
+    """Validate and parse a BPMN document as every deploy does (lanes are roles; the lanes of
+    money and configuration workflows only approving roles). Raises DefinitionError."""
+    return parse_definition(xml, set(R.ROLES), expected_process_id=expected_process_id,
+                            guarded=limits.GUARDED_PROCESSES)
+
+
+def check(xml: bytes | str, expected_process_id: str | None = None) -> ParsedDefinition:
+    """``parse``, raising ValidationError with ``errors={"bpmn": [...]}`` naming each offending
+    element."""
+    try:
+        return parse(xml, expected_process_id)
+    except DefinitionError as exc:
+        raise ValidationError("The workflow cannot be deployed.", {"bpmn": exc.errors}) from None
+
+
+def store_definition(session: Session, xml: bytes | str, stored_by: str,
+                     expected_process_id: str | None = None,
+                     parsed: ParsedDefinition | None = None) -> WorkflowDefinition:
+    """Validate a process and store it as a new version, not active (or return the version that
+    has the same content). Flushes only. ``parsed``: ``check(xml)`` already done.
 
     Raises ValidationError with ``errors={"bpmn": [...]}`` naming each offending element.
     """
-    try:
-        parsed = parse_definition(xml, set(R.ROLES), expected_process_id=expected_process_id)
-    except DefinitionError as exc:
-        session.rollback()
-        raise ValidationError("The workflow cannot be deployed.", {"bpmn": exc.errors}) from None
-    text = xml.decode("utf-8") if isinstance(xml, bytes) else xml
+    parsed = parsed or check(xml, expected_process_id)
     existing = session.scalar(select(WorkflowDefinition).where(
         WorkflowDefinition.process_id == parsed.process_id,
         WorkflowDefinition.sha256 == parsed.sha256))
-    current = active_definition(session, parsed.process_id)
     if existing is not None:
-        definition = existing
-    else:
-        version = (session.scalar(select(func.max(WorkflowDefinition.version)).where(
-            WorkflowDefinition.process_id == parsed.process_id)) or 0) + 1
-        definition = WorkflowDefinition(process_id=parsed.process_id, name=parsed.name,
-                                        version=version, sha256=parsed.sha256, bpmn_xml=text,
-                                        spec_json=parsed.spec_json, deployed_by=deployed_by,
-                                        deployed_at=utcnow())
-        session.add(definition)
-    if current is not None and current is not definition:
+        return existing
+    version = (session.scalar(select(func.max(WorkflowDefinition.version)).where(
+        WorkflowDefinition.process_id == parsed.process_id)) or 0) + 1
+    text = xml.decode("utf-8") if isinstance(xml, bytes) else xml
+    definition = WorkflowDefinition(process_id=parsed.process_id, name=parsed.name,
+                                    version=version, sha256=parsed.sha256, bpmn_xml=text,
+                                    spec_json=parsed.spec_json, active=False,
+                                    deployed_by=stored_by, deployed_at=utcnow())
+    session.add(definition)
+    session.flush()
+    return definition
+
+
+def activate_definition(session: Session, definition: WorkflowDefinition, actor: str,
+                        action: str = "workflow.deploy", reason: str | None = None,
+                        details: dict | None = None) -> WorkflowDefinition:
+    """Make a stored version the active one of its process (new requests follow it). Audited as
+    ``action`` with ``details``; flushes only."""
+    current = active_definition(session, definition.process_id)
+    if current is definition:
+        return definition
+    if current is not None:
         current.active = False
         session.flush()
-    if not definition.active:
-        definition.active = True
-        session.flush()
-        audit.record(session, "workflow.deploy", "WorkflowDefinition", definition.id,
-                     after={"process_id": definition.process_id, "version": definition.version,
-                            "sha256": definition.sha256}, actor=deployed_by)
+    definition.active = True
+    session.flush()
+    audit.record(session, action, "WorkflowDefinition", definition.id,
+                 before=None if current is None else {"process_id": current.process_id,
+                                                      "version": current.version},
+                 after={"process_id": definition.process_id, "version": definition.version,
+                        "sha256": definition.sha256, **(details or {})},
+                 reason=reason, actor=actor)
+    return definition
+
+
+def deploy_definition(session: Session, xml: bytes | str, deployed_by: str,
+                      expected_process_id: str | None = None, commit: bool = True,
+                      reason: str | None = None) -> WorkflowDefinition:
+    """Validate, store and activate a new version (or re-activate the identical one) at once.
+
+    For operators on the server (``ims sync-workflows``, a service deploying its file the first
+    time): the portal and the API propose instead (app/services/config_proposals.py), and a Head
+    of Finance approves. Raises ValidationError with ``errors={"bpmn": [...]}`` naming each
+    offending element.
+    """
+    try:
+        definition = store_definition(session, xml, deployed_by, expected_process_id)
+        activate_definition(session, definition, deployed_by, reason=reason)
+    except ValidationError:
+        if commit:
+            session.rollback()
+        raise
     if commit:
         try:
             session.commit()
@@ -197,14 +251,19 @@ def active_definition(session: Session, process_id: str) -> WorkflowDefinition |
         WorkflowDefinition.process_id == process_id, WorkflowDefinition.active.is_(True)))
 
 
+OPERATOR_DEPLOY = ("Deployed by an operator on the server (ims sync-workflows): "
+                   "no second person approves this.")
+
+
 def sync_workflows(session: Session, directory: str | None = None,
                    actor: str = "sync-workflows") -> list[str]:
     """Deploy every ``workflows/*.bpmn`` whose content was never deployed. One commit.
 
-    A file whose content is already a version (active or not) is left alone, so a version a
-    Workflow Administrator deployed in the browser (or a roll back) survives restarts and
-    ``make run``. Raises ValidationError naming the file and its errors if any file is unsafe
-    (nothing deployed).
+    An operator runs this on the server (``make run``, deployments): it needs no second person,
+    and each deploy is audited as such. A file whose content is already a version (active or
+    not) is left alone, so a version a Head of Finance approved in the portal (or a roll back)
+    survives restarts and ``make run``. Raises ValidationError naming the file and its errors if
+    any file is unsafe (nothing deployed).
     """
     directory = directory or WORKFLOW_DIR
     lines = []
@@ -222,7 +281,8 @@ def sync_workflows(session: Session, directory: str | None = None,
                              f"v{(active_definition(session, known.process_id) or known).version})")
                 continue
             try:
-                definition = deploy_definition(session, xml, actor, commit=False)
+                definition = deploy_definition(session, xml, actor, commit=False,
+                                               reason=OPERATOR_DEPLOY)
             except ValidationError as exc:
                 raise ValidationError(f"{name}: {exc.message}",
                                       {name: exc.errors.get("bpmn", [])}) from None
@@ -474,11 +534,21 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
     if not new:  # a new instance was inserted with its state
         changes.update(state_json=run.dump(), serializer_version=SERIALIZER_VERSION,
                        next_timer_at=run.next_timer_at())
-    outcome = None
+    outcome = blocked = None
     if run.completed and instance.status == "running":
         outcome = run.data.get("outcome")
         if outcome not in ("approved", "rejected"):
             outcome = "rejected"  # fail closed: a process that ends without an outcome approves nothing
+        if outcome == "approved":
+            blocked = _floor_problem(session, instance, new)
+            if blocked is not None:
+                if new:  # nothing is written yet: the caller's use case rolls back
+                    raise ValidationError(
+                        f"{blocked} The request was not saved; a Workflow Administrator must "
+                        f"correct the workflow.", {"workflow": [blocked]})
+                outcome = "rejected"
+                changes["error"] = blocked
+                _event(events, instance, "system", "blocked", comment=blocked, at=now)
         changes.update(status="completed", outcome=outcome, completed_at=now, next_timer_at=None)
         _event(events, instance, actor, outcome, comment=None, at=now)
     audit_row = audit.prepare(session, **audit_event(outcome)) if audit_event else None
@@ -494,12 +564,57 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
     loaded = [key for key in ("tasks", "events") if key in instance.__dict__]
     if loaded:  # collections read earlier in this session would miss the rows just written
         session.expire(instance, loaded)
+    if blocked is not None:
+        _report_blocked(session, instance, blocked)
     if outcome is not None:
         subject = _SUBJECTS.get(instance.subject_type)
         if subject is not None and subject.on_outcome_fn is not None:
             subject.on_outcome_fn(session, instance.subject_id, outcome, instance)
     session.flush()
     return outcome
+
+
+_APPROVERS_Q = (
+    select(func.count(distinct(WorkflowTask.completed_by)))
+    .where(WorkflowTask.instance_id == bindparam("instance_id"),
+           WorkflowTask.status == "completed", WorkflowTask.decision == "approve",
+           WorkflowTask.role.in_(bindparam("roles", expanding=True)),
+           WorkflowTask.completed_by.not_in(bindparam("people", expanding=True))))
+
+
+def _floor_problem(session: Session, instance: WorkflowInstance, new: bool) -> str | None:
+    """Why an instance that ended "approved" may not be applied (None: the floor is met).
+
+    Counted from the recorded task decisions, not from anything the BPMN set: distinct people,
+    neither the requester nor the starter, who approved in a task of an approving role (the
+    service checked at completion that they held the task's role). One small query, only when a
+    guarded workflow ends approved.
+    """
+    floor = limits.floor_for(instance.subject_type, instance.amount_pence)
+    if floor is None or floor.approvals <= 0:
+        return None
+    approvers = 0 if new else session.scalar(_APPROVERS_Q, {
+        "instance_id": instance.id, "roles": list(floor.roles),
+        "people": [instance.requester, instance.started_by]}) or 0
+    if approvers >= floor.approvals:
+        return None
+    return (f"The {instance.process_id} workflow approved {instance.subject_type} "
+            f"{instance.subject_id} with {approvers} approval(s) by {' or '.join(floor.roles)}; "
+            f"the four-eyes rule requires at least {floor.approvals}.")
+
+
+def _report_blocked(session: Session, instance: WorkflowInstance, reason: str) -> None:
+    """Audit and announce an instance the floor stopped (it ends rejected)."""
+    from app.services.notifications import notify
+
+    audit.record(session, "workflow.blocked", "WorkflowInstance", instance.id,
+                 after={"process_id": instance.process_id, "subject_type": instance.subject_type,
+                        "subject_id": instance.subject_id, "outcome": "rejected"},
+                 reason=reason, actor="system")
+    log.warning("workflow instance %s blocked: %s", instance.id, reason)
+    notify(session, [R.HEAD, instance.requester],
+           f"Blocked and rejected (nothing was applied): {reason}",
+           f"/workflow-instances/{instance.id}")
 
 
 def start_workflow(session: Session, process_id: str, subject_type: str, subject_id,

@@ -1,8 +1,10 @@
-"""Workflow administration: check a BPMN before deploying it (errors per element, a summary of
-what changed), deploy with a version check, roll back to an earlier version, list versions.
+"""Workflow administration: check a BPMN before it is proposed (errors per element, a summary of
+what changed), list versions, roll back as an operator.
 
 Used by the browser editor (app/views/workflow.py) and the API (app/api/workflow.py) alike, so
-both validate exactly the same way (``wf.deploy_definition`` does the real validation).
+both validate exactly the same way (``wf.parse`` does the real validation). Deploys and roll backs
+made in the portal or API are proposals (app/services/config_proposals.py) a Head of Finance
+approves.
 """
 
 from __future__ import annotations
@@ -15,12 +17,11 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.i18n import N_
-from app.models.workflow import WorkflowDefinition, WorkflowInstance
-from app.security import roles as R
-from app.services import audit
+from app.models.workflow import ConfigProposal, WorkflowDefinition, WorkflowInstance
+from app.services import approval_limits as limits
 from app.services import workflow as wf
 from app.services.locking import for_update
-from app.workflow_engine import OPERATORS, DefinitionError, expressions, parse_definition
+from app.workflow_engine import OPERATORS, DefinitionError, expressions
 from app.workflow_engine.validation import BPMN_NS, NS, SPIFF_NS, safe_xml
 
 #: element kinds that are parts of another element (compared as that element's properties)
@@ -112,15 +113,16 @@ def diff_bpmn(old_xml: str | bytes | None, new_xml: str | bytes) -> dict:
     return {"added": added, "removed": removed, "changed": changed}
 
 
-# --------------------------------------------------------------------------- check and deploy
-def _active_or_404(session: Session, process_id: str, lock: bool = False) -> WorkflowDefinition:
+# --------------------------------------------------------------------------- check and roll back
+def active_or_404(session: Session, process_id: str, lock: bool = False) -> WorkflowDefinition:
+    """The active version of a process (``lock``: FOR UPDATE, so changes of it serialise)."""
     query = select(WorkflowDefinition).where(WorkflowDefinition.process_id == process_id,
                                              WorkflowDefinition.active.is_(True))
     if lock:
         query = for_update(session, query)
     definition = session.scalar(query)
     if definition is None and lock:
-        # we waited for another deploy that made the row we were locking inactive: read the
+        # we waited for another change that made the row we were locking inactive: read the
         # version that is active now (the caller's version check then answers 409)
         definition = session.scalar(query)
     if definition is None:
@@ -128,12 +130,14 @@ def _active_or_404(session: Session, process_id: str, lock: bool = False) -> Wor
     return definition
 
 
-def _stale(active: WorkflowDefinition, base_version: int | None) -> None:
+def check_base(active: WorkflowDefinition, base_version: int | None) -> None:
+    """Conflict unless the active version is still the one the user started from."""
     if base_version is not None and active.version != base_version:
         raise Conflict(
-            f"Version {active.version} of this workflow was deployed by {active.deployed_by} "
-            f"after you opened version {base_version}. Reload it to see the changes, then make "
-            f"yours again.", {"base_version": [f"The active version is {active.version}."]})
+            f"Version {active.version} of this workflow was made active (by "
+            f"{active.deployed_by}) after you opened version {base_version}. Reload it to see "
+            f"the changes, then make yours again.",
+            {"base_version": [f"The active version is {active.version}."]})
 
 
 @dataclass
@@ -150,11 +154,16 @@ class CheckResult:
                 "active_version": self.active_version, "unchanged": self.unchanged}
 
 
+def is_guarded_by_code(process_id: str) -> bool:
+    """The configuration approval workflow: never changed through the portal or the API."""
+    return process_id == limits.CONFIGURATION_PROCESS
+
+
 def check_definition(session: Session, process_id: str, xml: bytes | str) -> CheckResult:
     """Validate exactly as a deploy would, without deploying; and what changed from the active."""
-    active = _active_or_404(session, process_id)
+    active = active_or_404(session, process_id)
     try:
-        parsed = parse_definition(xml, set(R.ROLES), expected_process_id=process_id)
+        parsed = wf.parse(xml, expected_process_id=process_id)
     except DefinitionError as exc:
         return CheckResult(False, exc.errors, {"added": [], "removed": [], "changed": []},
                            active.version, False)
@@ -162,41 +171,27 @@ def check_definition(session: Session, process_id: str, xml: bytes | str) -> Che
                        parsed.sha256 == active.sha256)
 
 
-def deploy_checked(session: Session, process_id: str, xml: bytes | str, actor: str,
-                   base_version: int | None = None) -> WorkflowDefinition:
-    """Deploy a new version of ``process_id`` if the active one is still ``base_version``.
-
-    422 (ValidationError, ``errors["bpmn"]`` are Problems naming elements) when it is unsafe,
-    409 (Conflict) when someone deployed another version since ``base_version`` was opened.
-    Running instances stay on their version.
-    """
-    active = _active_or_404(session, process_id, lock=True)
-    _stale(active, base_version)
-    return wf.deploy_definition(session, xml, actor, expected_process_id=process_id)
-
-
 def activate_version(session: Session, process_id: str, version: int, actor: str,
                      base_version: int | None = None) -> WorkflowDefinition:
-    """Roll back (or forward): make an earlier deployed version the active one. Audited."""
-    active = _active_or_404(session, process_id, lock=True)
-    _stale(active, base_version)
-    target = session.scalar(select(WorkflowDefinition).where(
-        WorkflowDefinition.process_id == process_id, WorkflowDefinition.version == version))
-    if target is None:
-        raise NotFound(f"Workflow '{process_id}' has no version {version}.")
-    if target is active:
-        raise ValidationError(f"Version {version} is already the active version.",
-                              {"version": ["Already active."]})
-    active.active = False
-    session.flush()
-    target.active = True
-    session.flush()
-    audit.record(session, "workflow.activate", "WorkflowDefinition", target.id,
-                 before={"process_id": process_id, "version": active.version},
-                 after={"process_id": process_id, "version": target.version,
-                        "sha256": target.sha256}, actor=actor,
-                 reason=f"Version {target.version} made active again (was {active.version}).")
-    session.commit()
+    """Make an earlier version the active one at once (an operator's roll back, audited; the
+    portal and the API propose it instead). One commit."""
+    try:
+        active = active_or_404(session, process_id, lock=True)
+        check_base(active, base_version)
+        target = session.scalar(select(WorkflowDefinition).where(
+            WorkflowDefinition.process_id == process_id, WorkflowDefinition.version == version))
+        if target is None:
+            raise NotFound(f"Workflow '{process_id}' has no version {version}.")
+        if target is active:
+            raise ValidationError(f"Version {version} is already the active version.",
+                                  {"version": ["Already active."]})
+        wf.activate_definition(session, target, actor, action="workflow.activate",
+                               reason=f"Version {target.version} made active again (was "
+                                      f"{active.version}).")
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
     return target
 
 
@@ -220,14 +215,20 @@ def versions(session: Session, process_id: str | None = None) -> list[dict]:
             select(WorkflowInstance.definition_id, WorkflowInstance.status, func.count())
             .group_by(WorkflowInstance.definition_id, WorkflowInstance.status)):
         counts.setdefault(definition_id, {})[status] = n
+    proposed = {}  # definition id -> the latest proposal to make it active
+    for definition_id, proposal_id, status in session.execute(
+            select(ConfigProposal.definition_id, ConfigProposal.id, ConfigProposal.status)
+            .where(ConfigProposal.definition_id.is_not(None)).order_by(ConfigProposal.id)):
+        proposed[definition_id] = {"id": proposal_id, "status": status}
     query = select(WorkflowDefinition).order_by(WorkflowDefinition.process_id,
                                                 WorkflowDefinition.version.desc())
     if process_id is not None:
         query = query.where(WorkflowDefinition.process_id == process_id)
     processes: dict[str, dict] = {}
     for d in session.scalars(query):
-        entry = processes.setdefault(d.process_id, {"process_id": d.process_id, "name": d.name,
-                                                    "active_version": None, "versions": []})
+        entry = processes.setdefault(d.process_id, {
+            "process_id": d.process_id, "name": d.name, "active_version": None, "versions": [],
+            "guarded_by_code": is_guarded_by_code(d.process_id)})
         by_status = counts.get(d.id, {})
         if d.active:
             entry["active_version"] = d.version
@@ -236,7 +237,7 @@ def versions(session: Session, process_id: str | None = None) -> list[dict]:
             "id": d.id, "version": d.version, "name": d.name, "active": d.active,
             "sha256": d.sha256, "deployed_at": d.deployed_at, "deployed_by": d.deployed_by,
             "running": by_status.get("running", 0),
-            "instances": sum(by_status.values())})
+            "instances": sum(by_status.values()), "proposal": proposed.get(d.id)})
     return list(processes.values())
 
 

@@ -210,7 +210,7 @@ def _outcome(session: Session, subject_id: str, outcome: str, instance) -> None:
                      actor=actor)
     else:
         wo.status = "rejected"
-        wo.decision_comment = S._last_comment(session, instance)
+        wo.decision_comment = instance.error or S._last_comment(session, instance)
         if wo.suspense_item_id:
             item = S.lock_item(session, wo.suspense_item_id)
             b = S._snapshot(item)

@@ -1,4 +1,6 @@
-"""Workflow pages: My tasks (inbox + task page), Workflows (definitions, upload), instances, limits."""
+"""Workflow pages: My tasks (inbox + task page), Workflows (definitions, upload, proposals),
+instances, limits. Deploys, roll backs and limit changes made here are proposals a Head of Finance
+approves through their task list (app/services/config_proposals.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,16 @@ from app.domain.money import Money
 from app.extensions import db
 from app.models.workflow import APPROVAL_ACTIONS, WorkflowDefinition, WorkflowInstance
 from app.services import approval_limits as limits
+from app.services import config_proposals as proposals
 from app.services import workflow as wf
 from app.services import workflow_admin as admin
+
+
+ACTION_LABELS = {"refund": N_("Refunds"), "write_off": N_("Write-offs"),
+                 "suspense_allocation": N_("Suspense allocations")}
+#: fixed labels the proposal partial translates (workflow/_proposal.html)
+PROPOSAL_LABELS = {"kinds": proposals.KIND_LABELS, "status": proposals.STATUS_LABELS,
+                   "actions": ACTION_LABELS, "fields": admin.FIELD_LABELS}
 
 
 def _username() -> str:
@@ -55,7 +65,7 @@ class TaskView(BaseView):
         summary = wf.subject_summary(db.session, instance)
         body = self.render_template("workflow/task.html", task=task, instance=instance,
                                     summary=summary, blocked=blocked, error=error,
-                                    title=task.title)
+                                    labels=PROPOSAL_LABELS, title=task.title)
         return body, status
 
     @expose("/<task_id>")
@@ -86,9 +96,23 @@ class TaskView(BaseView):
         return redirect(url_for("TaskView.inbox"))
 
 
+def _proposal_rows(kinds, target=None) -> list[dict]:
+    """Pending proposals, then the latest decided ones, as the pages show them."""
+    pending = proposals.proposals(db.session, status="pending", kinds=kinds, target=target)
+    decided = [p for p in proposals.proposals(db.session, kinds=kinds, target=target, limit=30)
+               if p.status != "pending"][:10]
+    return [proposals.details(db.session, p) for p in pending + decided]
+
+
+def _submitted(proposal) -> str:
+    return _("Submitted for approval as proposal %(id)s: %(what)s. It takes effect when a Head "
+             "of Finance approves it.", id=proposal.id, what=proposals.describe(proposal))
+
+
 class WorkflowDefinitionView(BaseView):
-    """Workflows: processes with their versions; the BPMN editor (check, see what changed,
-    deploy with a version check); upload, download and roll back. Same checks as the API."""
+    """Workflows: processes with their versions and the proposals waiting for approval; the BPMN
+    editor (check, see what changed, submit for approval with a version check); upload, download
+    and propose a roll back. Same checks as the API."""
 
     route_base = "/workflows"
     class_permission_name = "WorkflowDefinition"
@@ -106,7 +130,9 @@ class WorkflowDefinitionView(BaseView):
             WorkflowInstance.id.desc()).limit(50)))
         return self.render_template("workflow/definitions.html",
                                     processes=admin.versions(db.session),
-                                    instances=instances, errors=errors or [],
+                                    proposals=_proposal_rows(["workflow_deploy",
+                                                              "workflow_activate"]),
+                                    labels=PROPOSAL_LABELS, instances=instances, errors=errors or [],
                                     can_write=self._can_write(), title=_("Workflows")), status
 
     @expose("/")
@@ -132,32 +158,32 @@ class WorkflowDefinitionView(BaseView):
         if not xml:
             return self._render_list([_("Choose a .bpmn file to upload.")], 422)
         try:
-            definition = wf.deploy_definition(db.session, xml, _username())
+            parsed = wf.check(xml)
+            proposal = proposals.propose_workflow(db.session, parsed.process_id, xml, _username())
         except DomainError as exc:
             db.session.rollback()
             return self._render_list(exc.errors.get("bpmn") or [exc.message], exc.status)
-        flash(_("Deployed %(process)s version %(version)s.", process=definition.process_id,
-                version=definition.version), "success")
-        return redirect(url_for("WorkflowDefinitionView.list"))
+        flash(_submitted(proposal), "success")
+        return redirect(url_for("WorkflowDefinitionView.list") + f"#proposal-{proposal.id}")
 
     @expose("/<int:definition_id>/activate", methods=["POST"])
     @has_access
     def activate(self, definition_id):
-        """Roll back: make an earlier version the active one again (new requests use it)."""
+        """Propose a roll back: make an earlier version the active one again (new requests use
+        it once a Head of Finance approves)."""
         definition = db.session.get(WorkflowDefinition, definition_id)
         if definition is None:
             abort(404)
         base = request.form.get("base_version", type=int)
         try:
-            admin.activate_version(db.session, definition.process_id, definition.version,
-                                   _username(), base_version=base)
+            proposal = proposals.propose_activation(db.session, definition.process_id,
+                                                    definition.version, _username(),
+                                                    base_version=base)
         except DomainError as exc:
             db.session.rollback()
             return self._render_list([exc.message], exc.status)
-        flash(_("Version %(version)s of %(process)s is active again. Requests already running "
-                "stay on their version.", version=definition.version,
-                process=definition.process_id), "success")
-        return redirect(url_for("WorkflowDefinitionView.list"))
+        flash(_submitted(proposal), "success")
+        return redirect(url_for("WorkflowDefinitionView.list") + f"#proposal-{proposal.id}")
 
     @expose("/<process_id>/edit")
     @has_access
@@ -166,6 +192,10 @@ class WorkflowDefinitionView(BaseView):
         active = wf.active_definition(db.session, process_id)
         if active is None:
             abort(404)
+        if admin.is_guarded_by_code(process_id):
+            flash(_("This workflow approves configuration changes and is part of the code: it "
+                    "cannot be edited here."), "warning")
+            return redirect(url_for("WorkflowDefinitionView.list"))
         source = active
         version = parse_id(request.args.get("version"))
         if version is not None and version != active.version:
@@ -178,6 +208,8 @@ class WorkflowDefinitionView(BaseView):
         return self.render_template(
             "workflow/editor.html", active=active, source=source, roles=list(ROLES),
             operators=admin.operators(),
+            proposals=_proposal_rows(["workflow_deploy", "workflow_activate"], process_id),
+            labels=PROPOSAL_LABELS,
             field_labels={k: _(v) for k, v in admin.FIELD_LABELS.items()},
             title=_("Edit workflow %(process)s", process=active.name))
 
@@ -206,20 +238,25 @@ class WorkflowDefinitionView(BaseView):
     @expose("/<process_id>/deploy", methods=["POST"])
     @has_access
     def deploy(self, process_id):
-        """Deploy the editor's diagram as a new version if nobody deployed one meanwhile."""
+        """Submit the editor's diagram for approval as a new version, if no other version became
+        active meanwhile (202: pending; it takes effect when a Head of Finance approves)."""
         try:
             xml, base = self._xml_from_request()
-            definition = admin.deploy_checked(db.session, process_id, xml, _username(),
-                                              base_version=base)
+            proposal = proposals.propose_workflow(db.session, process_id, xml, _username(),
+                                                  base_version=base)
         except DomainError as exc:
             db.session.rollback()
             body = exc.to_dict()
             body["problems"] = admin.problems(exc.errors.get("bpmn", []))
             return jsonify(body), exc.status
-        return jsonify({"version": definition.version, "process_id": definition.process_id,
-                        "message": _("Deployed version %(version)s. New requests follow it; "
-                                     "requests already running stay on their version.",
-                                     version=definition.version)}), 201
+        version = proposal.definition.version
+        return jsonify({"status": "pending_approval", "proposal_id": proposal.id,
+                        "version": version, "process_id": process_id,
+                        "proposed_at": proposal.proposed_at.isoformat(),
+                        "message": _("Version %(version)s was submitted for approval as proposal "
+                                     "%(id)s. It takes effect when a Head of Finance approves "
+                                     "it; until then new requests follow the active version.",
+                                     version=version, id=proposal.id)}), 202
 
     @expose("/check-expression", methods=["POST"])
     @has_access
@@ -274,8 +311,9 @@ class WorkflowInstanceView(BaseView):
 
 
 class ApprovalLimitView(BaseView):
-    """The scheme of delegation as a table per action: bands edited together, saved at once,
-    refused if they leave a gap or overlap; new requests follow it immediately."""
+    """The scheme of delegation as a table per action: bands edited together and submitted for
+    approval at once, refused if they leave a gap, overlap or fall below the four-eyes floor;
+    new requests follow them once a Head of Finance approves."""
 
     route_base = "/approval-limits"
     class_permission_name = "ApprovalLimit"
@@ -291,12 +329,16 @@ class ApprovalLimitView(BaseView):
             bands = limits.scheme(db.session, action)
             schemes.append({"action": action, "bands": bands,
                             "fingerprint": limits.fingerprint(bands),
-                            "problems": limits.scheme_problems(bands)})
+                            "problems": limits.scheme_problems(bands)
+                            + limits.floor_problems(action, bands),
+                            "proposals": _proposal_rows(["approval_limits"], action)})
         can_write = self.appbuilder.sm.has_access("can_write", self.class_permission_name)
         return self.render_template(
             "workflow/approval_limits.html", schemes=schemes, roles=list(ROLES),
             errors=errors or {}, submitted=submitted or {}, can_write=can_write,
-            action_labels=ACTION_LABELS, title=_("Approval limits")), status
+            action_labels=ACTION_LABELS, labels=PROPOSAL_LABELS,
+            ceiling=limits.suspense_ceiling(), approving_roles=limits.APPROVING_ROLES,
+            title=_("Approval limits")), status
 
     @expose("/")
     @has_access
@@ -310,7 +352,8 @@ class ApprovalLimitView(BaseView):
             abort(404)
         form = request.form
         bands, bad = [], []
-        for n in range(int(form.get("rows", "0") or 0)):
+        rows = min(max(form.get("rows", 0, type=int) or 0, 0), 100)  # the page sends a few
+        for n in range(rows):
             if form.get(f"remove-{n}"):
                 continue
             lo_text = (form.get(f"min-{n}") or "").strip()
@@ -328,24 +371,21 @@ class ApprovalLimitView(BaseView):
         try:
             if bad:
                 raise ValidationError(_("The approval limits were not saved."), {"amounts": bad})
-            limits.replace_scheme(db.session, action, bands, expected=form.get("fingerprint"))
+            proposal = proposals.propose_limits(db.session, {action: bands}, _username(),
+                                                expected={action: form.get("fingerprint") or None})
         except DomainError as exc:
             db.session.rollback()
             details = [m for msgs in exc.errors.values() for m in msgs]
             shown = details if isinstance(exc, ValidationError) and details else [exc.message]
             return self._render({action: shown}, {action: bands}, exc.status)
-        flash(_("Approval limits for %(action)s saved. New requests follow them now.",
-                action=_(ACTION_LABELS[action])), "success")
-        return redirect(url_for("ApprovalLimitView.list") + f"#scheme-{action}")
+        flash(_submitted(proposal), "success")
+        return redirect(url_for("ApprovalLimitView.list") + f"#proposal-{proposal.id}")
 
-
-ACTION_LABELS = {"refund": N_("Refunds"), "write_off": N_("Write-offs"),
-                 "suspense_allocation": N_("Suspense allocations")}
 
 
 def register_workflow_views(appbuilder) -> None:
     """Add the workflow pages, APIs and the "My tasks (N)" navbar count (called by register_views)."""
-    from app.api.workflow import ApprovalLimitApi, TaskApi, WorkflowApi
+    from app.api.workflow import ApprovalLimitApi, ConfigProposalApi, TaskApi, WorkflowApi
 
     cat = "Workflows"
     appbuilder.add_view(TaskView, "My tasks", label=_l("My tasks"), icon="fa-inbox",
@@ -355,7 +395,7 @@ def register_workflow_views(appbuilder) -> None:
     appbuilder.add_view(ApprovalLimitView, "Approval limits", label=_l("Approval limits"),
                         icon="fa-balance-scale", category=cat)
     appbuilder.add_view_no_menu(WorkflowInstanceView)
-    for api in (TaskApi, WorkflowApi, ApprovalLimitApi):
+    for api in (TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi):
         appbuilder.add_api(api)
 
     from flask import current_app

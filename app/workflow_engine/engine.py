@@ -93,14 +93,18 @@ def sha256_of(xml: bytes | str) -> str:
 
 
 def parse_definition(xml: bytes | str, roles: set[str], registry: OperatorRegistry | None = None,
-                     expected_process_id: str | None = None) -> ParsedDefinition:
-    """Validate and parse one BPMN document; raise DefinitionError listing every problem."""
+                     expected_process_id: str | None = None,
+                     guarded: dict[str, tuple[str, ...]] | None = None) -> ParsedDefinition:
+    """Validate and parse one BPMN document; raise DefinitionError listing every problem.
+
+    ``guarded``: process id -> the only roles its lanes may name (see validation.check_document).
+    """
     registry = registry or OPERATORS
     try:
         root = validation.safe_xml(xml)
     except ValueError as exc:
         raise DefinitionError([str(exc)]) from None
-    errors = validation.check_document(root, roles, registry)
+    errors = validation.check_document(root, roles, registry, guarded)
     if errors:
         raise DefinitionError(errors)
     process = next(p for p in root.findall("bpmn:process", validation.NS)

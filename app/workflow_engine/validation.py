@@ -74,8 +74,14 @@ def _owner(el):
     return el
 
 
-def check_document(root, roles: set[str], operators) -> list[str]:
-    """Every reason the document may not be deployed (empty list = safe)."""
+def check_document(root, roles: set[str], operators,
+                   guarded: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """Every reason the document may not be deployed (empty list = safe).
+
+    ``guarded`` maps the ids of processes whose outcome moves money (or changes configuration) to
+    the only roles their lanes may name; such a process must also hold at least one user task
+    (an approval) in one of those lanes.
+    """
     errors: list[str] = []
 
     def add(el, message: str) -> None:
@@ -160,4 +166,27 @@ def check_document(root, roles: set[str], operators) -> list[str]:
         for task in process.iterfind(".//bpmn:manualTask", NS):
             if task.get("id") not in lanes:
                 add(task, "a manual task must sit in a lane named after a role.")
+        allowed = (guarded or {}).get(process.get("id"))
+        if allowed is not None:
+            _check_guarded(process, allowed, roles, add)
     return errors
+
+
+def _check_guarded(process, allowed: tuple[str, ...], roles: set[str], add) -> None:
+    """Lanes of a guarded process name only ``allowed`` roles, and it has an approval task.
+    (A lane that names no role at all is reported once, by the general lane check.)"""
+    process_id = process.get("id")
+    approvers = " or ".join(allowed)
+    in_allowed_lane = set()
+    for lane in process.iterfind(".//bpmn:lane", NS):
+        name = (lane.get("name") or "").strip()
+        refs = {ref.text.strip() for ref in lane.findall("bpmn:flowNodeRef", NS) if ref.text}
+        if name in allowed:
+            in_allowed_lane |= refs
+        elif name in roles:
+            add(lane, f"lane '{name}' may not approve: the lanes of {process_id} may name only "
+                      f"{approvers} (four-eyes rule).")
+    if not any(task.get("id") in in_allowed_lane
+               for task in process.iterfind(".//bpmn:userTask", NS)):
+        add(process, f"{process_id} must ask for an approval: it needs at least one user task in "
+                     f"a lane of {approvers} (four-eyes rule).")

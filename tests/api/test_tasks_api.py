@@ -92,7 +92,16 @@ def test_workflows_list_and_bpmn_download(session, api):
     assert api("clerk").get("/api/v1/workflows/nope/bpmn").status_code == 404
 
 
-def test_put_bpmn_deploys_a_new_version_for_workflow_administrators_only_not_approvers(session, api):
+def _approve_proposal(api, proposal_id):
+    tasks = api("head").get("/api/v1/tasks/").json
+    task = next(t for t in tasks if t["subject_type"] == "configuration_change"
+                and t["subject_id"] == str(proposal_id))
+    return api("head").post(f"/api/v1/tasks/{task['id']}/complete",
+                            json={"decision": "approve", "comment": ""})
+
+
+def test_put_bpmn_proposes_a_new_version_for_workflow_administrators_only_not_approvers(
+        session, api):
     start(session, 1)
     before = api("wfadmin").get("/api/v1/workflows/").json
     old_version = next(r for r in before if r["process_id"] == "approval_demo")["version"]
@@ -103,12 +112,17 @@ def test_put_bpmn_deploys_a_new_version_for_workflow_administrators_only_not_app
                              headers=headers).status_code == 403
     try:
         resp = api("wfadmin").put("/api/v1/workflows/approval_demo/bpmn", data=body, headers=headers)
-        assert resp.status_code == 201, resp.data
-        assert resp.json["version"] > old_version
+        assert resp.status_code == 202, resp.data
+        assert resp.json["status"] == "pending_approval" and resp.json["version"] > old_version
+        assert _approve_proposal(api, resp.json["proposal_id"]).status_code == 200
+        now = api("clerk").get("/api/v1/workflows/").json
+        assert next(r for r in now if r["process_id"] == "approval_demo")["version"] == \
+            resp.json["version"]
     finally:
         resp = api("wfadmin").put("/api/v1/workflows/approval_demo/bpmn", data=demo_xml(),
                                   headers=headers)
-        assert resp.status_code == 201
+        assert resp.status_code == 202
+        assert _approve_proposal(api, resp.json["proposal_id"]).status_code == 200
 
 
 @pytest.mark.parametrize("old, new, element", [
@@ -129,7 +143,8 @@ def test_put_unsafe_bpmn_is_422_naming_the_element(session, api, old, new, eleme
     assert any(element in e for e in resp.json["errors"]), resp.json
 
 
-def test_put_with_another_process_id_is_422(api):
+def test_put_with_another_process_id_is_422(session, api):
+    start(session, 1)
     resp = api("wfadmin").put("/api/v1/workflows/other/bpmn", data=demo_xml(),
                               headers={"Content-Type": "application/xml"})
     assert resp.status_code == 422
@@ -146,21 +161,29 @@ def test_approval_limits_are_readable_by_all_with_money_strings(api):
                                       ("500.01", None, 2, "Finance Manager,Head of Finance")]
 
 
-def test_only_workflow_administrators_and_administrators_write_limits_and_overlaps_are_422(api):
+def test_only_workflow_administrators_and_administrators_propose_limits_and_overlaps_are_422(
+        session, api):
+    from sqlalchemy import func, select
+
+    from app.models.workflow import ConfigProposal
+
+    count = session.scalar(select(func.count(ConfigProposal.id)))
     body = {"action": "refund", "min_amount": "100.00", "max_amount": "200.00",
             "approvals_required": 1, "roles": "Head of Finance"}
     for user in ("manager", "head", "clerk", "auditor"):
         assert api(user).post("/api/v1/approval-limits/", json=body).status_code == 403
     resp = api("wfadmin").post("/api/v1/approval-limits/", json=body)
-    assert resp.status_code == 422 and "overlaps" in str(resp.json)
+    assert resp.status_code == 422 and "overlap" in str(resp.json)
     bad = dict(body, min_amount=100.0)
     assert api("wfadmin").post("/api/v1/approval-limits/", json=bad).status_code == 422
     bad = dict(body, roles="Head of Finance,Chief Executive", approvals_required=2)
     resp = api("wfadmin").post("/api/v1/approval-limits/", json=bad)
     assert resp.status_code == 422
+    session.expire_all()
+    assert session.scalar(select(func.count(ConfigProposal.id))) == count
 
 
-def test_workflow_administrator_edits_a_limit_and_it_is_audited(session, api):
+def test_workflow_administrator_proposes_a_band_change_audited_when_approved(session, api):
     from sqlalchemy import select
 
     from app.models.audit import AuditEvent
@@ -170,17 +193,57 @@ def test_workflow_administrator_edits_a_limit_and_it_is_audited(session, api):
         ApprovalLimit.action == "suspense_allocation", ApprovalLimit.max_amount.is_(None)))
     resp = api("wfadmin").put(f"/api/v1/approval-limits/{limit.id}",
                               json={"roles": "Head of Finance"})
-    assert resp.status_code == 200, resp.data
+    assert resp.status_code == 202, resp.data
+    session.expire_all()
+    assert session.get(ApprovalLimit, limit.id).roles == "Finance Manager"  # not yet
+    assert _approve_proposal(api, resp.json["proposal_id"]).status_code == 200
     try:
         session.expire_all()
-        assert session.get(ApprovalLimit, limit.id).roles == "Head of Finance"
+        changed = session.scalars(select(ApprovalLimit).where(
+            ApprovalLimit.action == "suspense_allocation",
+            ApprovalLimit.max_amount.is_(None))).one()
+        assert changed.roles == "Head of Finance"
         event = session.scalars(select(AuditEvent).where(
-            AuditEvent.entity == "ApprovalLimit", AuditEvent.entity_id == str(limit.id))
+            AuditEvent.entity == "ApprovalLimit", AuditEvent.entity_id == str(changed.id))
             .order_by(AuditEvent.id.desc())).first()
-        assert event.actor == "wfadmin" and "Head of Finance" in event.after
+        assert event.actor == "head" and "Head of Finance" in event.after
+        assert "by wfadmin" in event.reason
     finally:
-        assert api("wfadmin").put(f"/api/v1/approval-limits/{limit.id}",
-                                  json={"roles": "Finance Manager"}).status_code == 200
+        resp = api("wfadmin").put(f"/api/v1/approval-limits/{changed.id}",
+                                  json={"roles": "Finance Manager"})
+        assert resp.status_code == 202
+        assert _approve_proposal(api, resp.json["proposal_id"]).status_code == 200
+
+
+def test_a_new_band_is_proposed_and_added_when_approved(session, api):
+    from app.services import approval_limits as limits
+
+    before = limits.band_dicts(limits.scheme(session, "write_off"))
+    resp = api("wfadmin").put("/api/v1/approval-limits/scheme/write_off", json={"bands": [
+        {"min_amount": "0.00", "max_amount": "100.00", "roles": ["Finance Manager"]},
+        {"min_amount": "100.01", "max_amount": "5000.00", "roles": ["Head of Finance"]}]})
+    assert resp.status_code == 422  # the whole scheme may not leave amounts uncovered
+    try:
+        resp = api("wfadmin").put("/api/v1/approval-limits/scheme/write_off", json={"bands": [
+            {"min_amount": "0.00", "max_amount": "100.00", "roles": ["Finance Manager"]}]})
+        assert resp.status_code == 422
+        band = limits.scheme(session, "write_off")[-1]
+        # band by band, a gap may exist for a while (requests in it are refused meanwhile)
+        resp = api("wfadmin").put(f"/api/v1/approval-limits/{band.id}",
+                                  json={"min_amount": "6000.00"})
+        assert resp.status_code == 202, resp.json
+        assert _approve_proposal(api, resp.json["proposal_id"]).status_code == 200
+        resp = api("wfadmin").post("/api/v1/approval-limits/", json={
+            "action": "write_off", "min_amount": "5000.01", "max_amount": "5999.99",
+            "approvals_required": 2, "roles": "Head of Finance,Finance Manager"})
+        assert resp.status_code == 202, resp.json
+        assert _approve_proposal(api, resp.json["proposal_id"]).status_code == 200
+        session.expire_all()
+        assert limits.route_for(session, "write_off", 5_500_00) == (2, ["Head of Finance",
+                                                                        "Finance Manager"])
+    finally:
+        session.rollback()
+        limits.replace_scheme(session, "write_off", before)
 
 
 # ------------------------------------------------------------------------------ concurrency

@@ -1,18 +1,24 @@
 """In Chromium: a Workflow Administrator changes who approves refunds in the BPMN editor, sees
-what changed, deploys a new version; a new refund follows the new route while an older one keeps
-the old; a malformed condition shows its error on the page and deploys nothing. The approval
-limits page refuses a gap."""
+what changed, submits it for approval; nothing changes until a Head of Finance approves it on
+their task page (seeing the same changes); then a new refund follows the new route while an older
+one keeps the old. A malformed condition shows its error on the page and submits nothing; a lane
+naming a role that may not approve money is refused next to the lane. The approval limits page
+refuses a gap and submits a proposal."""
+
+import re
 
 import pytest
 from sqlalchemy import func, select
 
 from app.models.workflow import WorkflowDefinition, WorkflowInstance, WorkflowTask
 from app.services import approval_limits as limits
+from app.services import config_proposals as CP
 from app.services import refunds as RF
 from app.services import workflow as wf
 from app.services import workflow_admin as admin
 from tests.conftest import browser_login
 from tests.integration.test_refunds import deploy_refund_workflow, make_txn
+from tests.workflows.helpers import decide_proposal
 
 pytestmark = pytest.mark.browser
 
@@ -69,29 +75,54 @@ def test_administrator_changes_who_approves_refunds_in_the_editor(session, page,
         page.select_option("#element-picker", "Flow_ToFM")
         assert page.input_value("#prop-condition") == 'current_role == "Finance Manager"'
 
-        # 2. the Finance Manager approval lane now belongs to the Head of Finance
+        # 2. a lane for a role that may not approve refunds is refused next to the lane
+        page.select_option("#element-picker", "Lane_FinanceManager")
+        page.select_option("#prop-role", "Workflow Administrator")
+        page.click("#btn-save")
+        page.locator("#problems li", has_text="may not approve").wait_for()
+        assert "Lane_FinanceManager" in page.inner_text("#problems")
+        assert page.locator("#review-panel.hidden").count() == 1
+
+        # 3. the Finance Manager approval lane now belongs to the Head of Finance
         page.select_option("#element-picker", "Lane_FinanceManager")
         page.select_option("#prop-role", "Head of Finance")
         page.click("#btn-save")
         page.wait_for_selector("#review-panel:not(.hidden)")
         changes = page.inner_text("#changes")
         assert "Lane_FinanceManager" in changes and "Head of Finance" in changes
-        assert _versions(session) == versions_before  # review deploys nothing yet
+        assert _versions(session) == versions_before  # review stores nothing yet
         page.click("#btn-deploy")
         page.wait_for_selector("#deploy-result")
-        assert "Deployed version" in page.inner_text("#deploy-result")
+        assert "submitted for approval" in page.inner_text("#deploy-result")
+        page.wait_for_selector("#pending-panel:not(.hidden) #pending-proposals li")
+        pid = page.get_attribute("#pending-proposals li:last-child", "data-proposal")
+        session.expire_all()
+        assert wf.active_definition(session, RF.PROCESS_ID).id == original.id  # not yet
+        assert _task_roles(session, _refund(session, 125_00)) == ["Finance Manager"]
+
+        # 4. the Head of Finance sees the change on the task page and approves it
+        browser_login(page, live_url, "head")
+        page.goto(f"{live_url}/tasks/")
+        row = page.locator("#task-list tr", has_text=re.compile(rf"configuration change {pid}\b"))
+        row.locator("a").click()
+        page.wait_for_selector(".proposal")
+        assert "Lane_FinanceManager" in page.inner_text(".proposal .change-changed")
+        assert "Head of Finance" in page.inner_text(".proposal .change-changed")
+        page.click("#approve-btn")
+        page.wait_for_load_state("networkidle")
         session.expire_all()
         active = wf.active_definition(session, RF.PROCESS_ID)
         assert active.version > original.version and active.deployed_by == "wfadmin"
 
-        # 3. a new refund follows the new route; the older one keeps the old
+        # 5. a new refund follows the new route; the older one keeps the old
         new_refund = _refund(session, 130_00)
         assert new_refund.definition_id == active.id
         assert _task_roles(session, new_refund) == ["Head of Finance"]
         assert _task_roles(session, old_refund) == ["Finance Manager"]
         assert session.get(WorkflowInstance, old_refund.id).definition_id == original.id
 
-        # 4. the Workflows page shows the new version with who deployed it
+        # 6. the Workflows page shows the new version with who proposed it
+        browser_login(page, live_url, "wfadmin")
         page.goto(f"{live_url}/workflows/")
         row = page.locator(f"#process-{RF.PROCESS_ID} tr[data-version='{active.version}']")
         assert "wfadmin" in row.inner_text() and "active" in row.inner_text()
@@ -101,7 +132,7 @@ def test_administrator_changes_who_approves_refunds_in_the_editor(session, page,
             admin.activate_version(session, RF.PROCESS_ID, original.version, "test-cleanup")
 
 
-def test_approval_limits_page_refuses_a_gap_in_the_browser(session, page, live_url):
+def test_approval_limits_page_refuses_a_gap_and_proposes_a_change(session, page, live_url):
     before = [(b.min_amount, b.max_amount, b.roles) for b in limits.scheme(session, "write_off")]
     browser_login(page, live_url, "wfadmin")
     page.goto(f"{live_url}/approval-limits/")
@@ -113,3 +144,18 @@ def test_approval_limits_page_refuses_a_gap_in_the_browser(session, page, live_u
     session.expire_all()
     assert [(b.min_amount, b.max_amount, b.roles)
             for b in limits.scheme(session, "write_off")] == before
+    # a coherent change is submitted for approval, shown, and not applied
+    form = page.locator("#scheme-write_off form")
+    form.locator("input[name='max-0']").fill("150.00")
+    form.locator("input[name='min-1']").fill("150.01")
+    form.locator("button[type='submit']").click()
+    page.wait_for_load_state("networkidle")
+    assert "Submitted for approval" in page.inner_text("body")
+    proposal = page.locator("#scheme-write_off .proposal[data-status='pending']").first
+    assert "£150.01" in proposal.inner_text()
+    session.expire_all()
+    assert [(b.min_amount, b.max_amount, b.roles)
+            for b in limits.scheme(session, "write_off")] == before
+    pid = int(proposal.get_attribute("data-proposal"))
+    decide_proposal(session, pid, "head", "reject", "Not now")
+    assert CP.get_proposal(session, pid).status == "rejected"

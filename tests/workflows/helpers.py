@@ -73,3 +73,23 @@ def variant(xml: bytes) -> bytes:
     """The demo BPMN with a harmless change (a new version, same behaviour)."""
     return with_action(xml, 'name="Generic approval by approval limits"',
                        f'name="Generic approval by approval limits {uuid.uuid4().hex[:6]}"')
+
+
+def proposal_task(session, proposal_id):
+    """The ready task (Head of Finance) that decides a configuration proposal, or None."""
+    from sqlalchemy import select
+
+    from app.models.workflow import ConfigProposal, WorkflowTask
+
+    session.expire_all()
+    proposal = session.get(ConfigProposal, proposal_id)
+    return session.scalar(select(WorkflowTask).where(
+        WorkflowTask.instance_id == proposal.workflow_instance_id,
+        WorkflowTask.status == "ready"))
+
+
+def decide_proposal(session, proposal_id, user="head", decision="approve", comment=None):
+    """A Head of Finance (``user``) decides a proposal through its task, as their inbox would."""
+    task = proposal_task(session, proposal_id)
+    assert task is not None, f"proposal {proposal_id} has no ready task"
+    return wf.complete_task(session, task.id, user, decision, comment)

@@ -2,8 +2,9 @@
  *
  * The panel edits what councils change: names, lane roles, gateway conditions (checked by the
  * server as they are typed), timer durations and service operators (picked from the registry).
- * Saving asks the server to check the diagram exactly as a deploy would, shows the problems next
- * to their elements, or the changes since the active version, then deploys with a version check.
+ * Submitting asks the server to check the diagram exactly as a deploy would, shows the problems
+ * next to their elements, or the changes since the active version, then submits it for approval
+ * with a version check: it becomes active when a Head of Finance approves the proposal.
  */
 (function () {
   'use strict';
@@ -434,7 +435,7 @@
         if (thenReview) {
           renderChanges(d.changes);
           var btn = document.getElementById('btn-deploy');
-          btn.textContent = T.deploy_as + ' (' + (d.active_version + 1) + ')';
+          btn.textContent = T.deploy_as;
           document.getElementById('review-panel').classList.remove('hidden');
           btn.focus();
         }
@@ -449,13 +450,18 @@
       return post(cfg.urls.deploy, { xml: xml, base_version: baseVersion }).then(function (r) {
         btn.disabled = false;
         document.getElementById('review-panel').classList.add('hidden');
-        if (r.status === 201) {
-          baseVersion = r.data.version;
-          document.getElementById('base-version').textContent = String(baseVersion);
+        if (r.status === 202) {
+          /* pending: the active version (our base) stays until a Head of Finance approves */
           dirty = false;
           showProblems([]);
+          var link = cfg.urls.list + '#proposal-' + r.data.proposal_id;
           say('success', (r.data.message || T.deployed) + ' ', 'deploy-result')
-            .appendChild(el('a', { href: cfg.urls.list, 'class': 'alert-link', text: T.back }));
+            .appendChild(el('a', { href: link, 'class': 'alert-link', text: T.see_proposal }));
+          var item = el('li', { 'data-proposal': String(r.data.proposal_id) }, [
+            el('a', { href: link, text: T.proposal + ' ' + r.data.proposal_id }),
+            document.createTextNode(': ' + T.version + ' ' + r.data.version)]);
+          document.getElementById('pending-proposals').appendChild(item);
+          document.getElementById('pending-panel').classList.remove('hidden');
           return;
         }
         showProblems((r.data && r.data.problems) || []);
