@@ -212,7 +212,9 @@ def test_role_and_permission_pages_are_read_only(as_user, session):
     ]
     for method, url, data in refused:
         resp = client.open(url, method=method, data=data)
-        assert resp.status_code == 403, (method, url, resp.status_code)
+        # 403; an action name no view has is a 404 before that (app/guards.py)
+        assert resp.status_code in ((403, 404) if "action" in url else (403,)), \
+            (method, url, resp.status_code)
     assert _security_state(session) == before
     listed = client.get("/roles/list/")
     assert listed.status_code == 200
@@ -373,6 +375,9 @@ def test_local_path_keeps_this_site_only(app):
 @pytest.mark.parametrize("target", EVIL_NEXT)
 def test_notifications_read_never_redirects_off_site(as_user, target):
     resp = as_user("clerk").post("/notifications/read", data={"next": target})
+    if "\x00" in target:  # refused whole by the request guard (app/guards.py)
+        assert resp.status_code == 400
+        return
     assert resp.status_code == 302
     assert resp.headers["Location"] == "/notifications/", repr(target)
 
