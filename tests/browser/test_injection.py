@@ -480,7 +480,7 @@ def test_main_journeys_run_under_the_csp(session, demo, page, live_url, username
     error; the interactive parts (menus, language switch, FAB search and forms, Swagger UI, the
     BPMN editor and viewer, print buttons, confirmations) do what they should."""
     from app.services import workflow as wf
-    from tests.workflows.helpers import demo_xml, start, variant
+    from tests.workflows.helpers import demo_xml, variant
 
     watch = Watch(page)
     page.add_init_script("window.print = () => { window.__printed = true; };")
