@@ -110,6 +110,16 @@ class Config:
     IMS_BACS_ORIGINATOR_ACCOUNT = os.environ.get("IMS_BACS_ORIGINATOR_ACCOUNT", "12345678")
     IMS_BACS_ORIGINATOR_NAME = os.environ.get("IMS_BACS_ORIGINATOR_NAME", "")
     IMS_WORKER_INTERVAL = int(os.environ.get("IMS_WORKER_INTERVAL", "30"))
+    # Operations: /readyz wants a worker tick within this many seconds (0: no worker required)
+    IMS_WORKER_STALE_SECONDS = int(os.environ.get("IMS_WORKER_STALE_SECONDS", "300"))
+    # /metrics answers the bearer token, or addresses in these networks (comma-separated)
+    IMS_METRICS_TOKEN = os.environ.get("IMS_METRICS_TOKEN", "")
+    IMS_METRICS_ALLOW = [n.strip() for n in os.environ.get(
+        "IMS_METRICS_ALLOW", "127.0.0.1/32,::1/128").split(",") if n.strip()]
+    # Logs: "json" (one object a line, with request ids) or "text"; level; access log on/off
+    IMS_LOG_FORMAT = os.environ.get("IMS_LOG_FORMAT", "text")
+    IMS_LOG_LEVEL = os.environ.get("IMS_LOG_LEVEL", "")
+    IMS_ACCESS_LOG = _env_bool("IMS_ACCESS_LOG", True)
     # Transaction and value dates accepted from people and files: from this date up to this many
     # days after today; anything else is refused as a typo (0202-01-31, 2206-01-31).
     IMS_EARLIEST_TRANSACTION_DATE = date.fromisoformat(
@@ -132,10 +142,12 @@ class TestingConfig(Config):
     )
     WTF_CSRF_ENABLED = False
     AUTH_RATE_LIMIT = "1000 per second"
+    IMS_WORKER_STALE_SECONDS = 0  # no worker runs beside the tests
 
 
 class ProductionConfig(Config):
     IMS_ENV = "production"
+    IMS_LOG_FORMAT = os.environ.get("IMS_LOG_FORMAT", "json")
     IMS_AUDIT_KEY = os.environ.get("IMS_AUDIT_KEY", "")  # no default: refuses to start without
     SESSION_COOKIE_SECURE = True
     REMEMBER_COOKIE_SECURE = True

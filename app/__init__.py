@@ -73,7 +73,9 @@ def create_app(config_class=None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _check_production(app)
     _check_rate_limit_storage(app)
-    logging.basicConfig(level=logging.INFO if app.debug else logging.WARNING)
+    from app.observability import configure_logging
+
+    configure_logging(app)
 
     from app.security.passwords import password_policy
 
@@ -110,10 +112,14 @@ def create_app(config_class=None) -> Flask:
         _protect_api_from_csrf(app, appbuilder, csrf)
 
     from app.guards import install_request_guards
+    from app.observability import install_request_ids
+    from app.ops import install_ops
     from app.web import install_web_hooks
 
+    install_request_ids(app)  # first, so even a refused request has an id and is counted
     install_request_guards(app, appbuilder)
     install_web_hooks(app)
+    install_ops(app)
     from app.cli import ims_cli
 
     app.cli.add_command(ims_cli)

@@ -126,21 +126,36 @@ def export_ledger(day, output: str) -> None:
 
 
 def _tick_once():
-    """One tick: the registered jobs, then a checkpoint of the audit chain (last, so it covers
-    what the jobs wrote)."""
+    """One tick, under a request id of its own: the registered jobs, then a checkpoint of the
+    audit chain (last, so it covers what the jobs wrote), then the worker's heartbeat (what
+    /readyz and /metrics read)."""
     import logging
 
     from app.extensions import db
+    from app.observability import new_request_id, request_id_context
     from app.services import audit
     from app.services.jobs import run_tick
+    from app.services.operations import record_tick
 
-    yield from run_tick()
-    try:
-        yield f"audit-checkpoint: {audit.checkpoint(db.session).summary}"
-    except Exception as exc:  # noqa: BLE001 - the worker goes on; the next tick tries again
-        db.session.rollback()
-        logging.getLogger(__name__).exception("audit checkpoint failed")
-        yield f"audit-checkpoint: failed: {exc.__class__.__name__}"
+    log = logging.getLogger(__name__)
+    with request_id_context(new_request_id("tick-")):
+        lines = []
+        for line in run_tick():
+            lines.append(line)
+            yield line
+        try:
+            line = f"audit-checkpoint: {audit.checkpoint(db.session).summary}"
+        except Exception as exc:  # noqa: BLE001 - the worker goes on; the next tick tries again
+            db.session.rollback()
+            log.exception("audit checkpoint failed")
+            line = f"audit-checkpoint: failed: {exc.__class__.__name__}"
+        lines.append(line)
+        yield line
+        try:
+            record_tick(db.session, "; ".join(lines))
+        except Exception:  # noqa: BLE001 - a heartbeat never stops the worker
+            db.session.rollback()
+            log.exception("worker heartbeat not recorded")
 
 
 @ims_cli.command("tick")
@@ -210,3 +225,47 @@ def import_cmd(path: str, fmt: str, profile: str | None, user: str, queue: bool)
         click.echo(f"  {err['message']}", err=True)
     if batch.status != "succeeded":
         sys.exit(1)
+
+
+@ims_cli.command("backup")
+@click.option("--output", "path", default=None,
+              help="The backup file (default: instance/backups/ims-<UTC time>.backup).")
+def backup_cmd(path: str | None) -> None:
+    """Back up the database: pg_dump (custom format) on PostgreSQL, SQLite's online backup."""
+    from app.domain.errors import DomainError
+    from app.services.operations import backup, default_backup_path
+
+    path = path or default_backup_path(current_app.instance_path)
+    try:
+        done = backup(current_app.config["SQLALCHEMY_DATABASE_URI"], path)
+    except DomainError as exc:
+        click.echo(f"Backup failed: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"Backed up to {done['path']} ({done['bytes']} bytes) at {done['at']}.")
+
+
+@ims_cli.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Replace the database without asking.")
+def restore_cmd(path: str, yes: bool) -> None:
+    """Replace the configured database with a backup, then check its audit trail."""
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services.audit import verify_chain
+    from app.services.operations import restore
+
+    url = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    if not yes:
+        click.confirm(f"Replace everything in {db.engine.url.render_as_string(hide_password=True)}"
+                      f" with {path}?", abort=True)
+    db.session.remove()
+    db.engine.dispose()  # nothing may hold the database while it is replaced
+    try:
+        restore(url, path)
+    except DomainError as exc:
+        click.echo(f"Restore failed: {exc.message}", err=True)
+        sys.exit(1)
+    result = verify_chain(db.session)
+    click.echo(f"Restored from {path}. Audit trail: {result.message}")
+    sys.exit(0 if result.valid else 1)
+

@@ -18,6 +18,7 @@ from app.models.ledger import (  # noqa: F401
     Transaction,
 )
 from app.models.notification import Notification  # noqa: F401,E402
+from app.models.operations import WorkerHeartbeat  # noqa: F401
 from app.models.reference import (  # noqa: F401
     AccountHolder,
     Fund,

@@ -126,6 +126,8 @@ class ImportBatch(Model):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reversed_by: Mapped[str | None] = mapped_column(String(100))
     reversal_reason: Mapped[str | None] = mapped_column(String(500))
+    #: the request that received the file, so the worker's log lines for it carry the same id
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     history = relationship("ImportStatusEvent", order_by="ImportStatusEvent.id",
                            back_populates="batch")

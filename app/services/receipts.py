@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.domain.errors import NotFound, ValidationError
 from app.domain.money import Money, vat_of
 from app.models.ledger import PostingGroup, Transaction
@@ -215,6 +216,7 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
                 "payment_method_code": t.payment_method_code},
                 reason="; ".join(c["warnings"]) or None, actor=actor)
         session.commit()
+        metrics.receipt_posted(sum(t.amount for t in txns))
         return ReceiptResult(group, txns)
     except Exception:
         session.rollback()

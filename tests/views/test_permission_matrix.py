@@ -20,7 +20,9 @@ DEMO_USER = {
 #: Endpoints that are public by design (login, logout, language switch, static files, health).
 PUBLIC = re.compile(r"^(static|appbuilder\.static|AuthDBView\.(login|logout)|LocaleView\.index|"
                     r"(Ims)?SecurityApi\.(login|refresh)|UtilView\.back|HomeView\.index|"
-                    r"OpenApi\.get|SwaggerView\.show|MenuApi\.get_menu_data|health.*)$")
+                    r"OpenApi\.get|SwaggerView\.show|MenuApi\.get_menu_data|health.*|"
+                    # operators' endpoints: no login (/metrics: token or network, test_operations)
+                    r"ops\.(healthz|readyz|metrics))$")
 #: State-destroying endpoints we do not call in a loop (still role-checked by the same decorator).
 #: FAB action routes check the permission of the named action inside; an unknown action
 #: name just redirects back, so they are not walked here.

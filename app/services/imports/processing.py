@@ -20,11 +20,13 @@ from itertools import islice
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.domain.errors import NotFound, ValidationError
 from app.domain.money import Money
 from app.importers import LineError, Summary, parse_file
 from app.models.base import utcnow
 from app.models.imports import BankProfile, ImportBatch, ImportStatusEvent
+from app.observability import current_request_id, new_request_id, request_id_context
 from app.services import audit
 from app.services.imports import postgres, sqlite
 from app.services.imports.batches import STALE_AFTER, set_status
@@ -67,10 +69,24 @@ def process_import(session: Session, batch_id: int, *, actor: str | None = None,
                    chunk_size: int | None = None, fail_after_chunks: int | None = None
                    ) -> ImportBatch:
     """Post a received import. Safe to call again after a crash: it resumes after the last
-    committed line. ``fail_after_chunks`` simulates a crash (tests)."""
+    committed line. ``fail_after_chunks`` simulates a crash (tests). Logs under the id of the
+    request that received the file, wherever it runs (a thread, `ims worker`)."""
     batch = session.get(ImportBatch, batch_id)
     if batch is None:
         raise NotFound(f"No import {batch_id}.")
+    rid = batch.request_id or current_request_id() or new_request_id("import-")
+    with request_id_context(rid):
+        batch = _process(session, batch, actor, chunk_size, fail_after_chunks)
+        if batch.status in ("succeeded", "failed") and batch.finished_at is not None:
+            metrics.import_finished(batch.status, batch.rows_posted, batch.rows_suspense)
+            log.info("import %s %s: %s rows posted, %s to suspense", batch.id, batch.status,
+                     batch.rows_posted, batch.rows_suspense)
+    return batch
+
+
+def _process(session: Session, batch: ImportBatch, actor: str | None, chunk_size: int | None,
+             fail_after_chunks: int | None) -> ImportBatch:
+    batch_id = batch.id
     actor = actor or batch.created_by
     batch = _claim(session, batch_id, actor)
     if batch is None:

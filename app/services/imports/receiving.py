@@ -18,6 +18,7 @@ from app.importers import FORMATS, FileRejected, LineError, Summary, parse_file
 from app.models.base import utcnow
 from app.models.imports import BankProfile, ImportBatch, ImportStatusEvent
 from app.models.reference import PaymentMethod
+from app.observability import current_request_id
 from app.services import audit
 from app.services.imports.batches import set_status
 from app.services.imports.rows import allpay_methods
@@ -148,6 +149,7 @@ def receive_import(session: Session, *, stream, filename: str, fmt: str, actor: 
                         status="received", rows_total=rows, total_amount=total,
                         control_total=summary.control, created_by=actor, office_code=office_code,
                         first_date=summary.first_date, last_date=summary.last_date,
+                        request_id=current_request_id(),
                         errors_json=json.dumps(_errors(errors)))
     session.add(batch)
     session.flush()
