@@ -7,7 +7,8 @@
 * a browser session lives on the server too (app/security/sessions.py): logout ends it for good;
 * changing one's own password asks for the current one;
 * the login form's ``next`` leads only to a page of this site;
-* a bad, forged or expired API token is a 401 with the API's error shape.
+* a bad, forged or expired API token is a 401 with the API's error shape;
+* permission checks read a request's roles' permissions once (one query, not one per check).
 """
 
 from flask import abort, current_app, flash, g, jsonify, redirect, request
@@ -19,6 +20,7 @@ from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.decorators import has_access, no_cache
 from flask_appbuilder.security.sqla import apis as fab_apis
 from flask_appbuilder.security.sqla.manager import SecurityManager
+from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.utils.limit import Limit
 from flask_appbuilder.validators import PasswordComplexityValidator
 from flask_appbuilder.views import expose
@@ -36,6 +38,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_ONLY_MESSAGE = ("Roles and permissions are defined in code (app/security/roles.py) and "
                      "changed only by `ims sync-roles`; assign roles to users instead.")
 
+
+#: where a request keeps the (permission, view) pairs of the roles it checked
+_PERMISSION_CACHE = "_ims_role_permissions"
+
+
+
+def _forget_permissions() -> None:
+    g.pop(_PERMISSION_CACHE, None)
 
 def _login_limit() -> str:
     return current_app.config["AUTH_RATE_LIMIT"]
@@ -183,6 +193,38 @@ class ImsSecurityManager(SecurityManager):
         """A callable, so the limit follows the config at request time (form login)."""
         return _login_limit
 
+    # ----------------------------------------------------------------------- permission checks
+    def exist_permission_on_roles(self, view_name: str, permission_name: str,
+                                  role_ids: list[int]) -> bool:
+        """Whether any of the roles holds the permission: FAB asks once per menu entry, button
+        and endpoint (30-odd EXISTS queries a page); this reads all the roles' (permission, view)
+        pairs in one query and answers the request's other checks from them. The pairs live on
+        ``g`` for one request (cleared as each request starts), so a change made by
+        `ims sync-roles` or to a user's roles counts from the next request."""
+        return (permission_name, view_name) in self.permissions_of_roles(role_ids)
+
+    def get_public_permissions(self):
+        """The Public role's permissions (none: roles.py gives it nothing), read once a request
+        though FAB asks before every check whether the item is public."""
+        cache = g.setdefault(_PERMISSION_CACHE, {})
+        if "public" not in cache:
+            cache["public"] = list(super().get_public_permissions() or [])
+        return cache["public"]
+
+    def permissions_of_roles(self, role_ids) -> frozenset[tuple[str, str]]:
+        key = frozenset(role_ids)
+        cache = g.setdefault(_PERMISSION_CACHE, {})
+        pairs = cache.get(key)
+        if pairs is None:
+            pairs = cache[key] = frozenset(self.session.query(
+                self.permission_model.name, self.viewmenu_model.name)
+                .select_from(self.permissionview_model)
+                .join(assoc_permissionview_role, self.permissionview_model.id
+                      == assoc_permissionview_role.c.permission_view_id)
+                .join(self.permission_model).join(self.viewmenu_model)
+                .filter(assoc_permissionview_role.c.role_id.in_(sorted(key))).all())
+        return pairs
+
     def register_views(self):
         super().register_views()
         for view in self.appbuilder.baseviews:
@@ -198,6 +240,9 @@ class ImsSecurityManager(SecurityManager):
         flask_app = app._get_current_object() if hasattr(app, "_get_current_object") else app
         user_logged_in.connect(sessions.on_login, flask_app)
         user_logged_out.connect(sessions.on_logout, flask_app)
+        # before any other hook may check a permission: each request reads roles afresh
+        # (an app context, and so ``g``, can outlive one request: test clients, CLI)
+        flask_app.before_request_funcs.setdefault(None, []).insert(0, _forget_permissions)
         return lm
 
     def load_session_user(self, pk):
