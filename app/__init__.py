@@ -98,9 +98,11 @@ def create_app(config_class=None) -> Flask:
 
         install_audit_listeners(db.session)
         appbuilder.init_app(app, db.session)
+        from app.api import register_apis
         from app.views import register_views
 
         register_views(appbuilder)
+        register_apis(appbuilder)
         if swagger:
             from flask_appbuilder.api.manager import SwaggerView
 

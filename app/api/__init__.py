@@ -1,1 +1,28 @@
-"""REST APIs (FAB BaseApi / ModelRestApi) under /api/v1, per API.md."""
+"""REST APIs (FAB BaseApi / ModelRestApi) under /api/v1, per API.md.
+
+APIs never import the pages (app/views) nor the pages the APIs: both call services."""
+
+
+def register_apis(appbuilder) -> None:
+    """Add every API (after the pages: menus are built by app.views.register_views)."""
+    from app.api.audit import AuditApi
+    from app.api.imports import ImportApi, SuspenseApi
+    from app.api.ledger import APIS as LEDGER_APIS
+    from app.api.reference import (
+        AccountHolderApi,
+        FundApi,
+        OfficeApi,
+        PaymentMethodApi,
+        ReferenceValidatorApi,
+        VatCodeApi,
+    )
+    from app.api.refunds import RefundApi
+    from app.api.suspense import SuspenseAllocationApi
+    from app.api.workflow import ApprovalLimitApi, ConfigProposalApi, TaskApi, WorkflowApi
+    from app.api.writeoffs import WriteOffApi
+
+    for api in (*LEDGER_APIS, TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi,
+                ImportApi, SuspenseApi, SuspenseAllocationApi, WriteOffApi, RefundApi,
+                FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
+                AccountHolderApi, AuditApi):
+        appbuilder.add_api(api)

@@ -13,7 +13,7 @@ from marshmallow import fields
 from app.domain.errors import DomainError, ValidationError
 from app.domain.ids import MAX_ID
 from app.domain.money import Money
-from app.views.base import METHOD_PERMISSIONS
+from app.security.permissions import METHOD_PERMISSIONS
 
 
 def error_response(exc: DomainError):

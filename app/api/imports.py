@@ -11,34 +11,14 @@ from app.api.base import ImsModelRestApi, MoneyField, domain_errors, error_respo
 from app.domain.errors import NotFound, ValidationError
 from app.models.imports import ImportBatch
 from app.models.suspense import SuspenseItem
-from app.views.base import datamodel
+from app.models.interface import datamodel
+from app.services.imports.uploads import submit_upload
 
 
 def _actor() -> str:
     from app.services.audit import current_actor
 
     return current_actor()
-
-
-def submit_upload(file_storage, fmt: str, profile, *, background: bool = True) -> ImportBatch:
-    """Receive an uploaded file and start processing it (thread, or inline when configured)."""
-    from app.extensions import db
-    from app.services import imports as svc
-
-    if file_storage is None or not getattr(file_storage, "filename", None) and \
-            not getattr(file_storage, "stream", None):
-        raise ValidationError("Choose a file to upload.", {"file": ["A file is required."]})
-    batch = svc.receive_import(
-        db.session, stream=file_storage.stream, filename=file_storage.filename or "upload",
-        fmt=(fmt or "").strip(), profile=profile or None, actor=_actor(),
-        instance_path=current_app.instance_path,
-        max_bytes=current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024))
-    batch_id = batch.id
-    if current_app.config.get("IMS_IMPORT_INLINE"):
-        svc.process_import(db.session, batch_id, actor=_actor())
-    elif background:
-        svc.start_background(current_app._get_current_object(), batch_id)
-    return db.session.get(ImportBatch, batch_id)
 
 
 class ImportApi(BaseApi):

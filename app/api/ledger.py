@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from flask import g, request
+from flask import request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
 from sqlalchemy import select, update
@@ -16,35 +16,13 @@ from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money, pence_to_str
 from app.extensions import db
 from app.models.ledger import IdempotencyKey, Transaction
-from app.security import roles as R
 from app.services import journals as J
 from app.services import ledger as L
 from app.services import receipts as RC
 from app.services import search as S
 from app.services.idempotency import check_same_request, fingerprint
 from app.services.validation import validate_reference
-
-
-def current_username() -> str:
-    user = getattr(g, "user", None)
-    if user is None or not getattr(user, "is_authenticated", False):
-        from flask_login import current_user
-
-        user = current_user
-    return user.username
-
-
-def current_roles() -> set[str]:
-    user = getattr(g, "user", None)
-    if user is None or not getattr(user, "is_authenticated", False):
-        from flask_login import current_user
-
-        user = current_user
-    return {r.name for r in getattr(user, "roles", [])}
-
-
-def may_override_stop() -> bool:
-    return bool(current_roles() & R.MANAGER_AND_ABOVE)
+from app.security.current import current_roles, current_username, may_override_stop  # noqa: F401
 
 
 def json_body() -> dict:

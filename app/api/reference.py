@@ -22,7 +22,7 @@ from app.models.reference import (
     VatCode,
 )
 from app.services.reference import check_reference_row
-from app.views.base import datamodel
+from app.models.interface import datamodel
 
 
 class VatRateField(RateField):

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.api.base import domain_errors
-from app.api.ledger import current_username, json_body, may_override_stop
+from app.api.ledger import json_body
+from app.security.current import current_username, may_override_stop
 from app.domain.errors import ValidationError
 from app.domain.money import Money
 from app.extensions import db

@@ -23,7 +23,7 @@ from app.services import approval_limits as limits
 from app.services import config_proposals as proposals
 from app.services import workflow as wf
 from app.services import workflow_admin as admin
-from app.views.base import datamodel
+from app.models.interface import datamodel
 
 
 

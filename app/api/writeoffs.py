@@ -8,13 +8,13 @@ from flask_appbuilder.security.decorators import protect
 from sqlalchemy import select
 
 from app.api.base import domain_errors, page_arguments
-from app.api.ledger import current_username, json_body
+from app.api.ledger import json_body
+from app.security.current import current_username
 from app.api.suspense import idempotency_key, remember, replay
 from app.domain.errors import ValidationError
 from app.extensions import db
 from app.services import writeoffs as W
 from app.services.idempotency import fingerprint
-from app.views.writeoffs import filters_from
 
 
 class WriteOffApi(BaseApi):
@@ -130,7 +130,7 @@ class WriteOffApi(BaseApi):
                       count: {type: integer}
                       result: {type: array, items: {$ref: '#/components/schemas/WriteOff'}}
         """
-        f = filters_from(request.args)
+        f = W.filters_from(request.args)
         page, size = page_arguments(first=0, default_size=50, max_size=500)
         rows = db.session.scalars(W.register_query(f).offset(page * size).limit(size)).all()
         count = db.session.scalar(select(db.func.count()).select_from(

@@ -30,7 +30,7 @@ from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup, Transaction
 from app.models.suspense import SuspenseItem
-from app.models.suspense_work import WRITE_OFF_HOLDING, SuspenseAgeingRun, WriteOff
+from app.models.suspense_work import WRITE_OFF_HOLDING, WRITE_OFF_STATUSES, SuspenseAgeingRun, WriteOff
 from app.services import audit
 from app.services import ledger as L
 from app.services import suspense as S
@@ -282,6 +282,36 @@ class RegisterFilters:
     fund_code: str | None = None
     min_amount: int | None = None
     max_amount: int | None = None
+
+
+def _filter_date(value) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _filter_money(value, parse_money) -> int | None:
+    if not value:
+        return None
+    try:
+        return parse_money(value, allow_zero=True).pence
+    except ValidationError:
+        return None
+
+
+def filters_from(args, parse_money=Money.parse) -> RegisterFilters:
+    """Register filters from query arguments (bad ones are ignored). Amounts are read by
+    ``parse_money``: the strict parser (the API), or Money.parse_form for the pages."""
+    status = args.get("status") or None
+    return RegisterFilters(
+        status=status if status in WRITE_OFF_STATUSES else None,
+        source=args.get("source") if args.get("source") in ("suspense", "transaction") else None,
+        date_from=_filter_date(args.get("from")), date_to=_filter_date(args.get("to")),
+        requested_by=(args.get("requested_by") or "").strip() or None,
+        fund_code=(args.get("fund_code") or "").strip() or None,
+        min_amount=_filter_money(args.get("min"), parse_money),
+        max_amount=_filter_money(args.get("max"), parse_money))
 
 
 def register_query(f: RegisterFilters):

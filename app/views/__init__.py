@@ -1,19 +1,12 @@
-"""FAB views (thin; they call services) and register_views(), which adds every view and API."""
+"""FAB views (thin; they call services) and register_views(), which adds every page and menu.
+
+Pages never import the APIs (app/api) nor the APIs the pages: both call services."""
 
 from flask_babel import lazy_gettext as _l
 
 
 def register_views(appbuilder) -> None:
-    """Add every view and API with translatable labels (the only place menus are defined)."""
-    from app.api.audit import AuditApi
-    from app.api.reference import (
-        AccountHolderApi,
-        FundApi,
-        OfficeApi,
-        PaymentMethodApi,
-        ReferenceValidatorApi,
-        VatCodeApi,
-    )
+    """Add every page with translatable labels (the only place menus are defined)."""
     from app.views.audit import AuditEventView
     from app.views.reference import (
         AccountHolderView,
@@ -67,6 +60,3 @@ def register_views(appbuilder) -> None:
     appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
 
-    for api in (FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
-                AccountHolderApi, AuditApi):
-        appbuilder.add_api(api)

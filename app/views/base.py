@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from flask_appbuilder import ModelView
-from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from wtforms import BooleanField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, InputRequired
 
-#: FAB method name -> our permission suffix (can_read / can_write)
-METHOD_PERMISSIONS = {
-    "list": "read", "show": "read", "download": "read", "index": "read",
-    "add": "write", "edit": "write", "delete": "write", "action": "write", "action_post": "write",
-    # ModelRestApi
-    "get": "read", "get_list": "read", "info": "read", "post": "write", "put": "write",
-}
-
+from app.models.interface import datamodel  # noqa: F401
+from app.security.permissions import METHOD_PERMISSIONS
 
 class ImsModelView(ModelView):
     """A FAB CRUD view whose record page shows the record's audit history.
@@ -61,5 +54,3 @@ def _optional_checkboxes(form) -> None:
                                           if not isinstance(v, (DataRequired, InputRequired))]
 
 
-def datamodel(model) -> SQLAInterface:
-    return SQLAInterface(model)

@@ -68,8 +68,7 @@ class ImportsView(BaseView):
     @expose("/upload", methods=["POST"])
     @has_access
     def upload(self):
-        from app.api.imports import submit_upload
-        from app.services.imports import ImportRejected
+        from app.services.imports import ImportRejected, submit_upload
 
         wants_json = request.accept_mimetypes.best == "application/json" or \
             request.headers.get("X-Requested-With") == "fetch"
@@ -367,8 +366,6 @@ class FundReferencePatternView(ImsModelView):
 
 def register_import_views(appbuilder) -> None:
     """Called from app.views.register_views."""
-    from app.api.imports import ImportApi, SuspenseApi
-
     cat, cat_label = "Imports", _l("Imports")
     appbuilder.add_view(ImportsView, "Imports", label=_l("Imports"), icon="fa-upload",
                         category=cat, category_label=cat_label, category_icon="fa-upload")
@@ -381,5 +378,3 @@ def register_import_views(appbuilder) -> None:
                         icon="fa-university", category=cat)
     appbuilder.add_view(FundReferencePatternView, "Fund reference patterns",
                         label=_l("Fund reference patterns"), icon="fa-code", category=cat)
-    appbuilder.add_api(ImportApi)
-    appbuilder.add_api(SuspenseApi)

@@ -21,7 +21,7 @@ from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from app.api.ledger import current_username, may_override_stop
+from app.security.current import current_username, may_override_stop
 from app.domain.errors import DomainError, NotFound, ValidationError
 from app.domain.ids import parse_id
 from app.domain.money import Money
@@ -393,10 +393,8 @@ class LedgerView(BaseView):
 
 
 def register_ledger_views(appbuilder) -> None:
-    """Income menu (receipts, transactions, transfers, trial balance) and the ledger APIs."""
+    """Income menu (receipts, transactions, transfers, trial balance)."""
     from flask_babel import lazy_gettext as _l
-
-    from app.api.ledger import APIS
 
     cat, cat_label = "Income", _l("Income")
     appbuilder.add_view(ReceiptView, "Take a payment", label=_l("Take a payment"), icon="fa-money",
@@ -408,5 +406,3 @@ def register_ledger_views(appbuilder) -> None:
     appbuilder.add_view(LedgerView, "Trial balance", label=_l("Trial balance"), icon="fa-balance-scale",
                         category=cat)
     appbuilder.add_view_no_menu(JournalView)
-    for api in APIS:
-        appbuilder.add_api(api)

@@ -231,8 +231,7 @@ def _pay_approved_card_refunds(response):
 
 
 def register_refund_views(appbuilder) -> None:
-    """Refunds menu (register, payment runs), the request page and the refunds API."""
-    from app.api.refunds import RefundApi
+    """Refunds menu (register, payment runs) and the request page."""
 
     cat = "Refunds"
     appbuilder.add_view(RefundView, "Refund register", label=_l("Refund register"),
@@ -240,7 +239,6 @@ def register_refund_views(appbuilder) -> None:
                         category_icon="fa-undo")
     appbuilder.add_view(RefundPaymentRunView, "Refund payment runs",
                         label=_l("Refund payment runs"), icon="fa-university", category=cat)
-    appbuilder.add_api(RefundApi)
 
     from flask import current_app as app
 

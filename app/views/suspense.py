@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from app.api.ledger import current_username, may_override_stop
+from app.security.current import current_username, may_override_stop
 from app.domain.errors import Conflict, DomainError, ValidationError
 from app.domain.ids import parse_id
 from app.domain.money import Money
@@ -251,8 +251,6 @@ class SuspenseReportView(BaseView):
 
 def register_suspense_views(appbuilder) -> None:
     """Called from app.views.register_views."""
-    from app.api.suspense import SuspenseAllocationApi
-    from app.api.writeoffs import WriteOffApi
     from app.views.writeoffs import WriteOffView
 
     cat, cat_label = "Suspense", _l("Suspense")
@@ -263,5 +261,3 @@ def register_suspense_views(appbuilder) -> None:
                         icon="fa-eraser", category=cat)
     appbuilder.add_view(SuspenseReportView, "Suspense report", label=_l("Suspense report"),
                         icon="fa-pie-chart", category=cat)
-    appbuilder.add_api(SuspenseAllocationApi)
-    appbuilder.add_api(WriteOffApi)

@@ -384,8 +384,7 @@ class ApprovalLimitView(BaseView):
 
 
 def register_workflow_views(appbuilder) -> None:
-    """Add the workflow pages, APIs and the "My tasks (N)" navbar count (called by register_views)."""
-    from app.api.workflow import ApprovalLimitApi, ConfigProposalApi, TaskApi, WorkflowApi
+    """Add the workflow pages and the "My tasks (N)" navbar count (called by register_views)."""
 
     cat = "Workflows"
     appbuilder.add_view(TaskView, "My tasks", label=_l("My tasks"), icon="fa-inbox",
@@ -395,8 +394,6 @@ def register_workflow_views(appbuilder) -> None:
     appbuilder.add_view(ApprovalLimitView, "Approval limits", label=_l("Approval limits"),
                         icon="fa-balance-scale", category=cat)
     appbuilder.add_view_no_menu(WorkflowInstanceView)
-    for api in (TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi):
-        appbuilder.add_api(api)
 
     from flask import current_app
 

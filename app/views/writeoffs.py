@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 
 from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_appbuilder import BaseView, expose
@@ -12,13 +11,13 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
-from app.domain.errors import DomainError, ValidationError
+from app.domain.errors import DomainError
 from app.domain.ids import parse_id, to_id
 from app.domain.money import Money
 from app.extensions import db
 from app.formatting import money as fmt_money
 from app.models.suspense import SuspenseItem
-from app.models.suspense_work import WRITE_OFF_STATUSES, WriteOff
+from app.models.suspense_work import WriteOff
 from app.services import suspense as S
 from app.services import writeoffs as W
 from app.services.audit import history_for
@@ -28,38 +27,8 @@ STATUS_LABELS = {"awaiting_approval": _l("Awaiting approval"), "approved": _l("A
                  "rejected": _l("Rejected"), "posted": _l("Posted")}
 
 
-def _date(value) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
-def _money(value, parse_money) -> int | None:
-    if not value:
-        return None
-    try:
-        return parse_money(value, allow_zero=True).pence
-    except ValidationError:
-        return None
-
-
-def filters_from(args, parse_money=Money.parse) -> W.RegisterFilters:
-    """Register filters from query arguments (bad ones are ignored). Amounts are read by
-    ``parse_money``: the strict parser (the API), or Money.parse_form for the pages."""
-    status = args.get("status") or None
-    return W.RegisterFilters(
-        status=status if status in WRITE_OFF_STATUSES else None,
-        source=args.get("source") if args.get("source") in ("suspense", "transaction") else None,
-        date_from=_date(args.get("from")), date_to=_date(args.get("to")),
-        requested_by=(args.get("requested_by") or "").strip() or None,
-        fund_code=(args.get("fund_code") or "").strip() or None,
-        min_amount=_money(args.get("min"), parse_money),
-        max_amount=_money(args.get("max"), parse_money))
-
-
 def _user() -> str:
-    from app.api.ledger import current_username
+    from app.security.current import current_username
 
     return current_username()
 
@@ -77,7 +46,7 @@ class WriteOffView(BaseView):
     @has_access
     def index(self):
         session = db.session
-        f = filters_from(request.args, parse_money=Money.parse_form)
+        f = W.filters_from(request.args, parse_money=Money.parse_form)
         page = max(request.args.get("page", 0, type=int) or 0, 0)
         q = W.register_query(f)
         sub = q.order_by(None).subquery()
@@ -94,7 +63,7 @@ class WriteOffView(BaseView):
     @expose("/export.csv")
     @has_access
     def export(self):
-        f = filters_from(request.args, parse_money=Money.parse_form)
+        f = W.filters_from(request.args, parse_money=Money.parse_form)
         session = db.session
         return Response(stream_with_context(W.export_csv(session, f)), mimetype="text/csv",
                         headers={"Content-Disposition": "attachment; filename=write-offs.csv"})

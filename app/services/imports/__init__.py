@@ -17,6 +17,7 @@
 - ``reversal``   — reverse a whole import by reversal postings.
 - ``background`` — run an import in a thread of the web process, the `ims tick` job, retry.
 - ``batches``    — a batch's status history and its result as the pages and the API show it.
+- ``uploads``    — a file uploaded through a page or the API: receive it, then start posting it.
 
 Posting writes the ledger's own tables (app/models/ledger.py) with the ledger's conventions —
 one posting group per row: receipts Dr BANK / Cr FUND (kind "import", one Transaction per row)
@@ -31,7 +32,9 @@ from app.services.imports.processing import process_import
 from app.services.imports.receiving import ImportRejected, receive_import, storage_dir, validate_file
 from app.services.imports.reversal import reverse_import
 from app.services.imports.rows import Decision, RowContext, allpay_methods, dry_run
+from app.services.imports.uploads import submit_upload
 
 __all__ = ["Decision", "ImportRejected", "RowContext", "allpay_methods", "dry_run",
            "import_result", "process_import", "receive_import", "retry_import",
-           "reverse_import", "run_queued", "start_background", "storage_dir", "validate_file"]
+           "reverse_import", "run_queued", "start_background", "storage_dir", "submit_upload",
+           "validate_file"]
