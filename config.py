@@ -95,6 +95,8 @@ class Config:
     # whatever the approval limits say (refunds and write-offs always need one).
     IMS_SUSPENSE_APPROVAL_CEILING = os.environ.get("IMS_SUSPENSE_APPROVAL_CEILING", "10000.00")
     IMS_IMPORT_MAX_BYTES = int(os.environ.get("IMS_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
+    # The dashboard's figures are computed at most once a period per process (0: every time).
+    IMS_DASHBOARD_CACHE_SECONDS = int(os.environ.get("IMS_DASHBOARD_CACHE_SECONDS", "60"))
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
     GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")
@@ -143,6 +145,7 @@ class TestingConfig(Config):
     WTF_CSRF_ENABLED = False
     AUTH_RATE_LIMIT = "1000 per second"
     IMS_WORKER_STALE_SECONDS = 0  # no worker runs beside the tests
+    IMS_DASHBOARD_CACHE_SECONDS = 0  # tests read the figures just after posting
 
 
 class ProductionConfig(Config):

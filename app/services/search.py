@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.errors import ValidationError
@@ -292,30 +294,71 @@ def _income_base(date_from: dt.date, date_to: dt.date):
 
 
 def dashboard(session: Session, today: dt.date | None = None) -> dict:
+    """Income today and over the last 30 days, by fund and by method, and receipts counted.
+
+    Two queries over the window's transactions only (their date index bounds the work, so the
+    cost follows the month's volume, never the history's): one grouped by fund, method and date,
+    folded here into the four tables, and one counting distinct receipt groups.
+    """
     today = today or dt.date.today()
     start30 = today - dt.timedelta(days=29)
+    rows = session.execute(
+        select(Transaction.fund_code, Transaction.payment_method_code,
+               Transaction.transaction_date, func.sum(Transaction.amount), func.count())
+        .where(*_income_base(start30, today))
+        .group_by(Transaction.fund_code, Transaction.payment_method_code,
+                  Transaction.transaction_date)).all()
+    tables = {key: {} for key in ("today_by_fund", "month_by_fund", "today_by_method",
+                                  "month_by_method")}
 
-    def by(col, date_from):
-        rows = session.execute(select(col, func.sum(Transaction.amount), func.count())
-                               .where(*_income_base(date_from, today)).group_by(col)
-                               .order_by(func.sum(Transaction.amount).desc())).all()
-        return [{"code": r[0], "amount": int(r[1] or 0), "count": int(r[2])} for r in rows]
+    def add(table, code, amount, count):
+        cell = table.setdefault(code, {"code": code, "amount": 0, "count": 0})
+        cell["amount"] += amount
+        cell["count"] += count
 
-    def receipts(date_from):
-        return int(session.scalar(
-            select(func.count(func.distinct(Transaction.receipt_number)))
-            .join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
-            .where(PostingGroup.kind == "receipt", *_income_base(date_from, today))) or 0)
-
-    today_fund = by(Transaction.fund_code, today)
-    month_fund = by(Transaction.fund_code, start30)
+    for fund, method, day, amount, count in rows:
+        amount, count = int(amount or 0), int(count)
+        add(tables["month_by_fund"], fund, amount, count)
+        add(tables["month_by_method"], method, amount, count)
+        if day == today:
+            add(tables["today_by_fund"], fund, amount, count)
+            add(tables["today_by_method"], method, amount, count)
+    out = {key: sorted(cells.values(), key=lambda c: (-c["amount"], c["code"]))
+           for key, cells in tables.items()}
+    today_receipts, month_receipts = session.execute(
+        select(func.count(func.distinct(case((Transaction.transaction_date == today,
+                                               Transaction.posting_group_id)))),
+               func.count(func.distinct(Transaction.posting_group_id)))
+        .join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
+        .where(PostingGroup.kind == "receipt", *_income_base(start30, today))).one()
     return {
         "today": today, "date_from": start30,
-        "today_total": sum(r["amount"] for r in today_fund),
-        "month_total": sum(r["amount"] for r in month_fund),
-        "today_by_fund": today_fund, "month_by_fund": month_fund,
-        "today_by_method": by(Transaction.payment_method_code, today),
-        "month_by_method": by(Transaction.payment_method_code, start30),
-        "today_receipts": receipts(today), "month_receipts": receipts(start30),
-        "largest_funds": month_fund[:10],
+        "today_total": sum(r["amount"] for r in out["today_by_fund"]),
+        "month_total": sum(r["amount"] for r in out["month_by_fund"]),
+        **out,
+        "today_receipts": int(today_receipts or 0), "month_receipts": int(month_receipts or 0),
+        "largest_funds": out["month_by_fund"][:10],
     }
+
+
+_DASHBOARD_CACHE: dict = {}
+_DASHBOARD_LOCK = threading.Lock()
+
+
+def cached_dashboard(session: Session, max_age: float, today: dt.date | None = None) -> dict:
+    """dashboard(), remembered for ``max_age`` seconds per database and day in this process, so
+    a busy office's home pages cost one computation a period. 0 computes every time."""
+    today = today or dt.date.today()
+    if max_age <= 0:
+        return dashboard(session, today)
+    key = (str(session.get_bind().url), today)
+    now = time.monotonic()
+    with _DASHBOARD_LOCK:
+        hit = _DASHBOARD_CACHE.get(key)
+    if hit and now - hit[0] < max_age:
+        return hit[1]
+    figures = dashboard(session, today)
+    with _DASHBOARD_LOCK:
+        _DASHBOARD_CACHE.clear()  # one day, one database: nothing older is worth keeping
+        _DASHBOARD_CACHE[key] = (now, figures)
+    return figures

@@ -22,10 +22,13 @@ class HomeView(IndexView):
 
         # "Dashboard" is a rule, not a registered view: check the user's roles against it
         if {r.name for r in current_user.roles} & RESOURCES["Dashboard"][READ]:
-            from app.extensions import db
-            from app.services.search import dashboard
+            from flask import current_app
 
-            dash = dashboard(db.session)
+            from app.extensions import db
+            from app.services.search import cached_dashboard
+
+            dash = cached_dashboard(
+                db.session, current_app.config.get("IMS_DASHBOARD_CACHE_SECONDS", 30))
         return self.render_template(
             self.index_template, appbuilder=self.appbuilder, dash=dash,
             can_search=sm.has_access("can_read", "Transaction"),

@@ -125,3 +125,38 @@ def test_dashboard_counts_receipts_not_journals(session):
     assert after["today_receipts"] == before["today_receipts"] + 1
     tws = {r["code"]: r for r in after["today_by_fund"]}["TWS"]
     assert tws["amount"] >= 250
+
+
+def test_dashboard_folds_one_grouped_query_into_its_tables(session):
+    """Figures by fund and by method agree with each other and with the totals, for today and
+    the 30-day window; a receipt dated 40 days ago counts in neither."""
+    today = dt.date.today()
+    before = S.dashboard(session, today)
+    take_receipt(session, payment_method_code="CHQ", actor="cashier",
+                 lines=[{"fund_code": "TWS", "account_reference": "DB1", "amount": "3.00"},
+                        {"fund_code": "TWS", "account_reference": "DB2", "amount": "4.00"}])
+    take_receipt(session, payment_method_code="CASH", actor="cashier",
+                 transaction_date=(today - dt.timedelta(days=40)).isoformat(),
+                 lines=[{"fund_code": "TWS", "account_reference": "DB1", "amount": "9.00"}])
+    after = S.dashboard(session, today)
+    assert after["today_total"] - before["today_total"] == 700
+    assert after["month_total"] - before["month_total"] == 700
+    assert after["today_receipts"] == before["today_receipts"] + 1  # one receipt, two lines
+    for period in ("today", "month"):
+        total = after[f"{period}_total"]
+        assert sum(r["amount"] for r in after[f"{period}_by_fund"]) == total
+        assert sum(r["amount"] for r in after[f"{period}_by_method"]) == total
+        amounts = [r["amount"] for r in after[f"{period}_by_fund"]]
+        assert amounts == sorted(amounts, reverse=True)
+    chq = lambda d: {r["code"]: r for r in d["today_by_method"]}.get("CHQ", {"count": 0})  # noqa: E731
+    assert chq(after)["count"] == chq(before)["count"] + 2
+
+
+def test_cached_dashboard_is_reused_within_its_age(session):
+    today = dt.date.today()
+    first = S.cached_dashboard(session, 3600, today)
+    take_receipt(session, payment_method_code="CASH", actor="cashier",
+                 lines=[{"fund_code": "TWS", "account_reference": "DB1", "amount": "1.00"}])
+    assert S.cached_dashboard(session, 3600, today) is first  # within its age: the same figures
+    fresh = S.cached_dashboard(session, 0, today)
+    assert fresh["today_total"] == first["today_total"] + 100
