@@ -304,7 +304,8 @@ class TransactionApi(_Base):
         f = S.parse_filters(request.args)
         page, page_size = page_arguments(first=1, default_size=50, max_size=S.MAX_PAGE_SIZE)
         p = S.search(db.session, f, page, page_size)
-        return self.response(200, count=p.total, page=p.page, page_size=p.page_size,
+        return self.response(200, count=p.total, count_capped=p.total_capped, page=p.page,
+                             page_size=p.page_size,
                              result=[transaction_json(db.session, t) for t in p.rows])
 
     @expose("/<int:pk>", methods=["GET"])

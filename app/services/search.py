@@ -190,12 +190,19 @@ def _ordered(stmt, f: SearchFilters):
     return stmt.order_by(col.desc(), Transaction.id.desc())
 
 
+#: A search counts its matches up to this many; beyond, the page says "more than 10,000" (a
+#: count of every match of a broad search at a million rows costs more than the page itself).
+COUNT_CAP = 10_000
+
+
 @dataclass
 class Page:
     rows: list[Transaction]
-    total: int
+    total: int  # exact, or COUNT_CAP when total_capped
     page: int
     page_size: int
+    total_capped: bool = False
+    has_next: bool = False
 
     @property
     def pages(self) -> int:
@@ -206,9 +213,13 @@ def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 5
     page = max(1, int(page or 1))
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size or 50)))
     base = filtered(f)
-    total = session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
-    rows = session.scalars(_ordered(base, f).limit(page_size).offset((page - 1) * page_size)).all()
-    return Page(list(rows), int(total or 0), page, page_size)
+    counted = int(session.scalar(select(func.count()).select_from(
+        base.order_by(None).limit(COUNT_CAP + 1).subquery())) or 0)
+    rows = session.scalars(_ordered(base, f).limit(page_size + 1)
+                           .offset((page - 1) * page_size)).all()
+    capped = counted > COUNT_CAP
+    return Page(list(rows[:page_size]), min(counted, COUNT_CAP), page, page_size,
+                total_capped=capped, has_next=len(rows) > page_size)
 
 
 def iter_rows(session: Session, f: SearchFilters, batch: int = 2000) -> Iterator[list]:

@@ -160,3 +160,16 @@ def test_cached_dashboard_is_reused_within_its_age(session):
     assert S.cached_dashboard(session, 3600, today) is first  # within its age: the same figures
     fresh = S.cached_dashboard(session, 0, today)
     assert fresh["today_total"] == first["today_total"] + 100
+
+
+def test_search_counts_up_to_its_cap_and_says_more(session, monkeypatch):
+    """Beyond COUNT_CAP matches the page does not count them all: it says "more than" and
+    still pages on."""
+    everything = S.search(session, S.parse_filters({}), 1, 2)
+    assert everything.total >= 3 and not everything.total_capped and everything.has_next
+    monkeypatch.setattr(S, "COUNT_CAP", 2)
+    capped = S.search(session, S.parse_filters({}), 1, 2)
+    assert capped.total_capped and capped.total == 2 and capped.has_next
+    assert [t.id for t in capped.rows] == [t.id for t in everything.rows]
+    last = S.search(session, S.parse_filters({}), everything.pages, 2)
+    assert not last.has_next

@@ -182,3 +182,20 @@ def test_stop_message_inline_and_manager_override(as_user, session):
     assert resp.status_code == 200 and "litigation" in resp.data.decode()
     resp = as_user("manager").post("/receipts/new", data=_form("CASH", [line]))
     assert resp.status_code == 302
+
+
+def test_search_page_says_more_than_the_cap(as_user, monkeypatch):
+    from app.services import search as S
+
+    c = as_user("clerk")
+    for ref in ("MC1", "MC2"):
+        assert c.post("/receipts/new", data=_form("CASH", [
+            {"fund_code": "TWS", "account_reference": ref, "amount": "1.00",
+             "narrative": "morethancap"}])).status_code == 302
+    page = c.get("/transactions/?narrative=morethancap").data.decode()
+    assert "2 transactions" in page and "More than" not in page
+    monkeypatch.setattr(S, "COUNT_CAP", 1)
+    page = c.get("/transactions/?narrative=morethancap").data.decode()
+    assert "More than 1 transactions" in page and "Page 1 of" not in page
+    api = c.get("/api/v1/transactions/?narrative=morethancap&page_size=1").get_json()
+    assert api["count"] == 1 and api["count_capped"] is True
