@@ -29,7 +29,8 @@ SURNAMES = ["Jones", "Williams", "Davies", "Evans", "Thomas", "Roberts", "Hughes
             "Morgan", "Griffiths", "Price", "Owen", "Jenkins", "Powell", "Smith", "Taylor"]
 
 
-def load(app, rows: int, seed: int = 11) -> tuple[float, dict]:
+def load(app, rows: int, seed: int = 11, first_id: int = 1) -> tuple[float, dict]:
+    """COPY ``rows`` receipts (ids from ``first_id``: rows already there keep theirs)."""
     from app.extensions import db
 
     rng = random.Random(seed)
@@ -42,13 +43,13 @@ def load(app, rows: int, seed: int = 11) -> tuple[float, dict]:
         now = dt.datetime.now(dt.timezone.utc).isoformat()
         with cur.copy("COPY posting_group (id, kind, number, created_at, created_by, office_code) "
                       "FROM STDIN") as cp:
-            for i in range(1, rows + 1):
+            for i in range(first_id, first_id + rows):
                 cp.write_row((i, "receipt", f"R{i:08d}", now, "bench", "CIVIC"))
         refs = {}
         with cur.copy("COPY income_transaction (id, receipt_number, fund_code, account_reference, "
                       "amount, vat_code, vat_amount, payment_method_code, narrative, transaction_date, "
                       "office_code, created_by, created_at, posting_group_id) FROM STDIN") as cp:
-            for i in range(1, rows + 1):
+            for i in range(first_id, first_id + rows):
                 fund = FUNDS[i % len(FUNDS)]
                 ref = f"{fund[:2]}{rng.randint(0, rows // 3):08d}"
                 refs[i] = (fund, ref)
@@ -65,14 +66,15 @@ def load(app, rows: int, seed: int = 11) -> tuple[float, dict]:
             amounts[tid] = amount
         with cur.copy("COPY ledger_line (group_id, account, fund_code, account_reference, amount, "
                       "transaction_id) FROM STDIN") as cp:
-            for i in range(1, rows + 1):
+            for i in range(first_id, first_id + rows):
                 fund, ref = refs[i]
                 cp.write_row((i, "BANK", None, None, amounts[i], None))
                 cp.write_row((i, "FUND", fund, ref, -amounts[i], i))
         for table in ("posting_group", "income_transaction", "ledger_line"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT max(id) FROM {table}))")
-        cur.execute("INSERT INTO number_sequence (prefix, last_value) VALUES ('R', %s)", (rows,))
+        cur.execute("INSERT INTO number_sequence (prefix, last_value) VALUES ('R', %s) "
+                    "ON CONFLICT (prefix) DO NOTHING", (rows,))
         cur.execute("SET session_replication_role = origin")
         raw.commit()
         cur.execute("ANALYZE")

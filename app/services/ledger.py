@@ -5,11 +5,14 @@ Services take the session and never commit here: the caller's use case commits o
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import case, exists, func, select, text, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.errors import Conflict, NotFound, ValidationError
@@ -58,25 +61,75 @@ def register_reservation(fn: Callable[[Session, int], int]) -> Callable[[Session
     return fn
 
 
-def reserve_numbers(session: Session, prefix: str, n: int = 1) -> int:
-    """Take ``n`` consecutive numbers of ``prefix``; returns the first. Unique; gaps possible
-    when a use case fails."""
-    table = NumberSequence.__table__
+_PREFIX = re.compile(r"^[A-Z]{1,4}$")
+_sequences_seen: set[tuple[str, str]] = set()
+_sequences_lock = threading.Lock()
+
+
+def take_numbers(session: Session, prefix: str, n: int = 1) -> list[int]:
+    """Take ``n`` numbers of ``prefix`` (in increasing order). Unique, never reused; gaps are
+    possible (a use case that fails after taking its number does not give it back).
+
+    PostgreSQL: from a sequence per prefix (``ims_number_<prefix>``), which holds no lock to
+    commit, so concurrent receipts do not wait for each other's numbers; under concurrency the
+    numbers of one call need not be consecutive. SQLite, whose writers take turns anyway: one
+    upsert of number_sequence, consecutive.
+    """
+    prefix = prefix.upper()
+    if not _PREFIX.match(prefix):
+        raise ValueError(f"Not a number prefix: {prefix!r}")
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
+        seq = _pg_sequence(session, prefix)
+        if n == 1:
+            return [session.execute(text(f"SELECT nextval('{seq}')")).scalar_one()]
+        return list(session.execute(text(
+            f"SELECT nextval('{seq}') FROM generate_series(1, :n)"), {"n": n}).scalars())
+    from sqlalchemy.dialects.sqlite import insert as upsert
+
+    table = NumberSequence.__table__
     # one statement, so two use cases taking the first numbers of a new prefix cannot collide
     stmt = upsert(table).values(prefix=prefix, last_value=n)
     stmt = stmt.on_conflict_do_update(index_elements=[table.c.prefix],
                                       set_={"last_value": table.c.last_value + n})
-    return session.execute(stmt.returning(table.c.last_value)).scalar_one() - n + 1
+    last = session.execute(stmt.returning(table.c.last_value)).scalar_one()
+    return list(range(last - n + 1, last + 1))
+
+
+def _pg_sequence(session: Session, prefix: str) -> str:
+    """The prefix's sequence, created on first use in a connection of its own (so the DDL
+    neither waits for nor rolls back with the caller's transaction), starting after the last
+    number number_sequence issued before sequences were used."""
+    bind = session.get_bind()
+    name = f"ims_number_{prefix.lower()}"
+    key = (str(bind.url), name)
+    if key in _sequences_seen:
+        return name
+    with _sequences_lock:
+        with bind.connect() as conn:
+            exists = conn.execute(text("SELECT to_regclass(:n)"), {"n": name}).scalar()
+            if exists is None:
+                last = conn.execute(select(NumberSequence.last_value).where(
+                    NumberSequence.prefix == prefix)).scalar() or 0
+                try:
+                    conn.execute(text(f"CREATE SEQUENCE IF NOT EXISTS {name} "
+                                      f"START WITH {int(last) + 1}"))
+                    conn.commit()
+                except DBAPIError:  # another process created it at the same moment
+                    conn.rollback()
+        _sequences_seen.add(key)
+    return name
+
+
+def forget_sequences() -> None:
+    """Forget which sequences exist (tests that drop and recreate the schema)."""
+    with _sequences_lock:
+        _sequences_seen.clear()
 
 
 def next_number(session: Session, prefix: str) -> str:
     """The next number for prefix, e.g. "R000124"."""
     prefix = prefix.upper()
-    return f"{prefix}{reserve_numbers(session, prefix):06d}"
+    return f"{prefix}{take_numbers(session, prefix)[0]:06d}"
 
 
 def _check_legs(legs: list[Leg]) -> None:

@@ -148,10 +148,10 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
     group_ids = session.execute(own.order_by(gt.c.id)).scalars().all()
     for i in range(0, len(group_ids), GROUPS_PER_STATEMENT):
         part = group_ids[i:i + GROUPS_PER_STATEMENT]
-        first = L.reserve_numbers(session, "V", len(part))
+        numbers = L.take_numbers(session, "V", len(part))
         new_ids = _reserve_ids(session, gt, len(part))
         _bulk_insert(session, gt, [
-            {"id": new_ids[j], "kind": "reversal", "number": f"V{first + j:06d}",
+            {"id": new_ids[j], "kind": "reversal", "number": f"V{numbers[j]:06d}",
              "created_at": now, "created_by": actor, "office_code": batch.office_code,
              "reason": reason.strip(), "import_id": batch.id, "reverses_id": gid}
             for j, gid in enumerate(part)])

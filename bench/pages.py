@@ -1,0 +1,173 @@
+"""Pages as users wait for them: every page a role uses, through HTTP with a logged-in session,
+at 100,000 and 1,000,000 transactions on PostgreSQL; p50/p95 per page against the 100 ms target.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ims_bench .venv/bin/python bench/pages.py
+    ... --rows 100000,1000000 --runs 40
+
+The database named by DATABASE_URL is WIPED. The demo seed (users, account holders, suspense,
+refunds, write-offs, tasks) is loaded first, then the transactions with COPY (bench/search.py's
+loader). The app runs in werkzeug's threaded server on 127.0.0.1 (one process: this measures the
+IMS's own work per request, not gunicorn's); the client is requests with a session cookie.
+Baseline: the same server's /healthz (no database, no session) — the floor of the HTTP stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import re
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _setup import fresh_app, percentile  # noqa: E402
+from search import FUNDS, SURNAMES, load  # noqa: E402
+
+TARGET_MS = 100
+
+
+def _serve(app) -> tuple[str, object]:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}", server
+
+
+def _login(base: str, username: str):
+    import requests
+
+    s = requests.Session()
+    page = s.get(f"{base}/login/").text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page)
+    data = {"username": username, "password": "Passw0rd!"}
+    if token:
+        data["csrf_token"] = token.group(1)
+    r = s.post(f"{base}/login/", data=data, allow_redirects=False)
+    if r.status_code != 302:
+        sys.exit(f"login as {username} failed: {r.status_code}")
+    return s
+
+
+def _ids(app) -> dict:
+    from sqlalchemy import text
+
+    from app.extensions import db
+
+    with app.app_context():
+        q = lambda sql: db.session.execute(text(sql)).scalar()  # noqa: E731
+        return {"txn": q("SELECT max(id) FROM income_transaction"),
+                "suspense": q("SELECT min(id) FROM suspense_item WHERE status = 'unallocated'"),
+                "task": q("SELECT min(id) FROM workflow_task WHERE status = 'ready' "
+                          "AND role = 'Finance Manager'"),
+                "ref": q("SELECT account_reference FROM income_transaction "
+                         "ORDER BY id DESC LIMIT 1")}
+
+
+def pages(ids: dict) -> list[tuple[str, str, object]]:
+    """(role, name, path or path-maker) — the pages each role uses day to day."""
+    today = dt.date.today()
+    rng = random.Random(3)
+
+    def fund_week():
+        d0 = today - dt.timedelta(days=rng.randint(7, 700))
+        return (f"/transactions/?fund={rng.choice(FUNDS)}&date_from={d0.isoformat()}"
+                f"&date_to={(d0 + dt.timedelta(days=7)).isoformat()}")
+
+    out = [
+        ("clerk", "dashboard", "/"),
+        ("clerk", "transaction search: fund + week", fund_week),
+        ("clerk", "transaction search: reference", f"/transactions/?account_reference={ids['ref']}"),
+        ("clerk", "transaction search: common surname",
+         lambda: f"/transactions/?narrative={rng.choice(SURNAMES).lower()}"),
+        ("clerk", "transaction page", f"/transactions/{ids['txn']}"),
+        ("clerk", "suspense queue", "/suspense/"),
+        ("clerk", "refund register", "/refunds/"),
+        ("clerk", "write-off register", "/write-offs/"),
+        ("clerk", "imports", "/imports/"),
+        ("manager", "task inbox", "/tasks/"),
+        ("auditor", "audit trail", "/auditeventview/list/"),
+    ]
+    if ids.get("suspense"):
+        out.append(("clerk", "suspense item", f"/suspense/{ids['suspense']}"))
+    if ids.get("task"):
+        out.append(("manager", "task page", f"/tasks/{ids['task']}"))
+    return out
+
+
+def measure(base: str, ids: dict, runs: int) -> list[tuple[str, float, float, int]]:
+    import requests
+
+    sessions: dict[str, requests.Session] = {}
+    results = []
+    floor = [0.0]
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        requests.get(f"{base}/healthz")
+        times.append((time.perf_counter() - t) * 1000)
+    results.append(("baseline: /healthz (HTTP floor)", percentile(times, 50),
+                    percentile(times, 95), 200))
+    floor[0] = percentile(times, 50)
+    for role, name, path in pages(ids):
+        s = sessions.get(role) or sessions.setdefault(role, _login(base, role))
+        make = path if callable(path) else (lambda p=path: p)
+        for _ in range(3):
+            s.get(base + make())
+        times, status = [], 200
+        for _ in range(runs):
+            url = base + make()
+            t = time.perf_counter()
+            r = s.get(url)
+            times.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                status = r.status_code
+        results.append((f"{role}: {name}", percentile(times, 50), percentile(times, 95), status))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--runs", type=int, default=40)
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL")
+    if not url or not url.startswith("postgres"):
+        sys.exit("Set DATABASE_URL to a PostgreSQL database (it is wiped).")
+    for rows in [int(r) for r in args.rows.split(",")]:
+        app = fresh_app(url)
+        with app.app_context():
+            from sqlalchemy import text
+
+            from app.extensions import db
+            from app.services.demo_activity import seed_activity
+            from app.services.seed import seed_demo
+            from app.services.workflow import sync_workflows
+
+            seed_demo(db.session, app.appbuilder)
+            sync_workflows(db.session)
+            seed_activity(db.session, app.instance_path)
+            db.session.commit()
+            first = (db.session.execute(text(
+                "SELECT greatest((SELECT coalesce(max(id), 0) FROM posting_group), "
+                "(SELECT coalesce(max(id), 0) FROM income_transaction))")).scalar() or 0) + 1
+            db.session.remove()
+        with app.app_context():
+            load_s, _refs = load(app, rows, first_id=first)
+        app.config["IMS_DASHBOARD_CACHE_SECONDS"] = 0  # measure the work, not the cache
+        base, server = _serve(app)
+        print(f"pages bench: {rows:,} transactions loaded in {load_s:.1f} s; "
+              f"{args.runs} requests per page; dashboard cache off")
+        for name, p50, p95, status in measure(base, _ids(app), args.runs):
+            flag = "" if name.startswith("baseline") else (
+                "  [OK]" if p95 < TARGET_MS else f"  [SLOW vs {TARGET_MS} ms]")
+            bad = f"  HTTP {status}" if status != 200 else ""
+            print(f"  {name:48s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{flag}{bad}")
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
