@@ -61,7 +61,7 @@ def register_reservation(fn: Callable[[Session, int], int]) -> Callable[[Session
     return fn
 
 
-_PREFIX = re.compile(r"^[A-Z]{1,4}$")
+_PREFIX = re.compile(r"^[A-Z][A-Z0-9]{0,9}$")
 _sequences_seen: set[tuple[str, str]] = set()
 _sequences_lock = threading.Lock()
 

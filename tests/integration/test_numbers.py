@@ -68,7 +68,7 @@ def test_a_failed_use_case_never_gives_its_number_to_another(app, session):
         assert second == first
 
 
-@pytest.mark.parametrize("bad", ["", "r1", "TOOLONG", "R;DROP"])
-def test_a_prefix_is_letters_only(session, bad):
+@pytest.mark.parametrize("bad", ["", "1R", "TOOLONGPREFIX", "R;DROP", "R-1"])
+def test_a_prefix_is_a_letter_then_letters_or_digits(session, bad):
     with pytest.raises(ValueError):
         L.take_numbers(session, bad)
