@@ -45,9 +45,9 @@ run: translations seed
 test: translations
 	$(BIN)/python -m pytest
 
+# every benchmark on a throw-away PostgreSQL database; one summary table (bench/results.md)
 bench: install
-	$(BIN)/python bench/receipts.py
-	$(BIN)/python bench/import.py
+	$(BIN)/python bench/all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance/*.db
