@@ -13,22 +13,20 @@ def submit_upload(file_storage, fmt: str, profile, *, background: bool = True) -
     """Store and check ``file_storage`` (a werkzeug FileStorage) as an import of format ``fmt``
     with bank profile ``profile``, then start processing it; returns the batch."""
     from app.extensions import db
+    from app.services import imports as svc  # the package's names, as callers (and tests) see them
     from app.services.audit import current_actor
-    from app.services.imports.background import start_background
-    from app.services.imports.processing import process_import
-    from app.services.imports.receiving import receive_import
 
     if file_storage is None or not getattr(file_storage, "filename", None) and \
             not getattr(file_storage, "stream", None):
         raise ValidationError("Choose a file to upload.", {"file": ["A file is required."]})
-    batch = receive_import(
+    batch = svc.receive_import(
         db.session, stream=file_storage.stream, filename=file_storage.filename or "upload",
         fmt=(fmt or "").strip(), profile=profile or None, actor=current_actor(),
         instance_path=current_app.instance_path,
         max_bytes=current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024))
     batch_id = batch.id
     if current_app.config.get("IMS_IMPORT_INLINE"):
-        process_import(db.session, batch_id, actor=current_actor())
+        svc.process_import(db.session, batch_id, actor=current_actor())
     elif background:
-        start_background(current_app._get_current_object(), batch_id)
+        svc.start_background(current_app._get_current_object(), batch_id)
     return db.session.get(ImportBatch, batch_id)
