@@ -47,6 +47,7 @@ test: translations
 
 # every benchmark on a throw-away PostgreSQL database; one summary table (bench/results.md)
 bench: install
+	$(BIN)/pip install -q -r bench/requirements.txt
 	$(BIN)/python bench/all.py $(BENCH_ARGS)
 
 clean:

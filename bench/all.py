@@ -20,10 +20,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FULL = [("search", ["search.py"]), ("pages", ["pages.py"]), ("receipts", ["receipts.py"]),
-        ("workflow", ["workflow.py"]), ("import", ["import.py"])]
+        ("workflow", ["workflow.py"]), ("import", ["import.py"]), ("load", ["load.py"])]
 QUICK = {"search": ["--rows", "20000", "--runs", "20"], "pages": ["--rows", "20000", "--runs", "5"],
          "receipts": ["--seconds", "5", "--receipts", "50"], "workflow": ["-n", "40", "--chunks", "2"],
-         "import": ["--rows", "5000"]}
+         "import": ["--rows", "5000"], "load": ["--users", "10", "--seconds", "20",
+                                                "--suspense", "200"]}
 SUMMARY = re.compile(r"\[(OK|SLOW|over)[^\]]*\]|target|baseline|ratio|receipts/s|rows/s", re.I)
 
 
