@@ -8,6 +8,11 @@ the trail was keyed have a plain SHA-256 and no key id; `ims audit-rekey` verifi
 and continues it keyed, recording the switch as an ``audit.rekey`` event. Until then new events
 continue the chain unkeyed, and verification says the chain is not keyed.
 
+A session's events wait until just before its transaction commits and are then chained and
+written together: the chain's lock, which puts every writer's events in one order, is held from
+there to the commit, not from a use case's first event to its end (receipts taken at once wait
+for each other that long only). An event keeps the time it was recorded at.
+
 Checkpoints (``audit_checkpoint``, and the same line in the application log) sign the chain's
 head: how many events, the last one's id and hash. Verification compares the chain with every
 checkpoint, so deleting the newest events, which leaves a shorter chain that still links, is
@@ -267,22 +272,10 @@ def _key_after(conn, head, rekey: bool) -> tuple[str | None, bytes | None]:
     return last_key, key
 
 
-def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=None,
-              actor=None, rekey: bool = False) -> dict:
-    """The row of the next event at the end of the chain (not written).
-
-    The first event of a transaction takes the chain's lock (an advisory lock on PostgreSQL; SQLite
-    has one writer at a time) and reads the last hash; later events in the same transaction reuse
-    the hash they just wrote, so each costs one INSERT. Commit and rollback forget the cache.
-    """
-    if conn.info.get(_PREPARED):
-        raise RuntimeError("An audit event was prepared but not written: writing another one "
-                           "would fork the chain.")
-    head = conn.info.get(_LAST)
-    if head is None:
-        head = _lock_and_last_hash(conn) or _NO_EVENTS
-    kid, key = _key_after(conn, head, rekey)
-    row = {
+def _content(action: str, entity: str, entity_id, before, after, reason=None,
+             actor=None) -> dict:
+    """An event's fields as recorded now (its time, actor and reason), before it is chained."""
+    return {
         "occurred_at": datetime.now(timezone.utc),
         "actor": (actor or current_actor())[:100],
         "action": action,
@@ -292,37 +285,115 @@ def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=N
         "after": _canonical(after),
         "reason": reason if reason is not None else _reason.get(),
     }
+
+
+def _chain(conn, row: dict, rekey: bool = False) -> dict:
+    """Link ``row`` (an event's fields) to the end of the chain: prev_hash, key id and hash.
+
+    The first event of a transaction takes the chain's lock (an advisory lock on PostgreSQL; SQLite
+    has one writer at a time) and reads the last hash; later events in the same transaction reuse
+    the hash they just linked to. Commit and rollback forget the cache.
+    """
+    if conn.info.get(_PREPARED):
+        raise RuntimeError("An audit event was prepared but not written: writing another one "
+                           "would fork the chain.")
+    head = conn.info.get(_LAST)
+    if head is None:
+        head = _lock_and_last_hash(conn) or _NO_EVENTS
+    kid, key = _key_after(conn, head, rekey)
     row["prev_hash"] = head[0] or GENESIS
     row["key_id"] = kid
     row["hash"] = compute_hash(row["prev_hash"], row, key)
+    conn.info[_LAST] = (row["hash"], kid)
+    return row
+
+
+def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=None,
+              actor=None, rekey: bool = False) -> dict:
+    """The row of the next event at the end of the chain (not written)."""
+    row = _chain(conn, _content(action, entity, entity_id, before, after, reason, actor), rekey)
     return row
 
 
 def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None,
             rekey: bool = False) -> dict:
-    """Write one event at the end of the chain."""
+    """Write one event at the end of the chain now (under the chain's lock until commit)."""
     row = _next_row(conn, action, entity, entity_id, before, after, reason, actor, rekey)
     conn.execute(_INSERT_EVENT, row)
-    conn.info[_LAST] = (row["hash"], row["key_id"])
     return row
+
+
+# Events of a session's transaction wait in session.info until just before it commits, and are
+# then chained and written in one statement: the chain's lock (which orders every writer's
+# events) is held from then to the commit only, not from a use case's first event to its end.
+# Their time, actor and reason are those of the moment they were recorded. A query of the audit
+# trail in the same session writes them first, so the transaction always reads its own events.
+_PENDING = "ims_audit_pending"
+
+
+def _defer(session: Session, row: dict) -> None:
+    session.info.setdefault(_PENDING, []).append(row)
+
+
+def write_pending(session: Session) -> None:
+    """Chain and write the session's waiting events now (called before commit, before a read
+    of the trail, and before an event a caller writes itself)."""
+    if not session.info.get(_PENDING):
+        return
+    conn = session.connection()
+    if conn.info.get(_PREPARED):
+        raise RuntimeError("An audit event was prepared but not written: chaining others now "
+                           "would fork the chain.")
+    rows = session.info.pop(_PENDING)
+    session.execute(_INSERT_EVENT, [_chain(conn, row) for row in rows])
+
+
+def _drop_unwritten(session: Session, transaction) -> None:
+    """The session's outermost transaction ended: events still waiting belong to work that
+    was rolled back (or never committed), so they are dropped with it. (A savepoint rolled
+    back inside a transaction that commits keeps its events: recorded, not lost.)"""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+def _write_before_commit(session: Session) -> None:
+    session.flush()  # objects still dirty: their events join the ones waiting (after_flush)
+    if session.info.get(_PENDING):
+        write_pending(session)
+
+
+def _write_before_reading(orm_execute_state) -> None:
+    session = orm_execute_state.session
+    if session.info.get(_PENDING) and orm_execute_state.is_select and any(
+            getattr(m, "class_", None) is AuditEvent
+            for m in orm_execute_state.all_mappers):
+        write_pending(session)
+
+
+event.listen(Session, "before_commit", _write_before_commit)
+event.listen(Session, "after_transaction_end", _drop_unwritten)
+event.listen(Session, "do_orm_execute", _write_before_reading)
 
 
 def record(session: Session, action: str, entity: str, entity_id, before=None, after=None,
            reason: str | None = None, actor: str | None = None) -> None:
-    """Write an explicit business event (posting, approval, reversal) in the session's transaction."""
-    _append(session.connection(), action, entity, entity_id,
-            None if before is None else {k: _jsonable(v) for k, v in before.items()},
-            None if after is None else {k: _jsonable(v) for k, v in after.items()},
-            reason, actor)
+    """An explicit business event (posting, approval, reversal) of the session's transaction:
+    written, chained, just before it commits (nothing if it rolls back)."""
+    _defer(session, _content(
+        action, entity, entity_id,
+        None if before is None else {k: _jsonable(v) for k, v in before.items()},
+        None if after is None else {k: _jsonable(v) for k, v in after.items()},
+        reason, actor))
 
 
 def prepare(session: Session, action: str, entity: str, entity_id, before=None, after=None,
             reason: str | None = None, actor: str | None = None) -> dict:
     """``record`` for a caller that inserts the event (into ``AUDIT_TABLE``) within a statement of
     its own, to save a round trip. Returns the row, linked to the end of the chain under the
-    chain's lock. The caller must write it next, in this transaction, then call ``written``;
-    until then no other event can be recorded on the connection (that would fork the chain).
-    Commit and rollback drop an unwritten row (nothing was written, the chain is whole)."""
+    chain's lock (the session's waiting events are written first). The caller must write it
+    next, in this transaction, then call ``written``; until then no other event can be chained on
+    the connection (that would fork the chain). Commit and rollback drop an unwritten row."""
+    write_pending(session)
     conn = session.connection()
     row = _next_row(conn, action, entity, entity_id,
                     None if before is None else {k: _jsonable(v) for k, v in before.items()},
@@ -381,23 +452,19 @@ def _pk(obj):
 
 
 def _after_flush(session: Session, flush_context) -> None:
-    conn = None
     for obj in list(session.new):
         if type(obj) in _audited:
-            conn = conn or session.connection()
             _, after = _snapshot(obj, use_history=False)
-            _append(conn, "create", entity_name(obj), _pk(obj), None, after)
+            _defer(session, _content("create", entity_name(obj), _pk(obj), None, after))
     for obj in list(session.dirty):
         if type(obj) in _audited and session.is_modified(obj, include_collections=True):
             before, after = _snapshot(obj, use_history=True)
             if before or after:
-                conn = conn or session.connection()
-                _append(conn, "update", entity_name(obj), _pk(obj), before, after)
+                _defer(session, _content("update", entity_name(obj), _pk(obj), before, after))
     for obj in list(session.deleted):
         if type(obj) in _audited:
-            conn = conn or session.connection()
             _, before = _snapshot(obj, use_history=False)
-            _append(conn, "delete", entity_name(obj), _pk(obj), before, None)
+            _defer(session, _content("delete", entity_name(obj), _pk(obj), before, None))
 
 
 def install_audit_listeners(scoped_session) -> None:

@@ -236,24 +236,75 @@ def test_concurrent_writers_keep_one_unbroken_chain(app, session):
 
 def test_a_prepared_event_is_written_by_its_caller_before_any_other(session):
     """audit.prepare links an event the caller inserts in a statement of its own; until it says
-    the row is written no other event may be recorded (that would fork the chain)."""
+    the row is written no other event may be chained (that would fork the chain): one recorded
+    meanwhile waits, and is chained after it at commit."""
     import pytest
 
     from app.services import audit
 
     tag = unique("prep")
     row = audit.prepare(session, "test.prepared", "Test", tag, after={"n": 1}, actor="tester")
+    audit.record(session, "test.other", "Test", tag, actor="tester")
     with pytest.raises(RuntimeError):
-        audit.record(session, "test.other", "Test", tag, actor="tester")
+        audit.write_pending(session)
     session.connection().execute(audit.AUDIT_TABLE.insert(), row)
     audit.written(session, row)
     audit.record(session, "test.after", "Test", tag, actor="tester")
     session.commit()
     actions = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == tag)
                               .order_by(AuditEvent.id)).all()
-    assert actions == ["test.prepared", "test.after"]
+    assert actions == ["test.prepared", "test.other", "test.after"]
     audit.prepare(session, "test.dropped", "Test", tag, actor="tester")
     session.rollback()  # nothing was written; the next event links to the real end of the chain
     audit.record(session, "test.after_rollback", "Test", tag, actor="tester")
     session.commit()
     assert verify_chain(session).valid
+
+
+def test_events_wait_for_commit_and_go_with_a_rollback(session):
+    """A use case's events are chained and written just before it commits (so the chain's lock
+    is held from then to the commit only), in the order recorded and with the time recorded; a
+    read of the trail in the same transaction sees them; a rollback drops them with the work."""
+    import datetime as dt
+
+    from app.services import audit
+
+    tag = unique("wait")
+    before = dt.datetime.now(dt.timezone.utc)
+    audit.record(session, "test.first", "Test", tag, actor="tester")
+    audit.record(session, "test.second", "Test", tag, actor="tester")
+    assert not session.connection().info.get("ims_audit_last")  # nothing chained yet, no lock
+    seen = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == tag)
+                           .order_by(AuditEvent.id)).all()
+    assert seen == ["test.first", "test.second"]  # the transaction reads its own events
+    session.commit()
+    rows = session.execute(select(AuditEvent.action, AuditEvent.occurred_at).where(
+        AuditEvent.entity_id == tag).order_by(AuditEvent.id)).all()
+    assert [a for a, _ in rows] == ["test.first", "test.second"]
+    assert all(at >= before - dt.timedelta(seconds=1) for _, at in rows)
+
+    gone = unique("gone")
+    audit.record(session, "test.rolled_back", "Test", gone, actor="tester")
+    session.rollback()
+    audit.record(session, "test.kept", "Test", gone, actor="tester")
+    session.commit()
+    assert session.scalars(select(AuditEvent.action).where(
+        AuditEvent.entity_id == gone)).all() == ["test.kept"]
+    assert verify_chain(session).valid
+
+
+def test_reference_data_changed_at_commit_is_audited(session):
+    """An object still dirty when commit is called is flushed before the waiting events are
+    written, so its change is audited too."""
+    fund = session.scalar(select(Fund).where(Fund.code == "TWS"))
+    old = fund.name
+    fund.name = old + " (renamed)"
+    session.commit()  # no explicit flush before the commit
+    fund.name = old
+    session.commit()
+    names = [json.loads(a or "{}").get("name") for a in session.scalars(
+        select(AuditEvent.after).where(AuditEvent.entity == "Fund",
+                                       AuditEvent.entity_id == str(fund.id),
+                                       AuditEvent.action == "update")
+        .order_by(AuditEvent.id.desc()).limit(2))]
+    assert names == [old, old + " (renamed)"]
