@@ -159,6 +159,14 @@ class ReceiptApi(_Base):
                   properties:
                     payment_method_code: {type: string}
                     transaction_date: {type: string, format: date}
+                    accounting_date:
+                      type: string
+                      format: date
+                      description: >-
+                        Asks for this accounting date explicitly: in a closed period the
+                        request is refused (422). Without it the transaction date decides, and a
+                        receipt dated in a closed period posts on the first day of the first
+                        open period (period_message says so).
                     external_reference: {type: string}
                     office_code: {type: string}
                     lines:
@@ -181,6 +189,8 @@ class ReceiptApi(_Base):
                     properties:
                       receipt_number: {type: string}
                       total: {$ref: '#/components/schemas/Money'}
+                      accounting_date: {type: string, format: date}
+                      period_message: {type: string, nullable: true}
                       transactions:
                         type: array
                         items:
@@ -230,8 +240,11 @@ class ReceiptApi(_Base):
             actor=user, may_override_stop=may_override_stop(),
             office_code=data.get("office_code") if isinstance(data.get("office_code"), str) else None,
             transaction_date=data.get("transaction_date"),
-            external_reference=data.get("external_reference"))
+            external_reference=data.get("external_reference"),
+            accounting_date=data.get("accounting_date"))
         body = {"receipt_number": result.receipt_number, "total": str(Money(result.total)),
+                "accounting_date": result.accounting_date.isoformat(),
+                "period_message": result.period_message,
                 "transactions": [{"id": t.id, "fund_code": t.fund_code,
                                   "account_reference": t.account_reference,
                                   "amount": pence_to_str(t.amount),
