@@ -302,21 +302,22 @@ def create_batch(session: Session, *, cut_off, layout, actor: str, summarised: b
                    .select_from(LedgerLine)
                    .join(PostingGroup, PostingGroup.id == LedgerLine.group_id)
                    .where(adate <= cut, _not_exported()))
-        result = session.execute(GlExportLine.__table__.insert().from_select(
+        session.execute(GlExportLine.__table__.insert().from_select(
             ["batch_id", "ledger_line_id", "voided"], members))
-        line_count = result.rowcount
+        line_count, total, net = session.execute(
+            select(func.count(),
+                   func.coalesce(func.sum(case((LedgerLine.amount > 0, LedgerLine.amount),
+                                               else_=0)), 0),
+                   func.coalesce(func.sum(LedgerLine.amount), 0))
+            .select_from(GlExportLine).join(LedgerLine, LedgerLine.id == GlExportLine.ledger_line_id)
+            .where(GlExportLine.batch_id == batch.id)).one()
+        line_count = int(line_count)
         if not line_count:
             if allow_empty:
                 session.rollback()
                 return None
             raise ValidationError(f"Nothing to export: every line up to {cut.isoformat()} is "
                                   f"already in a batch.", {"cut_off": ["Nothing to export."]})
-        total, net = session.execute(
-            select(func.coalesce(func.sum(case((LedgerLine.amount > 0, LedgerLine.amount),
-                                               else_=0)), 0),
-                   func.coalesce(func.sum(LedgerLine.amount), 0))
-            .select_from(GlExportLine).join(LedgerLine, LedgerLine.id == GlExportLine.ledger_line_id)
-            .where(GlExportLine.batch_id == batch.id)).one()
         if int(net) != 0:
             raise ValidationError("The batch's lines do not balance; nothing was exported.")
         code = coding(session)
