@@ -385,6 +385,12 @@ class JournalApi(_Base):
                   properties:
                     transaction_id: {type: integer, minimum: 1}
                     reason: {type: string}
+                    accounting_date:
+                      type: string
+                      format: date
+                      description: >-
+                        Asks for this accounting date explicitly (default: today, the posting
+                        date); in a closed period the journal is refused (422).
                     targets: {type: array, minItems: 1, items: {$ref: '#/components/schemas/Line'}}
           responses:
             201:
@@ -397,7 +403,8 @@ class JournalApi(_Base):
         data = json_body()
         group = J.journal(db.session, transaction_id=data.get("transaction_id"),
                           targets=data.get("targets"), reason=data.get("reason"),
-                          actor=current_username(), may_override_stop=may_override_stop())
+                          actor=current_username(), may_override_stop=may_override_stop(),
+                          accounting_date=data.get("accounting_date"))
         return self.response(201, **_group_json(group))
 
     @expose("/<int:pk>/undo", methods=["POST"])
@@ -509,7 +516,11 @@ class TransferApi(_Base):
 def _group_json(group) -> dict:
     targets = db.session.scalars(select(Transaction).where(Transaction.posting_group_id == group.id)
                                  .order_by(Transaction.id)).all()
+    from app.services.periods import moved_message
+
     return {"id": group.id, "number": group.number, "kind": group.kind,
+            "accounting_date": group.accounting_date.isoformat() if group.accounting_date else None,
+            "period_message": moved_message(group.requested_accounting_date, group.accounting_date),
             "targets": [{"id": t.id, "fund_code": t.fund_code, "account_reference": t.account_reference,
                          "amount": pence_to_str(t.amount),
                          "source_transaction_id": t.source_transaction_id} for t in targets]}

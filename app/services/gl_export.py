@@ -151,7 +151,7 @@ def _summary_rows(session: Session, batch_id: int, code: Coding) -> list[dict]:
         row["amount"] += amount
         row["line_count"] += n
 
-    for d, account, fund, vcode, is_debit, net, vat, n in session.execute(q):
+    for d, account, fund, vcode, _debit, net, vat, n in session.execute(q):
         if isinstance(d, str):
             d = dt.date.fromisoformat(d[:10])
         net, vat, n = int(net or 0), int(vat or 0), int(n)

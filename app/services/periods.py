@@ -330,8 +330,8 @@ def request_change(session: Session, period, action: str, *, actor: str,
         session.flush()
         audit.record(session, f"period.{action}_request", "AccountingPeriod", f"{start:%Y-%m}",
                      after=request_dict(req), reason=reason, actor=actor)
-        from app.services.notifications import notify
         from app.security import roles as R
+        from app.services.notifications import notify
 
         notify(session, [R.HEAD], f"{action.title()} the accounting period {start:%Y-%m}: "
                                   f"requested by {actor}, waiting for your approval.",

@@ -13,8 +13,8 @@ from flask_babel import lazy_gettext as _l
 
 from app.api.gl import file_response
 from app.domain.errors import DomainError
-from app.formatting import money as fmt_money
 from app.extensions import db
+from app.formatting import money as fmt_money
 from app.models.gl import GlLayout
 from app.services import gl_export as G
 from app.services import gl_layouts as LAY

@@ -87,3 +87,20 @@ def test_periods_api_and_explicit_date_in_a_closed_period(api, session):
         "payment_method_code": "CASH", "transaction_date": "2012-04-10",
         "accounting_date": "2012-04-10", "lines": [line]})
     assert refused.status_code == 422 and "accounting_date" in refused.json["errors"]
+
+
+def test_journal_api_explicit_accounting_date(api, session):
+    P.apply_change(session, dt.date(2012, 7, 1), "close", actor="head")
+    session.commit()
+    r = api("cashier").post("/api/v1/receipts", json={"payment_method_code": "CASH", "lines": [
+        {"fund_code": "TWS", "account_reference": unique("J"), "amount": "20.00"}]})
+    tid = r.json["transactions"][0]["id"]
+    body = {"transaction_id": tid, "reason": "wrong account",
+            "targets": [{"fund_code": "TWS", "account_reference": unique("K"), "amount": "5.00"}]}
+    refused = api("clerk").post("/api/v1/journals", json={**body, "accounting_date": "2012-07-09"})
+    assert refused.status_code == 422 and "accounting_date" in refused.json["errors"]
+    bad = api("clerk").post("/api/v1/journals", json={**body, "accounting_date": "July"})
+    assert bad.status_code == 422
+    ok = api("clerk").post("/api/v1/journals", json=body)
+    assert ok.status_code == 201 and ok.json["accounting_date"] == dt.date.today().isoformat()
+    assert ok.json["period_message"] is None

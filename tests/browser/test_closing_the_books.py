@@ -8,7 +8,6 @@ import datetime as dt
 import io
 
 import pytest
-
 from sqlalchemy import select
 
 from app.domain.money import Money
