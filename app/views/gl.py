@@ -112,7 +112,7 @@ class PeriodView(BaseView):
     @has_access
     def index(self):
         return self.render_template("gl/periods.html", periods=P.periods(db.session),
-                                    statuses=PERIOD_STATUS)
+                                    statuses=PERIOD_STATUS, actions=P.ACTION_LABELS)
 
     @expose("/<period>")
     @has_access
@@ -127,7 +127,7 @@ class PeriodView(BaseView):
         ended = info.end < P.today()
         return self.render_template(
             "gl/period.html", info=info, checks=checks, labels=CHECK_LABELS, ended=ended,
-            statuses=PERIOD_STATUS,
+            statuses=PERIOD_STATUS, actions=P.ACTION_LABELS,
             may_write=self.appbuilder.sm.has_access("can_write", "AccountingPeriod"))
 
     @expose("/<period>/request", methods=["POST"])
