@@ -70,3 +70,14 @@ def test_receipt_page_says_when_it_posted_into_the_next_period(as_user, session)
         follow_redirects=True)
     text = r.get_data(as_text=True)
     assert "closed period 2013-09" in text and "2013-10-01" in text, text[:3000]
+
+
+def test_pages_in_welsh(as_user):
+    c = as_user("manager")
+    c.get("/lang/cy")
+    try:
+        assert "Cyfanswm rheoli" in c.get("/gl-exports/").get_data(as_text=True)
+        page = c.get("/periods/2013-01").get_data(as_text=True)
+        assert "Cyn cau" in page and "cysoni banc" in page
+    finally:
+        c.get("/lang/en")
