@@ -442,7 +442,7 @@ def scheduled_run(session: Session, now: dt.date | None = None) -> str | None:
     else:
         cut = now - dt.timedelta(days=1)
     done = session.scalar(select(GlExportBatch.id).where(
-        GlExportBatch.trigger == "schedule", GlExportBatch.cut_off >= cut).limit(1))
+        GlExportBatch.trigger == "schedule", GlExportBatch.cut_off == cut).limit(1))
     session.rollback()
     if done:
         return None
@@ -460,9 +460,19 @@ def scheduled_run(session: Session, now: dt.date | None = None) -> str | None:
 
 
 def _job() -> str | None:
+    """A batch that cannot run (a fund without a GL code...) is reported, not raised: the other
+    jobs of the tick still run, and the next tick tries again."""
     from app.extensions import db
 
-    return scheduled_run(db.session)
+    return run_job(db.session)
+
+
+def run_job(session: Session, now: dt.date | None = None) -> str | None:
+    try:
+        return scheduled_run(session, now)
+    except (ValidationError, Conflict) as exc:
+        session.rollback()
+        return f"failed: {exc.message}"
 
 
 def _register_job() -> None:

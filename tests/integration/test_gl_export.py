@@ -225,6 +225,22 @@ def test_two_batches_at_once_never_export_a_line_twice(app, session):
 def test_scheduled_run_once_a_day(app, session):
     flush_all(session)
     receipt(session, "2010-11-11", "4.00")
-    summary = G.scheduled_run(session)
+    receipt(session, "2010-11-12", "1.00")  # after the cut-off
+    summary = G.scheduled_run(session, now=dt.date(2010, 11, 12))   # up to yesterday
     assert summary and summary.startswith("GL") and "4.00" in summary
-    assert G.scheduled_run(session) is None
+    assert G.scheduled_run(session, now=dt.date(2010, 11, 12)) is None  # once a day
+    assert G.unexported_summary(session, dt.date(2010, 11, 12)) == (2, 1_00)
+
+
+def test_the_tick_job_reports_a_batch_that_cannot_run(session):
+    flush_all(session)
+    code = unique("NJ", 6)
+    session.add(Fund(code=code, name="No GL code"))
+    session.commit()
+    receipt(session, "2010-12-01", "2.00", fund=code)
+    before = session.scalar(select(func.count()).select_from(GlExportBatch))
+    summary = G.run_job(session, now=dt.date(2010, 12, 2))
+    assert summary.startswith("failed") and "no GL code" in summary
+    assert session.scalar(select(func.count()).select_from(GlExportBatch)) == before
+    code_all_funds(session)
+    assert G.run_job(session, now=dt.date(2010, 12, 2)).startswith("GL")
