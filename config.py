@@ -112,6 +112,10 @@ class Config:
     IMS_BACS_ORIGINATOR_ACCOUNT = os.environ.get("IMS_BACS_ORIGINATOR_ACCOUNT", "12345678")
     IMS_BACS_ORIGINATOR_NAME = os.environ.get("IMS_BACS_ORIGINATOR_NAME", "")
     IMS_WORKER_INTERVAL = int(os.environ.get("IMS_WORKER_INTERVAL", "30"))
+    # GL export batches run by `ims tick`: daily (up to yesterday), monthly (up to the end of
+    # last month) or off; in this layout (app/services/gl_layouts.py)
+    GL_EXPORT_SCHEDULE = os.environ.get("GL_EXPORT_SCHEDULE", "daily")
+    GL_EXPORT_LAYOUT = os.environ.get("GL_EXPORT_LAYOUT", "generic_journal_csv")
     # Operations: /readyz wants a worker tick within this many seconds (0: no worker required)
     IMS_WORKER_STALE_SECONDS = int(os.environ.get("IMS_WORKER_STALE_SECONDS", "300"))
     # /metrics answers the bearer token, or addresses in these networks (comma-separated)

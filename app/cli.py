@@ -104,25 +104,80 @@ def audit_rekey(accept_broken: bool) -> None:
         sys.exit(1)
 
 
+def _write_batch(batch, output: str) -> None:
+    if output == "-":
+        sys.stdout.buffer.write(batch.content)
+        sys.stdout.flush()
+    else:
+        with open(output, "wb") as fh:
+            fh.write(batch.content)
+
+
+def _run_batch(cut_off, layout: str, itemised: bool, output: str) -> None:
+    from app.domain.errors import DomainError
+    from app.domain.money import Money
+    from app.extensions import db
+    from app.services import audit
+    from app.services import gl_export as G
+
+    audit.set_actor("cli")
+    try:
+        batch = G.create_batch(db.session, cut_off=cut_off, layout=layout, actor="cli",
+                               summarised=not itemised, trigger="cli")
+    except DomainError as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(1)
+    _write_batch(batch, output)
+    click.echo(f"{batch.number}: {batch.line_count} lines, {batch.row_count} rows, control total "
+               f"{Money(batch.control_total)}, sha256 {batch.sha256}", err=True)
+
+
+@ims_cli.command("gl-export")
+@click.option("--cut-off", "cut_off", required=True,
+              type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Export every line not yet exported dated on or before this day (not in the future).")
+@click.option("--layout", default="generic_journal_csv", show_default=True,
+              help="Layout name: generic_journal_csv, oracle_fusion_gl_interface, unit4_gl07 or "
+                   "one added with gl-layout-add.")
+@click.option("--itemised", is_flag=True, help="One row per ledger line instead of summarised.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-",
+              help="File to write (default: standard output).")
+def gl_export(cut_off, layout: str, itemised: bool, output: str) -> None:
+    """Run a GL export batch (recorded, audited; its file is kept for re-download)."""
+    _run_batch(cut_off.date(), layout, itemised, output)
+
+
+@ims_cli.command("gl-layout-add")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def gl_layout_add(path: str) -> None:
+    """Store a new version of a GL export layout from a JSON file (validated)."""
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services import audit
+    from app.services import gl_layouts as LAY
+
+    audit.set_actor("cli")
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    try:
+        row = LAY.add_version(db.session, raw, actor="cli")
+        db.session.commit()
+    except DomainError as exc:
+        db.session.rollback()
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(1)
+    click.echo(f"Layout {row.name} version {row.version} stored.")
+
+
 @ims_cli.command("export-ledger")
 @click.option("--date", "day", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="The day to export (YYYY-MM-DD, Europe/London).")
+              help="The cut-off day (YYYY-MM-DD).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-",
               help="CSV file to write (default: standard output).")
 def export_ledger(day, output: str) -> None:
-    """Export one day's ledger lines as CSV for the general ledger (debits equal credits)."""
-    from app.extensions import db
-    from app.services.ledger_export import write_ledger_csv
-
-    out = sys.stdout if output == "-" else open(output, "w", newline="", encoding="utf-8")
-    try:
-        lines, debits, credits = write_ledger_csv(db.session, day.date(), out)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    click.echo(f"{lines} lines, debits {debits / 100:.2f}, credits {credits / 100:.2f}", err=True)
-    if debits != credits:
-        sys.exit(1)
+    """Kept for scripts: a thin wrapper over `gl-export --cut-off D --itemised` in the generic
+    journal layout (every line not yet exported up to D, recorded as a batch)."""
+    _run_batch(day.date(), "generic_journal_csv", True, output)
 
 
 def _tick_once():

@@ -137,6 +137,14 @@ class ReceiptApi(_Base):
                   properties:
                     payment_method_code: {type: string}
                     transaction_date: {type: string, format: date}
+                    accounting_date:
+                      type: string
+                      format: date
+                      description: >-
+                        Asks for this accounting date explicitly: in a closed period the
+                        request is refused (422). Without it the transaction date decides, and a
+                        receipt dated in a closed period posts on the first day of the first
+                        open period (period_message says so).
                     external_reference: {type: string}
                     office_code: {type: string}
                     lines:
@@ -159,6 +167,8 @@ class ReceiptApi(_Base):
                     properties:
                       receipt_number: {type: string}
                       total: {$ref: '#/components/schemas/Money'}
+                      accounting_date: {type: string, format: date}
+                      period_message: {type: string, nullable: true}
                       transactions:
                         type: array
                         items:
@@ -208,8 +218,11 @@ class ReceiptApi(_Base):
             actor=user, may_override_stop=may_override_stop(),
             office_code=data.get("office_code") if isinstance(data.get("office_code"), str) else None,
             transaction_date=data.get("transaction_date"),
-            external_reference=data.get("external_reference"))
+            external_reference=data.get("external_reference"),
+            accounting_date=data.get("accounting_date"))
         body = {"receipt_number": result.receipt_number, "total": str(Money(result.total)),
+                "accounting_date": result.accounting_date.isoformat(),
+                "period_message": result.period_message,
                 "transactions": [{"id": t.id, "fund_code": t.fund_code,
                                   "account_reference": t.account_reference,
                                   "amount": pence_to_str(t.amount),
@@ -351,6 +364,12 @@ class JournalApi(_Base):
                   properties:
                     transaction_id: {type: integer, minimum: 1}
                     reason: {type: string}
+                    accounting_date:
+                      type: string
+                      format: date
+                      description: >-
+                        Asks for this accounting date explicitly (default: today, the posting
+                        date); in a closed period the journal is refused (422).
                     targets: {type: array, minItems: 1, items: {$ref: '#/components/schemas/Line'}}
           responses:
             201:
@@ -363,7 +382,8 @@ class JournalApi(_Base):
         data = json_body()
         group = J.journal(db.session, transaction_id=data.get("transaction_id"),
                           targets=data.get("targets"), reason=data.get("reason"),
-                          actor=current_username(), may_override_stop=may_override_stop())
+                          actor=current_username(), may_override_stop=may_override_stop(),
+                          accounting_date=data.get("accounting_date"))
         return self.response(201, **_group_json(group))
 
     @expose("/<int:pk>/undo", methods=["POST"])
@@ -475,7 +495,11 @@ class TransferApi(_Base):
 def _group_json(group) -> dict:
     targets = db.session.scalars(select(Transaction).where(Transaction.posting_group_id == group.id)
                                  .order_by(Transaction.id)).all()
+    from app.services.periods import moved_message
+
     return {"id": group.id, "number": group.number, "kind": group.kind,
+            "accounting_date": group.accounting_date.isoformat() if group.accounting_date else None,
+            "period_message": moved_message(group.requested_accounting_date, group.accounting_date),
             "targets": [{"id": t.id, "fund_code": t.fund_code, "account_reference": t.account_reference,
                          "amount": pence_to_str(t.amount),
                          "source_transaction_id": t.source_transaction_id} for t in targets]}

@@ -58,6 +58,8 @@ SCHEMAS = {
         "result": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}},
     "PostingGroup": {"type": "object", "properties": {
         "id": {"type": "integer"}, "number": {"type": "string"}, "kind": {"type": "string"},
+        "accounting_date": {"type": "string", "format": "date", "nullable": True},
+        "period_message": _NULLABLE_TEXT,
         "targets": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "integer"}, "fund_code": {"type": "string"},
             "account_reference": _NULLABLE_TEXT, "amount": _MONEY,

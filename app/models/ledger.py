@@ -73,6 +73,13 @@ class PostingGroup(Model):
     reason: Mapped[str | None] = mapped_column(Text)
     import_id: Mapped[int | None] = mapped_column(Integer, index=True)
     reverses_id: Mapped[int | None] = mapped_column(ForeignKey("posting_group.id"))
+    #: the date that decides the accounting period (app/services/periods.py): the transaction
+    #: date for receipts, imports and card payments, the posting date for corrections; moved to
+    #: the first day of the first open period when it fell in a closed one. NULL on groups posted
+    #: before periods existed (their London date of posting counts).
+    accounting_date: Mapped[date | None] = mapped_column(Date)
+    #: not stored: the accounting date the posting asked for (set by ledger.post_group)
+    requested_accounting_date = None
 
     lines: Mapped[list["LedgerLine"]] = relationship(back_populates="group",
                                                       order_by="LedgerLine.id")

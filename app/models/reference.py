@@ -35,6 +35,8 @@ class VatCode(Model):
     code: Mapped[str] = mapped_column(String(10), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(100), nullable=False, default="")
     rate: Mapped[Decimal] = mapped_column(Numeric(6, 4), nullable=False)
+    #: where this code's VAT goes in the general ledger (GL exports; net goes to the fund's)
+    gl_code: Mapped[str | None] = mapped_column(String(30))
 
     def __repr__(self) -> str:
         return f"{self.code} ({(self.rate * 100).normalize()}%)"
@@ -74,6 +76,9 @@ class Fund(Model):
     code: Mapped[str] = mapped_column(String(10), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(100), nullable=False)
     gl_code: Mapped[str | None] = mapped_column(String(30))
+    #: the fund's cost centre in the general ledger (GL exports; blank: the setting
+    #: gl.default_cost_centre)
+    cost_centre: Mapped[str | None] = mapped_column(String(30))
     vat_code: Mapped[str | None] = mapped_column(ForeignKey("vat_code.code"))
     vat: Mapped[VatCode | None] = relationship(foreign_keys=[vat_code])
     vat_override: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

@@ -76,6 +76,11 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "RefundPaymentRun": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
     # notifications: everybody reads (and marks read) their own
     "Notification": {READ: ALL},
+    # closing the books: GL export batches (Finance Managers run and void them), accounting
+    # periods (Finance Managers request a close or reopening; the Head of Finance approves it in
+    # the task list); Auditors read both
+    "GLExport": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    "AccountingPeriod": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
 }
 
 #: What a workflow is about (its subject type) -> the resource whose can_read lets a role see the
@@ -87,6 +92,7 @@ SUBJECT_RESOURCES: dict[str, str] = {
     "suspense_allocation": "SuspenseAllocation",
     "demo": "WorkflowDefinition",
     "configuration_change": "WorkflowDefinition",  # a proposed workflow or approval-limit change
+    "period_close": "AccountingPeriod",  # closing or reopening an accounting period
 }
 
 #: FAB's own security views: Administrator manages users and the roles they hold, and reads roles

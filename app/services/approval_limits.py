@@ -38,6 +38,10 @@ CONFIGURATION_APPROVERS = (R.HEAD,)
 CONFIGURATION_SUBJECT = "configuration_change"
 #: The process that approves configuration changes: deployed from workflows/ by an operator only.
 CONFIGURATION_PROCESS = "configuration_approval"
+#: closing or reopening an accounting period (app/services/periods.py): one Head of Finance
+#: other than the requester approves it
+PERIOD_SUBJECT = "period_close"
+PERIOD_APPROVERS = (R.HEAD,)
 #: Workflow processes whose outcome moves money or changes configuration, with the only roles their
 #: lanes may name (checked at deploy, whoever deploys).
 GUARDED_PROCESSES = {
@@ -45,6 +49,7 @@ GUARDED_PROCESSES = {
     "write_off_approval": APPROVING_ROLES,
     "suspense_allocation_approval": APPROVING_ROLES,
     CONFIGURATION_PROCESS: CONFIGURATION_APPROVERS,
+    "period_close_approval": PERIOD_APPROVERS,
 }
 #: Suspense allocations up to this many pence may post without approval (config
 #: IMS_SUSPENSE_APPROVAL_CEILING, in pounds, overrides it).
@@ -110,6 +115,8 @@ def floor_for(subject_type: str, amount_pence: int | None) -> Floor | None:
     floor, e.g. demonstration subjects)."""
     if subject_type == CONFIGURATION_SUBJECT:
         return Floor(1, CONFIGURATION_APPROVERS)
+    if subject_type == PERIOD_SUBJECT:
+        return Floor(1, PERIOD_APPROVERS)
     if subject_type in APPROVAL_ACTIONS:
         n = minimum_approvals(subject_type, amount_pence)
         return Floor(n, APPROVING_ROLES) if n else None

@@ -58,7 +58,8 @@ def _transaction_id(value, field: str = "transaction_id") -> int:
 
 
 def _post_moves(session: Session, kind: str, pairs: list[tuple[Transaction, int, dict]], *,
-                actor: str, reason: str, office_code: str | None) -> tuple[PostingGroup, list[Transaction]]:
+                actor: str, reason: str, office_code: str | None,
+                accounting_date: dt.date | None = None) -> tuple[PostingGroup, list[Transaction]]:
     """Dr source Fund:account / Cr target Fund:account for each (source, amount, target) move."""
     debits: dict[int, int] = {}
     for src, amount, _ in pairs:
@@ -68,7 +69,8 @@ def _post_moves(session: Session, kind: str, pairs: list[tuple[Transaction, int,
             for sid, amt in debits.items()]
     legs += [L.Leg(L.FUND, -amount, tgt["fund_code"], tgt["account_reference"])
              for _, amount, tgt in pairs]
-    group = L.post_group(session, kind, legs, actor=actor, office_code=office_code, reason=reason)
+    group = L.post_group(session, kind, legs, actor=actor, office_code=office_code, reason=reason,
+                         accounting_date=accounting_date, strict_date=accounting_date is not None)
     method = _method_code(session, kind, "JNL" if kind == "journal" else "TRF")
     today = dt.date.today()
     created = []
@@ -94,11 +96,21 @@ def _post_moves(session: Session, kind: str, pairs: list[tuple[Transaction, int,
 
 
 def journal(session: Session, *, transaction_id, targets, reason, actor: str,
-            office_code: str | None = None, may_override_stop: bool = False) -> PostingGroup:
-    """Reallocate all or part of a received line to one or more fund/account targets."""
+            office_code: str | None = None, may_override_stop: bool = False,
+            accounting_date=None) -> PostingGroup:
+    """Reallocate all or part of a received line to one or more fund/account targets.
+    ``accounting_date`` (API): an explicit date, refused (422) in a closed period; by default
+    the posting date (today, or the first open period's first day)."""
     try:
+        from app.services.receipts import parse_date
+
         tid = _transaction_id(transaction_id)
         reason = _reason(reason)
+        adate = parse_date(accounting_date, field="accounting_date")
+        from app.services.validation import date_outside_window
+
+        if adate is not None and (outside := date_outside_window(adate)):
+            raise ValidationError(f"accounting_date: {outside}", {"accounting_date": [outside]})
         source = L.lock_transaction(session, tid)
         errors: dict[str, list[str]] = {}
         cleaned = _targets(session, targets, errors, may_override_stop=may_override_stop)
@@ -116,7 +128,8 @@ def journal(session: Session, *, transaction_id, targets, reason, actor: str,
                 f"The targets total {Money(total)} but only {Money(available)} is available.",
                 {"targets": [f"Total more than the available {Money(available)}."]})
         group, _ = _post_moves(session, "journal", [(source, c["amount"], c) for c in cleaned],
-                               actor=actor, reason=reason, office_code=office_code)
+                               actor=actor, reason=reason, office_code=office_code,
+                               accounting_date=adate)
         session.commit()
         return group
     except Exception:

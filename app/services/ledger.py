@@ -155,15 +155,30 @@ def _check_legs(legs: list[Leg]) -> None:
 def post_group(session: Session, kind: str, legs: Iterable[Leg], *, actor: str,
                office_code: str | None = None, reason: str | None = None,
                import_id: int | None = None, number: str | None = None,
-               reverses: PostingGroup | None = None) -> PostingGroup:
-    """Post one balanced group of legs. Flushes and audits; the caller commits."""
+               reverses: PostingGroup | None = None, accounting_date: date | None = None,
+               strict_date: bool = False) -> PostingGroup:
+    """Post one balanced group of legs. Flushes and audits; the caller commits.
+
+    Every posting of the IMS but the imports' bulk writers (which call periods.resolve_many
+    themselves) comes through here, so this is where closed periods are enforced:
+    ``accounting_date`` (the transaction date for receipts, default today's date: the posting
+    date of a correction) in a closed period is posted on the first day of the first open
+    period (group.accounting_date; group.requested_accounting_date keeps the date asked for),
+    or, with ``strict_date`` (an API request that named the date), refused with a 422. The
+    period stays locked against closing until the caller commits (app/services/periods.py)."""
+    from app.services import periods
+
     legs = list(legs)
     if kind not in GROUP_KINDS:
         raise ValidationError(f"Unknown posting kind {kind!r}.", {"kind": ["Unknown kind."]})
     _check_legs(legs)
+    wanted = accounting_date or periods.today()
+    used = periods.resolve(session, wanted, strict=strict_date)
     group = PostingGroup(kind=kind, number=number or next_number(session, PREFIXES[kind]),
                          created_by=actor, office_code=office_code, reason=reason,
-                         import_id=import_id, reverses_id=reverses.id if reverses else None)
+                         import_id=import_id, reverses_id=reverses.id if reverses else None,
+                         accounting_date=used)
+    group.requested_accounting_date = wanted
     session.add(group)
     session.flush()
     # one statement for all the legs: the database checks each statement's groups balance
@@ -174,6 +189,8 @@ def post_group(session: Session, kind: str, legs: Iterable[Leg], *, actor: str,
     session.expire(group, ["lines"])
     audit.record(session, "post", "PostingGroup", group.id, after={
         "kind": kind, "number": group.number, "office_code": office_code, "import_id": import_id,
+        "accounting_date": used.isoformat(),
+        "moved_from_closed_period": wanted.isoformat() if used != wanted else None,
         "reverses": reverses.number if reverses else None,
         "legs": [f"{l.account}:{l.fund_code or ''}:{l.account_reference or ''}:{Money(l.amount)}"
                  for l in legs]}, reason=reason, actor=actor)

@@ -70,6 +70,17 @@ class ReceiptResult:
     def total(self) -> int:
         return sum(t.amount for t in self.transactions)
 
+    @property
+    def accounting_date(self) -> dt.date | None:
+        return self.group.accounting_date
+
+    @property
+    def period_message(self) -> str | None:
+        """Set when the transaction date was in a closed period (posted into the next open one)."""
+        from app.services.periods import moved_message
+
+        return moved_message(self.group.requested_accounting_date, self.group.accounting_date)
+
 
 def _method(session: Session, code, errors: dict, field: str = "payment_method_code") -> PaymentMethod | None:
     if not code or not isinstance(code, str):
@@ -154,12 +165,17 @@ def check_line(session: Session, line: dict, prefix: str, errors: dict, *,
 
 def take_receipt(session: Session, *, lines: list, payment_method_code, actor: str,
                  may_override_stop: bool = False, office_code: str | None = None,
-                 transaction_date=None, external_reference: str | None = None) -> ReceiptResult:
+                 transaction_date=None, external_reference: str | None = None,
+                 accounting_date=None) -> ReceiptResult:
     """Validate every line, then post Dr Bank / Cr Fund:account per line under one receipt number.
 
     Commits once. Raises ValidationError (nothing posted) naming each bad field as
     "lines[i].field", "payment_method_code" or "transaction_date" (also when the date is outside
     the accepted window, validation.transaction_date_window).
+
+    The transaction date is the accounting date: in a closed period the receipt posts on the
+    first day of the first open period (result.period_message says so). ``accounting_date``
+    (API only) asks for a date explicitly: in a closed period that is refused (422).
     """
     errors: dict[str, list[str]] = {}
     try:
@@ -171,6 +187,13 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
             tdate = None
         if tdate is not None and (outside := date_outside_window(tdate)):
             errors.setdefault("transaction_date", []).append(outside)
+        try:
+            adate = parse_date(accounting_date, field="accounting_date")
+        except ValidationError as exc:
+            errors.update(exc.errors)
+            adate = None
+        if adate is not None and (outside := date_outside_window(adate)):
+            errors.setdefault("accounting_date", []).append(outside)
         if external_reference is not None and (not isinstance(external_reference, str)
                                                or len(external_reference) > 100):
             errors.setdefault("external_reference", []).append("Text of at most 100 characters.")
@@ -200,7 +223,8 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
         total = sum(c["amount"] for c in cleaned)
         legs = [L.Leg(L.BANK, total)] + [
             L.Leg(L.FUND, -c["amount"], c["fund_code"], c["account_reference"]) for c in cleaned]
-        group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code)
+        group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code,
+                             accounting_date=adate or tdate, strict_date=adate is not None)
         txns = []
         for c in cleaned:
             txns.append(L.record_income(

@@ -99,7 +99,16 @@ REFERENCE_PATTERNS = [
 SETTINGS = [
     (SUSPENSE_FUND, "SUSP", "The fund that holds unmatched income."),
     (WRITE_OFF_FUND, "WOFF", "The fund that written-off money is posted to."),
+    # GL exports (app/services/gl_export.py)
+    ("gl.default_cost_centre", "C100", "Cost centre of GL export rows when the fund has none."),
+    ("gl.vat_gl_code", "8100-VAT", "GL code of VAT when the VAT code has none."),
+    ("gl.account.BANK", "7001-BK", "GL code of the bank (income received) in GL exports."),
+    ("gl.account.SUSPENSE", "9001-SU", "GL code of the suspense account in GL exports."),
+    ("gl.account.REFUNDS_PAYABLE", "7101-RP", "GL code of refunds payable in GL exports."),
+    ("gl.account.WRITE_OFFS", "9002-WO", "GL code of written-off money in GL exports."),
 ]
+#: where each VAT code's VAT goes in the general ledger (vat_code.gl_code)
+VAT_GL_CODES = {"S": "8101-VAT", "R": "8102-VAT"}
 
 DEMO_USERS = [
     ("admin", "Alun", "Administrator", R.ADMIN),
@@ -144,7 +153,7 @@ def seed_reference(session: Session) -> dict[str, int]:
     """VAT codes, payment methods, offices, validators, funds and fund settings."""
     counts = {}
     counts["vat codes added"] = _add_missing(session, VatCode, "code", [
-        dict(code=c, name=n, rate=r) for c, n, r in VAT_CODES])
+        dict(code=c, name=n, rate=r, gl_code=VAT_GL_CODES.get(c)) for c, n, r in VAT_CODES])
     counts["payment methods added"] = _add_missing(session, PaymentMethod, "code", [
         dict(code=c, name=n, kind=k, refundable=rf, minimum_amount=lo, maximum_amount=hi)
         for c, n, k, rf, lo, hi in METHODS])

@@ -113,6 +113,12 @@ class ReceiptView(BaseView):
             else:
                 flash(_("Receipt %(number)s posted: %(total)s.", number=result.receipt_number,
                         total=str(Money(result.total))), "success")
+                if result.period_message:
+                    wanted = result.group.requested_accounting_date
+                    flash(_("The transaction date %(date)s is in the closed period %(period)s: "
+                            "the receipt was posted on %(used)s, the first day of the first open "
+                            "period.", date=wanted.isoformat(), period=f"{wanted:%Y-%m}",
+                            used=result.accounting_date.isoformat()), "warning")
                 return redirect(url_for("ReceiptView.print_receipt", number=result.receipt_number))
         return self.render_template("ledger/receipt_new.html", funds=funds, methods=methods,
                                     vat_codes=vat, offices=offices, rows=rows,

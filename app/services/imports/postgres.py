@@ -25,6 +25,9 @@ _ANALYZE = text("ANALYZE posting_group, ledger_line, income_transaction, suspens
 _LEDGER_SIZE = text("SELECT reltuples FROM pg_class WHERE oid = 'ledger_line'::regclass")
 
 
+_DATE = STAGE_COLUMNS.index("transaction_date")
+
+
 def prepare_connection(wc):
     """Nothing to set up on a writer's connection; returns what undoes it."""
     return lambda: None
@@ -55,10 +58,14 @@ _PG_STAGE = """
 # income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each.
 _PG_POST = """
     WITH g AS (
-        INSERT INTO posting_group (kind, number, created_at, created_by, office_code, import_id)
+        INSERT INTO posting_group (kind, number, created_at, created_by, office_code, import_id,
+                                   accounting_date)
         SELECT CASE WHEN held THEN 'suspense' ELSE 'import' END, number,
-               %(now)s, %(actor)s, %(office)s, %(bid)s
-        FROM ims_import_row ORDER BY held, line
+               %(now)s, %(actor)s, %(office)s, %(bid)s, COALESCE(m.used, s.transaction_date)
+        FROM ims_import_row s
+        LEFT JOIN unnest(%(moved_from)s::date[], %(moved_to)s::date[]) AS m(wanted, used)
+               ON m.wanted = s.transaction_date
+        ORDER BY held, line
         RETURNING id, number
     ), r AS MATERIALIZED (
         SELECT s.*, g.id AS group_id FROM ims_import_row s JOIN g ON g.number = s.number
@@ -95,8 +102,15 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     """PostgreSQL: COPY the chunk's rows into a temporary table (one row per file line), then
     write every ledger table from it in one statement. The ledger's trigger checks, at the end
     of that statement, that every posting group balances."""
+    from app.services import periods
+
+    # each row's accounting date is its transaction date, or the first day of the first open
+    # period when that is closed; the months stay locked against closing until the chunk commits
+    used = periods.resolve_many(session, {row[_DATE] for row in staged.rows})
+    moved = {d: u for d, u in used.items() if d != u}
     params = {"now": now, "actor": actor, "office": batch.office_code, "bid": batch.id,
-              "suspense_fund": ctx.suspense_fund}
+              "suspense_fund": ctx.suspense_fund, "moved_from": list(moved),
+              "moved_to": list(moved.values())}
     raw = session.connection().connection.dbapi_connection
     with raw.cursor() as cur:
         cur.execute(_PG_STAGE)

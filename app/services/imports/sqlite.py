@@ -43,10 +43,10 @@ def stage(session: Session, rows) -> tuple[list, list, list]:
         if sd is None:
             sd = dates[d] = to_text(d)
         if is_held:
-            groups += (seq, "suspense", number)
+            groups += (seq, "suspense", number, d)
             held += (seq, amount, ref_text, narrative, reason, fund, sd, line)
         else:
-            groups += (seq, "import", number)
+            groups += (seq, "import", number, d)
             txs += (seq, number, fund, ref, amount, vat_code, vat, method, narrative, sd, ext)
     return groups, txs, held
 
@@ -55,9 +55,9 @@ def stage(session: Session, rows) -> tuple[list, list, list]:
 # GIL release per statement), ids after the tables' max(id) read under the write lock (posted rows
 # come first: a posted row's transaction id is tbase + seq). Constants are bound once, before
 # the VALUES (positional parameters number in the order they appear).
-_GROUPS = (3, "INSERT INTO posting_group (id, kind, number, created_at, created_by, "
-              "office_code, import_id) SELECT ? + column1, column2, column3, ?, ?, ?, ? "
-              "FROM (VALUES {})")
+_GROUPS = (4, "INSERT INTO posting_group (id, kind, number, created_at, created_by, "
+              "office_code, import_id, accounting_date) SELECT ? + column1, column2, column3, "
+              "?, ?, ?, ?, column4 FROM (VALUES {})")
 _TX = (11, "INSERT INTO income_transaction (id, posting_group_id, receipt_number, "
            "fund_code, account_reference, amount, vat_code, vat_amount, "
            "payment_method_code, narrative, transaction_date, external_reference, "
@@ -135,6 +135,17 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
         gbase, tbase, sbase = cur.execute(_LOCK, (now, batch.id)).fetchone()
         gbase, tbase, sbase = gbase + 1, tbase + 1, sbase + 1
         office = batch.office_code
+        # accounting dates (4th of each group's values, dates until here): the transaction
+        # date, or the first day of the first open period when it is closed; read under the
+        # write lock just taken, so no period closes until this chunk commits
+        from app.services import periods
+
+        used = periods.resolve_many(session, set(groups[3::4]))
+        to_text = Transaction.__table__.c.transaction_date.type._cached_bind_processor(
+            conn.dialect) or (lambda v: v)
+        texts = {d: to_text(u) for d, u in used.items()}
+        groups = list(groups)
+        groups[3::4] = [texts[d] for d in groups[3::4]]
         _insert_values(cur, _GROUPS, groups, (gbase, now, actor, office, batch.id))
         _insert_values(cur, _TX, txs, (tbase, gbase, office, actor, now, batch.id))
         _insert_values(cur, _SUSPENSE, held, (sbase - n_posted, gbase, batch.id, now))
