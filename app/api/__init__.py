@@ -6,6 +6,7 @@ APIs never import the pages (app/views) nor the pages the APIs: both call servic
 def register_apis(appbuilder) -> None:
     """Add every API (after the pages: menus are built by app.views.register_views)."""
     from app.api.audit import AuditApi
+    from app.api.gl import AccountingPeriodApi, GLExportApi
     from app.api.imports import ImportApi, SuspenseApi
     from app.api.ledger import APIS as LEDGER_APIS
     from app.api.reference import (
@@ -24,5 +25,5 @@ def register_apis(appbuilder) -> None:
     for api in (*LEDGER_APIS, TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi,
                 ImportApi, SuspenseApi, SuspenseAllocationApi, WriteOffApi, RefundApi,
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
-                AccountHolderApi, AuditApi):
+                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi):
         appbuilder.add_api(api)

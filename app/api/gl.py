@@ -5,7 +5,7 @@ approves closes in the tasks API; Auditors read everything."""
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
 from sqlalchemy import func, select
@@ -139,7 +139,7 @@ class GLExportApi(BaseApi):
             404: {$ref: '#/components/responses/404'}
         """
         batch = G.download(db.session, pk, actor=current_username())
-        return file_response(batch)
+        return G.file_response(batch)
 
     @expose("/<int:pk>/void", methods=["POST"])
     @protect()
@@ -192,14 +192,6 @@ class GLExportApi(BaseApi):
         return self.response(200, result=[
             {"name": r.name, "version": r.version, "title": r.title,
              "definition": LAY.definition_of(r)} for r in rows])
-
-
-def file_response(batch: GlExportBatch) -> Response:
-    resp = Response(batch.content, mimetype=batch.content_type)
-    resp.headers["Content-Disposition"] = f'attachment; filename="{batch.filename}"'
-    resp.headers["X-Control-Total"] = str(Money(batch.control_total))
-    resp.headers["X-Content-SHA256"] = batch.sha256
-    return resp
 
 
 class AccountingPeriodApi(BaseApi):
@@ -322,4 +314,4 @@ class AccountingPeriodApi(BaseApi):
         return self._request(period, "reopen")
 
 
-__all__ = ["AccountingPeriodApi", "GLExportApi", "ValidationError", "file_response"]
+__all__ = ["AccountingPeriodApi", "GLExportApi", "ValidationError"]

@@ -482,3 +482,15 @@ def _register_job() -> None:
 
 
 _register_job()
+
+
+def file_response(batch: GlExportBatch):
+    """The batch's stored file as a download (the same bytes every time), with its control
+    total and digest in headers."""
+    from flask import Response
+
+    resp = Response(batch.content, mimetype=batch.content_type)
+    resp.headers["Content-Disposition"] = f'attachment; filename="{batch.filename}"'
+    resp.headers["X-Control-Total"] = str(Money(batch.control_total))
+    resp.headers["X-Content-SHA256"] = batch.sha256
+    return resp

@@ -11,7 +11,6 @@ from flask_appbuilder.security.decorators import has_access
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from app.api.gl import file_response
 from app.domain.errors import DomainError
 from app.extensions import db
 from app.formatting import money as fmt_money
@@ -28,7 +27,7 @@ CHECK_LABELS = {"suspense": _l("Unallocated suspense items dated on or before th
 
 
 def _user() -> str:
-    from app.api.ledger import current_username
+    from app.security.current import current_username
 
     return current_username()
 
@@ -86,7 +85,7 @@ class GLExportView(BaseView):
         except DomainError as exc:
             _messages(exc)
             return redirect(url_for("GLExportView.index"))
-        return file_response(batch)
+        return G.file_response(batch)
 
     @expose("/<int:pk>/void", methods=["POST"])
     @has_access
@@ -146,7 +145,6 @@ class PeriodView(BaseView):
 
 
 def register_gl_views(appbuilder) -> None:
-    from app.api.gl import AccountingPeriodApi, GLExportApi
 
     cat = "Closing the books"
     appbuilder.add_view(GLExportView, "GL exports", label=_l("GL exports"), icon="fa-upload",
@@ -154,5 +152,3 @@ def register_gl_views(appbuilder) -> None:
                         category_icon="fa-book")
     appbuilder.add_view(PeriodView, "Accounting periods", label=_l("Accounting periods"),
                         icon="fa-calendar", category=cat)
-    appbuilder.add_api(GLExportApi)
-    appbuilder.add_api(AccountingPeriodApi)

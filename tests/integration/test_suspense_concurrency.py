@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 
 from app.domain.errors import Conflict, ValidationError
 from app.services import suspense as S
