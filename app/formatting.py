@@ -7,7 +7,7 @@ import re
 from decimal import Decimal
 
 from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency
+from babel.numbers import format_currency, format_decimal
 from flask_babel import get_locale, get_timezone
 from flask_babel import gettext as _gettext
 
@@ -24,6 +24,13 @@ def money(pence) -> str:
     if pence is None or pence == "":
         return ""
     return format_currency(Decimal(int(pence)) / 100, "GBP", locale=_babel_locale())
+
+
+def percent(value) -> str:
+    """12.5 -> "12.5%" for the current locale (empty for None)."""
+    if value is None or value == "":
+        return ""
+    return format_decimal(Decimal(value), "#,##0.0", locale=_babel_locale()) + "%"
 
 
 def when(value, fmt: str = "medium") -> str:
@@ -69,6 +76,7 @@ def local_link(value) -> str | None:
 def install_filters(app) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["percent"] = percent
     app.jinja_env.filters["tr"] = tr
     app.jinja_env.filters["library_message"] = library_message
     app.jinja_env.filters["local_link"] = local_link

@@ -63,6 +63,8 @@ TITLES = {"cash-book": N_("Daily cash book"), "vat": N_("VAT report"),
           "income": N_("Income by fund and GL code"), "approvals": N_("Approvals report"),
           "month-end": N_("Month-end pack")}
 FORMATS = ("json", "csv", "xlsx")
+#: the years a report's dates may fall in
+FIRST_YEAR, LAST_YEAR = 1900, 2999
 #: at most this many decisions are listed one by one in the approvals report
 MAX_DETAIL_ROWS = 10_000
 
@@ -116,8 +118,11 @@ def parse_month(raw) -> tuple[dt.date, dt.date]:
     """"2026-11" -> (1 Nov 2026, 30 Nov 2026); BadReportArgument otherwise."""
     text = raw.strip() if isinstance(raw, str) else ""
     if len(text) == 7 and text.isascii() and text[4] == "-" and text[:4].isdigit() \
-            and text[5:].isdigit() and 1 <= int(text[5:]) <= 12 and int(text[:4]) >= 1:
+            and text[5:].isdigit() and 1 <= int(text[5:]) <= 12:
         year, month = int(text[:4]), int(text[5:])
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise ValidationError(f"month: give a month from {FIRST_YEAR} to {LAST_YEAR}.",
+                                  {"month": [f"A month from {FIRST_YEAR} to {LAST_YEAR}."]})
         return dt.date(year, month, 1), dt.date(year, month, calendar.monthrange(year, month)[1])
     raise BadReportArgument("month: give the month as YYYY-MM.",
                             {"month": ["Give the month as YYYY-MM."]})
@@ -153,6 +158,10 @@ def parse_period(name: str, args, today: dt.date | None = None) -> tuple[dt.date
         date_to = date_from if name == "cash-book" else max(date_from, today)
     else:
         date_to = _parse_day(raw_to, "to")
+    for label, day in (("from", date_from), ("to", date_to)):
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise ValidationError(f"{label}: give a date from {FIRST_YEAR} to {LAST_YEAR}.",
+                                  {label: [f"A date from {FIRST_YEAR} to {LAST_YEAR}."]})
     if date_to < date_from:
         raise ValidationError(f"to ({date_to.isoformat()}) is before from ({date_from.isoformat()}).",
                               {"to": ["The end date is before the start date."]})
@@ -161,9 +170,6 @@ def parse_period(name: str, args, today: dt.date | None = None) -> tuple[dt.date
         raise ValidationError(f"The {name} report covers at most {MAX_DAYS[name]} days; "
                               f"{days} were asked for.",
                               {"to": [f"At most {MAX_DAYS[name]} days."]})
-    if name == "income" and date_from.year < 2:
-        raise ValidationError("from: too early to compare with a year before.",
-                              {"from": ["Too early."]})
     return date_from, date_to
 
 
