@@ -3,7 +3,8 @@ and the month-end pack of all four. Grouped SQL aggregates in integer pence; exp
 XLSX (openpyxl) from one description of each report's tables.
 
 Which date a figure counts on (the accounting date, as for accounting periods):
-- money received (posting groups of kind ``receipt`` and ``import``) counts on its transaction
+- money received (the income transactions of receipts and imports: those paid by a method that
+  is not a bookkeeping one — journal, transfer, refund, write-off) counts on its transaction
   date;
 - every correction — reversals, journals, transfers, allocations from suspense, refunds,
   write-offs — counts on the day it was posted (its posting group's ``created_at``, as a
@@ -210,6 +211,18 @@ class Report:
     extra: dict = field(default_factory=dict)
 
 
+def money_in(session: Session) -> tuple:
+    """WHERE clauses: income transactions that are money received (a receipt's or an import's),
+    not bookkeeping (journal and transfer targets, allocations from suspense), which are paid by
+    a method of a bookkeeping kind (receipts and imports cannot use those). By the method rather
+    than through the posting group, so that a period's rows are read from one table."""
+    from app.services.receipts import NON_RECEIPT_KINDS
+
+    codes = list(session.scalars(select(PaymentMethod.code).where(
+        PaymentMethod.kind.in_(NON_RECEIPT_KINDS))))
+    return (Transaction.payment_method_code.not_in(codes),) if codes else ()
+
+
 def _names(session: Session, model, codes) -> dict[str, str]:
     codes = {c for c in codes if c}
     if not codes:
@@ -227,12 +240,11 @@ def cash_book(session: Session, date_from: dt.date, date_to: dt.date | None = No
     """Money received per day, office, user and payment method, less the reversals posted that
     day; totals by method and by office. Compare a till's cash-up with one row."""
     date_to = date_to or date_from
-    t, g = Transaction, PostingGroup
+    t = Transaction
     stmt = (select(t.transaction_date, t.office_code, t.created_by, t.payment_method_code,
                    func.count(), func.sum(t.amount))
-            .join(g, g.id == t.posting_group_id)
             .where(t.transaction_date >= date_from, t.transaction_date <= date_to,
-                   g.kind.in_(MONEY_IN))
+                   *money_in(session))
             .group_by(t.transaction_date, t.office_code, t.created_by, t.payment_method_code))
     if office_code:
         stmt = stmt.where(t.office_code == office_code)
@@ -347,9 +359,8 @@ def vat_report(session: Session, date_from: dt.date, date_to: dt.date) -> Report
 
     for code, n, gross, vat in session.execute(
             select(t.vat_code, func.count(), func.sum(t.amount), func.sum(t.vat_amount))
-            .join(g, g.id == t.posting_group_id)
             .where(t.transaction_date >= date_from, t.transaction_date <= date_to,
-                   g.kind.in_(MONEY_IN))
+                   *money_in(session))
             .group_by(t.vat_code)):
         r = row(code)
         r["lines"] += int(n)
@@ -430,9 +441,9 @@ def income_by_fund(session: Session, date_from: dt.date, date_to: dt.date) -> di
     t, g, ln = Transaction, PostingGroup, LedgerLine
     out: dict[str, int] = {}
     for fund, total in session.execute(
-            select(t.fund_code, func.sum(t.amount)).join(g, g.id == t.posting_group_id)
+            select(t.fund_code, func.sum(t.amount))
             .where(t.transaction_date >= date_from, t.transaction_date <= date_to,
-                   g.kind.in_(MONEY_IN))
+                   *money_in(session))
             .group_by(t.fund_code)):
         out[fund] = out.get(fund, 0) + int(total or 0)
     start, end = utc_bounds(date_from, date_to)
