@@ -43,12 +43,14 @@ from sqlalchemy.orm import Session, aliased
 from app.domain.errors import DomainError, NotFound, ValidationError
 from app.domain.i18n import N_, Fixed
 from app.domain.money import pence_to_str
-from app.models.ledger import LedgerLine, PostingGroup, Transaction
+from app.models.ledger import GROUP_KINDS, LedgerLine, PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
 from app.models.workflow import WorkflowInstance, WorkflowTask
 
 #: posting-group kinds that bring money in (counted on their transactions' dates)
 MONEY_IN = ("receipt", "import")
+#: posting-group kinds that correct or move income (counted on the day they were posted)
+CORRECTIONS = tuple(k for k in GROUP_KINDS if k not in MONEY_IN)
 #: ledger accounts whose credits are a fund's income
 INCOME_ACCOUNTS = ("FUND", "WRITE_OFFS")
 #: the approvals report's actions (workflow subject types) and their labels
@@ -390,6 +392,7 @@ def vat_report(session: Session, date_from: dt.date, date_to: dt.date) -> Report
             .outerjoin(ref_orig, ref_orig.id == g.reverses_id)
             .where(g.created_at >= start, g.created_at < end, ln.account == "FUND",
                    ln.transaction_id.is_not(None),
+                   g.kind.in_(("refund", "reversal")),
                    or_(g.kind == "refund", and_(g.kind == "reversal", ref_orig.kind == "refund")))
             .group_by(t.id, t.vat_code, t.amount, t.vat_amount)):
         r = row(code)
@@ -450,7 +453,7 @@ def income_by_fund(session: Session, date_from: dt.date, date_to: dt.date) -> di
     for fund, total in session.execute(
             select(ln.fund_code, func.sum(ln.amount)).select_from(g)
             .join(ln, ln.group_id == g.id)
-            .where(g.created_at >= start, g.created_at < end, g.kind.not_in(MONEY_IN),
+            .where(g.created_at >= start, g.created_at < end, g.kind.in_(CORRECTIONS),
                    ln.account.in_(INCOME_ACCOUNTS))
             .group_by(ln.fund_code)):
         out[fund or ""] = out.get(fund or "", 0) - int(total or 0)
@@ -702,79 +705,79 @@ def to_csv(report: Report, translate=_identity) -> str:
 
 
 MONEY_FORMAT = '"£"#,##0.00;-"£"#,##0.00'
+_FORMATS = {"money": MONEY_FORMAT, "percent": "0.0%", "rate": "0.0#%", "date": "DD/MM/YYYY",
+            "datetime": "DD/MM/YYYY HH:MM"}
 
 
-def _xlsx_cell(ws, row: int, col_idx: int, col: Column, value, translate):
-    cell = ws.cell(row=row, column=col_idx)
+def _xlsx_value(col: Column, value, translate):
+    """The cell value for a column kind (numbers as numbers, dates as dates)."""
     if value is None or value == "":
-        return cell
+        return None
     if col.kind == "money":
-        cell.value = Decimal(int(value)) / 100
-        cell.number_format = MONEY_FORMAT
-    elif col.kind == "count":
-        cell.value = int(value)
-    elif col.kind == "percent":
-        cell.value = Decimal(value) / 100
-        cell.number_format = "0.0%"
-    elif col.kind == "rate":
-        cell.value = Decimal(value)
-        cell.number_format = "0.0#%"
-    elif col.kind == "date":
-        cell.value = value
-        cell.number_format = "DD/MM/YYYY"
-    elif col.kind == "datetime":
+        return Decimal(int(value)) / 100
+    if col.kind == "count":
+        return int(value)
+    if col.kind == "percent":
+        return Decimal(value) / 100
+    if col.kind == "rate":
+        return Decimal(value)
+    if col.kind == "date":
+        return value
+    if col.kind == "datetime":
         local = value.astimezone(_timezone()) if value.tzinfo else value
-        cell.value = local.replace(tzinfo=None)
-        cell.number_format = "DD/MM/YYYY HH:MM"
-    else:
-        cell.value = _safe(_text(value, translate))
-    return cell
+        return local.replace(tzinfo=None)
+    return _safe(_text(value, translate))
 
 
-def _sheet(wb, report: Report, translate, title: str | None = None):
+def _sheet(wb, report: Report, translate):
+    """One write-only sheet: title, period, then each table (title, header, rows, totals)."""
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
-
-    ws = wb.create_sheet(title=(title or translate(report.title))[:31])
-    bold = Font(bold=True)
-    ws.cell(row=1, column=1, value=translate(report.title)).font = Font(bold=True, size=14)
-    ws.cell(row=2, column=1, value=report.date_from).number_format = "DD/MM/YYYY"
-    ws.cell(row=2, column=2, value=report.date_to).number_format = "DD/MM/YYYY"
-    row = 3
-    widths: dict[int, int] = {}
-    for table in report.tables:
-        row += 1
-        ws.cell(row=row, column=1, value=translate(table.title)).font = bold
-        row += 1
-        for j, c in enumerate(table.columns, 1):
-            ws.cell(row=row, column=j, value=translate(c.label)).font = bold
-            widths[j] = max(widths.get(j, 8), len(translate(c.label)) + 2)
-        for r in table.rows:
-            row += 1
-            for j, c in enumerate(table.columns, 1):
-                _xlsx_cell(ws, row, j, c, r.get(c.key), translate)
-        if table.totals is not None:
-            row += 1
-            for j, c in enumerate(table.columns, 1):
-                if j == 1:
-                    ws.cell(row=row, column=1, value=translate(N_("Total"))).font = bold
-                elif c.key in table.totals:
-                    _xlsx_cell(ws, row, j, c, table.totals[c.key], translate).font = bold
-        row += 1
     from openpyxl.utils import get_column_letter
 
+    ws = wb.create_sheet(title=translate(report.title)[:31])
+    bold, big = Font(bold=True), Font(bold=True, size=14)
+    widths: dict[int, int] = {}
+    for table in report.tables:
+        for j, c in enumerate(table.columns, 1):
+            widths[j] = max(widths.get(j, 12), min(len(translate(c.label)) + 2, 40))
     for j, width in widths.items():
-        ws.column_dimensions[get_column_letter(j)].width = min(max(width, 12), 40)
+        ws.column_dimensions[get_column_letter(j)].width = width
+
+    def styled(value, font=None, number_format=None):
+        cell = WriteOnlyCell(ws, value=value)
+        if font is not None:
+            cell.font = font
+        if number_format is not None:
+            cell.number_format = number_format
+        return cell
+
+    ws.append([styled(translate(report.title), big)])
+    ws.append([styled(report.date_from, number_format="DD/MM/YYYY"),
+               styled(report.date_to, number_format="DD/MM/YYYY")])
+    for table in report.tables:
+        ws.append([])
+        ws.append([styled(translate(table.title), bold)])
+        ws.append([styled(translate(c.label), bold) for c in table.columns])
+        kinds = [(c, _FORMATS.get(c.kind)) for c in table.columns]
+        for r in table.rows:
+            ws.append([styled(_xlsx_value(c, r.get(c.key), translate), number_format=fmt)
+                       if fmt else _xlsx_value(c, r.get(c.key), translate) for c, fmt in kinds])
+        if table.totals is not None:
+            ws.append([styled(translate(N_("Total")), bold) if j == 0 else
+                       styled(_xlsx_value(c, table.totals[c.key], translate), bold, fmt)
+                       if c.key in table.totals else None
+                       for j, (c, fmt) in enumerate(kinds)])
     return ws
 
 
 def to_xlsx(reports: list[Report] | Report, translate=_identity) -> bytes:
-    """One sheet per report."""
+    """One sheet per report (openpyxl's write-only mode: rows are streamed to the file)."""
     from openpyxl import Workbook
 
     if isinstance(reports, Report):
         reports = [reports]
-    wb = Workbook()
-    wb.remove(wb.active)
+    wb = Workbook(write_only=True)
     for rep in reports:
         _sheet(wb, rep, translate)
     buf = io.BytesIO()
