@@ -164,3 +164,46 @@ def test_page_in_welsh(client, books):  # noqa: F811
         client.get("/lang/en")
     assert "Adroddiad TAW" in page
     assert load_workbook(io.BytesIO(xlsx)).sheetnames == ["Adroddiad TAW"]
+
+
+@pytest.mark.skipif(__import__("os").environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+                    reason="schemathesis runs on SQLite only (issue #15)")
+def test_schemathesis_on_the_reports_as_an_auditor(app, client):
+    """The whole-document run uses users who may not read reports: generated requests to the
+    report endpoints as an Auditor never fail with a 5xx and conform to the document."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    from tests.conftest import api_token
+
+    headers = {"Authorization": f"Bearer {api_token(client, 'auditor')}"}
+    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
+              response_schema_conformance]
+    schema = schemathesis.openapi.from_wsgi("/api/v1/_openapi", app, headers=headers)
+    operations = [r.ok() for r in schema.get_all_operations()
+                  if r.ok().path.startswith("/api/v1/reports/")]
+    assert len(operations) == 6
+    failures = []
+    for operation in operations:
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+            @settings(max_examples=15, deadline=None, database=None, derandomize=True,
+                      suppress_health_check=list(HealthCheck), print_blob=False)
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case):
+                case.call_and_validate(headers=headers, checks=checks)
+
+            try:
+                run()
+            except Unsatisfiable:
+                continue
+            except (Exception, BaseExceptionGroup) as exc:
+                failures.append(f"{operation.label} ({mode.value}): {str(exc)[:1500]}")
+    assert not failures, "\n\n".join(failures)
