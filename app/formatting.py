@@ -33,6 +33,13 @@ def number(value) -> str:
     return format_decimal(value, locale=_babel_locale())
 
 
+def percent(value) -> str:
+    """12.5 -> "12.5%" for the current locale (empty for None)."""
+    if value is None or value == "":
+        return ""
+    return format_decimal(Decimal(value), "#,##0.0", locale=_babel_locale()) + "%"
+
+
 def when(value, fmt: str = "medium") -> str:
     if value is None:
         return ""
@@ -77,6 +84,7 @@ def install_filters(app) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["number"] = number
     app.jinja_env.filters["when"] = when
+    app.jinja_env.filters["percent"] = percent
     app.jinja_env.filters["tr"] = tr
     app.jinja_env.filters["library_message"] = library_message
     app.jinja_env.filters["local_link"] = local_link

@@ -56,6 +56,15 @@ SCHEMAS = {
     "TransactionPage": {"type": "object", "properties": {
         "count": {"type": "integer"}, "page": {"type": "integer"}, "page_size": {"type": "integer"},
         "result": {"type": "array", "items": {"$ref": "#/components/schemas/Transaction"}}}},
+    "Report": {"type": "object", "description": "A finance report: its tables' rows and totals "
+               "(money as decimal strings); the month-end pack has one per report under "
+               "\"reports\"", "properties": {
+        "report": {"type": "string"}, "title": {"type": "string"},
+        "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
+        "tables": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "rows": {"type": "array", "items": {"type": "object"}},
+            "totals": {"type": "object", "nullable": True}}}},
+        "reports": {"type": "object"}}},
     "PostingGroup": {"type": "object", "properties": {
         "id": {"type": "integer"}, "number": {"type": "string"}, "kind": {"type": "string"},
         "accounting_date": {"type": "string", "format": "date", "nullable": True},

@@ -61,6 +61,9 @@ class PostingGroup(Model):
         # a group is reversed at most once
         Index("uq_posting_group_reverses_id", "reverses_id", unique=True,
               **_where_not_null("reverses_id")),
+        # the corrections (reversals, refunds, journals...) posted in a period, for the reports:
+        # one range of the index per kind instead of every group posted in the period
+        Index("ix_posting_group_kind_created_at", "kind", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -28,6 +28,14 @@ NEXT_ROLE_UP = {MANAGER: HEAD, CLERK: MANAGER, CASHIER: MANAGER}
 READ = "can_read"
 WRITE = "can_write"
 
+#: Finance reports (app/services/reports.py): one permission per report, so that a council can
+#: let, say, its Cashiers read the cash book without the other reports. can_read lets a role
+#: open the reports' index page.
+REPORT_READERS = frozenset({HEAD, MANAGER, AUDITOR})
+REPORT_PERMISSIONS = {"can_cash_book": REPORT_READERS, "can_vat": REPORT_READERS,
+                      "can_income": REPORT_READERS, "can_approvals": REPORT_READERS,
+                      "can_month_end": REPORT_READERS}
+
 #: resource (view menu) -> permission -> roles
 RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # reference data: Administrator writes, everyone reads
@@ -74,6 +82,8 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # payment runs; Head of Finance, Finance Manager and Auditor read the register
     "Refund": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}), WRITE: frozenset({CLERK})},
     "RefundPaymentRun": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    # finance reports: Auditors read everything; Finance Managers and Head of Finance read
+    "Report": {READ: frozenset().union(*REPORT_PERMISSIONS.values()), **REPORT_PERMISSIONS},
     # notifications: everybody reads (and marks read) their own
     "Notification": {READ: ALL},
     # closing the books: GL export batches (Finance Managers run and void them), accounting

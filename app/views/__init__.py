@@ -61,6 +61,10 @@ def register_views(appbuilder) -> None:
 
     register_gl_views(appbuilder)
 
+    from app.views.reports import register_report_views
+
+    register_report_views(appbuilder)
+
     appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
 
