@@ -18,6 +18,7 @@ def register_apis(appbuilder) -> None:
         VatCodeApi,
     )
     from app.api.refunds import RefundApi
+    from app.api.reports import APIS as REPORT_APIS
     from app.api.suspense import SuspenseAllocationApi
     from app.api.workflow import ApprovalLimitApi, ConfigProposalApi, TaskApi, WorkflowApi
     from app.api.writeoffs import WriteOffApi
@@ -25,5 +26,5 @@ def register_apis(appbuilder) -> None:
     for api in (*LEDGER_APIS, TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi,
                 ImportApi, SuspenseApi, SuspenseAllocationApi, WriteOffApi, RefundApi,
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
-                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi):
+                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS):
         appbuilder.add_api(api)

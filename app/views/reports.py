@@ -8,7 +8,7 @@ from flask_appbuilder import BaseView, expose
 from flask_appbuilder.security.decorators import has_access
 from sqlalchemy import select
 
-from app.api.reports import download, run
+from app.services.report_downloads import download, run
 from app.domain.errors import DomainError
 from app.domain.i18n import N_
 from app.extensions import db
@@ -109,10 +109,6 @@ class ReportsView(BaseView):
 def register_report_views(appbuilder) -> None:
     from flask_babel import lazy_gettext as _l
 
-    from app.api.reports import APIS
-
     appbuilder.add_view(ReportsView, "Finance reports", label=_l("Finance reports"),
                         icon="fa-bar-chart", category="Reports", category_label=_l("Reports"),
                         category_icon="fa-line-chart")
-    for api in APIS:
-        appbuilder.add_api(api)
