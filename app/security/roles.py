@@ -74,6 +74,13 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # payment runs; Head of Finance, Finance Manager and Auditor read the register
     "Refund": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}), WRITE: frozenset({CLERK})},
     "RefundPaymentRun": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    # cash-ups (eReturns): a Cashier cashes up their own till (and corrects or voids it before
+    # approval); Finance Managers and the Head of Finance approve through tasks and may void;
+    # Auditors read. Template rows per office are reference data an Administrator edits.
+    "CashUp": {READ: frozenset({HEAD, MANAGER, CASHIER, AUDITOR}), WRITE: frozenset({CASHIER}),
+               "can_void": frozenset({CASHIER, MANAGER, HEAD})},
+    "CashUpTemplate": {READ: frozenset({ADMIN, HEAD, MANAGER, CASHIER, AUDITOR}),
+                       WRITE: frozenset({ADMIN})},
     # notifications: everybody reads (and marks read) their own
     "Notification": {READ: ALL},
 }
@@ -85,6 +92,7 @@ SUBJECT_RESOURCES: dict[str, str] = {
     "refund": "Refund",
     "write_off": "WriteOff",
     "suspense_allocation": "SuspenseAllocation",
+    "cash_up": "CashUp",
     "demo": "WorkflowDefinition",
     "configuration_change": "WorkflowDefinition",  # a proposed workflow or approval-limit change
 }

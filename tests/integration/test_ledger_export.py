@@ -23,7 +23,7 @@ def test_export_contains_todays_receipt_and_balances(session):
     assert debits == credits
     mine = [r for r in rows if r["posting_group"] == number]
     assert {(r["account"], r["debit"], r["credit"]) for r in mine} == {
-        ("BANK", "42.17", ""), ("FUND", "", "42.17")}
+        ("CASH_IN_HAND", "42.17", ""), ("FUND", "", "42.17")}  # cash: Cash in hand (issue 17)
     assert [r["gl_code"] for r in mine if r["account"] == "FUND"] == ["4002-TW"]
 
 

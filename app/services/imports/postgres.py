@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.domain.errors import ValidationError
+from app.services.clearing import import_debit
 from app.services.imports.staging import STAGE_COLUMNS
 
 #: rows per committed chunk at most, and at least this many progress steps per file
@@ -83,7 +84,8 @@ _PG_POST = """
     SELECT r.group_id, v.account, v.fund_code, v.account_reference, v.amount, v.transaction_id
     FROM r LEFT JOIN t ON t.posting_group_id = r.group_id
     CROSS JOIN LATERAL (VALUES
-        (1, 'BANK', NULL, NULL, r.amount, NULL::integer),
+        (1, CAST(%(debit_account)s AS varchar), NULL, CAST(%(debit_ref)s AS varchar),
+         r.amount, NULL::integer),
         (2, CASE WHEN r.held THEN 'SUSPENSE' ELSE 'FUND' END,
             CASE WHEN r.held THEN CAST(%(suspense_fund)s AS varchar) ELSE r.fund_code END,
             CASE WHEN r.held THEN NULL ELSE r.account_reference END, -r.amount, t.id)
@@ -95,8 +97,10 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     """PostgreSQL: COPY the chunk's rows into a temporary table (one row per file line), then
     write every ledger table from it in one statement. The ledger's trigger checks, at the end
     of that statement, that every posting group balances."""
+    debit_account, debit_ref = import_debit(batch.import_type)
     params = {"now": now, "actor": actor, "office": batch.office_code, "bid": batch.id,
-              "suspense_fund": ctx.suspense_fund}
+              "suspense_fund": ctx.suspense_fund, "debit_account": debit_account,
+              "debit_ref": debit_ref}
     raw = session.connection().connection.dbapi_connection
     with raw.cursor() as cur:
         cur.execute(_PG_STAGE)
