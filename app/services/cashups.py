@@ -57,6 +57,7 @@ from app.services.locking import for_update
 from app.services.notifications import notify
 
 log = logging.getLogger(__name__)
+audit.audited(CashUpTemplateRow)
 
 PROCESS_ID = "cash_up_approval"
 SUBJECT_TYPE = "cash_up"
@@ -167,6 +168,8 @@ def _count(value, key: str, errors: dict) -> int:
         n = value
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         n = int(value.strip())
+    elif isinstance(value, str) and re.fullmatch(r"\s*-\s*\d+\s*", value):
+        n = -1
     else:
         errors.setdefault(field, []).append(
             "Give a whole number of notes or coins (0 or more, no fractions).")
@@ -799,7 +802,8 @@ def banking_summary(session: Session, cu: CashUp) -> dict:
 # --------------------------------------------------------------------------- template rows
 def save_template_row(session: Session, *, actor: str, data: dict,
                       row_id=None) -> CashUpTemplateRow:
-    """Add or change an office's cash-up template row (Administrator)."""
+    """Add or change an office's cash-up template row (Administrator; audited by the model's
+    listeners, with the actor of the request)."""
     errors: dict[str, list[str]] = {}
     try:
         office = data.get("office_code")
@@ -829,16 +833,10 @@ def save_template_row(session: Session, *, actor: str, data: dict,
         else:
             row = CashUpTemplateRow()
             session.add(row)
-        before = {"office_code": row.office_code, "description": row.description,
-                  "fund_code": row.fund_code, "account_reference": row.account_reference,
-                  "disabled": row.disabled} if row_id is not None else None
         row.office_code, row.description, row.fund_code = office, desc, fund
         row.account_reference, row.sort_order = ref, order
         row.disabled = bool(data.get("disabled"))
         session.flush()
-        audit.record(session, "cash_up_template.save", "CashUpTemplateRow", row.id, before=before,
-                     after={"office_code": office, "description": desc, "fund_code": fund,
-                            "account_reference": ref, "disabled": row.disabled}, actor=actor)
         session.commit()
         return row
     except IntegrityError:
@@ -849,3 +847,24 @@ def save_template_row(session: Session, *, actor: str, data: dict,
         session.rollback()
         raise
 
+
+
+def check_template_row(session: Session, row: CashUpTemplateRow) -> None:
+    """The rules of save_template_row for a row the FAB page is about to save."""
+    errors: dict[str, list[str]] = {}
+    office = row.office.code if row.office is not None else row.office_code
+    fund = row.fund.code if row.fund is not None else row.fund_code
+    desc = (row.description or "").strip()
+    if not office:
+        errors.setdefault("office", []).append("Choose an office.")
+    if not desc or len(desc) > 100 or "\x00" in desc:
+        errors.setdefault("description", []).append("Give a description of at most 100 characters.")
+    if not fund or session.scalar(select(Fund.id).where(Fund.code == fund,
+                                                        Fund.disabled.is_(False))) is None:
+        errors.setdefault("fund", []).append("Choose a fund that is not disabled.")
+    if row.account_reference is not None and len(row.account_reference.strip()) > 30:
+        errors.setdefault("account_reference", []).append("At most 30 characters.")
+    if errors:
+        raise ValidationError("The template row was not saved.", errors)
+    row.description = desc
+    row.account_reference = (row.account_reference or "").strip() or None
