@@ -3,17 +3,23 @@ Approval is through /api/v1/tasks/<id>/complete (the approver is never the submi
 
 from __future__ import annotations
 
+import json
+
 from flask import request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.api.base import domain_errors
 from app.api.ledger import current_roles, current_username, json_body
-from app.domain.errors import ValidationError
+from app.domain.errors import Conflict, ValidationError
 from app.domain.money import Money
 from app.extensions import db
 from app.models.cashup import CASH_UP_STATUSES
+from app.models.ledger import IdempotencyKey
 from app.services import cashups as CU
+from app.services.idempotency import check_same_request, fingerprint
 from app.services.receipts import parse_date
 
 
@@ -33,6 +39,10 @@ class CashUpApi(BaseApi):
         """Cash up your own till for an office and day, and submit it for approval
         ---
         post:
+          parameters:
+          - in: header
+            name: Idempotency-Key
+            schema: {type: string, minLength: 1, maxLength: 200}
           requestBody:
             required: true
             content:
@@ -40,7 +50,8 @@ class CashUpApi(BaseApi):
                 schema: {$ref: '#/components/schemas/CashUpInput'}
           responses:
             201:
-              description: The cash-up, submitted for approval
+              description: The cash-up, submitted for approval (a repeat of an Idempotency-Key
+                returns the cash-up the first request made, as it is now)
               content:
                 application/json:
                   schema: {$ref: '#/components/schemas/CashUp'}
@@ -52,8 +63,51 @@ class CashUpApi(BaseApi):
                 application/json:
                   schema: {$ref: '#/components/schemas/Error'}
         """
-        cu = CU.submit_cash_up(db.session, actor=current_username(), data=json_body())
-        return self.response(201, **CU.cash_up_json(db.session, cu))
+        session, user, data = db.session, current_username(), json_body()
+        fp = fingerprint(data)
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            key = key.strip()
+            if not key or len(key) > 200:
+                raise ValidationError("Idempotency-Key must be 1 to 200 characters.",
+                                      {"Idempotency-Key": ["1 to 200 characters."]})
+            first = self._replay(session, key, user, fp)
+            if first is not None:
+                return first
+            # claimed in the cash-up's own transaction: a concurrent repeat waits on the unique
+            # index, then replays; a refused cash-up releases the key with its rollback
+            pending = IdempotencyKey(key=key, scope="cash_ups", username=user, status_code=0,
+                                     response_body="{}", request_fingerprint=fp)
+            session.add(pending)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                first = self._replay(session, key, user, fp)
+                if first is not None:
+                    return first
+                raise
+        cu = CU.submit_cash_up(session, actor=user, data=data)
+        if key is not None:
+            session.execute(update(IdempotencyKey.__table__)
+                            .where(IdempotencyKey.__table__.c.id == pending.id)
+                            .values(status_code=201, response_body=json.dumps({"id": cu.id})))
+            session.commit()
+        return self.response(201, **CU.cash_up_json(session, cu))
+
+    def _replay(self, session, key, user, fp):
+        """The cash-up a repeated Idempotency-Key made, as it is now (None: a new key)."""
+        row = session.scalar(select(IdempotencyKey).where(
+            IdempotencyKey.scope == "cash_ups", IdempotencyKey.username == user,
+            IdempotencyKey.key == key))
+        if row is None:
+            return None
+        check_same_request(row.request_fingerprint, fp)
+        if row.status_code == 0:
+            raise Conflict("A request with this Idempotency-Key is still being processed.",
+                           {"Idempotency-Key": ["Still being processed; try again shortly."]})
+        cu = CU.get_cash_up(session, json.loads(row.response_body)["id"])
+        return self.response(row.status_code, **CU.cash_up_json(session, cu))
 
     @expose("/", methods=["GET"])
     @protect()

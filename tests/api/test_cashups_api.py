@@ -109,3 +109,17 @@ def test_void_and_who_sees_what(api, session, office):
     assert voided.status_code == 200 and voided.json["status"] == "voided"
     # the till is back
     assert api("cashier").get(f"/api/v1/cash-ups/till?office_code={office}").json["cash"] == "10.00"
+
+
+def test_idempotency_key_replays_the_first_cash_up(api, session, office):
+    _receipt(session, office, "10.00")
+    body = _body(office)
+    headers = {"Idempotency-Key": unique("k", 16)}
+    first = api("cashier").post("/api/v1/cash-ups/", json=body, headers=headers)
+    again = api("cashier").post("/api/v1/cash-ups/", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json["id"] == again.json["id"]
+    other = api("cashier").post("/api/v1/cash-ups/", json={**body, "bag_number": "X1"},
+                                headers=headers)
+    assert other.status_code == 422 and "Idempotency-Key" in other.json["errors"]
+    assert session.scalar(select(func.count(CashUp.id)).where(CashUp.office_code == office)) == 1

@@ -65,7 +65,7 @@ def decide(session, cu, decision="approve", who="manager", comment=None):
 
 
 def lines_of(session, group_id):
-    return sorted((l.account, l.account_reference, l.amount) for l in session.scalars(
+    return sorted((ln.account, ln.account_reference, ln.amount) for ln in session.scalars(
         select(LedgerLine).where(LedgerLine.group_id == group_id)))
 
 
