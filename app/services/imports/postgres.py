@@ -53,7 +53,8 @@ _PG_STAGE = """
     ) ON COMMIT DELETE ROWS"""
 # One statement writes the chunk from the staged rows: posting groups (ids from the table's own
 # sequence, in file order: posted rows, then suspense), receipts Dr BANK / Cr FUND with one
-# income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each.
+# income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each
+# (an agent's file debits AGENT_CLEARING instead of BANK: clearing.import_debit).
 _PG_POST = """
     WITH g AS (
         INSERT INTO posting_group (kind, number, created_at, created_by, office_code, import_id)
