@@ -27,6 +27,9 @@ def seed(demo: bool) -> None:
 
         counts.update(seed_demo(db.session, current_app.appbuilder))
         counts.update(seed_activity(db.session, current_app.instance_path))
+        from app.services.demo_activity import seed_cash_ups
+
+        counts.update(seed_cash_ups(db.session))
     for key, value in counts.items():
         click.echo(f"{key}: {value}")
 

@@ -90,6 +90,37 @@ SCHEMAS = {
         "transaction_id": _NULLABLE_ID, "requested_by": {"type": "string"},
         "requested_at": _TIMESTAMP, "workflow_instance_id": _NULLABLE_ID,
         "posting_number": _NULLABLE_TEXT, "posted_at": _TIMESTAMP}},
+    "CashUpInput": {"type": "object", "required": ["bag_number"], "properties": {
+        "office_code": _NULLABLE_TEXT,
+        "till_date": {"type": "string", "format": "date", "description": "Default today"},
+        "denominations": {"type": "object", "description":
+                          'Notes and coins counted: {"50.00": 2, "0.01": 3} (whole counts >= 0; '
+                          "keys 50.00 20.00 10.00 5.00 2.00 1.00 0.50 0.20 0.10 0.05 0.02 0.01)",
+                          "additionalProperties": {"type": "integer", "minimum": 0}},
+        "cheques": {"type": "array", "items": {"type": "object",
+                    "required": ["drawer", "sort_code", "cheque_number", "amount"], "properties": {
+                        "drawer": {"type": "string"}, "sort_code": {"type": "string",
+                                                                   "example": "12-34-56"},
+                        "cheque_number": {"type": "string"}, "amount": _MONEY}}},
+        "lines": {"type": "array", "items": {"type": "object", "required": ["template_row_id"],
+                  "properties": {"template_row_id": {"type": "integer"}, "amount": _MONEY}}},
+        "bag_number": {"type": "string", "description": "Bag / paying-in slip; unique per day"},
+        "variance_reason": {"type": "string", "description": "Required when over or short"}}},
+    "CashUp": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "number": {"type": "string"}, "cashier": {"type": "string"},
+        "office_code": _NULLABLE_TEXT, "till_date": {"type": "string", "format": "date"},
+        "status": {"type": "string", "enum": ["submitted", "returned", "approved", "voided"]},
+        "bag_number": {"type": "string"}, "receipted_cash": _MONEY, "receipted_cheques": _MONEY,
+        "template_total": _MONEY, "expected": _MONEY, "cash_counted": _MONEY,
+        "cheques_total": _MONEY, "counted": _MONEY,
+        "variance": {**_MONEY, "description": "counted - expected: over > 0, short < 0"},
+        "variance_reason": _NULLABLE_TEXT, "destination": {"type": "string"},
+        "submitted_at": _TIMESTAMP, "decided_by": _NULLABLE_TEXT,
+        "decision_comment": _NULLABLE_TEXT, "void_reason": _NULLABLE_TEXT,
+        "workflow_instance_id": _NULLABLE_ID, "posting": _NULLABLE_TEXT,
+        "denominations": {"type": "object"}, "cheques": {"type": "array", "items": {"type": "object"}},
+        "lines": {"type": "array", "items": {"type": "object"}},
+        "receipts": {"type": "array", "items": {"type": "object"}}}},
     "Import": {"type": "object", "properties": {
         "id": {"type": "integer"}, "status": {"type": "string"}, "format": {"type": "string"},
         "filename": {"type": "string"}, "rows_total": {"type": "integer"},

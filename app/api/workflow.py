@@ -439,7 +439,7 @@ class ApprovalLimitApi(ImsModelRestApi):
                   type: object
                   required: [action, min_amount, approvals_required]
                   properties:
-                    action: {type: string, enum: [refund, write_off, suspense_allocation]}
+                    action: {type: string, enum: [refund, write_off, suspense_allocation, cash_up]}
                     min_amount: {type: string}
                     max_amount: {type: string, nullable: true}
                     approvals_required: {type: integer, minimum: 0, maximum: 5}
@@ -469,7 +469,7 @@ class ApprovalLimitApi(ImsModelRestApi):
                 schema:
                   type: object
                   properties:
-                    action: {type: string, enum: [refund, write_off, suspense_allocation]}
+                    action: {type: string, enum: [refund, write_off, suspense_allocation, cash_up]}
                     min_amount: {type: string}
                     max_amount: {type: string, nullable: true}
                     approvals_required: {type: integer, minimum: 0, maximum: 5}

@@ -2,6 +2,14 @@
 
 from app.models import sqlite  # noqa: F401  (SQLite: foreign keys, busy timeout, balance at commit)
 from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
+from app.models.cashup import (  # noqa: F401
+    CashUp,
+    CashUpCheque,
+    CashUpLine,
+    CashUpReceipt,
+    CashUpTemplateRow,
+    ExpectedBankCredit,
+)
 from app.models.ddl import install_database_objects  # noqa: F401,E402
 from app.models.gl import (  # noqa: F401
     AccountingPeriod,

@@ -49,8 +49,12 @@ STATEMENT_CHECKED_REFERENCES = (("income_transaction", "posting_group_id", "post
 NOT_BANK = "ledger_line.account <> 'BANK'"
 
 GROUP_KINDS = ("receipt", "journal", "transfer", "import", "suspense", "allocation", "refund",
-               "refund_payment", "write_off", "reversal")
-ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND")
+               "refund_payment", "write_off", "reversal", "cash_up")
+ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND",
+            # clearing accounts (app/services/clearing.py): money receipted but not yet banked
+            "CASH_IN_HAND", "CASH_IN_TRANSIT", "CARD_CLEARING", "AGENT_CLEARING", "CASH_VARIANCE")
+#: ledger_line's CHECK on account (the migration 0013_cashup widened it)
+ACCOUNT_CHECK = "account IN (" + ",".join(f"'{a}'" for a in ACCOUNTS) + ")"
 
 
 class PostingGroup(Model):
@@ -152,8 +156,7 @@ class LedgerLine(Model):
     __tablename__ = "ledger_line"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="ck_ledger_line_nonzero"),
-        CheckConstraint("account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND')",
-                        name="ck_ledger_line_account"),
+        CheckConstraint(ACCOUNT_CHECK, name="ck_ledger_line_account"),
         # balances by account, fund and account reference; BANK lines (half the table) are
         # left out: no query narrows by them (a query adds NOT_BANK, word for word, to use the index)
         Index("ix_ledger_line_account_fund", "account", "fund_code", "account_reference",

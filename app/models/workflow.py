@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.domain.money import Money
 from app.models.base import UTCDateTime, utcnow
 
-APPROVAL_ACTIONS = ("refund", "write_off", "suspense_allocation")
+APPROVAL_ACTIONS = ("refund", "write_off", "suspense_allocation", "cash_up")
 
 
 class WorkflowDefinition(Model):

@@ -84,6 +84,14 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "RefundPaymentRun": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
     # finance reports: Auditors read everything; Finance Managers and Head of Finance read
     "Report": {READ: frozenset().union(*REPORT_PERMISSIONS.values()), **REPORT_PERMISSIONS},
+
+    # cash-ups (eReturns): a Cashier cashes up their own till (and corrects or voids it before
+    # approval); Finance Managers and the Head of Finance approve through tasks and may void;
+    # Auditors read. Template rows per office are reference data an Administrator edits.
+    "CashUp": {READ: frozenset({HEAD, MANAGER, CASHIER, AUDITOR}), WRITE: frozenset({CASHIER}),
+               "can_void": frozenset({CASHIER, MANAGER, HEAD})},
+    "CashUpTemplate": {READ: frozenset({ADMIN, HEAD, MANAGER, CASHIER, AUDITOR}),
+                       WRITE: frozenset({ADMIN})},
     # notifications: everybody reads (and marks read) their own
     "Notification": {READ: ALL},
     # closing the books: GL export batches (Finance Managers run and void them), accounting
@@ -100,6 +108,7 @@ SUBJECT_RESOURCES: dict[str, str] = {
     "refund": "Refund",
     "write_off": "WriteOff",
     "suspense_allocation": "SuspenseAllocation",
+    "cash_up": "CashUp",
     "demo": "WorkflowDefinition",
     "configuration_change": "WorkflowDefinition",  # a proposed workflow or approval-limit change
     "period_close": "AccountingPeriod",  # closing or reopening an accounting period

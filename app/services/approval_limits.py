@@ -48,6 +48,7 @@ GUARDED_PROCESSES = {
     "refund_approval": APPROVING_ROLES,
     "write_off_approval": APPROVING_ROLES,
     "suspense_allocation_approval": APPROVING_ROLES,
+    "cash_up_approval": APPROVING_ROLES,
     CONFIGURATION_PROCESS: CONFIGURATION_APPROVERS,
     "period_close_approval": PERIOD_APPROVERS,
 }
@@ -59,7 +60,7 @@ MAX_PENCE = 99_999_999_999_999
 MAX_APPROVALS = 5
 
 ACTION_NOUNS = {"refund": "refunds", "write_off": "write-offs",
-                "suspense_allocation": "suspense allocations"}
+                "suspense_allocation": "suspense allocations", "cash_up": "cash-ups"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def suspense_ceiling() -> int:
 
 def minimum_approvals(action: str, amount_pence: int | None) -> int:
     """The floor for one request: approvals it needs whatever the scheme says."""
-    if action in ("refund", "write_off"):
+    if action in ("refund", "write_off", "cash_up"):
         return 1
     if action == "suspense_allocation":
         return 1 if amount_pence is None or amount_pence > suspense_ceiling() else 0
@@ -133,6 +134,8 @@ DEMO_SCHEME = [
     ("write_off", 500_001, None, 2, [R.HEAD, R.MANAGER]),
     ("suspense_allocation", 0, 1_000_000, 0, []),
     ("suspense_allocation", 1_000_001, None, 1, [R.MANAGER]),
+    ("cash_up", 0, 500_000, 1, [R.MANAGER]),
+    ("cash_up", 500_001, None, 2, [R.MANAGER, R.HEAD]),
 ]
 
 

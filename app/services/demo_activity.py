@@ -114,3 +114,75 @@ def seed_activity(session: Session, instance_path: str, receipts: int = 240) -> 
     session.commit()
     return {"demo receipts added": len(taken), "demo imports added": 1,
             "demo journals added": len(ctax)}
+
+
+CASH_UPS_DONE_KEY = "demo_cash_ups_seeded"
+
+
+def _notes_and_coins(pence: int) -> dict[str, int]:
+    """Greedy count of notes and coins making up pence, keyed as the cash-up service takes them."""
+    from app.services.cashups import DENOMINATION_KEYS
+
+    out = {}
+    for key, value in DENOMINATION_KEYS.items():
+        n, pence = divmod(pence, value)
+        if n:
+            out[key] = n
+    return out
+
+
+def seed_cash_ups(session: Session, days: int = 4) -> dict[str, int]:
+    """A few days of counter takings at the Civic Centre with their cash-ups: the older days
+    approved by a Finance Manager (one a little short, with a reason), today's waiting for
+    approval. Runs once (a setting marks it done)."""
+    if session.get(Setting, CASH_UPS_DONE_KEY) is not None:
+        return {"demo cash-ups added": 0}
+    from app.models.workflow import WorkflowTask
+    from app.services import cashups as CU
+    from app.services import workflow as wf
+    from app.services.receipts import take_receipt
+
+    rng = random.Random(1717)
+    holders = session.scalars(select(AccountHolder).where(
+        AccountHolder.fund_code.in_(["CTAX", "HRA"]), AccountHolder.stop_message.is_(None))
+        .order_by(AccountHolder.id).limit(200)).all()
+    rows = CU.template_rows(session, "CIVIC")
+    today = dt.date.today()
+    made = 0
+    for back in range(days - 1, -1, -1):
+        day = today - dt.timedelta(days=back)
+        for _ in range(rng.randint(4, 7)):
+            holder = rng.choice(holders)
+            take_receipt(session, payment_method_code=rng.choice(["CASH", "CASH", "CHQ"]),
+                         actor="cashier", office_code="CIVIC", transaction_date=day.isoformat(),
+                         lines=[{"fund_code": holder.fund_code,
+                                 "account_reference": holder.account_reference,
+                                 "amount": _pounds(rng.randint(1_000, 30_000)),
+                                 "narrative": "Paid at the counter"}])
+        till = CU.till_summary(session, "cashier", "CIVIC", day)
+        cheques = [{"drawer": f"{rng.choice(['A', 'B', 'C', 'D'])} {rng.choice(['Jones', 'Evans', 'Price'])}",
+                    "sort_code": f"{rng.randint(10, 99)}-{rng.randint(10, 99)}-{rng.randint(10, 99)}",
+                    "cheque_number": f"{rng.randint(100000, 999999)}", "amount": _pounds(t.amount)}
+                   for t in till["receipts"] if t.payment_method_code == "CHQ"]
+        lines = [{"template_row_id": r.id, "amount": _pounds(rng.randint(2_000, 15_000))}
+                 for r in rows]
+        cash = till["cash"] + sum(int(line["amount"].replace(".", "")) for line in lines)
+        short = back == 2  # one day a little short
+        data = {"office_code": "CIVIC", "till_date": day.isoformat(),
+                "bag_number": f"CIV{day:%y%m%d}", "cheques": cheques, "lines": lines,
+                "denominations": _notes_and_coins(cash - (50 if short else 0)),
+                "variance_reason": "50p short: miscounted change (demo)" if short else None}
+        cu = CU.submit_cash_up(session, actor="cashier", data=data)
+        made += 1
+        if back > 0:  # approved by a Finance Manager (and the Head of Finance above £5,000)
+            for approver in ("manager", "head"):
+                task = session.scalar(select(WorkflowTask).where(
+                    WorkflowTask.instance_id == cu.workflow_instance_id,
+                    WorkflowTask.status == "ready"))
+                if task is None:
+                    break
+                wf.complete_task(session, task.id, approver, "approve", "Bag checked (demo)")
+    session.add(Setting(key=CASH_UPS_DONE_KEY, value=today.isoformat(),
+                        description="Demo cash-ups were seeded on this date."))
+    session.commit()
+    return {"demo cash-ups added": made}

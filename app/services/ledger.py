@@ -36,11 +36,17 @@ SUSPENSE = "SUSPENSE"
 REFUNDS_PAYABLE = "REFUNDS_PAYABLE"
 WRITE_OFFS = "WRITE_OFFS"
 FUND = "FUND"
+# clearing accounts: see app/services/clearing.py
+CASH_IN_HAND = "CASH_IN_HAND"
+CASH_IN_TRANSIT = "CASH_IN_TRANSIT"
+CARD_CLEARING = "CARD_CLEARING"
+AGENT_CLEARING = "AGENT_CLEARING"
+CASH_VARIANCE = "CASH_VARIANCE"
 
 #: Default number prefix per posting-group kind.
 PREFIXES = {"receipt": "R", "journal": "J", "transfer": "T", "import": "I", "suspense": "S",
             "allocation": "A", "refund": "F", "refund_payment": "P", "write_off": "W",
-            "reversal": "V"}
+            "reversal": "V", "cash_up": "E"}
 
 _reservations: list[Callable[[Session, int], int]] = []
 

@@ -14,7 +14,7 @@ from app.domain.errors import NotFound, ValidationError
 from app.domain.money import Money, vat_of
 from app.models.ledger import PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
-from app.services import audit
+from app.services import audit, clearing
 from app.services import ledger as L
 from app.services.validation import date_outside_window, validate_reference
 
@@ -167,7 +167,9 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
                  may_override_stop: bool = False, office_code: str | None = None,
                  transaction_date=None, external_reference: str | None = None,
                  accounting_date=None) -> ReceiptResult:
-    """Validate every line, then post Dr Bank / Cr Fund:account per line under one receipt number.
+    """Validate every line, then post Dr the method's clearing account (Cash in hand for cash and
+    cheques, Card clearing, Agent clearing; Bank for bank transfers) / Cr Fund:account per line
+    under one receipt number.
 
     Commits once. Raises ValidationError (nothing posted) naming each bad field as
     "lines[i].field", "payment_method_code" or "transaction_date" (also when the date is outside
@@ -221,7 +223,9 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
             raise ValidationError("The receipt was not posted: " + "; ".join(
                 f"{k}: {v[0]}" for k, v in errors.items()), errors)
         total = sum(c["amount"] for c in cleaned)
-        legs = [L.Leg(L.BANK, total)] + [
+        # Dr the channel's clearing account (app/services/clearing.py), Cr each fund line
+        legs = [clearing.receipt_debit_leg(method.kind, total, office_code=office_code,
+                                           method_code=method.code)] + [
             L.Leg(L.FUND, -c["amount"], c["fund_code"], c["account_reference"]) for c in cleaned]
         group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code,
                              accounting_date=adate or tdate, strict_date=adate is not None)

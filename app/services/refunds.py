@@ -40,7 +40,7 @@ from app.models.refund import (
 )
 from app.models.workflow import WorkflowInstance, WorkflowTask
 from app.security import roles as R
-from app.services import audit
+from app.services import audit, clearing
 from app.services import ledger as L
 from app.services import workflow as wf
 from app.services.idempotency import check_same_request
@@ -434,7 +434,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
                     provider=None) -> Refund:
     """Pay an approved card refund through the provider; one commit.
 
-    Paid: Dr Refunds Payable / Cr Bank, status ``paid``. Refused: the approval posting is
+    Paid: Dr Refunds Payable / Cr Card clearing (the provider nets it off its settlement), status ``paid``. Refused: the approval posting is
     reversed and the status is ``failed`` (retry with ``retry_refund``). Provider unreachable:
     the refund stays ``approved`` and is retried later with the same idempotency key, so it is
     never paid twice. Already paid: returned unchanged. Raises NotFound, Conflict (not approved),
@@ -470,7 +470,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
         if result.succeeded:
             group = L.post_group(session, "refund_payment", [
                 L.Leg(L.REFUNDS_PAYABLE, refund.amount, txn.fund_code, txn.account_reference, txn.id),
-                L.Leg(L.BANK, -refund.amount, None, None, txn.id),
+                clearing.card_clearing_leg(-refund.amount, provider.name, txn.id),
             ], actor=actor, office_code=refund.office_code,
                 reason=f"Refund {refund.id} paid to card ({provider.name} {result.provider_refund_id})")
             refund.payment_group_id = group.id

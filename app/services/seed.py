@@ -84,6 +84,7 @@ FUNDS = [
     ("SUN", "Sundry Debtors", "4001-SD", "S", True, 10_000_000, True, "Sundry debtor invoice", True),
     ("LIB", "Library Charges", "5001-LB", "S", True, 50_000, False, "Library card (Dynix)", False),
     ("TWS", "Trade Waste", "4002-TW", "S", False, 2_000_000, False, None, False),
+    ("CPK", "Car Parks", "3002-CP", "S", False, 5_000_000, False, None, False),
     ("SUSP", "Suspense", "9001-SU", None, False, None, False, None, False),
     ("WOFF", "Write-offs", "9002-WO", None, False, None, False, None, False),
 ]
@@ -94,6 +95,13 @@ REFERENCE_PATTERNS = [
     ("NNDR", r"^[0-9]{10}$", 20, "Business Rates: 10 digits"),
     ("HRA", r"^HR[0-9]{6}[0-9A]$", 30, "Housing rent: HR, 6 digits and a check character"),
     ("PCN", r"^(BJ|LW)[0-9]{7}[0-9X]$", 40, "Penalty charge notice"),
+]
+
+#: rows an office always counts on its cash-up: office, description, fund, reference, order
+CASH_UP_TEMPLATE_ROWS = [
+    ("CIVIC", "Car park machine – Civic Centre level 1", "CPK", "CPK-CIVIC-1", 1),
+    ("CIVIC", "Car park machine – Civic Centre level 2", "CPK", "CPK-CIVIC-2", 2),
+    ("LIB", "Car park machine – Library", "CPK", "CPK-LIB-1", 1),
 ]
 
 SETTINGS = [
@@ -177,6 +185,17 @@ def seed_reference(session: Session) -> dict[str, int]:
     counts["settings added"] = _add_missing(session, Setting, "key", [
         dict(key=k, value=v, description=d) for k, v, d in SETTINGS])
     counts["approval limits added"] = seed_approval_limits(session)
+    from app.models.cashup import CashUpTemplateRow
+
+    have = {(r.office_code, r.description) for r in session.scalars(select(CashUpTemplateRow))}
+    added = 0
+    for office, desc, fund, ref, order in CASH_UP_TEMPLATE_ROWS:
+        if (office, desc) not in have:
+            session.add(CashUpTemplateRow(office_code=office, description=desc, fund_code=fund,
+                                          account_reference=ref, sort_order=order))
+            added += 1
+    session.flush()
+    counts["cash-up template rows added"] = added
     session.commit()
     return counts
 

@@ -65,6 +65,10 @@ def register_views(appbuilder) -> None:
 
     register_report_views(appbuilder)
 
+    from app.views.cashups import register_cashup_views
+
+    register_cashup_views(appbuilder)
+
     appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
 

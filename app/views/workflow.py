@@ -24,7 +24,7 @@ from app.services import workflow_admin as admin
 
 
 ACTION_LABELS = {"refund": N_("Refunds"), "write_off": N_("Write-offs"),
-                 "suspense_allocation": N_("Suspense allocations")}
+                 "suspense_allocation": N_("Suspense allocations"), "cash_up": N_("Cash-ups")}
 #: fixed labels the proposal partial translates (workflow/_proposal.html)
 PROPOSAL_LABELS = {"kinds": proposals.KIND_LABELS, "status": proposals.STATUS_LABELS,
                    "actions": ACTION_LABELS, "fields": admin.FIELD_LABELS}

@@ -19,6 +19,8 @@ PAGES = [
     ("wfadmin", "/workflows/"),
     ("wfadmin", "/approval-limits/"),
     ("clerk", "/approval-limits/"),
+    ("cashier", "/cash-ups/new?office_code=CIVIC"),
+    ("cashier", "/cash-ups/"),
 ]
 
 

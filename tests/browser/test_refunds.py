@@ -68,7 +68,7 @@ def test_card_refund_above_the_limit_then_bacs_refund_in_a_payment_run(session, 
     page.wait_for_load_state("networkidle")
     assert "paid" in page.inner_text("h1")
     postings = page.inner_text("#refund-postings")
-    assert "REFUNDS_PAYABLE" in postings and "BANK" in postings and "£550.00" in postings
+    assert "REFUNDS_PAYABLE" in postings and "CARD_CLEARING" in postings and "£550.00" in postings
     history = page.inner_text("#workflow-history")
     assert "Evidence checked" in history and "Agreed" in history
     page.click("#refund-transaction-link")

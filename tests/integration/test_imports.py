@@ -399,3 +399,26 @@ def test_sqlite_statements_keep_one_shape_per_table(app, session, fund):
     assert b.status == "succeeded" and (b.rows_posted, b.rows_suspense) == (35, 15)
     assert sqlite_writer._insert_sql.cache_info().currsize == 3  # groups, transactions, suspense
     assert trial_balance_is_zero(session)
+
+
+def test_agent_file_debits_agent_clearing_and_bank_files_debit_bank(app, session):
+    """Issue 17: a payment agent's file (allpay) posts Dr Agent clearing (dimension ALLPAY), not
+    Bank; a bank's file still posts Dr Bank."""
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "fixtures", "imports", "allpay_sample.txt")
+    with open(path, "rb") as fh:
+        content = fh.read()
+    batch = svc.receive_import(session, stream=io.BytesIO(content), filename=f"{unique('a')}.txt",
+                               fmt="allpay", actor="clerk", instance_path=app.instance_path,
+                               max_bytes=app.config["IMS_IMPORT_MAX_BYTES"])
+    batch = svc.process_import(session, batch.id, actor="clerk")
+    assert batch.status == "succeeded", batch.errors_json
+    debits = session.execute(select(LedgerLine.account, LedgerLine.account_reference,
+                                    func.sum(LedgerLine.amount)).join(
+        PostingGroup, PostingGroup.id == LedgerLine.group_id).where(
+        PostingGroup.import_id == batch.id, LedgerLine.amount > 0)
+        .group_by(LedgerLine.account, LedgerLine.account_reference)).all()
+    assert [(a, r) for a, r, _ in debits] == [("AGENT_CLEARING", "ALLPAY")]
+    assert debits[0][2] == batch.total_amount
+    assert trial_balance(session)["balanced"]

@@ -29,7 +29,10 @@ def test_receipt_lines_one_group_with_vat_breakdown(session):
                               {"fund_code": "TWS", "account_reference": "W1", "amount": "24.00"},
                               {"fund_code": "TWS", "account_reference": "W1", "amount": "24.00"}])
     lines = session.scalars(select(LedgerLine).where(LedgerLine.group_id == res.group.id)).all()
-    assert [l.amount for l in lines if l.account == "BANK"] == [5850]
+    # a card receipt debits Card clearing for the provider, not Bank (issue 17)
+    assert [(l.account_reference, l.amount) for l in lines if l.account == "CARD_CLEARING"] \
+        == [("simulator", 5850)]
+    assert not [l for l in lines if l.account == "BANK"]
     assert sorted(l.amount for l in lines if l.account == "FUND") == [-2400, -2400, -1050]
     assert {l.transaction_id for l in lines if l.account == "FUND"} == {t.id for t in res.transactions}
     assert {t.receipt_number for t in res.transactions} == {res.receipt_number}

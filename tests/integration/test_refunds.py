@@ -188,7 +188,9 @@ def test_approved_card_refund_is_posted_then_paid_to_the_card(session):
     session.expire_all()
     refund = session.get(Refund, refund.id)
     assert refund.status == "paid" and refund.provider == "simulator" and refund.provider_refund_id
-    assert lines_of(session, refund.payment_group_id) == [("BANK", -2_500), ("REFUNDS_PAYABLE", 2_500)]
+    # a card refund comes out of Card clearing (issue 17), not Bank
+    assert lines_of(session, refund.payment_group_id) == [("CARD_CLEARING", -2_500),
+                                                           ("REFUNDS_PAYABLE", 2_500)]
     assert L.balance_of(session, L.REFUNDS_PAYABLE, txn.fund_code, txn.account_reference) == 0
     assert L.balance_of(session, L.FUND, txn.fund_code, txn.account_reference) == -7_500
     assert L.available_amount(session, txn) == 7_500
@@ -303,7 +305,7 @@ def test_crash_between_approval_and_payment_leaves_it_payable_and_never_pays_twi
     sim = get_provider("simulator")
     assert sim.refunds_for_key(f"ims-refund-{refund.id}-1") == 1
     assert session.scalar(select(func.count(LedgerLine.id)).where(
-        LedgerLine.transaction_id == txn.id, LedgerLine.account == L.BANK)) == 1
+        LedgerLine.transaction_id == txn.id, LedgerLine.account == L.CARD_CLEARING)) == 1
 
 
 def test_unreachable_provider_keeps_the_refund_approved_with_the_same_key(session):

@@ -153,6 +153,7 @@ PAGES = [
     ("wfadmin", "/workflows/"), ("wfadmin", "/workflows/refund_approval/edit"),
     ("manager", "/refund-payment-runs/"), ("auditor", "/auditeventview/list/"),
     ("manager", "/suspense-report/"), ("manager", "/notifications/"),
+    ("cashier", "/cash-ups/"), ("cashier", "/cash-ups/new?office_code=CIVIC"),
 ]
 
 

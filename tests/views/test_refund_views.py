@@ -64,7 +64,7 @@ def test_register_filters_export_and_refund_page(as_user, session):
     assert csv_resp.status_code == 200 and csv_resp.mimetype == "text/csv"
     assert f"{refund.id}," in csv_resp.get_data(as_text=True)
     page = client.get(f"/refunds/{refund.id}").get_data(as_text=True)
-    assert 'id="refund-postings"' in page and "REFUNDS_PAYABLE" in page and "BANK" in page
+    assert 'id="refund-postings"' in page and "REFUNDS_PAYABLE" in page and "CARD_CLEARING" in page
     assert "request approved" in page and f"/transactions/{txn.id}" in page
     # and the transaction page traces to the refund and its postings
     page = client.get(f"/transactions/{txn.id}").get_data(as_text=True)

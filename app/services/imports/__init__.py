@@ -22,6 +22,7 @@
 Posting writes the ledger's own tables (app/models/ledger.py) with the ledger's conventions —
 one posting group per row: receipts Dr BANK / Cr FUND (kind "import", one Transaction per row)
 and unmatched money Dr BANK / Cr SUSPENSE (kind "suspense", one SuspenseItem per row) — in bulk,
+(an agent's file, allpay, debits AGENT_CLEARING instead of BANK: app/services/clearing.py)
 since post_group()/record_income() work one group at a time. A row's posting number names the
 import and the file line (I42-17, S42-18).
 """

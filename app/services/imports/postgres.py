@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from app.domain.errors import ValidationError
+from app.services.clearing import import_debit
 from app.services.imports.staging import STAGE_COLUMNS
 
 #: rows per committed chunk at most, and at least this many progress steps per file
@@ -55,7 +56,8 @@ _PG_STAGE = """
     ) ON COMMIT DELETE ROWS"""
 # One statement writes the chunk from the staged rows: posting groups (ids from the table's own
 # sequence, in file order: posted rows, then suspense), receipts Dr BANK / Cr FUND with one
-# income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each.
+# income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each
+# (an agent's file debits AGENT_CLEARING instead of BANK: clearing.import_debit).
 _PG_POST = """
     WITH g AS (
         INSERT INTO posting_group (kind, number, created_at, created_by, office_code, import_id,
@@ -90,7 +92,8 @@ _PG_POST = """
     SELECT r.group_id, v.account, v.fund_code, v.account_reference, v.amount, v.transaction_id
     FROM r LEFT JOIN t ON t.posting_group_id = r.group_id
     CROSS JOIN LATERAL (VALUES
-        (1, 'BANK', NULL, NULL, r.amount, NULL::integer),
+        (1, CAST(%(debit_account)s AS varchar), NULL, CAST(%(debit_ref)s AS varchar),
+         r.amount, NULL::integer),
         (2, CASE WHEN r.held THEN 'SUSPENSE' ELSE 'FUND' END,
             CASE WHEN r.held THEN CAST(%(suspense_fund)s AS varchar) ELSE r.fund_code END,
             CASE WHEN r.held THEN NULL ELSE r.account_reference END, -r.amount, t.id)
@@ -108,9 +111,11 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     # period when that is closed; the months stay locked against closing until the chunk commits
     used = periods.resolve_many(session, {row[_DATE] for row in staged.rows})
     moved = {d: u for d, u in used.items() if d != u}
+    debit_account, debit_ref = import_debit(batch.import_type)
     params = {"now": now, "actor": actor, "office": batch.office_code, "bid": batch.id,
               "suspense_fund": ctx.suspense_fund, "moved_from": list(moved),
-              "moved_to": list(moved.values())}
+              "moved_to": list(moved.values()), "debit_account": debit_account,
+              "debit_ref": debit_ref}
     raw = session.connection().connection.dbapi_connection
     with raw.cursor() as cur:
         cur.execute(_PG_STAGE)

@@ -125,7 +125,7 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
     profile = session.get(BankProfile, batch.profile_id) if batch.profile_id else None
     summary = Summary()
     default_method = ctx.default_method(batch.format)
-    info = BatchInfo(batch.id, batch.office_code)
+    info = BatchInfo(batch.id, batch.office_code, batch.format)
     rows_left = _rows_after(parse_file(batch.format, batch.stored_path, summary, profile,
                                        allpay_methods(session)), batch.last_line_done)
 

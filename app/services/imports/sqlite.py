@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import ValidationError
 from app.models.ledger import Transaction
+from app.services.clearing import import_debit
 
 #: rows per committed chunk at most, and at least this many progress steps per file: larger
 #: chunks than PostgreSQL's, as each commit writes out and syncs the pages the chunk changed,
@@ -76,10 +77,10 @@ _LINES = ("INSERT INTO ledger_line (group_id, account, fund_code, account_refere
           "transaction_id) SELECT posting_group_id, {} FROM {} WHERE id BETWEEN ? AND ? "
           "ORDER BY id")
 _TX_LINES = (
-    _LINES.format("'BANK', NULL, NULL, amount, NULL", "income_transaction"),
+    _LINES.format("?, NULL, ?, amount, NULL", "income_transaction"),
     _LINES.format("'FUND', fund_code, account_reference, -amount, id", "income_transaction"))
 _SUSPENSE_LINES = (
-    _LINES.format("'BANK', NULL, NULL, amount, NULL", "suspense_item"),
+    _LINES.format("?, NULL, ?, amount, NULL", "suspense_item"),
     _LINES.format("'SUSPENSE', ?, NULL, -amount, NULL", "suspense_item"))
 # Takes SQLite's write lock first, then reads where the chunk's ids start: one statement
 # (UPDATE ... RETURNING, which ledger.next_number relies on as well), so one round trip
@@ -129,6 +130,7 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     stamp = Transaction.__table__.c.created_at.type._cached_bind_processor(conn.dialect)
     now = stamp(now) if stamp else now
     groups, txs, held = staged.rows
+    debit = import_debit(batch.import_type)  # Bank, or Agent clearing for an agent's file
     n_posted = staged.counts[0]
     cur = conn.connection.dbapi_connection.cursor()
     try:
@@ -151,11 +153,11 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
         _insert_values(cur, _SUSPENSE, held, (sbase - n_posted, gbase, batch.id, now))
         if n_posted:
             ids = (tbase, tbase + n_posted - 1)
-            cur.execute(_TX_LINES[0], ids)
+            cur.execute(_TX_LINES[0], (*debit, *ids))
             cur.execute(_TX_LINES[1], ids)
         if staged.n > n_posted:
             ids = (sbase, sbase + staged.n - n_posted - 1)
-            cur.execute(_SUSPENSE_LINES[0], ids)
+            cur.execute(_SUSPENSE_LINES[0], (*debit, *ids))
             cur.execute(_SUSPENSE_LINES[1], (ctx.suspense_fund, *ids))
         # every row got its two lines and the chunk balances (the commit checks each group too:
         # app/models/sqlite.py)

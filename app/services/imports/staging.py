@@ -13,6 +13,7 @@ class BatchInfo:
     """What posting needs of the batch (a writer thread has no ORM copy of it)."""
     id: int
     office_code: str | None
+    import_type: str | None = None  # an agent's file debits Agent clearing (clearing.import_debit)
 
 
 @dataclass(frozen=True, slots=True)
