@@ -6,6 +6,7 @@ APIs never import the pages (app/views) nor the pages the APIs: both call servic
 def register_apis(appbuilder) -> None:
     """Add every API (after the pages: menus are built by app.views.register_views)."""
     from app.api.audit import AuditApi
+    from app.api.cashups import CashUpApi
     from app.api.gl import AccountingPeriodApi, GLExportApi
     from app.api.imports import ImportApi, SuspenseApi
     from app.api.ledger import APIS as LEDGER_APIS
@@ -26,5 +27,5 @@ def register_apis(appbuilder) -> None:
     for api in (*LEDGER_APIS, TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi,
                 ImportApi, SuspenseApi, SuspenseAllocationApi, WriteOffApi, RefundApi,
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
-                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS):
+                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi):
         appbuilder.add_api(api)

@@ -27,13 +27,13 @@ CHEQUE_ROWS = 6
 
 
 def _user() -> str:
-    from app.api.ledger import current_username
+    from app.security.current import current_username
 
     return current_username()
 
 
 def _roles() -> set[str]:
-    from app.api.ledger import current_roles
+    from app.security.current import current_roles
 
     return current_roles()
 
@@ -257,11 +257,8 @@ class CashUpTemplateRowView(ImsModelView):
 
 
 def register_cashup_views(appbuilder) -> None:
-    from app.api.cashups import CashUpApi
-
     appbuilder.add_view(CashUpView, "Cash-ups", label=_l("Cash-ups"), icon="fa-money",
                         category="Income", category_label=_l("Income"))
     appbuilder.add_view(CashUpTemplateRowView, "Cash-up templates",
                         label=_l("Cash-up templates"), icon="fa-th-list",
                         category="Reference data")
-    appbuilder.add_api(CashUpApi)
