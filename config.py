@@ -95,6 +95,11 @@ class Config:
     # whatever the approval limits say (refunds and write-offs always need one).
     IMS_SUSPENSE_APPROVAL_CEILING = os.environ.get("IMS_SUSPENSE_APPROVAL_CEILING", "10000.00")
     IMS_IMPORT_MAX_BYTES = int(os.environ.get("IMS_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
+    # Account-holder files (revenues systems): the largest accepted, and the drop folder `ims
+    # tick` reads (one sub-folder per profile name; empty: no drop folder).
+    IMS_ACCOUNT_SYNC_MAX_BYTES = int(os.environ.get("IMS_ACCOUNT_SYNC_MAX_BYTES",
+                                                    str(512 * 1024 * 1024)))
+    IMS_ACCOUNT_DROP_DIR = os.environ.get("IMS_ACCOUNT_DROP_DIR", "")
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
     GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")

@@ -1,6 +1,12 @@
 """SQLAlchemy 2.0 models on flask_appbuilder.Model; importing this package registers every table."""
 
 from app.models import sqlite  # noqa: F401  (SQLite: foreign keys, busy timeout, balance at commit)
+from app.models.accounts import (  # noqa: F401
+    AccountHolderProfile,
+    AccountSync,
+    AccountSyncChange,
+    AccountSyncRow,
+)
 from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402
 from app.models.imports import (  # noqa: F401
