@@ -269,3 +269,63 @@ def restore_cmd(path: str, yes: bool) -> None:
     click.echo(f"Restored from {path}. Audit trail: {result.message}")
     sys.exit(0 if result.valid else 1)
 
+
+
+accounts_cli = AppGroup("accounts", help="Account holders from the revenues systems.")
+ims_cli.add_command(accounts_cli)
+
+
+def _echo_sync(result: dict) -> None:
+    click.echo(f"sync {result['id']}: {result['status']}; {result['lines']} lines, "
+               f"{result['new']} new, {result['changed']} changed, {result['unchanged']} "
+               f"unchanged, {result['missing']} missing (closed when applied), "
+               f"{result['bad_lines']} bad")
+    for item in result["sample"]:
+        changes = "; ".join(f"{c['field']}: {c['before']!r} -> {c['after']!r}"
+                            for c in item["changes"])
+        click.echo(f"  line {item['line']} {item['reference']}: {changes}")
+
+
+@accounts_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", required=True, help="Account-holder profile name or id.")
+@click.option("--dry-run", is_flag=True, help="Only show what would change.")
+@click.option("--user", default="cli", help="Who the change is recorded against.")
+def accounts_import(path: str, profile: str, dry_run: bool, user: str) -> None:
+    """Sync account holders from a revenues system's file: check it whole, then apply it."""
+    import os
+
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services import accounts as svc
+    from app.services.audit import set_actor
+
+    set_actor(user)
+    try:
+        with open(path, "rb") as fh:
+            sync = svc.receive(db.session, profile=profile, stream=fh,
+                               filename=os.path.basename(path), actor=user,
+                               instance_path=current_app.instance_path, source="cli",
+                               max_bytes=current_app.config["IMS_ACCOUNT_SYNC_MAX_BYTES"])
+        sync = svc.check_sync(db.session, sync.id)
+        result = svc.sync_result(sync)
+        if sync.status != "checked":
+            click.echo(f"sync {sync.id}: {sync.status}: {sync.error}", err=True)
+            for line in result["bad_line_list"]:
+                click.echo(f"  {line['message']}", err=True)
+            sys.exit(1)
+        _echo_sync(result)
+        for line in result["bad_line_list"]:
+            click.echo(f"  skipped: {line['message']}")
+        if dry_run:
+            svc.discard(db.session, sync.id, actor=user)
+            click.echo("dry run: nothing applied")
+            return
+        sync = svc.apply_sync(db.session, sync.id, actor=user)
+        _echo_sync({**svc.sync_result(sync), "sample": []})
+    except DomainError as exc:
+        db.session.rollback()
+        click.echo(exc.message, err=True)
+        for line in getattr(exc, "lines", []):
+            click.echo(f"  {line['message']}", err=True)
+        sys.exit(1)

@@ -4,6 +4,7 @@ stores for surnames), computed in Python and stored, so the search works on both
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 import unicodedata
 
 _CODES = {**dict.fromkeys("BFPV", "1"), **dict.fromkeys("CGJKQSXZ", "2"),
@@ -14,6 +15,7 @@ _TRAILING = {"LTD", "LIMITED", "PLC", "LLP", "AND", "SONS", "SON", "CO", "JNR", 
              "II", "III", "MR", "MRS", "MS", "MISS", "DR"}
 
 
+@lru_cache(maxsize=65536)
 def soundex(word: str | None) -> str | None:
     """The four-character Soundex of a word ("Robert" → "R163"), or None without a letter."""
     plain = unicodedata.normalize("NFKD", word or "")
@@ -38,7 +40,9 @@ def surname_of(name: str | None) -> str | None:
     """The word of a name taken as its surname: the last, skipping "Ltd", "& Sons" and the like
     (and a possessive: "Jones's Bakery" → "Jones" when the rest are trade words is not
     guessed; the last word is used)."""
-    plain = unicodedata.normalize("NFKD", name or "").encode("ascii", "ignore").decode()
+    plain = name or ""
+    if not plain.isascii():
+        plain = unicodedata.normalize("NFKD", plain).encode("ascii", "ignore").decode()
     words = [w.strip("'-") for w in _WORD.findall(plain)]
     words = [w for w in words if w]
     while len(words) > 1 and words[-1].upper() in _TRAILING:

@@ -65,3 +65,13 @@ def audit_append_only(conn) -> None:
                     CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END
                 """)
+
+
+@database_object
+def account_sync_staging_unlogged(conn) -> None:
+    """PostgreSQL: the account-holder sync's staged lines are transient (a crash marks the sync
+    failed and the file is uploaded again), so their table skips the write-ahead log."""
+    from sqlalchemy import inspect
+
+    if conn.dialect.name == "postgresql" and inspect(conn).has_table("account_sync_row"):
+        conn.exec_driver_sql("ALTER TABLE account_sync_row SET UNLOGGED")

@@ -111,6 +111,8 @@ def upgrade():
         batch_op.add_column(sa.Column('last_sync_id', sa.Integer(), nullable=True))
         batch_op.create_index(batch_op.f('ix_account_holder_phonetic_key'), ['phonetic_key'],
                               unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        op.execute("ALTER TABLE account_sync_row SET UNLOGGED")
     # existing stops were set by staff; existing names get their sounds-alike key
     op.execute("UPDATE account_holder SET stop_source = 'staff' WHERE stop_message IS NOT NULL")
     from app.domain.phonetic import name_key

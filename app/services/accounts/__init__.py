@@ -5,6 +5,7 @@ from app.services.accounts.sync import (  # noqa: F401
     apply_sync,
     change_list,
     check_sync,
+    counts,
     discard,
     find_profile,
     receive,

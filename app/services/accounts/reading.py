@@ -22,6 +22,7 @@ MAX_POSTCODE = 10
 MAX_STOP = 200
 _NO = {"", "N", "NO", "0", "FALSE", "F"}
 _YES = {"Y", "YES", "1", "TRUE", "T"}
+_AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?", re.ASCII)
 _FIXED = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
 #: the default stop message when the file flags a stop without one
 DEFAULT_STOP = "On stop"
@@ -142,6 +143,21 @@ class Reader:
         self.mapping = {k: str(v) for k, v in profile.mapping.items() if v not in (None, "")}
         self.stop_flag = "stop" in self.mapping
         self.stop_text = "stop_message" in self.mapping
+        self._dates: dict[str, date | None] = {}
+
+    def _date(self, value: str) -> date | None:
+        """The date ``value`` spells in the profile's format (None: it does not exist); files
+        repeat their dates, so each is parsed once."""
+        if value in self._dates:
+            return self._dates[value]
+        try:
+            parsed = datetime.strptime(value, self.profile.date_format).date()
+        except ValueError:
+            parsed = None
+        if len(self._dates) > 50000:
+            self._dates.clear()
+        self._dates[value] = parsed
+        return parsed
 
     # -- columns -----------------------------------------------------------------------------
 
@@ -247,17 +263,21 @@ class Reader:
             problems.append(f"the postcode {postcode!r} is longer than {MAX_POSTCODE} characters")
         balance = None
         if v.get("balance"):
-            try:
-                balance = Money.parse(v["balance"], "balance", allow_zero=True,
-                                      allow_negative=True).pence
-            except ValidationError:
-                problems.append(f"the balance {v['balance']!r} is not an amount such as 12.34")
+            m = _AMOUNT.fullmatch(v["balance"])
+            if m and len(m.group(2)) <= 13:
+                pence = int(m.group(2)) * 100 + int((m.group(3) or "").ljust(2, "0"))
+                balance = -pence if m.group(1) else pence
+            else:
+                try:
+                    balance = Money.parse(v["balance"], "balance", allow_zero=True,
+                                          allow_negative=True).pence
+                except ValidationError:
+                    problems.append(f"the balance {v['balance']!r} is not an amount such as "
+                                    f"12.34")
         balance_date = None
         if v.get("balance_date"):
-            try:
-                balance_date = datetime.strptime(v["balance_date"],
-                                                 self.profile.date_format).date()
-            except ValueError:
+            balance_date = self._date(v["balance_date"])
+            if balance_date is None:
                 problems.append(f"the date {v['balance_date']!r} does not exist or is not in "
                                 f"the format {self.profile.date_format}")
         stop = None
