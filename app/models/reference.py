@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from flask_appbuilder import Model
 from sqlalchemy import (
-    event,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -18,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 

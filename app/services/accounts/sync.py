@@ -347,7 +347,7 @@ def apply_sync(session: Session, sync_id: int, *, actor: str) -> AccountSync:
     sync = session.scalar(for_update(session, select(AccountSync).where(AccountSync.id == sync_id)))
     if sync is None:
         raise NotFound(f"No account-holder sync {sync_id}.")
-    if sync.status != "checked":
+    if sync.status not in ("checked", "applying"):
         raise Conflict(f"Account-holder sync {sync_id} is {sync.status}: only a checked file "
                        f"can be applied.")
     session.scalar(for_update(session, select(Fund.id).where(Fund.code == sync.fund_code)))
@@ -513,6 +513,12 @@ def run_due() -> str | None:
         sync.status = "failed"
         sync.error = "The check stopped (the process ended). Upload the file again."
         out.append(f"{sync.id}:failed")
+    # an apply whose process ended rolled back: the sync can be applied again
+    for sync in session.scalars(select(AccountSync).where(
+            AccountSync.status == "applying",
+            func.coalesce(AccountSync.heartbeat_at, AccountSync.created_at) < stale)).all():
+        sync.status = "checked"
+        out.append(f"{sync.id}:checked")
     session.commit()
     drop = current_app.config.get("IMS_ACCOUNT_DROP_DIR")
     if drop and os.path.isdir(drop):
