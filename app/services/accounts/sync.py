@@ -477,7 +477,7 @@ def start_background(app, sync_id: int, *, apply: bool = False, actor: str | Non
         from app.extensions import db
         from app.services.audit import set_actor
 
-        with app.app_con_sql():
+        with app.app_context():
             try:
                 sync = db.session.get(AccountSync, sync_id)
                 set_actor(actor or (sync.created_by if sync else "worker"))
