@@ -6,6 +6,7 @@ from app.models.accounts import (  # noqa: F401
     AccountSync,
     AccountSyncChange,
     AccountSyncRow,
+    MigrationRecord,
 )
 from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -150,3 +151,19 @@ class AccountSyncChange(Model):
     before: Mapped[str | None] = mapped_column(Text)
     #: JSON of the same fields after (changed, reopened)
     after: Mapped[str | None] = mapped_column(Text)
+
+
+class MigrationRecord(Model):
+    """What a migration from another system (LocalGov IMS) loaded, by its key there: running it
+    again finds the record and adds nothing twice."""
+
+    __tablename__ = "migration_record"
+    __table_args__ = (UniqueConstraint("source", "kind", "source_key",
+                                       name="uq_migration_record_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), nullable=False)
+    kind: Mapped[str] = mapped_column(String(30), nullable=False)
+    source_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)

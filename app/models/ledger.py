@@ -49,8 +49,9 @@ STATEMENT_CHECKED_REFERENCES = (("income_transaction", "posting_group_id", "post
 NOT_BANK = "ledger_line.account <> 'BANK'"
 
 GROUP_KINDS = ("receipt", "journal", "transfer", "import", "suspense", "allocation", "refund",
-               "refund_payment", "write_off", "reversal")
-ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND")
+               "refund_payment", "write_off", "reversal", "migration")
+#: MIGRATION: the control account history migrated from another system is posted against
+ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND", "MIGRATION")
 
 
 class PostingGroup(Model):
@@ -142,7 +143,8 @@ class LedgerLine(Model):
     __tablename__ = "ledger_line"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="ck_ledger_line_nonzero"),
-        CheckConstraint("account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND')",
+        CheckConstraint("account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND',"
+                        "'MIGRATION')",
                         name="ck_ledger_line_account"),
         # balances by account, fund and account reference; BANK lines (half the table) are
         # left out: no query narrows by them (a query adds NOT_BANK, word for word, to use the index)

@@ -33,11 +33,12 @@ SUSPENSE = "SUSPENSE"
 REFUNDS_PAYABLE = "REFUNDS_PAYABLE"
 WRITE_OFFS = "WRITE_OFFS"
 FUND = "FUND"
+MIGRATION = "MIGRATION"
 
 #: Default number prefix per posting-group kind.
 PREFIXES = {"receipt": "R", "journal": "J", "transfer": "T", "import": "I", "suspense": "S",
             "allocation": "A", "refund": "F", "refund_payment": "P", "write_off": "W",
-            "reversal": "V"}
+            "reversal": "V", "migration": "M"}
 
 _reservations: list[Callable[[Session, int], int]] = []
 

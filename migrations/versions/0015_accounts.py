@@ -101,6 +101,25 @@ def upgrade():
                     unique=False)
     op.create_index(op.f('ix_account_sync_change_account_holder_id'), 'account_sync_change',
                     ['account_holder_id'], unique=False)
+    op.create_table(
+        'migration_record',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('source', sa.String(length=20), nullable=False),
+        sa.Column('kind', sa.String(length=30), nullable=False),
+        sa.Column('source_key', sa.String(length=100), nullable=False),
+        sa.Column('target_id', sa.Integer(), nullable=True),
+        sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('source', 'kind', 'source_key', name='uq_migration_record_key'))
+    # the MIGRATION control account (history migrated from LocalGov IMS is posted against it)
+    with op.batch_alter_table('ledger_line', schema=None) as batch_op:
+        batch_op.drop_constraint('ck_ledger_line_account', type_='check')
+        batch_op.create_check_constraint(
+            'ck_ledger_line_account',
+            "account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND','MIGRATION')")
+    from app.models.ddl import run_installers
+
+    run_installers(op.get_bind())  # SQLite's batch mode rebuilt ledger_line: its triggers again
     with op.batch_alter_table('account_holder', schema=None) as batch_op:
         batch_op.add_column(sa.Column('stop_source', sa.String(length=10), nullable=True))
         batch_op.add_column(sa.Column('phonetic_key', sa.String(length=4), nullable=True))
@@ -133,6 +152,15 @@ def downgrade():
         batch_op.drop_column('balance')
         batch_op.drop_column('phonetic_key')
         batch_op.drop_column('stop_source')
+    with op.batch_alter_table('ledger_line', schema=None) as batch_op:
+        batch_op.drop_constraint('ck_ledger_line_account', type_='check')
+        batch_op.create_check_constraint(
+            'ck_ledger_line_account',
+            "account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND')")
+    from app.models.ddl import run_installers
+
+    run_installers(op.get_bind())
+    op.drop_table('migration_record')
     op.drop_index(op.f('ix_account_sync_change_account_holder_id'),
                   table_name='account_sync_change')
     op.drop_index('ix_account_sync_change_sync', table_name='account_sync_change')
