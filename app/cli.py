@@ -353,3 +353,58 @@ def migrate_localgov(folder: str, user: str) -> None:
         click.echo(line)
     if not report.agreed:
         sys.exit(2)
+
+
+config_cli = AppGroup("config", help="Configuration bundles (move a set-up between sites).")
+ims_cli.add_command(config_cli)
+
+
+@config_cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.option("-o", "--output", default="-", help="File to write (default: standard output).")
+def config_export(fmt: str, output: str) -> None:
+    """Write this site's configuration as one versioned bundle."""
+    from app.extensions import db
+    from app.services import bundles
+
+    text = bundles.dumps(bundles.export_bundle(db.session), fmt)
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"written {output}")
+
+
+@config_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show the differences.")
+@click.option("--user", default="cli", help="Who the change is recorded against.")
+def config_import(path: str, dry_run: bool, user: str) -> None:
+    """Show a bundle's differences from this site, then import it (all or nothing); approval
+    limits and active workflows it changes are proposed for a second person's approval."""
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services import bundles
+    from app.services.audit import set_actor
+
+    set_actor(user)
+    try:
+        with open(path, "rb") as fh:
+            bundle = bundles.loads(fh.read())
+        plan = bundles.plan(db.session, bundle)
+        for line in plan.lines():
+            click.echo(line)
+        db.session.rollback()
+        if dry_run:
+            click.echo("dry run: nothing imported")
+            sys.exit(1 if plan.problems else 0)
+        plan, made = bundles.import_bundle(db.session, bundle, actor=user)
+    except DomainError as exc:
+        db.session.rollback()
+        click.echo(exc.message, err=True)
+        for problems in exc.errors.values():
+            for problem in problems:
+                click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    click.echo("imported" + (f"; proposals waiting for approval: {made}" if made else ""))

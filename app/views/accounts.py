@@ -176,9 +176,8 @@ class AccountSearchView(BaseView):
     @has_access
     def index(self):
         from app.domain.errors import ValidationError
-        from app.services.accounts.search import search_accounts
-
         from app.models.reference import Fund
+        from app.services.accounts.search import search_accounts
 
         q = request.args.get("q", "")
         by = request.args.get("by", "name")
