@@ -276,3 +276,84 @@ class AccountHolderSearchApi(BaseApi):
 
 
 __all__ = ["AccountHolderProfileApi", "AccountHolderSearchApi", "AccountSyncApi", "DomainError"]
+
+
+def _bundle_from_request() -> dict:
+    from app.services import bundles
+
+    upload = request.files.get("file")
+    raw = upload.read() if upload is not None else request.get_data(cache=True)
+    if not raw:
+        raise ValidationError("Send the bundle (a file, or YAML/JSON as the body).",
+                              {"file": ["Required."]})
+    return bundles.loads(raw)
+
+
+class ConfigurationBundleApi(BaseApi):
+    resource_name = "configuration-bundle"
+    class_permission_name = "ConfigurationBundle"
+    allow_browser_login = True
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"export": "read", "diff": "read", "import_": "write"}
+    openapi_spec_tag = "Configuration"
+
+    @expose("/", methods=["GET"])
+    @protect()
+    @domain_errors
+    def export(self):
+        """This site's configuration as one bundle (?format=yaml|json)
+        ---
+        get:
+          responses:
+            200:
+              description: The bundle
+        """
+        from flask import Response
+
+        from app.extensions import db
+        from app.services import bundles
+
+        fmt = request.args.get("format", "yaml")
+        if fmt not in ("yaml", "json"):
+            raise ValidationError("format is yaml or json.", {"format": ["yaml or json"]})
+        text = bundles.dumps(bundles.export_bundle(db.session), fmt)
+        return Response(text, mimetype="application/json" if fmt == "json" else
+                        "application/yaml", headers={
+                            "Content-Disposition": f"attachment; filename=ims-config.{fmt}"})
+
+    @expose("/diff", methods=["POST"])
+    @protect()
+    @domain_errors
+    def diff(self):
+        """What importing a bundle (multipart `file`, or the body) would change
+        ---
+        post:
+          responses:
+            200:
+              description: The differences
+            422: {$ref: '#/components/responses/422'}
+        """
+        from app.extensions import db
+        from app.services import bundles
+
+        plan = bundles.plan(db.session, _bundle_from_request())
+        db.session.rollback()
+        return self.response(200, **plan.to_dict(), lines=plan.lines())
+
+    @expose("/import", methods=["POST"])
+    @protect()
+    @domain_errors
+    def import_(self):
+        """Import a bundle, all or nothing; approval limits and workflows it changes are proposed
+        ---
+        post:
+          responses:
+            200:
+              description: Imported
+            422: {$ref: '#/components/responses/422'}
+        """
+        from app.extensions import db
+        from app.services import bundles
+
+        plan, made = bundles.import_bundle(db.session, _bundle_from_request(), actor=_actor())
+        return self.response(200, **plan.to_dict(), proposals=made)

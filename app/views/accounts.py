@@ -240,9 +240,82 @@ class AccountHolderProfileView(ImsModelView):
     pre_update = pre_add
 
 
+class ConfigurationBundleView(BaseView):
+    """Export this site's configuration; upload a bundle, see its differences, import it."""
+
+    route_base = "/configuration-bundle"
+    class_permission_name = "ConfigurationBundle"
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"index": "read", "export": "read", "diff": "read",
+                              "import_bundle": "write"}
+    default_view = "index"
+
+    @expose("/")
+    @has_access
+    def index(self):
+        return self.render_template("accounts/bundle.html", plan=None, text=None)
+
+    @expose("/export")
+    @has_access
+    def export(self):
+        from flask import Response
+
+        from app.services import bundles
+
+        fmt = "json" if request.args.get("format") == "json" else "yaml"
+        return Response(bundles.dumps(bundles.export_bundle(_db()), fmt),
+                        mimetype="application/json" if fmt == "json" else "application/yaml",
+                        headers={"Content-Disposition": f"attachment; filename=ims-config.{fmt}"})
+
+    @expose("/diff", methods=["POST"])
+    @has_access
+    def diff(self):
+        from app.services import bundles
+
+        upload = request.files.get("file")
+        raw = upload.read() if upload is not None else b""
+        try:
+            bundle = bundles.loads(raw)
+            plan = bundles.plan(_db(), bundle)
+        except DomainError as exc:
+            _db().rollback()
+            flash(exc.message, "danger")
+            return redirect(url_for("ConfigurationBundleView.index"))
+        _db().rollback()
+        return self.render_template("accounts/bundle.html", plan=plan,
+                                    text=raw.decode("utf-8"))
+
+    @expose("/import", methods=["POST"])
+    @has_access
+    def import_bundle(self):
+        from app.services import bundles
+        from app.services.audit import current_actor
+
+        try:
+            bundle = bundles.loads(request.form.get("bundle", "").encode("utf-8"))
+            _plan, made = bundles.import_bundle(_db(), bundle, actor=current_actor())
+        except DomainError as exc:
+            _db().rollback()
+            flash(exc.message, "danger")
+            for problems in exc.errors.values():
+                for problem in problems[:20]:
+                    flash(problem, "danger")
+            return redirect(url_for("ConfigurationBundleView.index"))
+        flash(_("The bundle was imported."), "success")
+        if made:
+            flash(_("Changes to approval limits or workflows wait for a second person's "
+                    "approval."), "info")
+        return redirect(url_for("ConfigurationBundleView.index"))
+
+
 def register_account_views(appbuilder) -> None:
     """Called from app.views.register_views."""
-    from app.api.accounts import AccountHolderProfileApi, AccountHolderSearchApi, AccountSyncApi
+    from app.api.accounts import (
+        AccountHolderProfileApi,
+        AccountHolderSearchApi,
+        AccountSyncApi,
+        ConfigurationBundleApi,
+    )
 
     ref = "Reference data"
     appbuilder.add_view(AccountSearchView, "Account holder search",
@@ -252,5 +325,8 @@ def register_account_views(appbuilder) -> None:
     appbuilder.add_view(AccountHolderProfileView, "Account holder file profiles",
                         label=_l("Account holder file profiles"), icon="fa-columns",
                         category=ref)
-    for api in (AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi):
+    appbuilder.add_view(ConfigurationBundleView, "Configuration bundles",
+                        label=_l("Configuration bundles"), icon="fa-archive", category=ref)
+    for api in (AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
+                ConfigurationBundleApi):
         appbuilder.add_api(api)
