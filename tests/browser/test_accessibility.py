@@ -19,6 +19,9 @@ PAGES = [
     ("wfadmin", "/workflows/"),
     ("wfadmin", "/approval-limits/"),
     ("clerk", "/approval-limits/"),
+    ("admin", "/account-sync/"),
+    ("admin", "/account-search/?q=Jones&by=sounds_like"),
+    ("admin", "/configuration-bundle/"),
 ]
 
 
