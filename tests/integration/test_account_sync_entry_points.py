@@ -109,3 +109,29 @@ def test_two_applies_of_one_sync_at_once_one_wins(app, session):
 
     assert db.session.get(AccountSync, sid).status == "applied"
     assert _count(db.session, fund) == 2
+
+
+def test_tick_fails_a_stopped_check_and_frees_a_stopped_apply(app, session):
+    from datetime import timedelta
+
+    from app.models.base import utcnow
+    from app.services.accounts import check_sync, receive
+    from app.services.accounts.sync import run_due
+
+    p = _profile(session)
+    stuck = receive(session, profile=p, stream=io.BytesIO(b"Ref,Name\nS1,Ann\n"),
+                    filename="s.csv", actor="admin", instance_path=app.instance_path,
+                    max_bytes=10**6)
+    stuck.heartbeat_at = utcnow() - timedelta(hours=1)
+    applying = receive(session, profile=p, stream=io.BytesIO(b"Ref,Name\nS2,Bob\n"),
+                       filename="a.csv", actor="admin", instance_path=app.instance_path,
+                       max_bytes=10**6)
+    applying = check_sync(session, applying.id)
+    applying.status = "applying"
+    applying.heartbeat_at = utcnow() - timedelta(hours=1)
+    session.commit()
+    summary = run_due()
+    assert f"{stuck.id}:failed" in summary and f"{applying.id}:checked" in summary
+    assert session.get(AccountSync, stuck.id).status == "failed"
+    assert session.get(AccountSync, applying.id).status == "checked"
+    assert _count(session, p.fund_code) == 0
