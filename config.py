@@ -97,6 +97,12 @@ class Config:
     IMS_IMPORT_MAX_BYTES = int(os.environ.get("IMS_IMPORT_MAX_BYTES", str(50 * 1024 * 1024)))
     # The dashboard's figures are computed at most once a period per process (0: every time).
     IMS_DASHBOARD_CACHE_SECONDS = int(os.environ.get("IMS_DASHBOARD_CACHE_SECONDS", "60"))
+
+    # Account-holder files (revenues systems): the largest accepted, and the drop folder `ims
+    # tick` reads (one sub-folder per profile name; empty: no drop folder).
+    IMS_ACCOUNT_SYNC_MAX_BYTES = int(os.environ.get("IMS_ACCOUNT_SYNC_MAX_BYTES",
+                                                    str(512 * 1024 * 1024)))
+    IMS_ACCOUNT_DROP_DIR = os.environ.get("IMS_ACCOUNT_DROP_DIR", "")
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
     GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")

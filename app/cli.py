@@ -327,3 +327,142 @@ def restore_cmd(path: str, yes: bool) -> None:
     click.echo(f"Restored from {path}. Audit trail: {result.message}")
     sys.exit(0 if result.valid else 1)
 
+
+
+accounts_cli = AppGroup("accounts", help="Account holders from the revenues systems.")
+ims_cli.add_command(accounts_cli)
+
+
+def _echo_sync(result: dict) -> None:
+    click.echo(f"sync {result['id']}: {result['status']}; {result['lines']} lines, "
+               f"{result['new']} new, {result['changed']} changed, {result['unchanged']} "
+               f"unchanged, {result['missing']} missing (closed when applied), "
+               f"{result['bad_lines']} bad")
+    for item in result["sample"]:
+        changes = "; ".join(f"{c['field']}: {c['before']!r} -> {c['after']!r}"
+                            for c in item["changes"])
+        click.echo(f"  line {item['line']} {item['reference']}: {changes}")
+
+
+@accounts_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--profile", required=True, help="Account-holder profile name or id.")
+@click.option("--dry-run", is_flag=True, help="Only show what would change.")
+@click.option("--user", default="cli", help="Who the change is recorded against.")
+def accounts_import(path: str, profile: str, dry_run: bool, user: str) -> None:
+    """Sync account holders from a revenues system's file: check it whole, then apply it."""
+    import os
+
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services import accounts as svc
+    from app.services.audit import set_actor
+
+    set_actor(user)
+    try:
+        with open(path, "rb") as fh:
+            sync = svc.receive(db.session, profile=profile, stream=fh,
+                               filename=os.path.basename(path), actor=user,
+                               instance_path=current_app.instance_path, source="cli",
+                               max_bytes=current_app.config["IMS_ACCOUNT_SYNC_MAX_BYTES"])
+        sync = svc.check_sync(db.session, sync.id)
+        result = svc.sync_result(sync)
+        if sync.status != "checked":
+            click.echo(f"sync {sync.id}: {sync.status}: {sync.error}", err=True)
+            for line in result["bad_line_list"]:
+                click.echo(f"  {line['message']}", err=True)
+            sys.exit(1)
+        _echo_sync(result)
+        for line in result["bad_line_list"]:
+            click.echo(f"  skipped: {line['message']}")
+        if dry_run:
+            svc.discard(db.session, sync.id, actor=user)
+            click.echo("dry run: nothing applied")
+            return
+        sync = svc.apply_sync(db.session, sync.id, actor=user)
+        _echo_sync({**svc.sync_result(sync), "sample": []})
+    except DomainError as exc:
+        db.session.rollback()
+        click.echo(exc.message, err=True)
+        for line in getattr(exc, "lines", []):
+            click.echo(f"  {line['message']}", err=True)
+        sys.exit(1)
+
+
+@ims_cli.command("migrate-localgov")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("--user", default="migration", help="Who the migration is recorded against.")
+def migrate_localgov(folder: str, user: str) -> None:
+    """Load a LocalGov IMS export (CSV files of its tables): configuration, account holders and
+    history, in one transaction; a second run adds nothing twice. Prints totals per fund."""
+    from app.extensions import db
+    from app.services import localgov
+    from app.services.audit import set_actor
+
+    set_actor(user)
+    try:
+        report = localgov.migrate(db.session, folder, actor=user)
+    except localgov.ExportRefused as exc:
+        click.echo(exc.message, err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    for line in report.lines():
+        click.echo(line)
+    if not report.agreed:
+        sys.exit(2)
+
+
+config_cli = AppGroup("config", help="Configuration bundles (move a set-up between sites).")
+ims_cli.add_command(config_cli)
+
+
+@config_cli.command("export")
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json"]), default="yaml")
+@click.option("-o", "--output", default="-", help="File to write (default: standard output).")
+def config_export(fmt: str, output: str) -> None:
+    """Write this site's configuration as one versioned bundle."""
+    from app.extensions import db
+    from app.services import bundles
+
+    text = bundles.dumps(bundles.export_bundle(db.session), fmt)
+    if output == "-":
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"written {output}")
+
+
+@config_cli.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Only show the differences.")
+@click.option("--user", default="cli", help="Who the change is recorded against.")
+def config_import(path: str, dry_run: bool, user: str) -> None:
+    """Show a bundle's differences from this site, then import it (all or nothing); approval
+    limits and active workflows it changes are proposed for a second person's approval."""
+    from app.domain.errors import DomainError
+    from app.extensions import db
+    from app.services import bundles
+    from app.services.audit import set_actor
+
+    set_actor(user)
+    try:
+        with open(path, "rb") as fh:
+            bundle = bundles.loads(fh.read())
+        plan = bundles.plan(db.session, bundle)
+        for line in plan.lines():
+            click.echo(line)
+        db.session.rollback()
+        if dry_run:
+            click.echo("dry run: nothing imported")
+            sys.exit(1 if plan.problems else 0)
+        plan, made = bundles.import_bundle(db.session, bundle, actor=user)
+    except DomainError as exc:
+        db.session.rollback()
+        click.echo(exc.message, err=True)
+        for problems in exc.errors.values():
+            for problem in problems:
+                click.echo(f"  {problem}", err=True)
+        sys.exit(1)
+    click.echo("imported" + (f"; proposals waiting for approval: {made}" if made else ""))

@@ -172,7 +172,8 @@ def _whole(text: str) -> int:
 def _body_is_parseable() -> bool:
     """Forms are read here only up to the size an import may have: a larger upload is refused by
     its handler from the Content-Length alone, without spooling the body."""
-    limit = current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024) + 65536
+    limit = max(current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024),
+                current_app.config.get("IMS_ACCOUNT_SYNC_MAX_BYTES", 0)) + 65536
     return request.content_length is not None and request.content_length <= limit
 
 

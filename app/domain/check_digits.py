@@ -25,6 +25,9 @@ class CheckDigitRule:
             a, sep, b = pair.partition("=")
             if sep and a.strip():
                 src.append((a.strip().upper(), b.strip()))
+            elif not sep and a.strip():
+                # LocalGov IMS's form: "98" replaces the first two characters, whatever they are
+                src.append(("", a.strip().upper()))
         res = []
         for pair in (result_substitutions or "").split(","):
             a, sep, b = pair.partition(":")
@@ -41,13 +44,19 @@ class CheckDigitRule:
         return str(r) if 0 <= r <= 9 else None
 
     def _prefix_len(self, ref: str) -> int:
-        for src, _dst in self.source_substitution:
+        for src, dst in self.source_substitution:
+            if not src:
+                return min(len(dst), len(ref))
             if ref.startswith(src):
                 return len(src)
         return 0
 
     def substitute_source(self, ref: str) -> str:
+        """``BJ=05``: a reference starting BJ is scored as if it started 05. ``98`` (no "="):
+        the first two characters are replaced by 98, whatever they are (LocalGov IMS)."""
         for src, dst in self.source_substitution:
+            if not src:
+                return dst + ref[len(dst):]
             if ref.startswith(src):
                 return dst + ref[len(src):]
         return ref

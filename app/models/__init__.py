@@ -1,6 +1,13 @@
 """SQLAlchemy 2.0 models on flask_appbuilder.Model; importing this package registers every table."""
 
 from app.models import sqlite  # noqa: F401  (SQLite: foreign keys, busy timeout, balance at commit)
+from app.models.accounts import (  # noqa: F401
+    AccountHolderProfile,
+    AccountSync,
+    AccountSyncChange,
+    AccountSyncRow,
+    MigrationRecord,
+)
 from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
 from app.models.cashup import (  # noqa: F401
     CashUp,

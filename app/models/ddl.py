@@ -65,3 +65,39 @@ def audit_append_only(conn) -> None:
                     CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END
                 """)
+
+
+@database_object
+def account_sync_staging_unlogged(conn) -> None:
+    """PostgreSQL: the account-holder sync's staged lines are transient (a crash marks the sync
+    failed and the file is uploaded again), so their table skips the write-ahead log."""
+    from sqlalchemy import inspect
+
+    if conn.dialect.name == "postgresql" and inspect(conn).has_table("account_sync_row"):
+        conn.exec_driver_sql("ALTER TABLE account_sync_row SET UNLOGGED")
+
+
+def replace_ledger_account_check(op, condition: str) -> None:
+    """Migrations: ledger_line's CHECK on account becomes ``condition`` (PostgreSQL alters the
+    constraint; SQLite rebuilds the table from the model's, then its indexes and triggers)."""
+    import sqlalchemy as sa
+
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
+        op.drop_constraint('ck_ledger_line_account', 'ledger_line', type_='check')
+        op.create_check_constraint('ck_ledger_line_account', 'ledger_line', condition)
+        return
+    # SQLite keeps a CHECK in the table's definition: rebuild ledger_line from the model's table
+    # (its columns, indexes and partial indexes) with the new CHECK, then put its triggers back
+    from app.models.ledger import LedgerLine, install_ledger_triggers
+
+    table = LedgerLine.__table__.to_metadata(sa.MetaData())
+    for constraint in list(table.constraints):
+        if getattr(constraint, "name", None) == 'ck_ledger_line_account':
+            table.constraints.discard(constraint)
+    table.append_constraint(sa.CheckConstraint(condition, name='ck_ledger_line_account'))
+    with op.batch_alter_table('ledger_line', copy_from=table, recreate='always'):
+        pass
+    for index in LedgerLine.__table__.indexes:  # column-level indexes are not copied
+        index.create(bind, checkfirst=True)
+    install_ledger_triggers(bind)

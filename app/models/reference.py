@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 
 from flask_appbuilder import Model
@@ -9,16 +10,19 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Integer,
     Numeric,
     String,
     Text,
     UniqueConstraint,
+    event,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.domain.money import Money
+from app.models.base import UTCDateTime
 
 METHOD_KINDS = ("cash", "cheque", "card", "bank_transfer", "direct_debit", "post_office",
                 "journal", "transfer", "refund", "write_off")
@@ -143,6 +147,16 @@ class AccountHolder(Model):
     address: Mapped[str | None] = mapped_column(Text)
     postcode: Mapped[str | None] = mapped_column(String(10))
     stop_message: Mapped[str | None] = mapped_column(String(200))
+    #: who set the stop: "file" (an account-holder sync; the next file without it clears it) or
+    #: "staff" (kept when a file sets none)
+    stop_source: Mapped[str | None] = mapped_column(String(10))
+    #: sounds-alike key (Soundex) of the surname, for the search on both databases
+    phonetic_key: Mapped[str | None] = mapped_column(String(4), index=True)
+    balance: Mapped[int | None] = mapped_column(BigInteger)
+    balance_date: Mapped[date | None] = mapped_column(Date)
+    #: set when a complete file no longer lists the account (accounts are never deleted)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_sync_id: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def on_stop(self) -> bool:
@@ -163,3 +177,19 @@ class Setting(Model):
 
     def __repr__(self) -> str:
         return f"{self.key}={self.value}"
+
+
+def _stop_set_by_staff(target, value, oldvalue, initiator):
+    """A stop set or cleared through the ORM (the staff pages, the API) is staff's; the sync
+    writes its own stops with statements of its own, which do not come here."""
+    target.stop_source = "staff" if value else None
+
+
+def _name_set(target, value, oldvalue, initiator):
+    from app.domain.phonetic import name_key
+
+    target.phonetic_key = name_key(value)
+
+
+event.listen(AccountHolder.stop_message, "set", _stop_set_by_staff)
+event.listen(AccountHolder.name, "set", _name_set)

@@ -46,6 +46,11 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "ReferenceValidator": {READ: ALL, WRITE: frozenset({ADMIN})},
     "AccountHolder": {READ: ALL, WRITE: frozenset({ADMIN})},
     "Setting": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
+    # account-holder files from the revenues systems: Administrators load them, Auditors read
+    "AccountHolderProfile": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
+    "AccountSync": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
+    # configuration bundles: Administrators export and import (four-eyes parts are proposed)
+    "ConfigurationBundle": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
     # audit trail
     "AuditEvent": {READ: frozenset({ADMIN, AUDITOR})},
     # workflows: limits and definitions edited (deployed) by Workflow Administrators and

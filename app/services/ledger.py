@@ -42,11 +42,12 @@ CASH_IN_TRANSIT = "CASH_IN_TRANSIT"
 CARD_CLEARING = "CARD_CLEARING"
 AGENT_CLEARING = "AGENT_CLEARING"
 CASH_VARIANCE = "CASH_VARIANCE"
+MIGRATION = "MIGRATION"
 
 #: Default number prefix per posting-group kind.
 PREFIXES = {"receipt": "R", "journal": "J", "transfer": "T", "import": "I", "suspense": "S",
             "allocation": "A", "refund": "F", "refund_payment": "P", "write_off": "W",
-            "reversal": "V", "cash_up": "E"}
+            "reversal": "V", "cash_up": "E", "migration": "M"}
 
 _reservations: list[Callable[[Session, int], int]] = []
 

@@ -383,8 +383,12 @@ def _validator(session: Session, values: dict, stored: dict | None, errors: Erro
                _length(ReferenceValidator, "source_substitution"))
     source = values.get("source_substitution")
     if source and "source_substitution" not in errors:
-        if not all(re.fullmatch(r"\s*[A-Za-z0-9]+\s*=\s*[0-9]+\s*", p) for p in source.split(",")):
-            errors["source_substitution"] = ["Use LETTERS=DIGITS pairs, e.g. BJ=05,LW=12."]
+        if not (all(re.fullmatch(r"\s*[A-Za-z0-9]+\s*=\s*[0-9]+\s*", p)
+                    for p in source.split(","))
+                or re.fullmatch(r"\s*[0-9]+\s*", source)):
+            errors["source_substitution"] = ["Use LETTERS=DIGITS pairs, e.g. BJ=05,LW=12, or "
+                                             "digits alone (e.g. 98) to replace the first "
+                                             "characters whatever they are."]
     if problems := _flag(values.get("subtract")):
         errors["subtract"] = problems
     nxt = values.get("next_validator_id")

@@ -35,6 +35,10 @@ def register_views(appbuilder) -> None:
     appbuilder.add_view(SettingView, "System settings", label=_l("System settings"),
                         icon="fa-sliders", category=ref)
 
+    from app.views.accounts import register_account_views
+
+    register_account_views(appbuilder)
+
     from app.views.ledger import register_ledger_views
 
     register_ledger_views(appbuilder)

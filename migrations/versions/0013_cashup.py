@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from alembic import op
 
 import app.models.base
-from app.models.ledger import ACCOUNT_CHECK
 
 # revision identifiers, used by Alembic.
 revision = '0013_cashup'
@@ -142,7 +141,7 @@ def upgrade():
     with op.batch_alter_table('cash_up_template_row', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_cash_up_template_row_office_code'), ['office_code'], unique=False)
 
-    _account_check(ACCOUNT_CHECK)
+    _account_check(CASHUP_CHECK)
     limits = sa.table('approval_limit', sa.column('action', sa.String), sa.column('min_amount', sa.BigInteger),
                       sa.column('max_amount', sa.BigInteger), sa.column('approvals_required', sa.Integer),
                       sa.column('roles', sa.String))
@@ -157,28 +156,15 @@ def upgrade():
 
 
 OLD_CHECK = "account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND')"
+#: ledger_line.account after this migration: the clearing accounts added (0014 adds MIGRATION)
+CASHUP_CHECK = ("account IN ('BANK','SUSPENSE','REFUNDS_PAYABLE','WRITE_OFFS','FUND',"
+                "'CASH_IN_HAND','CASH_IN_TRANSIT','CARD_CLEARING','AGENT_CLEARING','CASH_VARIANCE')")
 
 
 def _account_check(condition: str) -> None:
-    bind = op.get_bind()
-    if bind.dialect.name == "postgresql":
-        op.drop_constraint('ck_ledger_line_account', 'ledger_line', type_='check')
-        op.create_check_constraint('ck_ledger_line_account', 'ledger_line', condition)
-        return
-    # SQLite keeps a CHECK in the table's definition: rebuild ledger_line from the model's table
-    # (its columns, indexes and partial indexes) with the new CHECK, then put its triggers back
-    from app.models.ledger import LedgerLine, install_ledger_triggers
+    from app.models.ddl import replace_ledger_account_check
 
-    table = LedgerLine.__table__.to_metadata(sa.MetaData())
-    for constraint in list(table.constraints):
-        if getattr(constraint, "name", None) == 'ck_ledger_line_account':
-            table.constraints.discard(constraint)
-    table.append_constraint(sa.CheckConstraint(condition, name='ck_ledger_line_account'))
-    with op.batch_alter_table('ledger_line', copy_from=table, recreate='always'):
-        pass
-    for index in LedgerLine.__table__.indexes:  # column-level indexes are not copied
-        index.create(bind, checkfirst=True)
-    install_ledger_triggers(bind)
+    replace_ledger_account_check(op, condition)
 
 
 def downgrade():

@@ -21,6 +21,10 @@ PAGES = [
     ("clerk", "/approval-limits/"),
     ("cashier", "/cash-ups/new?office_code=CIVIC"),
     ("cashier", "/cash-ups/"),
+
+    ("admin", "/account-sync/"),
+    ("admin", "/account-search/?q=Jones&by=sounds_like"),
+    ("admin", "/configuration-bundle/"),
 ]
 
 

@@ -135,3 +135,17 @@ def test_source_substitution_of_another_length():
     r = 11 - total % 11
     assert ref == "B123" + {10: "X", 11: "0"}.get(r, str(r))
     assert rule.is_valid(ref)
+
+
+def test_localgov_source_substitution_replaces_the_first_characters_whatever_they_are():
+    """LocalGov IMS's SourceSubstitutions "98": the first two characters are scored as 98
+    (its unit test: "AB1234562", weights 2,0,3,0,4,0,5,0,0,0, mod 10, subtract -> 2)."""
+    from app.domain.check_digits import CheckDigitRule
+
+    rule = CheckDigitRule.from_fields("weighted_sum", 10, "2,0,3,0,4,0,5,0,0,0", True, "98", "")
+    assert rule.expected("AB1234562", 8) == "2"
+    assert rule.is_valid("AB1234562", 8) and rule.is_valid("ZZ1234562", 8)
+    assert not rule.is_valid("AB1234563", 8)
+    # beside the BJ=05 form, which only applies to references starting BJ
+    ours = CheckDigitRule.from_fields("weighted_sum", 10, "2,0,3,0,4,0,5,0,0,0", True, "AB=98", "")
+    assert ours.is_valid("AB1234562", 8) and not ours.is_valid("ZZ1234562", 8)
