@@ -5,6 +5,12 @@ APIs never import the pages (app/views) nor the pages the APIs: both call servic
 
 def register_apis(appbuilder) -> None:
     """Add every API (after the pages: menus are built by app.views.register_views)."""
+    from app.api.accounts import (
+        AccountHolderProfileApi,
+        AccountHolderSearchApi,
+        AccountSyncApi,
+        ConfigurationBundleApi,
+    )
     from app.api.audit import AuditApi
     from app.api.cashups import CashUpApi
     from app.api.gl import AccountingPeriodApi, GLExportApi
@@ -27,5 +33,7 @@ def register_apis(appbuilder) -> None:
     for api in (*LEDGER_APIS, TaskApi, WorkflowApi, ApprovalLimitApi, ConfigProposalApi,
                 ImportApi, SuspenseApi, SuspenseAllocationApi, WriteOffApi, RefundApi,
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
-                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi):
+                AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
+                AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
+                ConfigurationBundleApi):
         appbuilder.add_api(api)

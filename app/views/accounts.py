@@ -65,7 +65,7 @@ class AccountSyncView(BaseView):
     @expose("/upload", methods=["POST"])
     @has_access
     def upload(self):
-        from app.api.accounts import submit_account_file
+        from app.services.account_uploads import submit_account_file
         from app.services.accounts import FileRefused
 
         try:
@@ -117,7 +117,7 @@ class AccountSyncView(BaseView):
     @expose("/<int:pk>/apply", methods=["POST"])
     @has_access
     def apply(self, pk):
-        from app.api.accounts import apply_account_sync
+        from app.services.account_uploads import apply_account_sync
 
         try:
             sync = apply_account_sync(pk)
@@ -310,13 +310,6 @@ class ConfigurationBundleView(BaseView):
 
 def register_account_views(appbuilder) -> None:
     """Called from app.views.register_views."""
-    from app.api.accounts import (
-        AccountHolderProfileApi,
-        AccountHolderSearchApi,
-        AccountSyncApi,
-        ConfigurationBundleApi,
-    )
-
     ref = "Reference data"
     appbuilder.add_view(AccountSearchView, "Account holder search",
                         label=_l("Account holder search"), icon="fa-search", category=ref)
@@ -327,6 +320,3 @@ def register_account_views(appbuilder) -> None:
                         category=ref)
     appbuilder.add_view(ConfigurationBundleView, "Configuration bundles",
                         label=_l("Configuration bundles"), icon="fa-archive", category=ref)
-    for api in (AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
-                ConfigurationBundleApi):
-        appbuilder.add_api(api)
