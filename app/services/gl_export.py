@@ -9,8 +9,8 @@ so the file's debits add up to the control total) or itemised, one row per line.
 GL coding: a FUND line's net goes to the fund's GL code and cost centre; when the line is a
 whole income line with VAT (|amount| = the transaction's amount), its VAT goes to the VAT
 code's GL code (vat_code.gl_code, else the setting gl.vat_gl_code, else "VAT"). Other accounts
-(BANK, SUSPENSE, REFUNDS_PAYABLE, WRITE_OFFS) go to the setting gl.account.<ACCOUNT> (else the
-account's name); their cost centre is the fund's when the line names one, else
+(BANK, SUSPENSE, REFUNDS_PAYABLE, WRITE_OFFS, the clearing accounts, MIGRATION) go to the
+setting gl.account.<ACCOUNT> (else the account's name); their cost centre is the fund's when the line names one, else
 gl.default_cost_centre. A fund without a GL code stops the batch (nothing is exported).
 
 Two batches never export a line twice: batch creation is serialised (PostgreSQL: an advisory

@@ -114,6 +114,13 @@ SETTINGS = [
     ("gl.account.SUSPENSE", "9001-SU", "GL code of the suspense account in GL exports."),
     ("gl.account.REFUNDS_PAYABLE", "7101-RP", "GL code of refunds payable in GL exports."),
     ("gl.account.WRITE_OFFS", "9002-WO", "GL code of written-off money in GL exports."),
+    # clearing accounts (app/services/clearing.py) and the migration control account
+    ("gl.account.CASH_IN_HAND", "7002-CH", "GL code of cash in hand (tills) in GL exports."),
+    ("gl.account.CASH_IN_TRANSIT", "7003-CT", "GL code of cash in transit in GL exports."),
+    ("gl.account.CARD_CLEARING", "7004-CC", "GL code of card clearing in GL exports."),
+    ("gl.account.AGENT_CLEARING", "7005-AC", "GL code of payment-agent clearing in GL exports."),
+    ("gl.account.CASH_VARIANCE", "9003-CV", "GL code of cash-up over/short in GL exports."),
+    ("gl.account.MIGRATION", "9004-MG", "GL code of the migration control account in GL exports."),
 ]
 #: where each VAT code's VAT goes in the general ledger (vat_code.gl_code)
 VAT_GL_CODES = {"S": "8101-VAT", "R": "8102-VAT"}

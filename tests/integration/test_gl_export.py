@@ -78,10 +78,10 @@ def test_summarised_batch_codes_vat_and_balances_to_the_control_total(session):
     got = {(r["Date"], r["GL code"], r["Cost centre"], r["VAT code"], r["Debit"], r["Credit"])
            for r in rows}
     assert got == {
-        ("2010-03-04", "7001-BK", "C100", "", "150.00", ""),
+        ("2010-03-04", "7002-CH", "C100", "", "150.00", ""),   # cash: Dr cash in hand
         ("2010-03-04", "4002-TW", "C100", "S", "", "125.00"),   # net 100 + 25 (VAT 5 of 30)
         ("2010-03-04", "8101-VAT", "C100", "S", "", "25.00"),
-        ("2010-03-05", "7001-BK", "C100", "", "50.00", ""),
+        ("2010-03-05", "7002-CH", "C100", "", "50.00", ""),
         ("2010-03-05", "6001-GL", "C100", "O", "", "50.00"),
     }
     # nothing left: a second batch has nothing to take
@@ -110,7 +110,7 @@ def test_other_layouts_and_itemised(session):
     lines = oracle.content.decode().splitlines()
     assert len(lines) == 3 and lines[0].startswith("NEW,,2010/06/07,IMS,Receipts,GBP,")
     assert {tuple(line.split(",")[8:12]) for line in lines} == {
-        ("7001-BK", "C100", "60.00", ""), ("4002-TW", "C100", "", "50.00"),
+        ("7002-CH", "C100", "60.00", ""), ("4002-TW", "C100", "", "50.00"),
         ("8101-VAT", "C100", "", "10.00")}
     G.void_batch(session, oracle.id, reason="re-run itemised", actor="manager")
     items = G.create_batch(session, cut_off="2010-06-07", layout="generic_journal_csv",
@@ -205,7 +205,7 @@ def test_new_layout_version(session):
     batch = G.create_batch(session, cut_off="2010-09-09", layout=custom["name"], actor="manager")
     assert rows_of(batch) == [
         {"When": "09/09/2010", "Code": "6001-GL", "Amt": "3.00", "Src": "IMS"},
-        {"When": "09/09/2010", "Code": "7001-BK", "Amt": "-3.00", "Src": "IMS"}]
+        {"When": "09/09/2010", "Code": "7002-CH", "Amt": "-3.00", "Src": "IMS"}]
 
 
 def test_two_batches_at_once_never_export_a_line_twice(app, session):
