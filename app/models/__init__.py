@@ -2,6 +2,7 @@
 
 from app.models import sqlite  # noqa: F401  (SQLite: foreign keys, busy timeout, balance at commit)
 from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
+from app.models.card_payment import CardPayment, PaymentRequest  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402
 from app.models.imports import (  # noqa: F401
     BankProfile,
