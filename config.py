@@ -98,6 +98,13 @@ class Config:
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
     GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")
+    # The citizen payment portal (/pay): the council's name and logo in its header (default
+    # IMS_COUNCIL_NAME; the logo an image URL, none by default); rate limits per address of
+    # reference checks and of checkouts ("" for none).
+    PORTAL_COUNCIL_NAME = os.environ.get("PORTAL_COUNCIL_NAME", "")
+    PORTAL_LOGO_URL = os.environ.get("PORTAL_LOGO_URL", "")
+    PORTAL_CHECK_RATE_LIMIT = os.environ.get("PORTAL_CHECK_RATE_LIMIT", "30 per minute")
+    PORTAL_CHECKOUT_RATE_LIMIT = os.environ.get("PORTAL_CHECKOUT_RATE_LIMIT", "10 per minute")
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")

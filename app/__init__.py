@@ -120,6 +120,9 @@ def create_app(config_class=None) -> Flask:
     install_request_guards(app, appbuilder)
     install_web_hooks(app)
     install_ops(app)
+    from app.views.portal import install_portal
+
+    install_portal(app)  # the citizen payment portal at /pay (no login)
     from app.cli import ims_cli
 
     app.cli.add_command(ims_cli)

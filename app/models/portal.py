@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import UTCDateTime, utcnow
@@ -23,7 +23,6 @@ class PortalBasket(Model):
     items_json: Mapped[str] = mapped_column(Text, nullable=False, default="[]")
     #: {"name", "email", "address"} as the payer gave them
     payer_json: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
-    payment_request_id: Mapped[int | None] = mapped_column(ForeignKey("payment_request.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
                                                  index=True)

@@ -77,7 +77,20 @@ def _config(key: str, default):
 
 
 def max_items() -> int:
-    return int(_config("PORTAL_MAX_BASKET_ITEMS", DEFAULT_MAX_ITEMS))
+    """At most this many items in a basket: IMS_BASKET_MAX_ITEMS (default 10), the setting
+    card_payments.start_payment also enforces."""
+    return int(_config("IMS_BASKET_MAX_ITEMS", DEFAULT_MAX_ITEMS) or DEFAULT_MAX_ITEMS)
+
+
+def online_method_code(session: Session) -> str | None:
+    """The payment method online card payments post with (IMS_CARD_ONLINE_METHOD), when it exists:
+    its amount limits apply to portal items as they do at checkout."""
+    from app.models.reference import PaymentMethod
+
+    code = str(_config("IMS_CARD_ONLINE_METHOD", "WEB") or "")
+    if not code:
+        return None
+    return session.scalar(select(PaymentMethod.code).where(PaymentMethod.code == code.upper()))
 
 
 # --------------------------------------------------------------------------- funds
@@ -129,7 +142,7 @@ def parse_amount(text) -> tuple[int | None, Fixed | None]:
 
 
 def public_check(session: Session, fund: Fund | None, reference, amount: int | None, *,
-                 basket: list[dict] | None = None, method_code: str | None = None) -> PublicCheck:
+                 basket: list[dict] | None = None, method_code: str | None = "") -> PublicCheck:
     """Check one item as receipts are checked; the result tells only what the public may know.
 
     ``amount`` is pence (already parsed; None when the amount field had its own error),
@@ -147,6 +160,8 @@ def public_check(session: Session, fund: Fund | None, reference, amount: int | N
     if amount is not None and fund.maximum_amount is not None and amount > fund.maximum_amount:
         result.errors["amount"] = N_("The amount must be £%(max)s or less",
                                      max=str(Money(fund.maximum_amount)))
+    if method_code == "":
+        method_code = online_method_code(session)
     if "reference" not in result.errors:
         checked = validate_reference(session, fund.code, ref, amount, method_code)
         for fld in checked.field_errors:
@@ -181,11 +196,10 @@ def rate_limited(kind: str, address: str | None) -> bool:
 
 
 # --------------------------------------------------------------------------- baskets
-def new_basket(session: Session, items: list[dict] | None = None,
-               payment_request_id: int | None = None) -> PortalBasket:
+def new_basket(session: Session, items: list[dict] | None = None) -> PortalBasket:
     """A new empty (or prefilled) basket; forgets baskets untouched for BASKET_LIFETIME."""
     session.execute(delete(PortalBasket).where(PortalBasket.updated_at < utcnow() - BASKET_LIFETIME))
-    basket = PortalBasket(token=secrets.token_urlsafe(32), payment_request_id=payment_request_id)
+    basket = PortalBasket(token=secrets.token_urlsafe(32))
     basket.items = items or []
     basket.payer = {}
     session.add(basket)

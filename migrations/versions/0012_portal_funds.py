@@ -39,10 +39,8 @@ def upgrade():
         sa.Column('token', sa.String(length=64), nullable=False),
         sa.Column('items_json', sa.Text(), nullable=False),
         sa.Column('payer_json', sa.Text(), nullable=False),
-        sa.Column('payment_request_id', sa.Integer(), nullable=True),
         sa.Column('created_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column('updated_at', app.models.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(['payment_request_id'], ['payment_request.id']),
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('token'))
     with op.batch_alter_table('portal_basket', schema=None) as batch_op:

@@ -112,7 +112,7 @@ def test_basket(session, online, app):
     assert dup.errors == {"reference": portal.IN_BASKET}
     assert portal.recheck_basket(session, basket) == []
     assert portal.payer_fields(session, basket) == ["email"]
-    app.config["PORTAL_MAX_BASKET_ITEMS"] = 2
+    app.config["IMS_BASKET_MAX_ITEMS"] = 2
     try:
         assert portal.add_item(basket, fund, online["missing"], 1) is None
         full = portal.add_item(basket, fund, "HR0000000", 1)
@@ -120,7 +120,7 @@ def test_basket(session, online, app):
         problems = portal.recheck_basket(session, basket)  # item 2 no longer passes
         assert len(problems) == 1 and str(problems[0]).startswith("Item 2 cannot be paid")
     finally:
-        app.config["PORTAL_MAX_BASKET_ITEMS"] = 10
+        app.config["IMS_BASKET_MAX_ITEMS"] = 10
     assert portal.remove_item(basket, 1) and not portal.remove_item(basket, 5)
     assert len(basket.items) == 1
     assert portal.find_basket(session, basket.token) is basket
