@@ -111,6 +111,7 @@ DEMO_USERS = [
     ("clerk2", "Cai", "Clerk-Two", R.CLERK),
     ("cashier", "Catrin", "Cashier", R.CASHIER),
     ("auditor", "Aled", "Auditor", R.AUDITOR),
+    ("payint", "Pawl", "Payment-Integration", R.PAYINT),
 ]
 
 FIRST = ["Aled", "Bethan", "Carys", "Dafydd", "Eleri", "Ffion", "Gareth", "Huw", "Ioan", "Lowri",
