@@ -210,3 +210,42 @@ def test_security_headers(client, online):
     resp = client.get("/pay/")
     assert "script-src 'self' 'nonce-" in resp.headers["Content-Security-Policy"]
     assert resp.headers["X-Frame-Options"] == "DENY"
+
+
+def test_staff_edit_a_funds_portal_settings(client, as_user, session, online):
+    from sqlalchemy import select
+
+    from app.models.reference import Fund
+
+    admin = as_user("admin")
+    fund = session.scalar(select(Fund).where(Fund.code == "LIB"))
+    page = _text(admin.get(f"/fundview/edit/{fund.id}"))
+    for label in ("Offered online", "Public name (Welsh)", "Reference help text (Welsh)",
+                  "Public stop message", "email"):
+        assert label in page, label
+    form = {"name": fund.name, "gl_code": fund.gl_code or "", "vat": str(fund.vat.id) if fund.vat else "",
+            "maximum_amount": "500.00", "validator": str(fund.validator_id or ""),
+            "offered_online": "y", "public_name": "Library fines", "public_name_cy": "Dirwyon llyfrgell",
+            "reference_label": "Library card number", "reference_label_cy": "Rhif cerdyn llyfrgell",
+            "reference_help": "10 digits", "reference_help_cy": "10 digid",
+            "public_stop_message": "", "public_stop_message_cy": "", "ask_payer_name": "y"}
+    try:
+        resp = admin.post(f"/fundview/edit/{fund.id}", data=form)
+        assert resp.status_code == 302, [m for m in re.findall(r"help-block\">([^<]+)<|alert-danger[^>]*>([^<]+)", _text(resp)) if any(x.strip() for x in m)]
+        session.expire_all()
+        fund = session.scalar(select(Fund).where(Fund.code == "LIB"))
+        assert fund.offered_online and fund.public_name_cy == "Dirwyon llyfrgell" and fund.ask_payer_name
+        client.get("/logout/")
+        assert "Library fines" in _text(client.get("/pay/"))
+        bad = dict(form, public_name_cy="x" * 101)
+        admin = as_user("admin")
+        resp = admin.post(f"/fundview/edit/{fund.id}", data=bad)
+        assert resp.status_code == 200 and "100 characters" in _text(resp)
+    finally:
+        fund = session.scalar(select(Fund).where(Fund.code == "LIB"))
+        fund.offered_online, fund.ask_payer_name = False, False
+        for k in ("public_name", "public_name_cy", "reference_label", "reference_label_cy",
+                  "reference_help", "reference_help_cy"):
+            setattr(fund, k, None)
+        fund.maximum_amount = 50_000
+        session.commit()
