@@ -300,3 +300,50 @@ def validate_payer(asked: list[str], form) -> tuple[dict, dict[str, Fixed]]:
         if any(ord(c) < 32 and c not in "\r\n" for c in value):
             errors[name] = N_("Remove the special characters")
     return payer, errors
+
+
+# --------------------------------------------------------------------------- demo data
+#: The demo council's funds offered online, with their public texts in English and Welsh.
+DEMO_FUNDS = {
+    "CTAX": dict(public_name="Council Tax", public_name_cy="Treth Gyngor",
+                 reference_label="Council Tax account number",
+                 reference_label_cy="Rhif cyfrif Treth Gyngor",
+                 reference_help="9 characters, at the top of your bill",
+                 reference_help_cy="9 nod, ar frig eich bil",
+                 ask_payer_email=True),
+    "HRA": dict(public_name="Housing rent", public_name_cy="Rhent tai",
+                reference_label="Rent account number", reference_label_cy="Rhif cyfrif rhent",
+                reference_help="HR, then 7 characters, on your rent card",
+                reference_help_cy="HR, yna 7 nod, ar eich cerdyn rhent",
+                public_stop_message="If your reference is right, phone 01632 960 000 to pay.",
+                public_stop_message_cy="Os yw eich cyfeirnod yn gywir, ffoniwch 01632 960 000 i "
+                                       "dalu.",
+                ask_payer_name=True, ask_payer_email=True),
+    "PCN": dict(public_name="Parking fine (penalty charge notice)",
+                public_name_cy="Dirwy parcio (hysbysiad tâl cosb)",
+                reference_label="Penalty charge notice number",
+                reference_label_cy="Rhif yr hysbysiad tâl cosb",
+                reference_help="10 characters, like LW12345678, on the notice",
+                reference_help_cy="10 nod, fel LW12345678, ar yr hysbysiad",
+                ask_payer_email=True),
+    "LIB": dict(public_name="Library charges", public_name_cy="Taliadau llyfrgell",
+                reference_label="Library card number", reference_label_cy="Rhif cerdyn llyfrgell",
+                reference_help="10 digits, on the back of your card",
+                reference_help_cy="10 digid, ar gefn eich cerdyn",
+                ask_payer_name=True, ask_payer_email=True, ask_payer_address=True),
+}
+
+
+def seed_portal(session: Session) -> int:
+    """Offer the demo funds online with their public texts, once (a fund that already has a
+    public name is left as the council set it). Returns how many funds it set up."""
+    done = 0
+    for code, texts in DEMO_FUNDS.items():
+        fund = session.scalar(select(Fund).where(Fund.code == code))
+        if fund is None or fund.public_name is not None:
+            continue
+        fund.offered_online = True
+        for key, value in texts.items():
+            setattr(fund, key, value)
+        done += 1
+    return done

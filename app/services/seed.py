@@ -255,5 +255,8 @@ def seed_demo(session: Session, appbuilder) -> dict[str, int]:
         counts["account holders added"] = added
     else:
         counts["account holders added"] = 0
+    from app.services.portal import seed_portal
+
+    counts["funds offered online"] = seed_portal(session)
     session.commit()
     return counts
