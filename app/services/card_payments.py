@@ -661,6 +661,8 @@ def create_request(session: Session, *, items, actor: str, email=None, name=None
         raise ValidationError("reference: at most 100 characters.",
                               {"reference": ["Text of at most 100 characters."]})
     url = _check_return_url(return_url)
+    if url:
+        signature_for([("id", "0")])  # refuses a return_url when no signing key is configured
     days = int(_setting("IMS_PAYMENT_REQUEST_DAYS", 28))
     req = PaymentRequest(token=_new_token(), status="created", items_json=json.dumps(cleaned),
                          amount=sum(c["amount"] for c in cleaned), email=who.get("email"),
@@ -757,7 +759,11 @@ def signature_for(params: list[tuple[str, str]]) -> str:
     """HMAC-SHA256 (hex), with IMS_PAYMENT_REQUEST_SIGNING_KEY, of the parameters
     "id=<id>&status=<status>&receipt_number=<n>" joined in that order, as they appear in the
     return URL (percent-encoded)."""
-    key = str(_setting("IMS_PAYMENT_REQUEST_SIGNING_KEY", "") or _setting("SECRET_KEY", ""))
+    key = str(_setting("IMS_PAYMENT_REQUEST_SIGNING_KEY", ""))
+    if not key:
+        raise ValidationError("return_url: no IMS_PAYMENT_REQUEST_SIGNING_KEY is configured, so "
+                              "the return cannot be signed.",
+                              {"return_url": ["Returns to callers are not configured."]})
     message = urllib.parse.urlencode(params)
     return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
 

@@ -113,3 +113,20 @@ def test_payment_integration_role_may_only_create_and_read_requests(api, session
     assert api("clerk").post(URL, json=body(fund)).status_code == 201
     assert api("auditor").get(URL + "/").status_code == 200
     assert api("auditor").post(URL, json=body(fund)).status_code == 403
+
+
+def test_citizen_returns_to_the_calling_system_through_the_portal(api, session, client):
+    fund = make_fund(session, online=False)
+    out = api("payint").post(URL, json=body(fund)).json
+    req = session.get(PaymentRequest, out["id"])
+    cp = CP.start_request_payment(session, req.token)
+    back = pay(cp)
+    path = urllib.parse.urlsplit(back).path
+    client.get("/logout/")
+    resp = client.get(path)
+    assert resp.status_code == 302, resp.get_data(as_text=True)[:300]
+    target = urllib.parse.urlsplit(resp.headers["Location"])
+    assert target.netloc == "localhost" and target.path == "/back"
+    q = dict(urllib.parse.parse_qsl(target.query))
+    assert q["status"] == "paid" and q["id"] == str(req.id) and q["receipt_number"]
+    assert len(q["signature"]) == 64

@@ -480,3 +480,48 @@ def test_receipt_is_emailed_in_the_payers_language(session, smtp):
     assert "Diolch" in body  # Welsh
     CP.confirm_payment(session, cp.token)  # visited again: no second email
     assert len(smtp.messages) == 1
+
+
+def test_amount_comes_from_the_server_basket_not_the_provider_or_return(session):
+    fund = make_fund(session)
+    cp = CP.start_payment(session, items=basket(fund, 5000), channel="online")
+    pay(cp)
+    with STORE.lock:  # the provider reports another amount (a tampered or mismatched payment)
+        STORE.payments[cp.provider_payment_id].amount = 1
+    done = CP.confirm_payment(session, cp.token)
+    assert done.status != "paid" and "not posted" in done.failure_reason
+    assert card_txns(session, cp.provider_payment_id) == []
+    with STORE.lock:
+        STORE.payments[cp.provider_payment_id].amount = 5000
+    assert CP.confirm_payment(session, cp.token).status == "paid"
+    assert sum(t.amount for t in card_txns(session, cp.provider_payment_id)) == 5000
+
+
+def test_webhook_for_another_payments_id_confirms_only_that_payment(session, webhook_url):
+    fund = make_fund(session)
+    mine = CP.start_payment(session, items=basket(fund, 100), channel="online")
+    other = CP.start_payment(session, items=basket(fund, 200), channel="online")
+    pay(other)
+    # a webhook naming the other basket's payment confirms the other one only, and only
+    # because the provider says it is paid
+    assert deliver_webhook(other.provider_payment_id, webhook_url, SECRET) == 200
+    session.expire_all()
+    assert session.get(CardPayment, mine.id).status == "created"
+    assert session.get(CardPayment, other.id).status == "paid"
+
+
+def test_payment_requests_expire_at_tick(session):
+    fund = make_fund(session)
+    req = CP.create_request(session, items=[{"fund_code": fund.code, "reference": unique("E", 8),
+                                             "amount": "5.00"}], actor="clerk")
+    req.expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    session.commit()
+    CP.tick(session)
+    session.expire_all()
+    from app.models.card_payment import PaymentRequest
+
+    assert session.get(PaymentRequest, req.id).status == "expired"
+    from app.domain.errors import Conflict
+
+    with pytest.raises(Conflict):
+        CP.start_request_payment(session, req.token)
