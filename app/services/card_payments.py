@@ -333,11 +333,22 @@ def _confirm(session: Session, key, *, source: str, provider_override=None,
     cp = find(session, key)
     if cp is None:
         raise NotFound("No such card payment.")
-    if cp.status in FINAL_STATUSES or not cp.provider_payment_id:
+    # an expired payment is still asked about: if the payer paid after all, it is posted
+    if cp.status in ("paid", "failed", "cancelled") or not cp.provider_payment_id:
         return Outcome(cp)
     prov = provider_override or provider(cp.provider)
+    timed_out = False
     try:
         state = prov.get_payment(cp.provider_payment_id)
+        if (expire_if_open and not state.finished and cp.status in OPEN_STATUSES
+                and cp.expires_at <= utcnow()):
+            # too old: cancel it at the provider first, so that it cannot be paid afterwards
+            timed_out = True
+            try:
+                prov.cancel_payment(cp.provider_payment_id)
+            except (ProviderError, AttributeError):
+                pass
+            state = prov.get_payment(cp.provider_payment_id)
     except ProviderError as exc:
         log.warning("card payment %s: could not ask %s for its state (%s): %s", cp.id,
                     cp.provider, source, exc)
@@ -347,7 +358,7 @@ def _confirm(session: Session, key, *, source: str, provider_override=None,
     session.rollback()  # the decision is taken on the locked row, read afresh
     try:
         cp = _lock(session, payment_id)
-        if cp.status in FINAL_STATUSES:
+        if cp.status in FINAL_STATUSES and not (cp.status == "expired" and state.status == "success"):
             session.commit()
             return Outcome(cp)
         if state.payment_id != cp.provider_payment_id:
@@ -355,7 +366,8 @@ def _confirm(session: Session, key, *, source: str, provider_override=None,
                       cp.id, state.payment_id)
             session.commit()
             return Outcome(cp)
-        posted = _apply(session, cp, state, source=source, expire_if_open=expire_if_open)
+        posted = _apply(session, cp, state, source=source, expire_if_open=expire_if_open,
+                        timed_out=timed_out)
         session.commit()
     except Exception:
         session.rollback()
@@ -366,9 +378,12 @@ def _confirm(session: Session, key, *, source: str, provider_override=None,
 
 
 def _apply(session: Session, cp: CardPayment, state: ProviderPayment, *, source: str,
-           expire_if_open: bool = False) -> bool:
+           expire_if_open: bool = False, timed_out: bool = False) -> bool:
     """Record the provider's state on the locked card payment; True when the receipt was posted."""
     new = _status_from(state)
+    if timed_out and new in ("cancelled", "created", "pending"):
+        new = "expired"
+        cp.failure_reason = "Not completed in time."
     before = {"status": cp.status, "provider_status": cp.provider_status}
     cp.provider_status = state.status
     cp.updated_at = utcnow()
@@ -396,7 +411,7 @@ def _apply(session: Session, cp: CardPayment, state: ProviderPayment, *, source:
             cp.failure_reason = "Not completed in time."
         elif new == cp.status:
             return False
-    else:
+    elif not timed_out:
         cp.failure_reason = " ".join(x for x in (state.code, state.message) if x)[:500] or None
     cp.status = new
     if cp.payment_request_id and new in ("pending", "failed", "cancelled", "expired"):

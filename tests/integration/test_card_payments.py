@@ -525,3 +525,27 @@ def test_payment_requests_expire_at_tick(session):
 
     with pytest.raises(Conflict):
         CP.start_request_payment(session, req.token)
+
+
+def test_expiry_cancels_at_the_provider_and_a_late_success_still_posts(session, webhook_url):
+    fund = make_fund(session)
+    cp = CP.start_payment(session, items=basket(fund, 4321), channel="online")
+    get_page(cp.next_url)
+    session.get(CardPayment, cp.id).expires_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    session.commit()
+    CP.tick(session)
+    session.expire_all()
+    assert session.get(CardPayment, cp.id).status == "expired"
+    assert CP.provider().get_payment(cp.provider_payment_id).status == "cancelled"
+    # the payer cannot pay it any more at the provider
+    status, location = post_form(cp.next_url, {"card_number": SUCCESS})
+    assert status == 303
+    assert CP.provider().get_payment(cp.provider_payment_id).status == "cancelled"
+    # and should the provider report a success after all, the money is posted, not lost
+    late = CP.start_payment(session, items=basket(fund, 1234), channel="online")
+    pay(late)
+    session.get(CardPayment, late.id).status = "expired"
+    session.commit()
+    assert deliver_webhook(late.provider_payment_id, webhook_url, SECRET) == 200
+    session.expire_all()
+    assert session.get(CardPayment, late.id).status == "paid"
