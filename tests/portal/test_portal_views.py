@@ -249,3 +249,23 @@ def test_staff_edit_a_funds_portal_settings(client, as_user, session, online):
             setattr(fund, k, None)
         fund.maximum_amount = 50_000
         session.commit()
+
+
+def test_staff_pages_show_the_welsh_fund_name(client, as_user, session, online):
+    clerk = as_user("clerk")
+    clerk.get("/lang/cy")
+    body = _text(clerk.get("/receipts/new"))
+    assert "HRA – Rhent" in body
+    clerk.get("/lang/en")
+    assert "HRA – Housing Rents" in _text(clerk.get("/receipts/new"))
+
+
+def test_council_name_and_logo_from_config(client, app, online):
+    app.config.update(PORTAL_COUNCIL_NAME="Cyngor Sir Llanwern", PORTAL_LOGO_URL="/static/logo.png")
+    try:
+        body = _text(client.get("/pay/"))
+        assert "Cyngor Sir Llanwern" in body
+        assert '<img class="ims-portal-logo" src="/static/logo.png" alt="">' in body
+        assert "crown" not in body.lower()
+    finally:
+        app.config.update(PORTAL_COUNCIL_NAME="", PORTAL_LOGO_URL="")
