@@ -101,9 +101,9 @@ class FundView(ReferenceDataView):
     add_title = _l("Add fund")
     edit_title = _l("Edit fund")
     list_columns = ["code", "name", "gl_code", "vat_code", "maximum_amount", "validator",
-                    "account_must_exist", "disabled"]
+                    "account_must_exist", "offered_online", "disabled"]
     search_columns = ["code", "name", "gl_code", "vat_code", "validator", "account_must_exist",
-                      "disabled"]
+                      "offered_online", "disabled"]
     add_columns = ["code", "name", "gl_code", "vat", "vat_override", "maximum_amount",
                    "account_must_exist", "validator", "credit_notes_allowed", "disabled",
                    # the citizen payment portal (/pay); each text with its Welsh version
