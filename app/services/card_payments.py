@@ -45,7 +45,6 @@ from app.services import audit
 from app.services import receipts as R
 from app.services.locking import for_update
 from app.services.payments import (
-    PaymentRefused,
     ProviderError,
     ProviderPayment,
     get_provider,
@@ -346,8 +345,8 @@ def _confirm(session: Session, key, *, source: str, provider_override=None,
             timed_out = True
             try:
                 prov.cancel_payment(cp.provider_payment_id)
-            except (ProviderError, AttributeError):
-                pass
+            except (ProviderError, AttributeError) as exc:
+                log.info("card payment %s: the provider did not cancel it: %s", cp.id, exc)
             state = prov.get_payment(cp.provider_payment_id)
     except ProviderError as exc:
         log.warning("card payment %s: could not ask %s for its state (%s): %s", cp.id,
@@ -463,7 +462,7 @@ def _after_paid(session: Session, cp: CardPayment) -> None:
 
         metrics.receipt_posted(cp.amount)
     except Exception:  # noqa: BLE001 - metrics never break a payment
-        pass
+        log.debug("metrics not recorded", exc_info=True)
     if cp.payer_email:
         try:
             from app.services import mail

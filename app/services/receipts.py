@@ -237,7 +237,7 @@ def post_receipt(session: Session, cleaned: list[dict], *, payment_method_code: 
             payment_method_code=payment_method_code, transaction_date=transaction_date,
             narrative=c.get("narrative"), vat_code=c.get("vat_code"),
             external_reference=external_reference, office_code=office_code, created_by=actor))
-    for t, c in zip(txns, cleaned):
+    for t, c in zip(txns, cleaned, strict=True):
         audit.record(session, "receipt", "Transaction", t.id, after={
             "receipt_number": group.number, "fund_code": t.fund_code,
             "account_reference": t.account_reference, "amount": str(Money(t.amount)),

@@ -368,7 +368,7 @@ def deliver_webhook(payment_id: str, url: str, secret: str,
     if payment is None:
         raise KeyError(payment_id)
     body = webhook_message(payment, event_type)
-    req = urllib.request.Request(url, data=body, method="POST", headers={
+    req = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310 (config URL)
         "Content-Type": "application/json", "Pay-Signature": sign(body, secret)})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 (config URL)

@@ -30,7 +30,8 @@ def _date(value):
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise ValidationError("Enter a date as YYYY-MM-DD.", {"date": ["Enter a date as YYYY-MM-DD."]}) from None
+        raise ValidationError("Enter a date as YYYY-MM-DD.",
+                              {"date": ["Enter a date as YYYY-MM-DD."]}) from None
 
 
 class CardPaymentView(BaseView):
@@ -182,7 +183,8 @@ class PaymentRequestView(BaseView):
                     actor=current_username(), email=form["email"] or None, name=form["name"] or None)
             except DomainError as exc:
                 db.session.rollback()
-                errors = {k.replace("items[0].", ""): v for k, v in (exc.errors or {"": [exc.message]}).items()}
+                found = exc.errors or {"": [exc.message]}
+                errors = {k.replace("items[0].", ""): v for k, v in found.items()}
                 status = exc.status
                 flash(_("The payment request was not created: correct the fields marked below."), "danger")
             else:

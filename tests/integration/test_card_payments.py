@@ -293,7 +293,8 @@ def test_an_item_no_longer_valid_when_paid_goes_to_suspense(session):
     cp = CP.start_payment(session, items=items, channel="online")
     pay(cp)
     # while the citizen paid: the account was put on stop and the other fund disabled
-    session.scalar(select(AccountHolder).where(AccountHolder.account_reference == ref)).stop_message = "Bailiff"
+    holder = session.scalar(select(AccountHolder).where(AccountHolder.account_reference == ref))
+    holder.stop_message = "Bailiff"
     session.get(Fund, fund.id).disabled = True
     session.commit()
     done = CP.confirm_payment(session, cp.token)

@@ -29,7 +29,8 @@ def test_list_and_filters_for_readers(as_user, session):
     text = client.get("/card-payments/?status=created&channel=online").get_data(as_text=True)
     assert f'data-card-payment="{open_cp.id}"' in text
     ref = open_cp.items[0]["reference"]
-    assert f'data-card-payment="{open_cp.id}"' in client.get(f"/card-payments/?q={ref}").get_data(as_text=True)
+    found = client.get(f"/card-payments/?q={ref}").get_data(as_text=True)
+    assert f'data-card-payment="{open_cp.id}"' in found
     assert client.get("/card-payments/?status=bogus").status_code == 422
     assert client.get("/card-payments/?date_from=31/31/2026").status_code == 422
     assert client.get(f"/card-payments/{open_cp.id}").status_code == 200

@@ -19,7 +19,7 @@ from app.services.payments.govuk_pay import GovUkPayProvider
 
 PROVIDERS = ("simulator", "govuk_pay")
 SIMULATOR_DEFAULT_KEY = "simulator-api-key"
-SIMULATOR_DEFAULT_SECRET = "simulator-webhook-secret"
+SIMULATOR_DEFAULT_SECRET = "simulator-webhook-secret"  # noqa: S105 (the simulator's, not a secret)
 
 
 def provider_name(config: dict | None = None, name: str | None = None) -> str:

@@ -78,7 +78,7 @@ class GovUkPayProvider:
             raise ProviderError(f"The payment provider ({self.name}) is not configured "
                                 "(its URL and API key).")
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers={
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers={  # noqa: S310
             "Authorization": f"Bearer {self.api_key}", "Content-Type": "application/json",
             "Accept": "application/json", **(headers or {})})
         try:
