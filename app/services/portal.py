@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.domain.i18n import N_, Fixed
 from app.domain.errors import ValidationError
+from app.domain.i18n import N_, Fixed
 from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.portal import PortalBasket

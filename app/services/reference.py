@@ -262,10 +262,10 @@ def _fund(session: Session, values: dict, stored: dict | None, errors: Errors) -
                  "offered_online", "ask_payer_name", "ask_payer_email", "ask_payer_address"):
         if problems := _flag(values.get(flag)):
             errors[flag] = problems
-    for text in ("public_name", "public_name_cy", "reference_label", "reference_label_cy",
-                 "reference_help", "reference_help_cy", "public_stop_message",
-                 "public_stop_message_cy"):
-        _text_rule(errors, values, text, _length(Fund, text))
+    for public in ("public_name", "public_name_cy", "reference_label", "reference_label_cy",
+                   "reference_help", "reference_help_cy", "public_stop_message",
+                   "public_stop_message_cy"):
+        _text_rule(errors, values, public, _length(Fund, public))
 
 
 def _payment_method(session: Session, values: dict, stored: dict | None, errors: Errors) -> None:

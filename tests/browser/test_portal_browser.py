@@ -57,7 +57,8 @@ def _second_reference(session):
 
 
 @pytest.mark.parametrize("language", ["en", "cy"])
-def test_every_portal_page_is_accessible(page, live_url, session, online, language, csrf_on):
+def test_every_portal_page_is_accessible(page, live_url, session, online, language,  # noqa: F811
+                                         csrf_on):
     seen: list[str] = []
     page.goto(f"{live_url}/pay/language/{language}?next=/pay/")
     assert page.locator("html").get_attribute("lang") == language
@@ -124,7 +125,8 @@ def test_every_portal_page_is_accessible(page, live_url, session, online, langua
     assert len(seen) == 17
 
 
-def test_a_citizen_pays_two_items_in_welsh(page, live_url, session, online, smtp, csrf_on):  # noqa: F811
+def test_a_citizen_pays_two_items_in_welsh(page, live_url, session, online, smtp,  # noqa: F811
+                                           csrf_on):
     second = _second_reference(session)
     page.goto(f"{live_url}/pay/language/cy?next=/pay/")
     page.click("text=Dechrau nawr")

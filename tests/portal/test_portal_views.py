@@ -7,7 +7,6 @@ import re
 
 import pytest
 
-from app.extensions import db as _db
 from app.models.portal import PortalBasket
 
 
@@ -231,7 +230,8 @@ def test_staff_edit_a_funds_portal_settings(client, as_user, session, online):
             "public_stop_message": "", "public_stop_message_cy": "", "ask_payer_name": "y"}
     try:
         resp = admin.post(f"/fundview/edit/{fund.id}", data=form)
-        assert resp.status_code == 302, [m for m in re.findall(r"help-block\">([^<]+)<|alert-danger[^>]*>([^<]+)", _text(resp)) if any(x.strip() for x in m)]
+        problems = re.findall(r"help-block\">([^<]+)<|alert-danger[^>]*>([^<]+)", _text(resp))
+        assert resp.status_code == 302, [m for m in problems if any(x.strip() for x in m)]
         session.expire_all()
         fund = session.scalar(select(Fund).where(Fund.code == "LIB"))
         assert fund.offered_online and fund.public_name_cy == "Dirwyon llyfrgell" and fund.ask_payer_name
