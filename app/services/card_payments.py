@@ -556,10 +556,7 @@ def tick(session: Session, limit: int = 200) -> str | None:
 def _tick_job() -> str | None:
     from app.extensions import db
 
-    try:
-        return tick(db.session)
-    finally:
-        db.session.remove()
+    return tick(db.session)
 
 
 def _register_job() -> None:
