@@ -106,6 +106,33 @@ class Config:
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "simulator")
     GOVUK_PAY_API_KEY = os.environ.get("GOVUK_PAY_API_KEY", "")
     GOVUK_PAY_URL = os.environ.get("GOVUK_PAY_URL", "https://publicapi.payments.service.gov.uk")
+    GOVUK_PAY_WEBHOOK_SECRET = os.environ.get("GOVUK_PAY_WEBHOOK_SECRET", "")
+    # Card payments (issue 16): the simulator mounted at /simulator (never in production)
+    IMS_SIMULATOR_URL = os.environ.get("IMS_SIMULATOR_URL", "")  # default IMS_BASE_URL/simulator
+    IMS_SIMULATOR_API_KEY = os.environ.get("IMS_SIMULATOR_API_KEY", "simulator-api-key")
+    IMS_SIMULATOR_WEBHOOK_SECRET = os.environ.get("IMS_SIMULATOR_WEBHOOK_SECRET",
+                                                  "simulator-webhook-secret")
+    IMS_SIMULATOR_WEBHOOKS = _env_bool("IMS_SIMULATOR_WEBHOOKS", True)
+    IMS_SIMULATOR_WEBHOOK_URL = os.environ.get("IMS_SIMULATOR_WEBHOOK_URL", "")
+    IMS_SIMULATOR_WEBHOOK_DELAY = float(os.environ.get("IMS_SIMULATOR_WEBHOOK_DELAY", "1.0"))
+    IMS_CARD_PAYMENT_EXPIRY_MINUTES = int(os.environ.get("IMS_CARD_PAYMENT_EXPIRY_MINUTES", "90"))
+    IMS_BASKET_MAX_ITEMS = int(os.environ.get("IMS_BASKET_MAX_ITEMS", "10"))
+    IMS_CARD_ONLINE_METHOD = os.environ.get("IMS_CARD_ONLINE_METHOD", "WEB")
+    IMS_CARD_MOTO_METHOD = os.environ.get("IMS_CARD_MOTO_METHOD", "TEL")
+    # the address the provider sends payers back to (default IMS_BASE_URL)
+    IMS_PUBLIC_BASE_URL = os.environ.get("IMS_PUBLIC_BASE_URL", "")
+    # payment requests: hosts a caller's return_url may be on; the key that signs the return
+    IMS_PAYMENT_RETURN_HOSTS = os.environ.get("IMS_PAYMENT_RETURN_HOSTS", "localhost,127.0.0.1")
+    IMS_PAYMENT_REQUEST_SIGNING_KEY = os.environ.get("IMS_PAYMENT_REQUEST_SIGNING_KEY",
+                                                     "dev-only-payment-request-key")
+    IMS_PAYMENT_REQUEST_DAYS = int(os.environ.get("IMS_PAYMENT_REQUEST_DAYS", "28"))
+    # The citizen payment portal (/pay): the council's name and logo in its header (default
+    # IMS_COUNCIL_NAME; the logo an image URL, none by default); rate limits per address of
+    # reference checks and of checkouts ("" for none).
+    PORTAL_COUNCIL_NAME = os.environ.get("PORTAL_COUNCIL_NAME", "")
+    PORTAL_LOGO_URL = os.environ.get("PORTAL_LOGO_URL", "")
+    PORTAL_CHECK_RATE_LIMIT = os.environ.get("PORTAL_CHECK_RATE_LIMIT", "30 per minute")
+    PORTAL_CHECKOUT_RATE_LIMIT = os.environ.get("PORTAL_CHECKOUT_RATE_LIMIT", "10 per minute")
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "")
     MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME", "")
@@ -157,6 +184,8 @@ class TestingConfig(Config):
     IMS_WORKER_STALE_SECONDS = 0  # no worker runs beside the tests
     IMS_DASHBOARD_CACHE_SECONDS = 0  # tests read the figures just after posting
 
+    IMS_SIMULATOR_WEBHOOKS = False  # tests deliver the simulator's webhooks when they want them
+
 
 class ProductionConfig(Config):
     IMS_ENV = "production"
@@ -167,6 +196,8 @@ class ProductionConfig(Config):
     REMEMBER_COOKIE_HTTPONLY = True
     PREFERRED_URL_SCHEME = "https"
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "govuk_pay")
+    IMS_PAYMENT_REQUEST_SIGNING_KEY = os.environ.get("IMS_PAYMENT_REQUEST_SIGNING_KEY", "")
 
 
 CONFIGS = {

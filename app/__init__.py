@@ -27,6 +27,11 @@ def _check_production(app: Flask) -> None:
             "SECRET_KEY must be set to a random value of at least 32 characters in production "
             "(python -c 'import secrets; print(secrets.token_hex(32))')."
         )
+    if str(app.config.get("IMS_PAYMENT_PROVIDER") or "").strip().lower() == "simulator":
+        raise ConfigurationError(
+            "IMS_PAYMENT_PROVIDER=simulator is refused in production: the payment-provider "
+            "simulator takes no money. Set IMS_PAYMENT_PROVIDER=govuk_pay with GOVUK_PAY_API_KEY "
+            "and GOVUK_PAY_WEBHOOK_SECRET.")
     audit_key = app.config.get("IMS_AUDIT_KEY") or ""
     if audit_key == DEFAULT_AUDIT_KEY or len(audit_key) < 32 or audit_key == key:
         raise ConfigurationError(
@@ -122,6 +127,14 @@ def create_app(config_class=None) -> Flask:
     install_request_guards(app, appbuilder)
     install_web_hooks(app)
     install_ops(app)
+    from app.views.portal import install_portal
+
+    install_portal(app)  # the citizen payment portal at /pay (no login)
+    from app.api.card_payments import register_webhooks
+    from app.simulator import register as register_simulator
+
+    register_webhooks(app)
+    register_simulator(app)  # not in production
     from app.cli import ims_cli
 
     app.cli.add_command(ims_cli)

@@ -166,6 +166,14 @@ def live_url(app):
     server.shutdown()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def simulator_url(app, live_url):
+    """The payment-provider simulator (mounted at /simulator) served over real HTTP: the card
+    payment and card refund code talks to it through the GOV.UK Pay adapter."""
+    app.config.update(IMS_SIMULATOR_URL=f"{live_url}/simulator", IMS_PUBLIC_BASE_URL=live_url)
+    return f"{live_url}/simulator"
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Headless Debian Chromium driven by Playwright."""

@@ -17,6 +17,8 @@ from app.models.cashup import (  # noqa: F401
     CashUpTemplateRow,
     ExpectedBankCredit,
 )
+
+from app.models.card_payment import CardPayment, PaymentRequest  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402
 from app.models.gl import (  # noqa: F401
     AccountingPeriod,
@@ -41,6 +43,7 @@ from app.models.ledger import (  # noqa: F401
 )
 from app.models.notification import Notification  # noqa: F401,E402
 from app.models.operations import WorkerHeartbeat  # noqa: F401
+from app.models.portal import PortalBasket  # noqa: F401
 from app.models.reference import (  # noqa: F401
     AccountHolder,
     Fund,

@@ -18,6 +18,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -92,13 +94,64 @@ class Fund(Model):
     validator: Mapped[ReferenceValidator | None] = relationship()
     credit_notes_allowed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # The citizen payment portal (/pay): whether the fund is offered there, and its public texts,
+    # each with a Welsh version (the staff portal shows the Welsh name on Welsh pages too).
+    offered_online: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                 server_default=false())
+    public_name: Mapped[str | None] = mapped_column(String(100))
+    public_name_cy: Mapped[str | None] = mapped_column(String(100))
+    reference_label: Mapped[str | None] = mapped_column(String(100))
+    reference_label_cy: Mapped[str | None] = mapped_column(String(100))
+    reference_help: Mapped[str | None] = mapped_column(String(300))
+    reference_help_cy: Mapped[str | None] = mapped_column(String(300))
+    public_stop_message: Mapped[str | None] = mapped_column(String(300))
+    public_stop_message_cy: Mapped[str | None] = mapped_column(String(300))
+    ask_payer_name: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                 server_default=false())
+    ask_payer_email: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                  server_default=false())
+    ask_payer_address: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                    server_default=false())
 
     @property
     def maximum(self) -> Money | None:
         return None if self.maximum_amount is None else Money(self.maximum_amount)
 
+    def text(self, field: str, language: str | None = None) -> str | None:
+        """A public text in ``language`` ("en"/"cy"; the page's when None): the Welsh version on a
+        Welsh page when it is set, else the English one."""
+        language = language or _page_language()
+        if language == "cy":
+            value = getattr(self, f"{field}_cy", None)
+            if value:
+                return value
+        return getattr(self, field, None)
+
+    def local_name(self, language: str | None = None) -> str:
+        """The staff portal's name: on a Welsh page the fund's Welsh display name when it has one
+        (the same field the portal shows), else its name."""
+        language = language or _page_language()
+        return (self.public_name_cy if language == "cy" and self.public_name_cy else None) or self.name
+
+    def public_title(self, language: str | None = None) -> str:
+        """The name citizens see: the public display name (Welsh on a Welsh page), else the name."""
+        language = language or _page_language()
+        return self.text("public_name", language) or self.local_name(language)
+
     def __repr__(self) -> str:
-        return f"{self.code} – {self.name}"
+        return f"{self.code} – {self.local_name()}"
+
+
+def _page_language() -> str:
+    """The current page's language ("en" outside a request)."""
+    from flask import has_request_context
+
+    if not has_request_context():
+        return "en"
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return locale.language if locale is not None else "en"
 
 
 class PaymentMethod(Model):

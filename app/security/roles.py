@@ -15,9 +15,12 @@ MANAGER = "Finance Manager"
 CLERK = "Income Clerk"
 CASHIER = "Cashier"
 AUDITOR = "Auditor"
+#: other council systems that start card payments through the API (payment requests only)
+PAYINT = "Payment Integration"
 
-ROLES = (ADMIN, WFADMIN, HEAD, MANAGER, CLERK, CASHIER, AUDITOR)
-ALL = frozenset(ROLES)
+ROLES = (ADMIN, WFADMIN, HEAD, MANAGER, CLERK, CASHIER, AUDITOR, PAYINT)
+#: every role of a person (the Payment Integration role is a system's, and holds nothing else)
+ALL = frozenset(ROLES) - {PAYINT}
 FINANCE = frozenset({HEAD, MANAGER, CLERK, CASHIER, AUDITOR})
 MANAGERS = frozenset({HEAD, MANAGER})
 #: Roles that outrank a Finance Manager or equal it (may accept payments to accounts on stop).
@@ -97,6 +100,13 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
                "can_void": frozenset({CASHIER, MANAGER, HEAD})},
     "CashUpTemplate": {READ: frozenset({ADMIN, HEAD, MANAGER, CASHIER, AUDITOR}),
                        WRITE: frozenset({ADMIN})},
+
+    # card payments: the staff list (Income Clerks, managers, Auditors read; cashiers take
+    # card payments by phone), payment requests (Income Clerks and calling systems create)
+    "CardPayment": {READ: frozenset({HEAD, MANAGER, CLERK, CASHIER, AUDITOR}),
+                    WRITE: frozenset({HEAD, MANAGER, CLERK, CASHIER})},
+    "PaymentRequest": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR, PAYINT}),
+                       WRITE: frozenset({CLERK, PAYINT})},
     # notifications: everybody reads (and marks read) their own
     "Notification": {READ: ALL},
     # closing the books: GL export batches (Finance Managers run and void them), accounting

@@ -222,33 +222,79 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
         if errors:
             raise ValidationError("The receipt was not posted: " + "; ".join(
                 f"{k}: {v[0]}" for k, v in errors.items()), errors)
-        total = sum(c["amount"] for c in cleaned)
-        # Dr the channel's clearing account (app/services/clearing.py), Cr each fund line
-        legs = [clearing.receipt_debit_leg(method.kind, total, office_code=office_code,
-                                           method_code=method.code)] + [
-            L.Leg(L.FUND, -c["amount"], c["fund_code"], c["account_reference"]) for c in cleaned]
-        group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code,
-                             accounting_date=adate or tdate, strict_date=adate is not None)
-        txns = []
-        for c in cleaned:
-            txns.append(L.record_income(
-                session, group=group, fund_code=c["fund_code"],
-                account_reference=c["account_reference"], amount=c["amount"],
-                payment_method_code=method.code, transaction_date=tdate,
-                narrative=c["narrative"], vat_code=c["vat_code"],
-                external_reference=external_reference, office_code=office_code, created_by=actor))
-        for t, c in zip(txns, cleaned):
-            audit.record(session, "receipt", "Transaction", t.id, after={
-                "receipt_number": group.number, "fund_code": t.fund_code,
-                "account_reference": t.account_reference, "amount": str(Money(t.amount)),
-                "payment_method_code": t.payment_method_code},
-                reason="; ".join(c["warnings"]) or None, actor=actor)
+        result = post_receipt(session, cleaned, payment_method_code=method.code, actor=actor,
+                              transaction_date=tdate, office_code=office_code,
+                              external_reference=external_reference, method_kind=method.kind,
+                              accounting_date=adate or tdate, strict_date=adate is not None)
         session.commit()
-        metrics.receipt_posted(sum(t.amount for t in txns))
-        return ReceiptResult(group, txns)
+        metrics.receipt_posted(result.total)
+        return result
     except Exception:
         session.rollback()
         raise
+
+
+def post_receipt(session: Session, cleaned: list[dict], *, payment_method_code: str, actor: str,
+                 transaction_date: dt.date, office_code: str | None = None,
+                 external_reference: str | None = None,
+                 suspense: list[dict] | None = None, method_kind: str | None = None,
+                 provider: str | None = None, accounting_date=None,
+                 strict_date: bool = False) -> ReceiptResult:
+    """Post already-validated lines (check_line's output) as one receipt: Dr the method's
+    clearing account the total (app/services/clearing.py: Cash in hand of the office, Card
+    clearing of the provider, Agent clearing; Bank for bank channels), Cr Fund:account per line
+    (VAT by the line's code), each line an audited Transaction. The accounting date (default:
+    the transaction date) decides the period (app/services/periods.py).
+
+    ``suspense`` lines ({amount, reference_text, fund_code, reason, narrative}) are money taken
+    that can no longer be matched (a card payment whose fund was disabled or whose account went
+    on stop while the payer paid): Cr SUSPENSE in the same group, one SuspenseItem each.
+    Does not commit."""
+    suspense = suspense or []
+    total = sum(c["amount"] for c in cleaned) + sum(s["amount"] for s in suspense)
+    if method_kind is None:
+        method_kind = session.scalar(select(PaymentMethod.kind).where(
+            PaymentMethod.code == payment_method_code))
+    legs = [clearing.receipt_debit_leg(method_kind, total, office_code=office_code,
+                                       provider=provider, method_code=payment_method_code)] + [
+        L.Leg(L.FUND, -c["amount"], c["fund_code"], c["account_reference"]) for c in cleaned]
+    if suspense:
+        from app.services.reference import SUSPENSE_FUND, get_setting
+
+        susp_fund = get_setting(session, SUSPENSE_FUND) or "SUSP"
+        legs += [L.Leg(L.SUSPENSE, -s["amount"], susp_fund) for s in suspense]
+    group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code,
+                         accounting_date=accounting_date or transaction_date,
+                         strict_date=strict_date)
+    txns = []
+    for c in cleaned:
+        txns.append(L.record_income(
+            session, group=group, fund_code=c["fund_code"],
+            account_reference=c["account_reference"], amount=c["amount"],
+            payment_method_code=payment_method_code, transaction_date=transaction_date,
+            narrative=c.get("narrative"), vat_code=c.get("vat_code"),
+            external_reference=external_reference, office_code=office_code, created_by=actor))
+    for t, c in zip(txns, cleaned, strict=True):
+        audit.record(session, "receipt", "Transaction", t.id, after={
+            "receipt_number": group.number, "fund_code": t.fund_code,
+            "account_reference": t.account_reference, "amount": str(Money(t.amount)),
+            "payment_method_code": t.payment_method_code},
+            reason="; ".join(c.get("warnings") or []) or None, actor=actor)
+    if suspense:
+        from app.models.suspense import SuspenseItem
+
+        for s in suspense:
+            item = SuspenseItem(amount=s["amount"], reference_text=s.get("reference_text"),
+                                narrative=s.get("narrative"), reason=(s.get("reason") or "")[:500],
+                                fund_code=s.get("fund_code"), transaction_date=transaction_date,
+                                posting_group_id=group.id, status="unallocated")
+            session.add(item)
+            session.flush()
+            audit.record(session, "suspense", "SuspenseItem", item.id, after={
+                "receipt_number": group.number, "amount": str(Money(item.amount)),
+                "reference": item.reference_text, "fund_code": item.fund_code},
+                reason=item.reason, actor=actor)
+    return ReceiptResult(group, txns)
 
 
 def receipt_view(session: Session, number: str) -> dict:

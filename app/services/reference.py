@@ -258,9 +258,14 @@ def _fund(session: Session, values: dict, stored: dict | None, errors: Errors) -
         errors["validator_id"] = ["Unknown validator."]
     if problems := _pence(values.get("maximum_amount"), 1):
         errors["maximum_amount"] = problems
-    for flag in ("vat_override", "account_must_exist", "credit_notes_allowed", "disabled"):
+    for flag in ("vat_override", "account_must_exist", "credit_notes_allowed", "disabled",
+                 "offered_online", "ask_payer_name", "ask_payer_email", "ask_payer_address"):
         if problems := _flag(values.get(flag)):
             errors[flag] = problems
+    for public in ("public_name", "public_name_cy", "reference_label", "reference_label_cy",
+                   "reference_help", "reference_help_cy", "public_stop_message",
+                   "public_stop_message_cy"):
+        _text_rule(errors, values, public, _length(Fund, public))
 
 
 def _payment_method(session: Session, values: dict, stored: dict | None, errors: Errors) -> None:

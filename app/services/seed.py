@@ -135,6 +135,7 @@ DEMO_USERS = [
     ("clerk2", "Cai", "Clerk-Two", R.CLERK),
     ("cashier", "Catrin", "Cashier", R.CASHIER),
     ("auditor", "Aled", "Auditor", R.AUDITOR),
+    ("payint", "Pawl", "Payment-Integration", R.PAYINT),
 ]
 
 FIRST = ["Aled", "Bethan", "Carys", "Dafydd", "Eleri", "Ffion", "Gareth", "Huw", "Ioan", "Lowri",
@@ -289,5 +290,8 @@ def seed_demo(session: Session, appbuilder) -> dict[str, int]:
         counts["account holders added"] = added
     else:
         counts["account holders added"] = 0
+    from app.services.portal import seed_portal
+
+    counts["funds offered online"] = seed_portal(session)
     session.commit()
     return counts

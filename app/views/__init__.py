@@ -73,6 +73,10 @@ def register_views(appbuilder) -> None:
 
     register_cashup_views(appbuilder)
 
+    from app.views.card_payments import register_card_payment_views
+
+    register_card_payment_views(appbuilder)
+
     appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
 

@@ -101,11 +101,16 @@ class FundView(ReferenceDataView):
     add_title = _l("Add fund")
     edit_title = _l("Edit fund")
     list_columns = ["code", "name", "gl_code", "vat_code", "maximum_amount", "validator",
-                    "account_must_exist", "disabled"]
+                    "account_must_exist", "offered_online", "disabled"]
     search_columns = ["code", "name", "gl_code", "vat_code", "validator", "account_must_exist",
-                      "disabled"]
+                      "offered_online", "disabled"]
     add_columns = ["code", "name", "gl_code", "vat", "vat_override", "maximum_amount",
-                   "account_must_exist", "validator", "credit_notes_allowed", "disabled"]
+                   "account_must_exist", "validator", "credit_notes_allowed", "disabled",
+                   # the citizen payment portal (/pay); each text with its Welsh version
+                   "offered_online", "public_name", "public_name_cy", "reference_label",
+                   "reference_label_cy", "reference_help", "reference_help_cy",
+                   "public_stop_message", "public_stop_message_cy", "ask_payer_name",
+                   "ask_payer_email", "ask_payer_address"]
     edit_columns = add_columns[1:]
     show_columns = add_columns
     order_columns = ["code", "name", "gl_code"]
@@ -116,11 +121,31 @@ class FundView(ReferenceDataView):
         "maximum_amount": _l("Maximum per payment (£)"),
         "account_must_exist": _l("Account must exist"), "validator": _l("Reference validator"),
         "credit_notes_allowed": _l("Credit notes allowed"), "disabled": _l("Disabled"),
+        "offered_online": _l("Offered online"),
+        "public_name": _l("Public name"), "public_name_cy": _l("Public name (Welsh)"),
+        "reference_label": _l("Reference label"),
+        "reference_label_cy": _l("Reference label (Welsh)"),
+        "reference_help": _l("Reference help text"),
+        "reference_help_cy": _l("Reference help text (Welsh)"),
+        "public_stop_message": _l("Public stop message"),
+        "public_stop_message_cy": _l("Public stop message (Welsh)"),
+        "ask_payer_name": _l("Ask for the payer's name"),
+        "ask_payer_email": _l("Ask for the payer's email"),
+        "ask_payer_address": _l("Ask for the payer's postal address"),
     }
     description_columns = {
         "code": _l("Up to 10 characters, unique. Cannot be changed later."),
         "maximum_amount": _l("Largest single payment accepted, in pounds, e.g. 5000.00."),
         "account_must_exist": _l("Refuse payments to references with no account holder."),
+        "offered_online": _l("Citizens may pay this fund on the payment portal (/pay)."),
+        "public_name": _l("The name citizens see, e.g. \"Council Tax\". The Welsh version is also "
+                          "the fund's name on Welsh staff pages."),
+        "reference_label": _l("What the reference is called, e.g. \"Council Tax account number\"."),
+        "reference_help": _l("Where to find it and what it looks like, e.g. \"9 characters, on "
+                             "your bill\"."),
+        "public_stop_message": _l("Shown with every refused reference of this fund (never only for "
+                                  "accounts on stop, which would reveal them), e.g. how else to "
+                                  "pay. Staff stop reasons are never shown."),
     }
     formatters_columns = {"maximum_amount": money}
     add_form_extra_fields = {"maximum_amount": MoneyField(_l("Maximum per payment (£)"),

@@ -18,7 +18,7 @@ from app.models.workflow import WorkflowTask
 from app.services import ledger as L
 from app.services import refunds as RF
 from app.services import workflow as wf
-from app.services.payments import RefundResult, get_provider
+from app.services.payments import RefundResult
 from tests.conftest import unique
 
 REFUND_BPMN = os.path.join(wf.WORKFLOW_DIR, "refund_approval.bpmn")
@@ -302,8 +302,9 @@ def test_crash_between_approval_and_payment_leaves_it_payable_and_never_pays_twi
     assert refund.status == "paid"
     again = RF.pay_card_refund(session, refund.id)  # a second payer finds it paid
     assert again.status == "paid"
-    sim = get_provider("simulator")
-    assert sim.refunds_for_key(f"ims-refund-{refund.id}-1") == 1
+    from app.simulator import STORE
+
+    assert STORE.refunds_for_key(f"ims-refund-{refund.id}-1") == 1
     assert session.scalar(select(func.count(LedgerLine.id)).where(
         LedgerLine.transaction_id == txn.id, LedgerLine.account == L.CARD_CLEARING)) == 1
 

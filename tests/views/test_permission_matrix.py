@@ -16,13 +16,19 @@ from tests.conftest import api_token, login
 DEMO_USER = {
     "Administrator": "admin", "Workflow Administrator": "wfadmin", "Head of Finance": "head",
     "Finance Manager": "manager", "Income Clerk": "clerk", "Cashier": "cashier", "Auditor": "auditor",
+    "Payment Integration": "payint",
 }
 #: Endpoints that are public by design (login, logout, language switch, static files, health).
 PUBLIC = re.compile(r"^(static|appbuilder\.static|AuthDBView\.(login|logout)|LocaleView\.index|"
                     r"(Ims)?SecurityApi\.(login|refresh)|UtilView\.back|HomeView\.index|"
                     r"OpenApi\.get|SwaggerView\.show|MenuApi\.get_menu_data|health.*|"
                     # operators' endpoints: no login (/metrics: token or network, test_operations)
-                    r"ops\.(healthz|readyz|metrics))$")
+                    r"ops\.(healthz|readyz|metrics)|"
+                    # the payment-provider simulator (its API checks its own key) and provider
+                    # webhooks (signed by the provider: tests/integration/test_card_payments.py)
+                    r"simulator\..*|card_payment_webhooks\..*|"
+                    # the citizen payment portal: no login (tests/portal)
+                    r"portal\..+)$")
 #: State-destroying endpoints we do not call in a loop (still role-checked by the same decorator).
 #: FAB action routes check the permission of the named action inside; an unknown action
 #: name just redirects back, so they are not walked here.

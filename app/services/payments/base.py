@@ -1,8 +1,9 @@
-"""The payment-provider interface used for card refunds."""
+"""The payment-provider interface: take a card payment on the provider's hosted page, ask for
+its state, refund it, and check the provider's signed webhooks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -16,13 +17,49 @@ class RefundResult:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class ProviderPayment:
+    """A card payment as the provider reports it (GOV.UK Pay's payment resource).
+
+    ``status`` is GOV.UK Pay's ``state.status``: created, started, submitted, capturable,
+    success, failed, cancelled or error; ``finished`` says whether it can still change.
+    """
+
+    payment_id: str
+    status: str
+    finished: bool
+    amount: int
+    next_url: str | None = None
+    reference: str = ""
+    card_brand: str | None = None
+    last_four: str | None = None
+    code: str | None = None
+    message: str | None = None
+    settled_date: str | None = None
+    moto: bool = False
+    metadata: dict = field(default_factory=dict)
+
+
 class ProviderError(RuntimeError):
-    """The provider could not be reached or answered ambiguously: the refund may or may not have
-    happened, so the caller keeps it payable and retries with the same idempotency key."""
+    """The provider could not be reached or answered ambiguously: the outcome is unknown, so the
+    caller keeps the payment/refund open and asks again later (same idempotency key)."""
+
+
+class PaymentRefused(ProviderError):
+    """The provider definitely refused the request (4xx): nothing was created."""
 
 
 class PaymentProvider(Protocol):
     name: str
+
+    def create_payment(self, *, amount: int, reference: str, description: str,
+                       return_url: str, language: str = "en", email: str | None = None,
+                       moto: bool = False, metadata: dict | None = None,
+                       cardholder_name: str | None = None) -> ProviderPayment:
+        ...
+
+    def get_payment(self, payment_id: str) -> ProviderPayment:
+        ...
 
     def refund(self, *, payment_id: str, amount: int, refund_amount_available: int,
                idempotency_key: str, reference: str) -> RefundResult:
@@ -31,4 +68,7 @@ class PaymentProvider(Protocol):
         The same ``idempotency_key`` must never refund twice. Returns a RefundResult for a
         definite answer; raises ProviderError when the outcome is unknown.
         """
+        ...
+
+    def verify_webhook_signature(self, body: bytes, signature: str | None) -> bool:
         ...
