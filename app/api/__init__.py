@@ -24,6 +24,7 @@ def register_apis(appbuilder) -> None:
         ReferenceValidatorApi,
         VatCodeApi,
     )
+    from app.api.payment_requests import PaymentRequestApi
     from app.api.refunds import RefundApi
     from app.api.reports import APIS as REPORT_APIS
     from app.api.suspense import SuspenseAllocationApi
@@ -35,5 +36,5 @@ def register_apis(appbuilder) -> None:
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
                 AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
                 AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
-                ConfigurationBundleApi):
+                ConfigurationBundleApi, PaymentRequestApi):
         appbuilder.add_api(api)

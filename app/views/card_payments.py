@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from app.api.ledger import current_username
+from app.security.current import current_username
 from app.domain.errors import DomainError, NotFound, ValidationError
 from app.domain.money import Money
 from app.extensions import db
@@ -210,12 +210,9 @@ class PaymentRequestView(BaseView):
 
 
 def register_card_payment_views(appbuilder) -> None:
-    from app.api.payment_requests import PaymentRequestApi
-
     cat = "Card payments"
     appbuilder.add_view(CardPaymentView, "Card payments", label=_l("Card payments"),
                         icon="fa-credit-card", category=cat, category_label=_l("Card payments"),
                         category_icon="fa-credit-card")
     appbuilder.add_view(PaymentRequestView, "Payment requests", label=_l("Payment requests"),
                         icon="fa-envelope", category=cat)
-    appbuilder.add_api(PaymentRequestApi)
