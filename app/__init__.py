@@ -120,6 +120,9 @@ def create_app(config_class=None) -> Flask:
     install_request_guards(app, appbuilder)
     install_web_hooks(app)
     install_ops(app)
+    from app.errors import install_error_pages
+
+    install_error_pages(app)
     from app.cli import ims_cli
 
     app.cli.add_command(ims_cli)

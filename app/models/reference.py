@@ -37,7 +37,9 @@ class VatCode(Model):
     rate: Mapped[Decimal] = mapped_column(Numeric(6, 4), nullable=False)
 
     def __repr__(self) -> str:
-        return f"{self.code} ({(self.rate * 100).normalize()}%)"
+        from app.domain.money import percent
+
+        return f"{self.code} ({percent(self.rate)})"
 
 
 class ReferenceValidator(Model):

@@ -24,7 +24,7 @@ class AuditEventView(ImsModelView):
     search_columns = ["occurred_at", "actor", "action", "entity", "entity_id", "reason"]
     base_order = ("id", "desc")
     show_template = "appbuilder/general/model/show.html"
-    label_columns = {"id": _l("Event"), "occurred_at": _l("When (UTC)"), "actor": _l("Who"),
+    label_columns = {"id": _l("Event"), "occurred_at": _l("When"), "actor": _l("Who"),
                      "action": _l("Action"), "entity": _l("Record type"),
                      "entity_id": _l("Record id"), "before": _l("Before"), "after": _l("After"),
                      "reason": _l("Reason"), "prev_hash": _l("Previous hash"), "hash": _l("Hash"),

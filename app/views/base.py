@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from flask_appbuilder import ModelView
 from flask_appbuilder.models.sqla.interface import SQLAInterface
 from flask_babel import gettext
 from wtforms import BooleanField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, InputRequired
+
+from app.formatting import when
 
 #: FAB method name -> our permission suffix (can_read / can_write)
 METHOD_PERMISSIONS = {
@@ -48,6 +52,8 @@ def _display(value):
         return gettext("Yes")
     if value is False:
         return gettext("No")
+    if isinstance(value, (date, datetime)):
+        return when(value)
     return value
 
 

@@ -36,6 +36,27 @@ FORMAT_LABELS = {
 }
 
 
+def shown_result(batch) -> dict:
+    """The import's result (the API's fields) with what the page shows, in the reader's words:
+    money as "£2,940.24", dates as "6 December 2026", statuses translated."""
+    from app.formatting import label, money, when
+    from app.services.imports import import_result
+
+    result = import_result(batch)
+    result["shown"] = {
+        "status": str(label(batch.status, "import")),
+        "format": str(FORMAT_LABELS.get(batch.format, batch.format)),
+        "total_amount": money(batch.total_amount), "posted_amount": money(batch.posted_amount),
+        "suspense_amount": money(batch.suspense_amount),
+        "first_date": when(batch.first_date), "last_date": when(batch.last_date),
+        "history": " → ".join(str(label(e.status, "import")) for e in batch.history),
+        "detail_url": url_for("ImportsView.detail", pk=batch.id),
+        "transactions_url": url_for("ImportsView.transactions", pk=batch.id),
+        "suspense_url": url_for("SuspenseWorkView.index", status="all", import_id=batch.id),
+    }
+    return result
+
+
 def _db():
     from app.extensions import db
 
@@ -110,14 +131,13 @@ class ImportsView(BaseView):
     @expose("/<int:pk>/progress")
     @has_access
     def progress(self, pk):
-        from app.services.imports import import_result
 
         session = _db()
         batch = session.get(ImportBatch, pk)
         if batch is None:
             return jsonify({"message": _("No such import."), "errors": {}}), 404
         session.refresh(batch)
-        return jsonify(import_result(batch))
+        return jsonify(shown_result(batch))
 
     @expose("/<int:pk>/reverse", methods=["POST"])
     @has_access

@@ -26,6 +26,7 @@ from app.domain.errors import DomainError, NotFound, ValidationError
 from app.domain.ids import parse_id
 from app.domain.money import Money
 from app.extensions import db
+from app.formatting import money as fmt_money
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
 from app.security.redirects import local_path
@@ -112,7 +113,7 @@ class ReceiptView(BaseView):
                 flash(_("The receipt was not posted: correct the fields marked below."), "danger")
             else:
                 flash(_("Receipt %(number)s posted: %(total)s.", number=result.receipt_number,
-                        total=str(Money(result.total))), "success")
+                        total=fmt_money(result.total)), "success")
                 return redirect(url_for("ReceiptView.print_receipt", number=result.receipt_number))
         return self.render_template("ledger/receipt_new.html", funds=funds, methods=methods,
                                     vat_codes=vat, offices=offices, rows=rows,
