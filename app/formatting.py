@@ -192,6 +192,10 @@ def audit_changes(event) -> list[dict]:
     return rows
 
 
+def entity_words(entity) -> str:
+    return tr(_labels.entity_words(entity))
+
+
 def install_filters(app) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["when"] = when
@@ -202,6 +206,8 @@ def install_filters(app) -> None:
     app.jinja_env.filters["reasons"] = reasons
     app.jinja_env.filters["audit_action"] = audit_action
     app.jinja_env.filters["audit_changes"] = audit_changes
+    app.jinja_env.filters["entity_words"] = entity_words
+    app.jinja_env.filters["entity_link"] = _labels.entity_link
     app.jinja_env.filters["tr"] = tr
     app.jinja_env.filters["library_message"] = library_message
     app.jinja_env.filters["local_link"] = local_link

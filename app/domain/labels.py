@@ -172,3 +172,49 @@ ACTIONS: dict[str, Fixed] = {
     "workflow.task.approve": N_("task approved"), "workflow.task.reject": N_("task rejected"),
     "ageing.run": N_("ageing list made"), "login": N_("signed in"),
 }
+
+
+#: Audited record types in words, and where each record's page is ({id} is the record's id).
+ENTITIES: dict[str, tuple[Fixed, str | None]] = {
+    "Transaction": (N_("Transaction"), "/transactions/{id}"),
+    "PostingGroup": (N_("Posting group"), None),
+    "Refund": (N_("Refund"), "/refunds/{id}"),
+    "RefundPaymentRun": (N_("Refund payment run"), "/refund-payment-runs/{id}"),
+    "SuspenseItem": (N_("Suspense item"), "/suspense/{id}"),
+    "SuspenseAllocation": (N_("Suspense allocation"), None),
+    "SuspenseAgeingRun": (N_("Ageing list"), None),
+    "WriteOff": (N_("Write-off"), "/write-offs/{id}"),
+    "ImportBatch": (N_("Import"), "/imports/{id}"),
+    "WorkflowInstance": (N_("Workflow"), "/workflow-instances/{id}"),
+    "WorkflowTask": (N_("Task"), "/tasks/{id}"),
+    "WorkflowDefinition": (N_("Workflow definition"), None),
+    "ConfigProposal": (N_("Configuration change"), None),
+    "ApprovalLimit": (N_("Approval limit"), None),
+    "Fund": (N_("Fund"), "/fundview/show/{id}"),
+    "AccountHolder": (N_("Account holder"), "/accountholderview/show/{id}"),
+    "PaymentMethod": (N_("Payment method"), "/paymentmethodview/show/{id}"),
+    "VatCode": (N_("VAT code"), "/vatcodeview/show/{id}"),
+    "Office": (N_("Office"), "/officeview/show/{id}"),
+    "ReferenceValidator": (N_("Reference validator"), "/referencevalidatorview/show/{id}"),
+    "Setting": (N_("System setting"), "/settingview/show/{id}"),
+    "ProcessingRule": (N_("Processing rule"), "/processingruleview/show/{id}"),
+    "BankProfile": (N_("Bank profile"), "/bankprofileview/show/{id}"),
+    "FundReferencePattern": (N_("Fund reference pattern"), "/fundreferencepatternview/show/{id}"),
+    "User": (N_("User"), "/users/show/{id}"),
+    "Role": (N_("Role"), "/role-matrix/"),
+}
+
+
+def entity_words(entity: str):
+    return ENTITIES.get(entity, (entity, None))[0]
+
+
+def entity_link(entity: str, entity_id) -> str | None:
+    """The page of an audited record, or None (ids are digits or task ids, never markup)."""
+    pattern = ENTITIES.get(entity, (None, None))[1]
+    if pattern is None or entity_id in (None, ""):
+        return None
+    text = str(entity_id)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
+        return None
+    return pattern.format(id=text)
