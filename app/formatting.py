@@ -120,6 +120,11 @@ def reasons(text) -> str:
     return "; ".join(str(tr(s)) for s in _labels.known_sentences(text))
 
 
+def suggestion_text(text) -> str:
+    """A suspense suggestion's reason in the reader's language."""
+    return " ".join(str(tr(s)) for s in _labels.suggestion_sentences(text))
+
+
 def audit_action(action) -> str:
     return tr(_labels.ACTIONS.get(action, action))
 
@@ -204,6 +209,7 @@ def install_filters(app) -> None:
     app.jinja_env.filters["rate"] = rate
     app.jinja_env.filters["label"] = label
     app.jinja_env.filters["reasons"] = reasons
+    app.jinja_env.filters["suggestion_text"] = suggestion_text
     app.jinja_env.filters["audit_action"] = audit_action
     app.jinja_env.filters["audit_changes"] = audit_changes
     app.jinja_env.filters["entity_words"] = entity_words

@@ -38,6 +38,8 @@ LABELS: dict[str, dict[str, Fixed]] = {
                    "rejected": N_("Rejected")},
     "proposal": {"pending": N_("waiting for approval"), "approved": N_("approved"),
                  "rejected": N_("rejected")},
+    "suggestion": {"exact": N_("exact match"), "near_miss": N_("near miss"),
+                   "fuzzy": N_("similar name"), "rule": N_("processing rule")},
     "subject": {"refund": N_("Refund"), "write_off": N_("Write-off"),
                 "suspense_allocation": N_("Suspense allocation"),
                 "demo": N_("Demonstration request"),
@@ -218,3 +220,31 @@ def entity_link(entity: str, entity_id) -> str | None:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text):
         return None
     return pattern.format(id=text)
+
+
+#: The suggestion texts of app/services/suggestions.py (a suggestion found two ways joins two).
+SUGGESTION_SENTENCES: tuple[Fixed, ...] = (
+    N_("The reference %(ref)s is an existing %(fund)s account."),
+    N_("%(ref)s with characters %(a)s and %(b)s swapped is %(account)s: a valid %(fund)s "
+       "reference (check digit passes) of an existing account."),
+    N_("%(ref)s with digit %(n)s is %(d)s, not %(ch)s is %(account)s: a valid %(fund)s "
+       "reference (check digit passes) of an existing account."),
+    N_("The name “%(name)s” resembles “%(text)s” (similarity %(score)s)."),
+    N_("Processing rule(s) %(rules)s now send %(amount)s to %(fund)s / %(ref)s."),
+)
+_SUGGESTION_PATTERNS = [(s.msgid, _pattern(s.msgid)) for s in SUGGESTION_SENTENCES]
+_SUGGESTION_START = re.compile(r"(?<=\.) (?=The reference |The name |Processing rule|\S+ with )")
+
+
+def suggestion_sentences(text: str | None) -> list:
+    """A suggestion's reason as our sentences (Fixed with their values) where they match."""
+    out = []
+    for piece in _SUGGESTION_START.split(text or ""):
+        for msgid, pattern in _SUGGESTION_PATTERNS:
+            m = pattern.fullmatch(piece)
+            if m:
+                out.append(Fixed(msgid, **m.groupdict()))
+                break
+        else:
+            out.append(piece)
+    return out

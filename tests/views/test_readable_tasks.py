@@ -123,3 +123,35 @@ def test_suspense_reason_in_welsh(session, as_user):
     client.get("/lang/en")
     page = client.get(f"/suspense/{item.id}").get_data(as_text=True)
     assert "Unknown fund ZZZ.; The reference is blank." in page
+
+
+def test_suggestions_statuses_and_roles_in_welsh(app):
+    from flask_babel import force_locale
+
+    from app.formatting import label, suggestion_text
+
+    with app.test_request_context("/"), force_locale("cy"):
+        assert suggestion_text("The reference TW1 is an existing TWS account.") == \
+            "Mae'r cyfeirnod TW1 yn gyfrif TWS sy'n bodoli."
+        both = suggestion_text("The reference TW1 is an existing TWS account. The name “A B” "
+                               "resembles “A C” (similarity 90%).")
+        assert both.startswith("Mae'r cyfeirnod TW1") and "tebygrwydd 90%" in both
+        assert suggestion_text("<b>not ours</b>") == "<b>not ours</b>"  # data stays as it is
+        assert label("succeeded", "import") == "llwyddodd"
+        assert label("ready", "task") == "yn aros am benderfyniad"
+        assert label("awaiting_approval", "refund") == "yn aros am gymeradwyaeth"
+        assert label("posted", "write_off") == "postiwyd"
+        assert label("running", "workflow") == "ar y gweill"
+        assert label("Finance Manager", "role") == "Rheolwr Cyllid"
+        assert label("Approve refund (Finance Manager)", "task_name") == \
+            "Cymeradwyo ad-daliad (Rheolwr Cyllid)"
+        assert label("made-up", "import") == "made-up"
+
+
+def test_every_stored_status_has_words():
+    from app.domain.labels import LABELS
+    from app.models.refund import RefundStatus
+
+    assert {s.value for s in RefundStatus} <= set(LABELS["refund"])
+    for kind in ("import", "task", "workflow", "write_off", "suspense", "role"):
+        assert LABELS[kind]
