@@ -135,6 +135,10 @@ def create_app(config_class=None) -> Flask:
 
     register_webhooks(app)
     register_simulator(app)  # not in production
+
+    from app.errors import install_error_pages
+
+    install_error_pages(app)
     from app.cli import ims_cli
 
     app.cli.add_command(ims_cli)

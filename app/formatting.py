@@ -3,15 +3,19 @@ fixed messages without ever marking data as safe HTML."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
-from flask_babel import get_locale, get_timezone
+from flask_babel import get_locale, get_timezone, ngettext
 from flask_babel import gettext as _gettext
 
+from app.domain import labels as _labels
 from app.domain.i18n import Fixed
+from app.domain.money import Money, percent
 
 
 def _babel_locale() -> str:
@@ -33,19 +37,57 @@ def number(value) -> str:
     return format_decimal(value, locale=_babel_locale())
 
 
-def percent(value) -> str:
-    """12.5 -> "12.5%" for the current locale (empty for None)."""
+def percent_value(value) -> str:
+    """12.5 -> "12.5%" for the current locale (empty for None): a change, a share."""
     if value is None or value == "":
         return ""
     return format_decimal(Decimal(value), "#,##0.0", locale=_babel_locale()) + "%"
 
 
-def when(value, fmt: str = "medium") -> str:
+#: The portal's one date style (UK, through Babel in English and Welsh): "6 December 2026" for a
+#: date, "6 Dec 2026 07:23" for a moment (in the portal's time zone).
+DATE_FORMAT = "d MMMM y"
+DATETIME_FORMAT = "d MMM y HH:mm"
+
+
+def when(value, fmt: str | None = None) -> str:
+    """A date or a moment in the portal's style; ISO text (from stored JSON) is read first."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = (datetime.fromisoformat(value) if "T" in value or " " in value.strip()
+                     else date.fromisoformat(value))
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)  # stored moments are UTC
+        return format_datetime(value, fmt or DATETIME_FORMAT, tzinfo=get_timezone(),
+                               locale=_babel_locale())
+    if isinstance(value, date):
+        return format_date(value, fmt or DATE_FORMAT, locale=_babel_locale())
+    return value
+
+
+def days(n) -> str:
+    """"1 day", "2 days" (pluralised in the reader's language)."""
+    n = int(n)
+    return ngettext("%(num)s day", "%(num)s days", n)
+
+
+def age_days(value) -> str:
+    """How long ago a date was, in days: "1 day", "0 days"."""
     if value is None:
         return ""
-    if hasattr(value, "hour"):
-        return format_datetime(value, fmt, tzinfo=get_timezone(), locale=_babel_locale())
-    return format_date(value, fmt, locale=_babel_locale())
+    if isinstance(value, datetime):
+        value = value.date()
+    return days((date.today() - value).days)
+
+
+def rate(value) -> str:
+    """A VAT rate (a fraction) as "20%"."""
+    return percent(value)
 
 
 def tr(value):
@@ -55,6 +97,8 @@ def tr(value):
     payee's ``<script>`` as HTML and would look data up in the catalogue. This returns plain
     text, which autoescape escapes, with the message's values substituted after translation.
     """
+    if isinstance(value, (date, datetime)):
+        return when(value)
     if not isinstance(value, Fixed):
         return value
     text = _gettext(value.msgid)
@@ -80,11 +124,112 @@ def local_link(value) -> str | None:
     return None
 
 
+def label(value, kind: str):
+    """A stored status, role, task name... in words, in the reader's language (else as stored)."""
+    return tr(_labels.label(kind, value))
+
+
+def reasons(text) -> str:
+    """A stored reason ("Unknown fund XX.; The reference is blank.") in the reader's language."""
+    return "; ".join(str(tr(s)) for s in _labels.known_sentences(text))
+
+
+def suggestion_text(text) -> str:
+    """A suspense suggestion's reason in the reader's language."""
+    return " ".join(str(tr(s)) for s in _labels.suggestion_sentences(text))
+
+
+def audit_action(action) -> str:
+    return tr(_labels.ACTIONS.get(action, action))
+
+
+#: audited entity -> the labels kind of its "status"
+_STATUS_KINDS = {"Refund": "refund", "WriteOff": "write_off", "SuspenseItem": "suspense",
+                 "ImportBatch": "import", "WorkflowTask": "task", "WorkflowInstance": "workflow",
+                 "SuspenseAllocation": "allocation", "ConfigProposal": "proposal"}
+_DECIMAL_MONEY = re.compile(r"-?\d+\.\d\d")
+
+
+def _readable(value, key: str = "", entity: str = "") -> str:
+    """One audited value in words: money as £, statuses and roles translated, dates UK style."""
+    if value is None or value == "":
+        return "—"
+    if value is True:
+        return _gettext("Yes")
+    if value is False:
+        return _gettext("No")
+    if isinstance(value, list):
+        return ", ".join(_readable(v, key, entity) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{tr(_labels.FIELDS.get(k, k))}: {_readable(v, k, entity)}"
+                         for k, v in value.items())
+    if key == "status" and entity in _STATUS_KINDS:
+        return str(tr(_labels.label(_STATUS_KINDS[entity], value)))
+    if key in ("roles", "role", "current_role"):
+        return str(tr(_labels.label("role", value)))
+    if key == "amount" or key.endswith("_amount") or key == "total":
+        if isinstance(value, int):
+            return money(value)
+        if isinstance(value, str) and _DECIMAL_MONEY.fullmatch(value):
+            return money(Money.parse(value, allow_zero=True, allow_negative=True).pence)
+    if isinstance(value, str) and _ISO_MOMENT.fullmatch(value):
+        return when(value)
+    return str(value)
+
+
+_ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:\d\d|Z)?)?")
+
+
+def _json(text):
+    if text is None or text == "":
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text
+
+
+def audit_changes(event) -> list[dict]:
+    """An audit event's before and after as rows a person reads: field, before, after (only
+    fields that changed; each value in words). Raw JSON never reaches the page."""
+    before, after = _json(getattr(event, "before", None)), _json(getattr(event, "after", None))
+    entity = getattr(event, "entity", "") or ""
+    if not isinstance(before, dict) and not isinstance(after, dict):
+        if before is None and after is None:
+            return []
+        return [{"field": "", "before": "" if before is None else _readable(before, "", entity),
+                 "after": "" if after is None else _readable(after, "", entity)}]
+    before = before if isinstance(before, dict) else {}
+    after = after if isinstance(after, dict) else {}
+    rows = []
+    for key in list(dict.fromkeys([*before, *after])):
+        if key in before and key in after and before[key] == after[key]:
+            continue
+        rows.append({"field": tr(_labels.FIELDS.get(key, key)),
+                     "before": _readable(before[key], key, entity) if key in before else "",
+                     "after": _readable(after[key], key, entity) if key in after else ""})
+    return rows
+
+
+def entity_words(entity) -> str:
+    return tr(_labels.entity_words(entity))
+
+
 def install_filters(app) -> None:
     app.jinja_env.filters["money"] = money
     app.jinja_env.filters["number"] = number
     app.jinja_env.filters["when"] = when
-    app.jinja_env.filters["percent"] = percent
+    app.jinja_env.filters["percent"] = percent_value
+    app.jinja_env.filters["days"] = days
+    app.jinja_env.filters["age_days"] = age_days
+    app.jinja_env.filters["rate"] = rate
+    app.jinja_env.filters["label"] = label
+    app.jinja_env.filters["reasons"] = reasons
+    app.jinja_env.filters["suggestion_text"] = suggestion_text
+    app.jinja_env.filters["audit_action"] = audit_action
+    app.jinja_env.filters["audit_changes"] = audit_changes
+    app.jinja_env.filters["entity_words"] = entity_words
+    app.jinja_env.filters["entity_link"] = _labels.entity_link
     app.jinja_env.filters["tr"] = tr
     app.jinja_env.filters["library_message"] = library_message
     app.jinja_env.filters["local_link"] = local_link

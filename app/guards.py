@@ -117,9 +117,14 @@ def install_request_guards(app: Flask, appbuilder) -> None:
 
     @app.errorhandler(HTTPException)
     def api_http_error(exc: HTTPException):
-        """Errors of API routes in the API's shape; pages keep Flask's plain error page."""
-        if not is_api_request() or exc.code is None or exc.code < 400:
+        """Errors of API routes in the API's shape; pages get the portal's error page
+        (app.errors: its layout, a plain message in the reader's language and a way back)."""
+        if exc.code is None or exc.code < 400:
             return exc
+        if not is_api_request():
+            from app.errors import page_for
+
+            return page_for(exc)
         return jsonify(message=exc.description or exc.name, errors={}), exc.code
 
 

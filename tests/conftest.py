@@ -221,3 +221,15 @@ def demo(session):
     session.rollback()
     if wf.active_definition(session, "approval_demo").id != original.id:
         admin.activate_version(session, "approval_demo", original.version, "test-cleanup")
+
+
+SCREENSHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "test-results")
+
+
+def screenshot(page, name: str) -> str:
+    """Save a full-page screenshot as test-results/<name>.png (kept by CI as an artefact)."""
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    path = os.path.join(SCREENSHOTS, f"{name}.png")
+    page.screenshot(path=path, full_page=True)
+    return path

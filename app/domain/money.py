@@ -142,6 +142,10 @@ class Money:
         p = abs(self.pence)
         return f"{sign}{p // 100}.{p % 100:02d}"
 
+    def display(self) -> str:
+        """The portal's money style, for people: "£2,940.24", "-£0.05" (en_GB and cy_GB alike)."""
+        return gbp(self.pence)
+
     def allocate(self, ratios: list[int]) -> list["Money"]:
         """Split exactly by integer ratios with the largest-remainder method (re-sums exactly)."""
         total = sum(ratios)
@@ -188,6 +192,29 @@ def parse_rate(value, field: str = "rate") -> Decimal:
     if Decimal(value) >= 1:
         raise _invalid(field, "The rate is a fraction from 0 up to (not including) 1, e.g. 0.20.")
     return Decimal(value)
+
+
+def percent(rate) -> str:
+    """A VAT rate stored as a fraction, as people write it: 0.2 -> "20%", 0.175 -> "17.5%"."""
+    if rate is None or rate == "":
+        return ""
+    value = (Decimal(str(rate)) * 100).normalize()
+    return f"{value:f}%"
+
+
+def gbp(pence) -> str:
+    """Pence as people read money, in every message and page: "£2,940.24", "-£50.00".
+
+    The same as Babel's en_GB and cy_GB currency format (app/formatting.money), for text made
+    where no request locale exists (service messages, notifications, flash messages)."""
+    if pence is None or pence == "":
+        return ""
+    if isinstance(pence, Money):
+        pence = pence.pence
+    p = int(pence)
+    sign = "-" if p < 0 else ""
+    p = abs(p)
+    return f"{sign}£{p // 100:,}.{p % 100:02d}"
 
 
 def pence_to_str(pence: int | None) -> str | None:

@@ -45,7 +45,9 @@ class VatCode(Model):
     gl_code: Mapped[str | None] = mapped_column(String(30))
 
     def __repr__(self) -> str:
-        return f"{self.code} ({(self.rate * 100).normalize()}%)"
+        from app.domain.money import percent
+
+        return f"{self.code} ({percent(self.rate)})"
 
 
 class ReferenceValidator(Model):

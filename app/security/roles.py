@@ -116,6 +116,42 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "AccountingPeriod": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
 }
 
+#: Menu entries shown to fewer roles than may read the data behind them: a role reads what its
+#: forms need (a Cashier's receipt form lists funds, payment methods, VAT codes and offices) but
+#: sees in the menu only the pages it has a use for. Resources not listed here appear in the
+#: menu of every role that may open their page.
+REFERENCE_USERS = frozenset({ADMIN, HEAD, MANAGER, CLERK, AUDITOR})
+MENU_ROLES: dict[str, frozenset[str]] = {
+    "Fund": REFERENCE_USERS, "PaymentMethod": REFERENCE_USERS, "VatCode": REFERENCE_USERS,
+    "Office": REFERENCE_USERS, "ReferenceValidator": REFERENCE_USERS,
+    "AccountHolder": REFERENCE_USERS,
+    "FundReferencePattern": frozenset({ADMIN, HEAD, MANAGER, CLERK, AUDITOR}),
+    "ApprovalLimit": frozenset({WFADMIN, ADMIN, HEAD, MANAGER, AUDITOR}),
+    "WorkflowDefinition": frozenset({WFADMIN, ADMIN, HEAD, MANAGER, AUDITOR}),
+    "Task": ALL - {AUDITOR, WFADMIN},
+}
+
+#: Where each role starts after signing in (the first of a user's roles in this order wins); the
+#: income dashboard stays in the menu of everyone who may read it.
+LANDING_ORDER = (ADMIN, WFADMIN, HEAD, MANAGER, AUDITOR, CLERK, CASHIER)
+LANDINGS = {ADMIN: "admin", WFADMIN: "workflows", HEAD: "tasks", MANAGER: "tasks",
+            AUDITOR: "audit", CLERK: "dashboard", CASHIER: "receipt"}
+
+
+def in_menu(role: str, resource: str) -> bool:
+    """Whether the menu shows ``role`` the pages of ``resource`` (given it may open them)."""
+    return role in MENU_ROLES.get(resource, ALL)
+
+
+def landing_for(role_names) -> str:
+    """The landing page key for a user holding ``role_names`` ("dashboard" if none matches)."""
+    names = set(role_names)
+    for role in LANDING_ORDER:
+        if role in names:
+            return LANDINGS[role]
+    return "dashboard"
+
+
 #: What a workflow is about (its subject type) -> the resource whose can_read lets a role see the
 #: workflow's page (amount, reason, payee, history). Requesters and the roles of the workflow's
 #: lanes see it too. A subject type missing here is shown to nobody else (a test lists them).

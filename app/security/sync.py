@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.security.roles import ROLES, roles_for
+from app.security.roles import ROLES, in_menu, roles_for
 
 
 class UncoveredPermissions(RuntimeError):
@@ -45,9 +45,12 @@ def menu_permission(view) -> str:
 
 
 def _role_can_use(role: str, view) -> bool:
+    """Whether the menu shows the view to the role: the role may open its default page and has a
+    use for it (roles.MENU_ROLES)."""
     perm = menu_permission(view)
     return perm in (view.base_permissions or []) and role in (
-        roles_for(perm, view.class_permission_name) or ())
+        roles_for(perm, view.class_permission_name) or ()) and \
+        in_menu(role, view.class_permission_name)
 
 
 def registered_permissions(appbuilder) -> set[tuple[str, str]]:

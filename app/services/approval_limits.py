@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import ConfigurationError, Conflict, ValidationError
-from app.domain.money import Money
+from app.domain.money import gbp
 from app.models.workflow import APPROVAL_ACTIONS, ApprovalLimit
 from app.security import roles as R
 from app.services.audit import audited
@@ -173,7 +173,7 @@ def route_for(session: Session, action: str, amount_pence: int) -> tuple[int, li
     if limit.approvals_required < floor:
         raise ValidationError(
             f"The approval limits give {ACTION_NOUNS.get(action, action)} of "
-            f"£{Money(amount_pence)} {limit.approvals_required} approvals, fewer than the "
+            f"{gbp(amount_pence)} {limit.approvals_required} approvals, fewer than the "
             f"{floor} the four-eyes rule requires, so nothing was saved. A Workflow "
             f"Administrator must propose corrected limits.",
             {"amount": ["The approval limits for this amount are below the four-eyes minimum."]})
@@ -204,7 +204,7 @@ def fingerprint(bands) -> str:
 
 
 def _pounds(pence: int) -> str:
-    return f"{pence / 100:.2f}"
+    return gbp(pence)
 
 
 def scheme_problems(bands, gaps: bool = True) -> list[str]:
@@ -216,7 +216,7 @@ def scheme_problems(bands, gaps: bool = True) -> list[str]:
         return ["There are no bands: every request would be refused."] if gaps else []
     if gaps and bands[0].min_amount != 0:
         out.append(f"Nothing covers amounts below {_pounds(bands[0].min_amount)}: "
-                   f"the first band must start at 0.00.")
+                   f"the first band must start at £0.00.")
     for prev, nxt in zip(bands, bands[1:], strict=False):
         if prev.max_amount is None:
             out.append(f"The band from {_pounds(prev.min_amount)} has no upper limit, so it "
@@ -322,7 +322,7 @@ def validate_scheme(action: str, bands: list, complete: bool = True) -> list[App
             errors.setdefault("roles", []).append(f"Band {n}: unknown role(s) {', '.join(unknown)}.")
         if not _amount_ok(lo, allow_none=False):
             errors.setdefault("min_amount", []).append(
-                f"Band {n}: the minimum must be from 0.00 up to {_pounds(MAX_PENCE)}.")
+                f"Band {n}: the minimum must be from £0.00 up to {_pounds(MAX_PENCE)}.")
         elif not _amount_ok(hi, allow_none=True):
             errors.setdefault("max_amount", []).append(
                 f"Band {n}: the maximum must be empty (no limit) or up to {_pounds(MAX_PENCE)}.")

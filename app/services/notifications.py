@@ -193,11 +193,11 @@ def _op_notify_approvers(ctx, data: dict) -> dict:
     role = data.get("current_role") or ""
     if not role:
         return {}
-    from app.domain.money import Money
+    from app.domain.money import gbp
 
     amount = data.get("amount_pence")
     what = str(data.get("subject_type") or "request").replace("_", " ")
-    text = f"A {what} of £{Money(int(amount))} awaits approval by a {role}." if amount is not None \
+    text = f"A {what} of {gbp(int(amount))} awaits approval by a {role}." if amount is not None \
         else f"A {what} awaits approval by a {role}."
     if data.get("escalated_from") and R.NEXT_ROLE_UP.get(data["escalated_from"]) == role:
         text += f" (Escalated: not approved in time by a {data['escalated_from']}.)"

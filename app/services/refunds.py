@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.i18n import N_
 from app.domain.ids import to_id
-from app.domain.money import Money
+from app.domain.labels import ACTIONS, label
+from app.domain.money import Money, gbp
 from app.models.base import utcnow
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
 from app.models.reference import AccountHolder, PaymentMethod
@@ -272,9 +273,9 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
         available = L.available_amount(session, txn)
         if pence > available:
             raise ValidationError(
-                f"The refund of £{Money(pence)} is more than the £{Money(available)} available "
+                f"The refund of {gbp(pence)} is more than the {gbp(available)} available "
                 f"(pending refunds count).",
-                {"amount": [f"At most £{Money(available)} is available."]})
+                {"amount": [f"At most {gbp(available)} is available."]})
         payer = payer_name_of(session, txn)
         payee_name = details.get("name")
         differs = False
@@ -330,11 +331,12 @@ def refund_summary(session: Session, subject_id: str) -> dict:
     refund = get_refund(session, subject_id)
     txn = session.get(Transaction, refund.transaction_id)
     details = {
-        N_("Refund"): f"{refund.id} ({refund.status})",
+        N_("Refund"): N_("%(id)s (%(status)s)", id=refund.id,
+                         status=label("refund", refund.status)),
         N_("Transaction"): N_("%(id)s — receipt %(receipt)s, %(date)s", id=txn.id,
                               receipt=txn.receipt_number or "", date=txn.transaction_date),
         N_("Fund / account"): f"{txn.fund_code} / {txn.account_reference or ''}",
-        N_("Paid in"): N_("%(amount)s by %(method)s", amount=f"£{Money(txn.amount)}",
+        N_("Paid in"): N_("%(amount)s by %(method)s", amount=f"{gbp(txn.amount)}",
                           method=txn.payment_method_code),
         N_("Refund method"): {"card": N_("Back to the card"), "bacs": N_("BACS"),
                           "cheque": N_("Cheque")}[refund.method],
@@ -346,11 +348,11 @@ def refund_summary(session: Session, subject_id: str) -> dict:
         details[N_("Bank account")] = f"{refund.sort_code} {refund.account_number}"
     if refund.payee_differs:
         details[N_("CHECK")] = N_("The payee differs from the payer: confirm the bank details are genuine.")
-    history = [{"at": e.occurred_at.strftime("%Y-%m-%d %H:%M"), "actor": e.actor,
-                "action": e.action, "detail": e.reason or ""}
+    history = [{"at": e.occurred_at, "actor": e.actor,
+                "action": ACTIONS.get(e.action, e.action), "detail": e.reason or ""}
                for e in reversed(audit.history_for(session, "Refund", refund.id))]
     return {"title": N_("Refund %(id)s: %(amount)s to %(payee)s", id=refund.id,
-                        amount=f"£{Money(refund.amount)}",
+                        amount=f"{gbp(refund.amount)}",
                         payee=refund.payee_name or refund.payer_name or N_("the card")),
             "details": details, "url": refund_link(refund.id), "history": history}
 
@@ -394,13 +396,13 @@ def on_refund_outcome(session: Session, subject_id: str, outcome: str,
         _transition(session, refund, RefundStatus.APPROVED, actor, comment,
                     posting=group.number, workflow_instance=instance.id)
         notify(session, [refund.requested_by],
-               f"Refund {refund.id} of £{Money(refund.amount)} was approved.",
+               f"Refund {refund.id} of {gbp(refund.amount)} was approved.",
                refund_link(refund.id))
         if refund.method == RefundMethod.CARD:
             session.info.setdefault(PAY_QUEUE, []).append(refund.id)
         else:
             notify(session, [R.MANAGER],
-                   f"Refund {refund.id} ({refund.method.upper()}, £{Money(refund.amount)}) is "
+                   f"Refund {refund.id} ({refund.method.upper()}, {gbp(refund.amount)}) is "
                    f"approved and waiting for a refund payment run.", "/refund-payment-runs/",
                    exclude=[refund.requested_by])
     else:
@@ -408,7 +410,7 @@ def on_refund_outcome(session: Session, subject_id: str, outcome: str,
         _transition(session, refund, RefundStatus.REJECTED, actor, refund.rejection_reason,
                     workflow_instance=instance.id)
         notify(session, [refund.requested_by],
-               f"Refund {refund.id} of £{Money(refund.amount)} was rejected by {actor}: "
+               f"Refund {refund.id} of {gbp(refund.amount)} was rejected by {actor}: "
                f"{refund.rejection_reason}", refund_link(refund.id))
 
 
@@ -482,7 +484,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
                         provider=provider.name, provider_refund_id=result.provider_refund_id,
                         idempotency_key=key)
             notify(session, [refund.requested_by],
-                   f"Refund {refund.id} of £{Money(refund.amount)} was paid back to the card.",
+                   f"Refund {refund.id} of {gbp(refund.amount)} was paid back to the card.",
                    refund_link(refund.id))
         else:
             approval = session.get(PostingGroup, refund.approval_group_id)
@@ -494,7 +496,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
             _transition(session, refund, RefundStatus.FAILED, actor, result.message[:1000],
                         provider=provider.name, idempotency_key=key)
             notify(session, [refund.requested_by, R.MANAGER],
-                   f"Refund {refund.id} of £{Money(refund.amount)} could not be paid to the card: "
+                   f"Refund {refund.id} of {gbp(refund.amount)} could not be paid to the card: "
                    f"{result.message} It can be retried.", refund_link(refund.id))
         session.commit()
         return refund
@@ -549,8 +551,8 @@ def retry_refund(session: Session, refund_id, *, actor: str, provider=None) -> R
         available = L.available_amount(session, txn)
         if refund.amount > available:
             raise ValidationError(
-                f"Only £{Money(available)} is now available; the refund of £{Money(refund.amount)} "
-                f"cannot be retried.", {"amount": [f"At most £{Money(available)} is available."]})
+                f"Only {gbp(available)} is now available; the refund of {gbp(refund.amount)} "
+                f"cannot be retried.", {"amount": [f"At most {gbp(available)} is available."]})
         group = _post_approval(session, refund, txn, actor)
         _transition(session, refund, RefundStatus.APPROVED, actor, "Retry of a failed payment",
                     posting=group.number)
@@ -650,7 +652,7 @@ def create_payment_run(session: Session, *, refund_ids, actor: str,
                         posting=group.number)
             how = "BACS" if r.method == RefundMethod.BACS else "cheque"
             notify(session, [r.requested_by],
-                   f"Refund {r.id} of £{Money(r.amount)} was paid by {how} in run {number}.",
+                   f"Refund {r.id} of {gbp(r.amount)} was paid by {how} in run {number}.",
                    refund_link(r.id))
         audit.record(session, "refund_payment_run.create", "RefundPaymentRun", run.id, after={
             "number": number, "refunds": [r.id for r in payable],

@@ -133,7 +133,7 @@ def _fuzzy(session: Session, text: str) -> list[Suggestion]:
 
 
 def _rules(session: Session, item: SuspenseItem) -> list[Suggestion]:
-    from app.domain.money import Money
+    from app.domain.money import gbp
     from app.models.imports import ImportBatch
     from app.services.imports import RowContext
 
@@ -154,7 +154,7 @@ def _rules(session: Session, item: SuspenseItem) -> list[Suggestion]:
         return []
     return [Suggestion("rule", d.fund_code, d.reference, None,
                        f"Processing rule(s) {', '.join(d.fired)} now send "
-                       f"£{Money(item.amount)} to {d.fund_code} / {d.reference}.", 0.85)]
+                       f"{gbp(item.amount)} to {d.fund_code} / {d.reference}.", 0.85)]
 
 
 def suggest(session: Session, item: SuspenseItem, limit: int = 8) -> list[Suggestion]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, object_session
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.i18n import N_
 from app.domain.ids import to_id
-from app.domain.money import Money
+from app.domain.money import Money, gbp
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup
 from app.models.reference import PaymentMethod
@@ -85,6 +85,30 @@ def refresh_status(item: SuspenseItem, *, written_off: bool = False) -> None:
         item.status = "part_allocated"
     else:
         item.status = "written_off" if written_off else "allocated"
+
+
+def shown_statuses(session: Session, items) -> dict[int, str]:
+    """Each item's status as a person reads it (a key of app.domain.labels "suspense").
+
+    The stored status of an item whose remaining money is all reserved is part_allocated (it is
+    still open: a rejection gives the money back). Shown, it is "reserved for a write-off" or
+    "reserved for an allocation" (awaiting approval), never "part allocated" with £0.00 left.
+    """
+    from app.models.suspense_work import WriteOff
+
+    items = list(items)
+    held = [i.id for i in items if (i.reserved_amount or 0) > 0 and remaining_of(i) <= 0]
+    writing_off = set()
+    if held:
+        writing_off = set(session.scalars(select(WriteOff.suspense_item_id).where(
+            WriteOff.suspense_item_id.in_(held), WriteOff.status == "awaiting_approval")))
+    out = {}
+    for i in items:
+        if i.id in held and i.status in OPEN_STATUSES:
+            out[i.id] = "reserved_write_off" if i.id in writing_off else "reserved_allocation"
+        else:
+            out[i.id] = i.status
+    return out
 
 
 def _snapshot(item: SuspenseItem) -> dict:
@@ -245,7 +269,7 @@ def allocate(session: Session, item_id, lines, *, actor: str, note=None,
                 "reason": note or f"Allocate suspense item {item.id}",
                 "suspense_item_id": item.id})
             alloc.workflow_instance_id = instance.id
-            _notify(session, roles[:1], f"Suspense allocation {alloc.id} of £{Money(total)} "
+            _notify(session, roles[:1], f"Suspense allocation {alloc.id} of {gbp(total)} "
                     f"awaits approval", f"/suspense/{item.id}")
         audit.record(session, "allocate" if alloc.status == "posted" else "allocation.request",
                      "SuspenseItem", item.id, before=before, after={
@@ -329,13 +353,13 @@ def _allocation_summary(session: Session, subject_id: str) -> dict:
     item = session.get(SuspenseItem, alloc.suspense_item_id)
     details = {N_("Suspense item"): str(item.id), N_("Reference as received"): item.reference_text or "",
                N_("Narrative"): item.narrative or "", N_("Received"): str(item.transaction_date),
-               N_("Item amount"): f"£{Money(item.amount)}"}
+               N_("Item amount"): f"{gbp(item.amount)}"}
     for i, ln in enumerate(alloc.lines, 1):
-        details[N_("Line %(n)s", n=i)] = f"{ln.fund_code} / {ln.account_reference} £{Money(ln.amount)}"
+        details[N_("Line %(n)s", n=i)] = f"{ln.fund_code} / {ln.account_reference} {gbp(ln.amount)}"
     if alloc.note:
         details[N_("Note")] = alloc.note
     return {"title": N_("Allocate %(amount)s from suspense item %(id)s",
-                        amount=f"£{Money(alloc.amount)}", id=item.id),
+                        amount=f"{gbp(alloc.amount)}", id=item.id),
             "details": details, "url": f"/suspense/{item.id}",
             "history": [{"at": n.created_at, "actor": n.author, "action": N_("note"),
                          "detail": n.text}

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from app.domain.errors import NotFound, ValidationError
 from app.domain.i18n import N_
 from app.domain.ids import to_id
-from app.domain.money import Money
+from app.domain.money import Money, gbp
 from app.models.base import utcnow
 from app.models.ledger import PostingGroup, Transaction
 from app.models.suspense import SuspenseItem
@@ -139,7 +139,7 @@ def request_write_off(session: Session, *, amount, reason, actor: str, suspense_
 
             roles = sorted(set(session.scalars(select(WorkflowTask.role).where(
                 WorkflowTask.instance_id == instance.id, WorkflowTask.status == "ready"))))
-            S._notify(session, roles, f"Write-off {wo.id} of £{Money(pence)} awaits approval",
+            S._notify(session, roles, f"Write-off {wo.id} of {gbp(pence)} awaits approval",
                       f"/write-offs/{wo.id}")
         if commit:
             session.commit()
@@ -237,14 +237,14 @@ def _summary(session: Session, subject_id: str) -> dict:
         details.update({N_("Suspense item"): str(item.id), N_("Reference as received"):
                         item.reference_text or "", N_("Narrative"): item.narrative or "",
                         N_("Received"): str(item.transaction_date),
-                        N_("Item amount"): f"£{Money(item.amount)}"})
+                        N_("Item amount"): f"{gbp(item.amount)}"})
     else:
         txn = session.get(Transaction, wo.transaction_id)
         details.update({N_("Transaction"): str(wo.transaction_id),
                         N_("Account"): f"{wo.fund_code} / {wo.account_reference or ''}",
                         N_("Receipt"): txn.receipt_number if txn else "",
-                        N_("Transaction amount"): f"£{Money(txn.amount)}" if txn else ""})
-    return {"title": N_("Write off %(amount)s", amount=f"£{Money(wo.amount)}"), "details": details,
+                        N_("Transaction amount"): f"{gbp(txn.amount)}" if txn else ""})
+    return {"title": N_("Write off %(amount)s", amount=f"{gbp(wo.amount)}"), "details": details,
             "url": f"/write-offs/{wo.id}"}
 
 
@@ -459,7 +459,7 @@ def _ageing_job() -> str | None:
         logging.getLogger(__name__).exception("suspense ageing job failed")
         return f"failed: {exc.__class__.__name__}"
     return f"{run.item_count} suspense item(s) older than {run.age_weeks} weeks " \
-           f"(£{Money(run.total_amount)}) listed for write-off proposal"
+           f"({gbp(run.total_amount)}) listed for write-off proposal"
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

@@ -7,7 +7,7 @@ from flask_babel import lazy_gettext as _l
 
 def register_views(appbuilder) -> None:
     """Add every page with translatable labels (the only place menus are defined)."""
-    from app.views.audit import AuditEventView
+    from app.views.audit import AuditEventView, AuditTrailView
     from app.views.reference import (
         AccountHolderView,
         FundView,
@@ -77,6 +77,13 @@ def register_views(appbuilder) -> None:
 
     register_card_payment_views(appbuilder)
 
-    appbuilder.add_view(AuditEventView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
+    appbuilder.add_view(AuditTrailView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
+    appbuilder.add_view_no_menu(AuditEventView)  # each event's full record, and verify
+
+    from app.views.home import DashboardView
+    from app.views.security import register_security_views
+
+    register_security_views(appbuilder)
+    appbuilder.add_view(DashboardView, "Dashboard", label=_l("Dashboard"), icon="fa-tachometer")
 

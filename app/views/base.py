@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from flask_appbuilder import ModelView
 from flask_babel import gettext
 from wtforms import BooleanField
 from wtforms.fields.core import UnboundField
 from wtforms.validators import DataRequired, InputRequired
 
+from app.formatting import when
 from app.models.interface import datamodel  # noqa: F401
 from app.security.permissions import METHOD_PERMISSIONS
+
 
 class ImsModelView(ModelView):
     """A FAB CRUD view whose record page shows the record's audit history.
@@ -41,6 +45,8 @@ def _display(value):
         return gettext("Yes")
     if value is False:
         return gettext("No")
+    if isinstance(value, (date, datetime)):
+        return when(value)
     return value
 
 

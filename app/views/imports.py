@@ -3,6 +3,8 @@ result, reversal; processing rules with a tester; bank profiles; reference patte
 
 from __future__ import annotations
 
+import os
+
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_appbuilder import BaseView, expose
 from flask_appbuilder.fieldwidgets import BS3TextAreaFieldWidget, Select2Widget
@@ -13,7 +15,6 @@ from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
 
 from app.domain.errors import DomainError
-from app.domain.money import Money
 from app.importers.bank_csv import SIGN_CONVENTIONS
 from app.models.imports import (
     IMPORT_FORMATS,
@@ -36,6 +37,54 @@ FORMAT_LABELS = {
 }
 
 
+#: What each format must contain (shown on the Imports page) and its sample file, in
+#: app/importers/samples/ (tests/views/test_import_samples.py imports each sample as it stands).
+FORMAT_HELP = {
+    "ims_csv": (_l("A CSV file (UTF-8, comma-separated, a header row). Required columns: "
+                   "transaction_date (YYYY-MM-DD or DD/MM/YYYY), account_reference, amount "
+                   "(pounds and pence, e.g. 125.00). Optional: narrative, fund_code, "
+                   "payment_method_code, external_reference. Rows without a fund code are "
+                   "matched by processing rules and reference patterns."), "ims_sample.csv"),
+    "bank_csv": (_l("A bank's own CSV export. Choose the bank profile that describes it (rows to "
+                    "skip, which columns hold the date, amount and reference, the date format and "
+                    "how credits and debits are signed); only credits are imported."),
+                 "bank_sample.csv"),
+    "camt053": (_l("An ISO 20022 camt.053 bank statement (XML). Each credit entry becomes a row; "
+                   "the reference is read from the remittance information; the statement's "
+                   "credit total is checked."), "camt053_sample.xml"),
+    "mt940": (_l("A SWIFT MT940 statement. Each credit :61: line becomes a row, with its :86: "
+                 "details as the narrative; the opening and closing balances are checked."),
+              "mt940_sample.sta"),
+    "allpay": (_l("A fixed-width daily file from allpay, the Post Office or PayPoint: name "
+                  "(columns 1–7), reference (8–23), amount (24–32), payment type (33) and date "
+                  "DD/MM/YYYY (34–43), then a trailer line with the total and the number of "
+                  "payments, which must agree."), "allpay_sample.txt"),
+}
+SAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "importers", "samples")
+
+
+def shown_result(batch) -> dict:
+    """The import's result (the API's fields) with what the page shows, in the reader's words:
+    money as "£2,940.24", dates as "6 December 2026", statuses translated."""
+    from app.formatting import label, money, when
+    from app.services.imports import import_result
+
+    result = import_result(batch)
+    result["shown"] = {
+        "status": str(label(batch.status, "import")),
+        "format": str(FORMAT_LABELS.get(batch.format, batch.format)),
+        "total_amount": money(batch.total_amount), "posted_amount": money(batch.posted_amount),
+        "suspense_amount": money(batch.suspense_amount),
+        "first_date": when(batch.first_date), "last_date": when(batch.last_date),
+        "history": " → ".join(str(label(e.status, "import")) for e in batch.history),
+        "detail_url": url_for("ImportsView.detail", pk=batch.id),
+        "transactions_url": url_for("ImportsView.transactions", pk=batch.id),
+        "suspense_url": url_for("SuspenseWorkView.index", status="all", import_id=batch.id),
+    }
+    return result
+
+
 def _db():
     from app.extensions import db
 
@@ -48,7 +97,7 @@ class ImportsView(BaseView):
     route_base = "/imports"
     class_permission_name = "Import"
     base_permissions = ["can_read", "can_write", "can_reverse"]
-    method_permission_name = {"index": "read", "upload": "write", "detail": "read",
+    method_permission_name = {"index": "read", "upload": "write", "detail": "read", "sample": "read",
                               "progress": "read", "reverse": "reverse", "retry": "write",
                               "transactions": "read"}
     default_view = "index"
@@ -63,7 +112,17 @@ class ImportsView(BaseView):
         profiles = session.scalars(select(BankProfile).order_by(BankProfile.name)).all()
         return self.render_template("imports/index.html", batches=batches[:25],
                                     more=len(batches) > 25, page=page, profiles=profiles,
-                                    formats=FORMAT_LABELS, Money=Money)
+                                    formats=FORMAT_LABELS, format_help=FORMAT_HELP)
+
+    @expose("/samples/<fmt>")
+    @has_access
+    def sample(self, fmt):
+        """A small sample file of a format, to see what an import must contain."""
+        from flask import send_from_directory
+
+        if fmt not in FORMAT_HELP:
+            abort(404)
+        return send_from_directory(SAMPLES_DIR, FORMAT_HELP[fmt][1], as_attachment=True)
 
     @expose("/upload", methods=["POST"])
     @has_access
@@ -109,14 +168,13 @@ class ImportsView(BaseView):
     @expose("/<int:pk>/progress")
     @has_access
     def progress(self, pk):
-        from app.services.imports import import_result
 
         session = _db()
         batch = session.get(ImportBatch, pk)
         if batch is None:
             return jsonify({"message": _("No such import."), "errors": {}}), 404
         session.refresh(batch)
-        return jsonify(import_result(batch))
+        return jsonify(shown_result(batch))
 
     @expose("/<int:pk>/reverse", methods=["POST"])
     @has_access

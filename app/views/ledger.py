@@ -26,6 +26,8 @@ from app.domain.errors import DomainError, NotFound, ValidationError
 from app.domain.ids import parse_id
 from app.domain.money import Money
 from app.extensions import db
+from app.formatting import money as fmt_money
+from app.formatting import when
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
 from app.security.redirects import local_path
@@ -112,13 +114,13 @@ class ReceiptView(BaseView):
                 flash(_("The receipt was not posted: correct the fields marked below."), "danger")
             else:
                 flash(_("Receipt %(number)s posted: %(total)s.", number=result.receipt_number,
-                        total=str(Money(result.total))), "success")
+                        total=fmt_money(result.total)), "success")
                 if result.period_message:
                     wanted = result.group.requested_accounting_date
                     flash(_("The transaction date %(date)s is in the closed period %(period)s: "
                             "the receipt was posted on %(used)s, the first day of the first open "
-                            "period.", date=wanted.isoformat(), period=f"{wanted:%Y-%m}",
-                            used=result.accounting_date.isoformat()), "warning")
+                            "period.", date=when(wanted), period=f"{wanted:%Y-%m}",
+                            used=when(result.accounting_date)), "warning")
                 return redirect(url_for("ReceiptView.print_receipt", number=result.receipt_number))
         return self.render_template("ledger/receipt_new.html", funds=funds, methods=methods,
                                     vat_codes=vat, offices=offices, rows=rows,

@@ -8,6 +8,7 @@ from wtforms import SelectField, StringField
 from wtforms.validators import Optional as OptionalV
 from wtforms.validators import StopValidation
 
+from app.domain.money import percent
 from app.extensions import db
 from app.formatting import money
 from app.models.reference import (
@@ -197,6 +198,7 @@ class VatCodeView(ReferenceDataView):
     description_columns = {"rate": _l("A fraction: 0.20 for 20%, 0.05 for 5%, 0 for zero-rated.")}
     add_form_extra_fields = {"rate": RateField(_l("Rate"))}
     edit_form_extra_fields = add_form_extra_fields
+    formatters_columns = {"rate": percent}
 
 
 class OfficeView(ReferenceDataView):

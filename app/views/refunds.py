@@ -14,6 +14,7 @@ from sqlalchemy import select
 from app.domain.errors import DomainError, NotFound, ValidationError
 from app.domain.money import Money
 from app.extensions import db
+from app.formatting import money as fmt_money
 from app.models.ledger import Transaction
 from app.models.reference import PaymentMethod
 from app.models.refund import RefundPaymentRun
@@ -75,7 +76,7 @@ class RefundView(BaseView):
                 status = exc.status
             else:
                 flash(_("Refund %(id)s of %(amount)s requested: it is awaiting approval.",
-                        id=result.refund.id, amount=str(Money(result.refund.amount))), "success")
+                        id=result.refund.id, amount=fmt_money(result.refund.amount)), "success")
                 return redirect(url_for("RefundView.show", pk=result.refund.id))
         return self.render_template(
             "refunds/new.html", t=txn, form=form, errors=errors, card_ok=card_ok, pm=pm,
@@ -168,7 +169,7 @@ class RefundPaymentRunView(BaseView):
             return redirect(url_for("RefundPaymentRunView.index"))
         run = result.run
         flash(_("Payment run %(n)s: %(count)d refund(s), %(total)s paid.", n=run.number,
-                count=run.bacs_count + run.cheque_count, total=str(Money(run.total))), "success")
+                count=run.bacs_count + run.cheque_count, total=fmt_money(run.total)), "success")
         if result.skipped:
             flash(_("Skipped (already paid or no longer approved): %(ids)s",
                     ids=", ".join(map(str, result.skipped))), "warning")

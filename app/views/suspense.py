@@ -99,7 +99,7 @@ class SuspenseWorkView(BaseView):
         return self.render_template(
             "suspense/queue.html", items=items, total=total, page=page,
             more=(page + 1) * 50 < total, args=args, ages=AGE_LABELS, statuses=STATUS_LABELS,
-            age_class=S.age_class, username=user, weeks=S.age_weeks(),
+            shown=S.shown_statuses(session, items), age_class=S.age_class, username=user, weeks=S.age_weeks(),
             may_write_off=self.appbuilder.sm.has_access("can_write", "WriteOff"))
 
     @expose("/<int:pk>")
@@ -132,6 +132,7 @@ class SuspenseWorkView(BaseView):
             lines=lines, row_errors=row_errors, general=general, note=note,
             age_class=S.age_class(item.transaction_date), username=current_username(),
             statuses=STATUS_LABELS, allocation_statuses=ALLOCATION_LABELS,
+            shown=S.shown_statuses(session, [item]),
             write_off_statuses=_write_off_labels(),
             may_allocate=sm.has_access("can_write", "SuspenseAllocation"),
             may_write_off=sm.has_access("can_write", "WriteOff")), status

@@ -22,7 +22,6 @@ from app.services import config_proposals as proposals
 from app.services import workflow as wf
 from app.services import workflow_admin as admin
 
-
 ACTION_LABELS = {"refund": N_("Refunds"), "write_off": N_("Write-offs"),
                  "suspense_allocation": N_("Suspense allocations"), "cash_up": N_("Cash-ups")}
 #: fixed labels the proposal partial translates (workflow/_proposal.html)
@@ -46,8 +45,13 @@ class TaskView(BaseView):
     @expose("/")
     @has_access
     def inbox(self):
+        from app.models.base import utcnow
+
         tasks = wf.tasks_for_user(db.session, _username())
-        return self.render_template("workflow/inbox.html", tasks=tasks, title=_("My tasks"))
+        now = utcnow()
+        overdue = {t.id for t in tasks if t.due_at is not None and _aware(t.due_at) <= now}
+        return self.render_template("workflow/inbox.html", tasks=tasks, overdue=overdue,
+                                    title=_("My tasks"))
 
     def _task_page(self, task_id, error=None, status=200):
         try:
@@ -85,15 +89,22 @@ class TaskView(BaseView):
             if exc.status == 404:
                 abort(404)
             return self._task_page(task_id, error=exc.message, status=exc.status)
-        if decision == "approve":
-            flash(_("Approved."), "success")
+        # one message: the decision, and what it did to the request
+        if result.outcome == "approved":
+            flash(_("Approved: the request is now approved."), "success")
+        elif result.outcome == "rejected":
+            flash(_("Rejected: the request is now rejected."), "success")
+        elif decision == "approve":
+            flash(_("Approved: the request goes to the next approver."), "success")
         else:
             flash(_("Rejected."), "success")
-        if result.outcome == "approved":
-            flash(_("The request is now approved."), "info")
-        elif result.outcome == "rejected":
-            flash(_("The request is now rejected."), "info")
         return redirect(url_for("TaskView.inbox"))
+
+
+def _aware(moment):
+    from datetime import timezone
+
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def _proposal_rows(kinds, target=None) -> list[dict]:

@@ -308,7 +308,7 @@ def test_scheme_get_and_put_as_a_proposal(session, api, scheme_restored):
     assert api("manager").put(url, json={"bands": DEMO}).status_code == 403
     gap = [dict(DEMO[0]), dict(DEMO[2])]
     resp = api("wfadmin").put(url, json={"bands": gap})
-    assert resp.status_code == 422 and "Nothing covers 100.01 to 10000.00" in str(resp.json)
+    assert resp.status_code == 422 and "Nothing covers £100.01 to £10,000.00" in str(resp.json)
     resp = api("wfadmin").put(url, json={"bands": [{**DEMO[0], "min_amount": 5.0}]})
     assert resp.status_code == 422
     resp = api("wfadmin").put(url, json={"bands": DEMO, "fingerprint": "stale"})

@@ -43,7 +43,7 @@ def test_cashier_receipt_then_clerk_journal_and_undo(app, page, live_url):
     second.locator("input[name=account_reference]").fill("BRW1")
     second.locator("input[name=amount]").fill("12.00")
     second.locator("input[name=narrative]").fill("Trade waste sacks")
-    assert page.locator("#receipt-total").inner_text() == "112.00"
+    assert page.locator("#receipt-total").inner_text() == "£112.00"
     with page.expect_navigation():
         page.click("#post-receipt")
     assert re.search(r"/receipts/R\d+/print$", page.url)

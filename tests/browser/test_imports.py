@@ -3,7 +3,7 @@ reads the result and follows the link to the suspense items it created."""
 
 import pytest
 
-from tests.conftest import browser_login, unique
+from tests.conftest import browser_login, screenshot, unique
 
 pytestmark = pytest.mark.browser
 
@@ -26,7 +26,12 @@ def test_clerk_uploads_csv_sees_progress_and_suspense(page, live_url, tmp_path):
     assert page.locator("#r-posted").inner_text().startswith("40 ")
     assert page.locator("#r-suspense").inner_text().startswith("1 ")
     assert page.locator("#r-total").inner_text() == "£57.50"
-    assert page.locator("#r-dates").inner_text() == "05/01/2026 – 07/01/2026"
+    assert page.locator("#r-dates").inner_text() == "5 January 2026 – 7 January 2026"
+    # the new upload is in the list of batches without a reload, with its figures in words
+    row = page.locator("#import-list tbody tr").first
+    assert "statement.csv" in row.inner_text() and "£57.50" in row.inner_text()
+    assert "succeeded" in row.inner_text()
+    screenshot(page, "imports-after-upload")
     page.click("#link-suspense")
     page.wait_for_selector("#suspense-queue")
     table = page.locator("#suspense-queue").inner_text()

@@ -140,7 +140,7 @@ def test_approval_limits_page_refuses_a_gap_and_proposes_a_change(session, page,
     form.locator("input[name='min-1']").fill("150.00")  # leaves 100.01–149.99 uncovered
     form.locator("button[type='submit']").click()
     page.wait_for_load_state("networkidle")
-    assert "Nothing covers 100.01 to 149.99" in page.inner_text("#scheme-write_off .scheme-errors")
+    assert "Nothing covers £100.01 to £149.99" in page.inner_text("#scheme-write_off .scheme-errors")
     session.expire_all()
     assert [(b.min_amount, b.max_amount, b.roles)
             for b in limits.scheme(session, "write_off")] == before

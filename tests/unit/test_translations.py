@@ -51,7 +51,7 @@ def test_money_and_dates_formatted_for_en_gb_and_cy_gb(app):
     with app.test_request_context():
         with force_locale("en"):
             assert money(123456) == "£1,234.56"
-            assert when(date(2026, 11, 25)) == "25 Nov 2026"
+            assert when(date(2026, 11, 25)) == "25 November 2026"
         with force_locale("cy"):
             assert money(123456) == "£1,234.56"
-            assert when(date(2026, 11, 25)) == "25 Tach 2026"
+            assert when(date(2026, 11, 25)) == "25 Tachwedd 2026"

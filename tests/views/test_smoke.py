@@ -2,7 +2,7 @@ def test_login_and_home(as_user):
     client = as_user("admin")
     resp = client.get("/")
     assert resp.status_code == 200
-    assert b"Welcome" in resp.data
+    assert b"Welcome" in resp.data and b"Administration" in resp.data
 
 
 def test_anonymous_redirected_to_login(client):

@@ -8,8 +8,8 @@ def test_refund_task_details_in_welsh(app, client, session):
     from sqlalchemy import select
 
     from app.models.ledger import Transaction
-    from app.services.refunds import request_refund
     from app.services.receipts import take_receipt
+    from app.services.refunds import request_refund
 
     receipt = take_receipt(session, lines=[{"fund_code": "TWS", "account_reference": "CY-TASK-1",
                                             "amount": "80.00"}],

@@ -254,10 +254,10 @@ def test_approval_limits_page_shows_the_scheme_and_the_floor(session, as_user):
 
 @pytest.mark.parametrize("bands, message", [
     ([("0.00", "100.00", ["Finance Manager"]), ("200.00", "", ["Head of Finance"])],
-     "Nothing covers 100.01 to 199.99"),
+     "Nothing covers £100.01 to £199.99"),
     ([("0.00", "300.00", ["Finance Manager"]), ("200.00", "", ["Head of Finance"])], "overlap"),
-    ([("0.00", "300.00", ["Finance Manager"])], "Nothing covers amounts above 300.00"),
-    ([("10.00", "", ["Finance Manager"])], "must start at 0.00"),
+    ([("0.00", "300.00", ["Finance Manager"])], "Nothing covers amounts above £300.00"),
+    ([("10.00", "", ["Finance Manager"])], "must start at £0.00"),
     ([("0.00", "", ["Finance Manager"]), ("1.234", "", [])], "pounds and pence"),
     ([("0.00", "", [])], "need at least 1 approval"),
     ([("0.00", "", ["Workflow Administrator"])], "may not approve refunds"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.domain.money import Money
+from app.domain.money import gbp
 from app.models.imports import ImportBatch
 from app.models.ledger import Transaction
 
@@ -118,7 +118,7 @@ def find_duplicates(session: Session, batch_id: int, decisions: list[Decision]) 
             if d.line not in seen:
                 seen.add(d.line)
                 out.append({"line": d.line, "message": f"Possible duplicate: {d_} {r_} "
-                            f"£{Money(a_)} was imported before (import {imp})."})
+                            f"{gbp(a_)} was imported before (import {imp})."})
     return sorted(out, key=lambda x: x["line"])
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.domain.errors import NotFound, ValidationError
-from app.domain.money import Money
+from app.domain.money import Money, gbp
 from app.importers import LineError, Summary, parse_file
 from app.models.base import utcnow
 from app.models.imports import BankProfile, ImportBatch, ImportStatusEvent
@@ -158,7 +158,7 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
     b.heartbeat_at = None
     b.finished_at = utcnow()
     set_status(session, b, "succeeded", actor,
-            f"{b.rows_posted} posted, {b.rows_suspense} to suspense, £{Money(b.total_amount)}")
+            f"{b.rows_posted} posted, {b.rows_suspense} to suspense, {gbp(b.total_amount)}")
     session.commit()
 
 

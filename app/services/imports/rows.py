@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from app.domain.errors import ValidationError
-from app.domain.money import Money, vat_by_fraction, vat_fraction
+from app.domain.money import Money, gbp, vat_by_fraction, vat_fraction
 from app.importers.allpay import DEFAULT_METHODS
 from app.models.imports import FundReferencePattern
 from app.models.reference import Fund, PaymentMethod, VatCode
@@ -180,16 +180,16 @@ class RowContext:
                 if fund.disabled:
                     reasons.append(f"Fund {fund.code} is disabled.")
                 if fund.maximum_amount is not None and amount > fund.maximum_amount:
-                    reasons.append(f"Amount {Money(amount)} is more than the fund maximum "
-                                   f"{Money(fund.maximum_amount)}.")
+                    reasons.append(f"Amount {gbp(amount)} is more than the fund maximum "
+                                   f"{gbp(fund.maximum_amount)}.")
                 method = self.methods.get(d.method_code)
                 if method is not None:
                     if method.minimum_amount is not None and amount < method.minimum_amount:
-                        reasons.append(f"Amount {Money(amount)} is less than the "
-                                       f"{method.code} minimum {Money(method.minimum_amount)}.")
+                        reasons.append(f"Amount {gbp(amount)} is less than the "
+                                       f"{method.code} minimum {gbp(method.minimum_amount)}.")
                     if method.maximum_amount is not None and amount > method.maximum_amount:
-                        reasons.append(f"Amount {Money(amount)} is more than the "
-                                       f"{method.code} maximum {Money(method.maximum_amount)}.")
+                        reasons.append(f"Amount {gbp(amount)} is more than the "
+                                       f"{method.code} maximum {gbp(method.maximum_amount)}.")
                 ref = d.reference
                 if not ref:
                     reasons.append("The reference is blank.")

@@ -515,10 +515,21 @@
     if (dirty) { ev.preventDefault(); ev.returnValue = T.leave; }
   });
 
+  /* The whole diagram in view: fitted, then shrunk about its centre so that it clears the
+     palette on the left and the editor's right edge alike (it was clipped on the right). */
   function fit() {
-    canvas.zoom('fit-viewport');
-    var vb = canvas.viewbox();  // leave room for the palette on the left
-    canvas.zoom(vb.scale * 0.88, { x: vb.x + vb.width, y: vb.y });
+    var PALETTE = 110, MARGIN = 20;  // px: the palette on the left, a margin elsewhere
+    canvas.zoom('fit-viewport', 'auto');
+    var vb = canvas.viewbox();
+    var inner = vb.inner, outer = vb.outer;
+    var scale = Math.min((outer.width - PALETTE - MARGIN) / inner.width,
+                         (outer.height - 2 * MARGIN) / inner.height, 1.2);
+    var width = outer.width / scale, height = outer.height / scale;
+    var left = PALETTE / scale, right = MARGIN / scale;
+    canvas.viewbox({
+      x: inner.x - left - (width - left - right - inner.width) / 2,
+      y: inner.y - (height - inner.height) / 2,
+      width: width, height: height });
   }
 
   modeler.importXML(cfg.xml).then(function () {

@@ -54,6 +54,13 @@
     xhr.send(JSON.stringify(body));
   }
 
+  /* pence as the portal shows money everywhere: "£2,940.24" (app/domain/money.gbp) */
+  function gbp(pence) {
+    var sign = pence < 0 ? "-" : "", p = Math.abs(pence);
+    var pounds = String(Math.floor(p / 100)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    return sign + "£" + pounds + "." + String(p % 100).padStart(2, "0");
+  }
+
   function total() {
     var sum = 0;
     var inputs = form.querySelectorAll(".line-amount");
@@ -62,7 +69,7 @@
       if (/^\d+(\.\d{1,2})?$/.test(v)) { sum += Math.round(parseFloat(v) * 100); }
     }
     var out = document.getElementById("receipt-total");
-    if (out) { out.textContent = (sum / 100).toFixed(2); }
+    if (out) { out.textContent = gbp(sum); }
   }
 
   form.addEventListener("focusout", function (ev) {

@@ -1,0 +1,97 @@
+"""axe-core over every page each role can reach, in English and Welsh: no violation of any
+impact (issue 21 item 11). The pages are found as a user finds them: the landing page, every menu
+entry, the top bar's links, and one page of each kind linked from those (a record, a task, a
+receipt's print view...). Screenshots of each role's landing page go to test-results/."""
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.conftest import browser_login, screenshot
+
+pytestmark = pytest.mark.browser
+
+AXE = os.path.join(os.path.dirname(__file__), "vendor", "axe.min.js")
+USERS = ("admin", "wfadmin", "head", "manager", "clerk", "cashier", "auditor")
+#: never followed: signing out, switching language, files, and pages that change things by GET
+SKIP = re.compile(r"(/logout|/lang/|^/back$|\.csv|\.txt|\.xml|\.bpmn|/download|/samples/|/export|"
+                  r"/api/|/swagger|/static/|/verify|/action|/delete|/print$|bacs|/cheques)")
+MAX_PAGES = 45
+
+
+def _kind(path: str) -> str:
+    """Pages of one kind are checked once: ids become N, queries are dropped."""
+    return re.sub(r"/[0-9a-f]{8}-[0-9a-f-]{27,}|/R?\d+", "/N", path.split("?")[0])
+
+
+def _links(page, base: str) -> list[str]:
+    hrefs = page.evaluate("() => Array.from(document.querySelectorAll('a[href]'))"
+                          ".map(a => a.getAttribute('href'))")
+    out = []
+    for href in hrefs:
+        if not href or href.startswith(("#", "javascript:", "mailto:")):
+            continue
+        parts = urlsplit(href)
+        if parts.netloc and parts.netloc != urlsplit(base).netloc:
+            continue
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        if path.startswith("/") and not SKIP.search(path):
+            out.append(path)
+    return out
+
+
+def _violations(page) -> list[str]:
+    with open(AXE, encoding="utf-8") as fh:
+        page.evaluate(fh.read() + "\n;0")
+    return page.evaluate("""async () => {
+        const r = await axe.run(document, {runOnly: {type: 'tag',
+            values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice']}});
+        return r.violations.map(v => v.impact + ' ' + v.id + ': ' + v.help + ' @ ' +
+            v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
+    }""")
+
+
+def _receipt_print(session) -> str | None:
+    from sqlalchemy import select
+
+    from app.models.ledger import Transaction
+
+    number = session.scalar(select(Transaction.receipt_number).where(
+        Transaction.receipt_number.is_not(None)).order_by(Transaction.id.desc()).limit(1))
+    return f"/receipts/{number}/print" if number else None
+
+
+@pytest.mark.parametrize("lang", ["en", "cy"])
+@pytest.mark.parametrize("user", USERS)
+def test_every_reachable_page_passes_axe(page, live_url, session, user, lang):
+    page.set_viewport_size({"width": 1366, "height": 900})
+    browser_login(page, live_url, user)
+    page.goto(f"{live_url}/lang/{lang}")
+    start = ["/", "/dashboard/", "/tasks/", "/notifications/", "/userinfo/"]
+    extra = _receipt_print(session)
+    if extra:
+        start.append(extra)
+    queue, seen, found = list(start), set(), {}
+    while queue and len(seen) < MAX_PAGES:
+        path = queue.pop(0)
+        kind = _kind(path)
+        if kind in seen:
+            continue
+        seen.add(kind)
+        resp = page.goto(live_url + path)
+        if resp is None or resp.status >= 400 or "/login" in page.url:
+            continue  # not this role's page (the menus may still link an error page: see below)
+        page.wait_for_load_state("networkidle")
+        if path == "/":
+            screenshot(page, f"axe-{lang}-{user}-landing")
+        problems = _violations(page)
+        if problems:
+            found[path] = problems
+        queue.extend(p for p in _links(page, live_url) if _kind(p) not in seen)
+    page.goto(f"{live_url}/lang/en")
+    assert len(seen) >= 5
+    assert not found, "\n".join(f"{p}: {v}" for p, vs in found.items() for v in vs)
