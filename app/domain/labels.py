@@ -43,7 +43,9 @@ LABELS: dict[str, dict[str, Fixed]] = {
     "subject": {"refund": N_("Refund"), "write_off": N_("Write-off"),
                 "suspense_allocation": N_("Suspense allocation"),
                 "demo": N_("Demonstration request"),
-                "configuration_change": N_("Configuration change")},
+                "configuration_change": N_("Configuration change"),
+                "cash_up": N_("Cash-up"), "period_close": N_("Period close"),
+                "payment_request": N_("Payment request")},
     "workflow_version": {"active": N_("active"), "inactive": N_("inactive"),
                          "draft": N_("draft")},
     "role": {"Administrator": N_("Administrator"),
@@ -73,6 +75,10 @@ TASK_NAMES: dict[str, Fixed] = {
     "Approve refund (Head of Finance)": N_("Approve refund (Head of Finance)"),
     "Approve write-off (Finance Manager)": N_("Approve write-off (Finance Manager)"),
     "Approve write-off (Head of Finance)": N_("Approve write-off (Head of Finance)"),
+    "Approve cash-up (Finance Manager)": N_("Approve cash-up (Finance Manager)"),
+    "Approve cash-up (Head of Finance)": N_("Approve cash-up (Head of Finance)"),
+    "Approve closing or reopening the period (Head of Finance)":
+        N_("Approve closing or reopening the period (Head of Finance)"),
     "Escalate to Head of Finance": N_("Escalate to Head of Finance"),
     "Escalate to next role up": N_("Escalate to next role up"),
 }

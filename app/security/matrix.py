@@ -38,10 +38,23 @@ RESOURCE_WORDS = {
     "ApprovalLimit": (N_("Workflows"), N_("Approval limits")),
     "AuditEvent": (N_("Audit"), N_("Audit trail")),
     "Notification": (N_("Notifications"), N_("Own notifications")),
+    "AccountHolderProfile": (N_("Reference data"), N_("Account holder file profiles")),
+    "AccountSync": (N_("Reference data"), N_("Account holder files")),
+    "ConfigurationBundle": (N_("Reference data"), N_("Configuration bundles")),
+    "CashUp": (N_("Income"), N_("Cash-ups")),
+    "CashUpTemplate": (N_("Reference data"), N_("Cash-up templates")),
+    "CardPayment": (N_("Card payments"), N_("Card payments")),
+    "PaymentRequest": (N_("Card payments"), N_("Payment requests")),
+    "GLExport": (N_("Closing the books"), N_("GL export batches")),
+    "AccountingPeriod": (N_("Closing the books"), N_("Accounting periods")),
+    "Report": (N_("Reports"), N_("Finance reports")),
 }
 
 #: permission -> what it lets a role do, in words
-PERMISSION_WORDS = {READ: N_("see"), WRITE: N_("change"), "can_reverse": N_("reverse")}
+PERMISSION_WORDS = {READ: N_("see"), WRITE: N_("change"), "can_reverse": N_("reverse"),
+                    "can_void": N_("void"), "can_cash_book": N_("daily cash book"),
+                    "can_vat": N_("VAT report"), "can_income": N_("income report"),
+                    "can_approvals": N_("approvals report"), "can_month_end": N_("month-end pack")}
 
 
 def role_matrix() -> list[dict]:

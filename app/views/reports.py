@@ -110,5 +110,4 @@ def register_report_views(appbuilder) -> None:
     from flask_babel import lazy_gettext as _l
 
     appbuilder.add_view(ReportsView, "Finance reports", label=_l("Finance reports"),
-                        icon="fa-bar-chart", category="Reports", category_label=_l("Reports"),
-                        category_icon="fa-line-chart")
+                        icon="fa-bar-chart", category="Closing the books")

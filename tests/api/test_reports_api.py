@@ -48,9 +48,9 @@ def test_page_role_rules(client, path):
 
 def test_report_menu_only_for_readers(client):
     login(client, "auditor")
-    assert b'href="/reports/"' in client.get("/").data
+    assert b'href="/reports/"' in client.get("/", follow_redirects=True).data
     login(client, "cashier")
-    assert b'href="/reports/"' not in client.get("/").data
+    assert b'href="/reports/"' not in client.get("/", follow_redirects=True).data
 
 
 @pytest.mark.parametrize("url,status,field", [

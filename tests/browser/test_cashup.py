@@ -68,7 +68,7 @@ def test_cashier_cashes_up_and_a_manager_approves(app, page, live_url):
     browser_login(page, live_url, "manager")
     page.click("#ims-my-tasks")
     page.wait_for_load_state("networkidle")
-    row = page.locator("#task-list tr", has_text=re.compile(rf"cash up {cash_up_id}\b"))
+    row = page.locator("#task-list tr", has_text=re.compile(rf"Cash-up {cash_up_id}\b"))
     assert row.count() == 1
     row.locator("a").first.click()
     page.wait_for_load_state("networkidle")
@@ -76,7 +76,7 @@ def test_cashier_cashes_up_and_a_manager_approves(app, page, live_url):
     page.fill("#comment", "Bag checked")
     page.click("#approve-btn")
     page.wait_for_load_state("networkidle")
-    assert "Approved." in page.inner_text("body")
+    assert "Approved:" in page.inner_text("body")
 
     with app.app_context():
         s = db.session

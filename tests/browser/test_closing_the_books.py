@@ -57,7 +57,7 @@ def test_export_a_month_then_close_it(session, page, live_url):
     session.expire_all()
     req = session.scalar(select(PeriodRequest).where(
         PeriodRequest.period_start == dt.date(2015, 2, 1), PeriodRequest.status == "pending"))
-    task = page.locator("#task-list tr", has_text=f"period close {req.id}")
+    task = page.locator("#task-list tr", has_text=f"Period close {req.id}")
     assert task.count() == 1
     task.locator("a").first.click()
     page.wait_for_load_state("networkidle")
@@ -65,7 +65,7 @@ def test_export_a_month_then_close_it(session, page, live_url):
     page.fill("#comment", "Checked the close page")
     page.click("#approve-btn")
     page.wait_for_load_state("networkidle")
-    assert "Approved." in page.inner_text("body")
+    assert "Approved:" in page.inner_text("body")
     page.goto(f"{live_url}/periods/2015-02")
     assert page.inner_text("#period-status") == "Closed"
 

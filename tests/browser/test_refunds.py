@@ -24,7 +24,7 @@ def _approve(page, live_url, who, refund_id, comment):
     page.fill("#comment", comment)
     page.click("#approve-btn")
     page.wait_for_load_state("networkidle")
-    assert "Approved." in page.inner_text("body")
+    assert "Approved:" in page.inner_text("body")
 
 
 def _request(page, live_url, txn_id, amount, method, payee=None):

@@ -23,7 +23,7 @@ def test_two_step_approval_in_the_browser(session, page, live_url):
     page.fill("#comment", "Evidence checked")
     page.click("#approve-btn")
     page.wait_for_load_state("networkidle")
-    assert "Approved." in page.inner_text("body")
+    assert "Approved:" in page.inner_text("body")
 
     [second] = ready_tasks(session, instance.id)
     browser_login(page, live_url, "head")

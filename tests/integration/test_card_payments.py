@@ -228,7 +228,7 @@ def test_paid_online_posts_one_receipt_with_vat_and_card_details(session, live_u
     assert {t.receipt_number for t in txns} == {done.receipt_number}
     lines = session.execute(select(LedgerLine.account, LedgerLine.amount).where(
         LedgerLine.group_id == done.posting_group_id).order_by(LedgerLine.id)).all()
-    assert lines == [("BANK", 4656), ("FUND", -1200), ("FUND", -3456)]
+    assert lines == [("CARD_CLEARING", 4656), ("FUND", -1200), ("FUND", -3456)]
     # the return visited twice (and by id): the same receipt, nothing posted again
     again = CP.confirm_payment(session, cp.token, source="return")
     assert again.receipt_number == done.receipt_number
@@ -306,7 +306,7 @@ def test_an_item_no_longer_valid_when_paid_goes_to_suspense(session):
     assert "disabled" in items[0].reason
     lines = session.execute(select(LedgerLine.account, LedgerLine.amount).where(
         LedgerLine.group_id == done.posting_group_id).order_by(LedgerLine.id)).all()
-    assert lines == [("BANK", 1000), ("SUSPENSE", -700), ("SUSPENSE", -300)]
+    assert lines == [("CARD_CLEARING", 1000), ("SUSPENSE", -700), ("SUSPENSE", -300)]
     assert not L.unbalanced_groups(session)
 
 
@@ -428,7 +428,7 @@ def test_return_webhook_and_tick_at_once_post_exactly_one_receipt(app, session, 
         txns = card_txns(session, ppid)
         assert len(txns) == 2 and {t.receipt_number for t in txns} == {cp.receipt_number}
         assert session.scalar(select(func.count(LedgerLine.id)).where(
-            LedgerLine.account == "BANK", LedgerLine.group_id == cp.posting_group_id)) == 1
+            LedgerLine.account == "CARD_CLEARING", LedgerLine.group_id == cp.posting_group_id)) == 1
     assert not L.unbalanced_groups(session)
     assert L.trial_balance(session)["balanced"]
 

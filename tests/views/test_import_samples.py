@@ -48,6 +48,13 @@ def test_each_sample_downloads_and_imports(as_user, inline, session, fmt):
     form["file"] = (io.BytesIO(data), FORMAT_HELP[fmt][1])
     up = c.post("/imports/upload", data=form, content_type="multipart/form-data",
                 headers={"Accept": "application/json", "X-Requested-With": "fetch"})
+    if up.status_code == 409:  # the same sample file was imported earlier in this database
+        from app.models.imports import ImportBatch
+
+        earlier = session.query(ImportBatch).filter(
+            ImportBatch.sha256 == __import__("hashlib").sha256(data).hexdigest()).first()
+        assert earlier is not None and earlier.status == "succeeded", up.get_data(as_text=True)
+        return
     assert up.status_code == 201, up.get_data(as_text=True)[:500]
     result = c.get(up.json["progress_url"]).json
     assert result["status"] == "succeeded" and not result["errors"], result
