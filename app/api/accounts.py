@@ -11,7 +11,7 @@ from flask_appbuilder.security.decorators import protect
 from app.api.base import ImsModelRestApi, domain_errors, page_arguments
 from app.domain.errors import DomainError, NotFound, ValidationError
 from app.models.accounts import AccountHolderProfile, AccountSync
-from app.services.account_uploads import _actor, apply_account_sync, submit_account_file  # noqa: F401
+from app.services.account_uploads import _actor, apply_account_sync, submit_account_file
 
 
 class AccountSyncApi(BaseApi):

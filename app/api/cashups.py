@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.api.base import domain_errors
-from app.api.ledger import current_roles, current_username, json_body
+from app.api.ledger import json_body
+from app.security.current import current_roles, current_username
 from app.domain.errors import Conflict, ValidationError
 from app.domain.money import Money
 from app.extensions import db

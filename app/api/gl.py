@@ -11,7 +11,8 @@ from flask_appbuilder.security.decorators import protect
 from sqlalchemy import func, select
 
 from app.api.base import domain_errors, page_arguments
-from app.api.ledger import current_username, json_body
+from app.api.ledger import json_body
+from app.security.current import current_username
 from app.domain.errors import ValidationError
 from app.domain.money import Money
 from app.extensions import db

@@ -22,7 +22,7 @@ from app.services import receipts as RC
 from app.services import search as S
 from app.services.idempotency import check_same_request, fingerprint
 from app.services.validation import validate_reference
-from app.security.current import current_roles, current_username, may_override_stop  # noqa: F401
+from app.security.current import current_username, may_override_stop
 
 
 def json_body() -> dict:

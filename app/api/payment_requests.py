@@ -8,7 +8,8 @@ from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
 
 from app.api.base import domain_errors
-from app.api.ledger import current_username, json_body
+from app.api.ledger import json_body
+from app.security.current import current_username
 from app.domain.errors import ValidationError
 from app.extensions import db
 from app.services import card_payments as CP

@@ -16,7 +16,7 @@ from app.api.base import domain_errors
 from app.domain.errors import NotFound
 from app.extensions import db
 from app.services import reports as REP
-from app.services.report_downloads import XLSX, download, office_filter, run, translate  # noqa: F401
+from app.services.report_downloads import XLSX, download, run
 
 _DOC = """{title}
         ---
