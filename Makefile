@@ -42,8 +42,10 @@ run: translations seed
 	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
 	  $(FLASK) run --host $(HOST) --port $(PORT)
 
+# two pytest-xdist workers (each with its own database), whole test files to each
+TEST_WORKERS ?= 2
 test: translations
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # every benchmark on a throw-away PostgreSQL database; one summary table (bench/results.md)
 bench: install

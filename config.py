@@ -185,6 +185,12 @@ class TestingConfig(Config):
     IMS_DASHBOARD_CACHE_SECONDS = 0  # tests read the figures just after posting
 
     IMS_SIMULATOR_WEBHOOKS = False  # tests deliver the simulator's webhooks when they want them
+    # Tests sign in some thousand times; scrypt (the production default) costs ~0.1 s a check.
+    # A cheap hash keeps the suite quick and changes nothing the tests look at.
+    FAB_PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    AUTH_DB_FAKE_PASSWORD_HASH_CHECK = (
+        "pbkdf2:sha256:1000$PEnwmCcY4MEwPN61$73a2c68ff2fc49c9b457d103739e5167ce856e7928d11c53360d2a87aebede55"
+    )
 
 
 class ProductionConfig(Config):

@@ -9,6 +9,32 @@ import pytest
 
 os.environ["IMS_ENV"] = "testing"
 
+
+def _database_per_worker() -> None:
+    """Under pytest-xdist (`make test` runs two workers) each worker gets its own PostgreSQL
+    database, named after TEST_DATABASE_URL's with the worker id appended, created on first use.
+    SQLite needs nothing: each process already has its own file."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    url = os.environ.get("TEST_DATABASE_URL") or ""
+    if not worker or not url.startswith("postgres") or os.environ.get("IMS_TEST_DB_WORKER") == worker:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = make_url(url.replace("postgres://", "postgresql://", 1))
+    name = f"{base.database}_{worker}"
+    admin = create_engine(base.set(drivername="postgresql+psycopg", database="postgres"),
+                          isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first():
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    os.environ["TEST_DATABASE_URL"] = base.set(database=name).render_as_string(hide_password=False)
+    os.environ["IMS_TEST_DB_WORKER"] = worker
+
+
+_database_per_worker()
+
 from config import BASE_DIR, TestingConfig  # noqa: E402
 
 PASSWORD = "Passw0rd!"
