@@ -183,9 +183,10 @@ class Config:
     # create a user at their first single sign-on (else only users an Administrator linked)
     IMS_OIDC_CREATE_USERS = _env_bool("IMS_OIDC_CREATE_USERS", True)
     # Two-factor sign-in (TOTP) required of local users holding these roles (comma-separated;
-    # empty: none). Wrong codes: after this many in a row, codes are refused for some minutes.
-    IMS_TOTP_REQUIRED_ROLES = os.environ.get(
-        "IMS_TOTP_REQUIRED_ROLES", "Head of Finance,Finance Manager,Income Clerk,Cashier")
+    # empty: none). Production requires it by default of the roles that approve or move money;
+    # development (demo users, benchmarks) and tests do not unless set. Wrong codes: after this
+    # many in a row, codes are refused for some minutes.
+    IMS_TOTP_REQUIRED_ROLES = os.environ.get("IMS_TOTP_REQUIRED_ROLES", "")
     IMS_TOTP_ISSUER = os.environ.get("IMS_TOTP_ISSUER", "")  # default IMS_COUNCIL_NAME
     IMS_TOTP_MAX_FAILURES = int(os.environ.get("IMS_TOTP_MAX_FAILURES", "5"))
     IMS_TOTP_LOCK_MINUTES = int(os.environ.get("IMS_TOTP_LOCK_MINUTES", "15"))
@@ -229,6 +230,8 @@ class ProductionConfig(Config):
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "govuk_pay")
     IMS_PAYMENT_REQUEST_SIGNING_KEY = os.environ.get("IMS_PAYMENT_REQUEST_SIGNING_KEY", "")
+    IMS_TOTP_REQUIRED_ROLES = os.environ.get(
+        "IMS_TOTP_REQUIRED_ROLES", "Head of Finance,Finance Manager,Income Clerk,Cashier")
 
 
 CONFIGS = {

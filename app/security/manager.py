@@ -87,6 +87,8 @@ class ImsSecurityApi(SecurityApi):
             return self.response(401, message=API_REFUSALS.get(refusal, refusal))
         return response
 
+    login.__doc__ = SecurityApi.login.__doc__  # FAB's OpenAPI description of the endpoint
+
 
 def _without_download(view_cls):
     """Drop two routes from FAB's security CRUD views: `download`, never used (it fails with a 500
@@ -202,6 +204,8 @@ class AuthDBView(fab_views.AuthDBView):
     def _render_login(self, form):
         from app.security import oidc
 
+        if session.pop("_ims_idle_ended", None):
+            flash(_("Your session ended after a time without activity: sign in again."), "info")
         return self.render_template(
             self.login_template, title=self.title, form=form, appbuilder=self.appbuilder,
             local_passwords=current_app.config.get("IMS_LOCAL_PASSWORDS", True),

@@ -381,6 +381,17 @@ def idp_fund_groups(session: Session, user_id: int) -> list[str]:
     return mapped_fund_groups(idp_groups(session, user_id))
 
 
+#: called at every single sign-on, in its transaction, before it commits:
+#: fn(session, user, claimed_groups, fund_group_names). The fund-group scoping registers one to
+#: give the user the fund groups IMS_OIDC_FUND_GROUP_MAP maps their claimed groups to.
+_SSO_HOOKS: list = []
+
+
+def register_sso_hook(fn) -> None:
+    if fn not in _SSO_HOOKS:
+        _SSO_HOOKS.append(fn)
+
+
 @dataclass
 class SsoResult:
     user: object
@@ -458,6 +469,8 @@ def sso_sign_in(session: Session, claims: dict) -> SsoResult:
     now = utcnow()
     for name in groups:
         session.add(UserIdpGroup(user_id=user.id, name=name, claimed_at=now))
+    for hook in list(_SSO_HOOKS):
+        hook(session, user, groups, mapped_fund_groups(groups))
     user.last_login = datetime.now()
     user.login_count = (user.login_count or 0) + 1
     user.fail_login_count = 0

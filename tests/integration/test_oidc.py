@@ -82,9 +82,17 @@ def test_sso_creates_the_user_and_maps_roles_and_groups_at_each_sign_in(app, cli
     with app.app_context():
         assert signin.idp_fund_groups(session, user.id) == ["Parking"]
 
-    # the provider's groups change: roles and groups follow at the next sign-in
+    # the provider's groups change: roles and groups follow at the next sign-in, and the
+    # fund-group scoping's hook is told the mapped fund groups
+    told = []
+    hook = lambda s, u, groups, fund_groups: told.append((u.username, groups, fund_groups))  # noqa: E731
+    signin.register_sso_hook(hook)
     sso.user.groups = ["ims-cash"]
-    _, r = _sso_login(client)
+    try:
+        _, r = _sso_login(client)
+    finally:
+        signin._SSO_HOOKS.remove(hook)
+    assert told == [("parking.pat", ["ims-cash"], ["Libraries", "Parking"])]
     assert r.status_code == 302
     session.rollback()
     user = app.appbuilder.sm.find_user(username="parking.pat")

@@ -277,6 +277,7 @@ def test_session_ends_after_inactivity(app, client, make_user):
         s["_ims_seen"] = int(time.time()) - 31 * 60
     r = client.get("/my-signin/")
     assert r.status_code == 302 and "/login/" in r.location
+    assert "a time without activity" in client.get(r.location).text
     # and the session is over for good, not just for that request
     assert client.get("/my-signin/").status_code == 302
 
