@@ -18,7 +18,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify
 from joserfc.jwk import RSAKey
 
 
@@ -223,7 +223,3 @@ def authorize_url_answer(url: str) -> str:
     resp = requests.get(url, allow_redirects=False, timeout=10)
     assert resp.status_code == 302, (resp.status_code, resp.text[:300])
     return resp.headers["Location"]
-
-
-def request_args():  # pragma: no cover - handy when debugging the provider
-    return dict(request.args)

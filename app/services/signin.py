@@ -546,6 +546,22 @@ def _user_id_of(session: Session, username: str | None) -> int | None:
     return session.scalar(select(User.id).where(User.username == username))
 
 
+def receipt_rules(session: Session, username: str | None) -> tuple[set[str] | None, str | None]:
+    """(the payment methods ``username`` may take or None for any, their default office), in
+    two small queries: what a receipt checks for the user taking it."""
+    if not username:
+        return None, None
+    User = _user_model()
+    row = session.execute(select(User.id, UserSignin.default_office_code)
+                          .outerjoin(UserSignin, UserSignin.user_id == User.id)
+                          .where(User.username == username)).first()
+    if row is None:
+        return None, None
+    codes = set(session.scalars(select(UserPaymentMethod.payment_method_code).where(
+        UserPaymentMethod.user_id == row[0])))
+    return codes or None, row[1]
+
+
 def allowed_method_codes(session: Session, username: str | None) -> set[str] | None:
     """The payment methods ``username`` may take (None: no restriction)."""
     user_id = _user_id_of(session, username)

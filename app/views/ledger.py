@@ -89,14 +89,14 @@ class ReceiptView(BaseView):
     @has_access
     def new(self):
         funds, methods, vat, offices = _choices()
-        allowed = till.allowed_method_codes(db.session, current_username())
+        allowed, default_office = till.receipt_rules(db.session, current_username())
         if allowed is not None:
             methods = [m for m in methods if m.code in allowed]
         rows = [{}, {}]
         row_errors: list[dict] = [{}, {}]
         general: dict = {}
         form = {"payment_method_code": "", "transaction_date": dt.date.today().isoformat(),
-                "office_code": till.default_office(db.session, current_username()) or "",
+                "office_code": default_office or "",
                 "external_reference": ""}
         if request.method == "POST":
             form = {k: request.form.get(k, "") for k in form}
