@@ -91,7 +91,8 @@ def record_signin(session: Session, *, method: str, outcome: str, user=None,
     if outcome != "ok":
         audit.record(session, "signin.refused", "User", getattr(user, "id", None),
                      after={"username": name, "method": method, "reason": detail,
-                            "address": _address()}, actor=name or "anonymous")
+                            "address": _address()},
+                     actor=(getattr(user, "username", None) or "anonymous")[:100])
     if commit:
         session.commit()
 

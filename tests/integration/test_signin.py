@@ -288,3 +288,16 @@ def test_auditor_reads_user_settings_admin_page_lists_users(client, app, session
     login(client, "admin")
     assert "cashier" in client.get("/user-signin/").text
     assert session.scalar(select(func.count(SigninEvent.id))) > 0
+
+
+def test_bad_sign_in_input_is_refused_not_a_server_error(client, session):
+    long_name = "x" * 500
+    r = client.post("/login/", data={"username": long_name, "password": "nope"})
+    assert r.status_code == 302 and "/login/" in r.location
+    r = client.post("/api/v1/security/login", json={"username": long_name, "password": "nope",
+                                                     "provider": "db"})
+    assert r.status_code == 401
+    assert client.post("/login/two-factor/", data={"code": "1" * 5000}).status_code == 302
+    assert client.get("/login/sso/callback?state=x&code=y").status_code == 404  # not configured
+    refused = _audits(session, "signin.refused")
+    assert refused[-1].actor == "anonymous" and len(refused[-1].after["username"]) == 200
