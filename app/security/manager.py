@@ -488,6 +488,8 @@ class ImsSecurityManager(SecurityManager):
                 signin.record_signin(db.session, method=signin.API, outcome="refused",
                                      user=user, username=username, detail=refusal)
                 return None
+            if user:
+                signin.record_signin(db.session, method=signin.API, outcome="ok", user=user)
         return user
 
     def reset_password(self, userid, password):

@@ -51,3 +51,30 @@ def client():
 
 def button_label() -> str | None:
     return current_app.config.get("IMS_OIDC_LABEL") or None
+
+
+def check_configuration(config) -> None:
+    """Refuse a sign-in configuration nobody could sign in with, or maps that are not JSON
+    objects (raised at start-up, not at the first sign-on)."""
+    import json
+
+    from app.domain.errors import ConfigurationError
+
+    sso = bool(config.get("IMS_OIDC_CLIENT_ID") and (config.get("IMS_OIDC_METADATA_URL")
+                                                     or config.get("IMS_OIDC_ISSUER")))
+    if not config.get("IMS_LOCAL_PASSWORDS", True) and not sso:
+        raise ConfigurationError(
+            "IMS_LOCAL_PASSWORDS is off but single sign-on is not configured (IMS_OIDC_CLIENT_ID "
+            "and IMS_OIDC_ISSUER or IMS_OIDC_METADATA_URL): nobody could sign in.")
+    for name in ("IMS_OIDC_ROLE_MAP", "IMS_OIDC_FUND_GROUP_MAP"):
+        raw = config.get(name) or "{}"
+        try:
+            value = raw if isinstance(raw, dict) else json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or not all(
+                isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                for v in value.values()):
+            raise ConfigurationError(
+                f"{name} must be a JSON object of group name to a name or a list of names, "
+                'for example {"ims-parking": "Income Clerk"}.')

@@ -166,3 +166,20 @@ def test_replayed_state_is_refused_and_audited(client, session, sso):
 def test_sso_off_without_configuration(client):
     assert client.get("/login/sso/").status_code == 404
     assert 'id="sso-login"' not in client.get("/login/").text
+
+
+@pytest.mark.parametrize("settings", [
+    {"IMS_LOCAL_PASSWORDS": False},
+    {"IMS_OIDC_ROLE_MAP": "not json"},
+    {"IMS_OIDC_ROLE_MAP": '["Income Clerk"]'},
+    {"IMS_OIDC_FUND_GROUP_MAP": '{"g": 3}'},
+])
+def test_configuration_nobody_could_use_is_refused_at_start_up(settings):
+    from app.domain.errors import ConfigurationError
+    from app.security.oidc import check_configuration
+
+    with pytest.raises(ConfigurationError):
+        check_configuration(settings)
+    ok = {"IMS_LOCAL_PASSWORDS": False, "IMS_OIDC_CLIENT_ID": "ims",
+          "IMS_OIDC_ISSUER": "https://login.example", "IMS_OIDC_ROLE_MAP": '{"g": ["Cashier"]}'}
+    check_configuration(ok)

@@ -183,6 +183,10 @@ def test_set_up_from_own_page_and_api_token_refused_then_service_account(
     client.get("/logout/")
     assert client.post("/api/v1/security/login", json={
         "username": name, "password": PASSWORD, "provider": "db"}).status_code == 200
+    session.rollback()
+    last = session.scalars(select(SigninEvent).where(SigninEvent.user_id == user.id)
+                           .order_by(SigninEvent.id.desc())).first()
+    assert (last.method, last.outcome) == ("api", "ok")
     form = login(client, name)
     assert client.get("/my-signin/").status_code != 200, form.location
 
