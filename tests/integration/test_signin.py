@@ -71,18 +71,19 @@ def _set_up_totp(client, username):
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text).group(1)
     wrong = client.post("/login/two-factor/", data={"code": "000000"})
     assert wrong.status_code == 401 and "not correct" in wrong.text
-    ok = client.post("/login/two-factor/", data={"code": _code(secret)})
+    first = _code(secret)
+    ok = client.post("/login/two-factor/", data={"code": first})
     assert ok.status_code == 200 and 'id="recovery-codes"' in ok.text
     codes = re.findall(r"<code>([0-9a-f]{5}-[0-9a-f]{5})</code>", ok.text)
     assert len(codes) == 10
     assert client.get("/my-signin/").status_code == 200  # signed in now
-    return secret, codes
+    return secret, codes, first
 
 
 def test_totp_set_up_at_sign_in_then_required_with_codes_used_once(
         app, client, session, make_user, totp_for_managers):
     name = make_user(MANAGER)
-    secret, codes = _set_up_totp(client, name)
+    secret, codes, first = _set_up_totp(client, name)
     assert _audits(session, "signin.totp_enabled", name)
 
     # next sign-in: the password alone does not sign in
@@ -90,7 +91,7 @@ def test_totp_set_up_at_sign_in_then_required_with_codes_used_once(
     assert r.location.endswith("/login/two-factor/")
     assert client.get("/my-signin/").status_code != 200
     # the code of the step already used is refused (a code is accepted once)
-    reused = client.post("/login/two-factor/", data={"code": _code(secret)})
+    reused = client.post("/login/two-factor/", data={"code": first})
     assert reused.status_code == 401
     ok = client.post("/login/two-factor/", data={"code": _code(secret, 30)})
     assert ok.status_code == 302
@@ -117,7 +118,7 @@ def test_totp_set_up_at_sign_in_then_required_with_codes_used_once(
 def test_wrong_codes_are_rate_limited_and_audited(app, client, session, make_user,
                                                   totp_for_managers):
     name = make_user(MANAGER)
-    secret, _ = _set_up_totp(client, name)
+    secret, _, _ = _set_up_totp(client, name)
     app.config["IMS_TOTP_MAX_FAILURES"] = 3
     try:
         login(client, name)
@@ -305,3 +306,47 @@ def test_bad_sign_in_input_is_refused_not_a_server_error(client, session):
     assert client.get("/login/sso/callback?state=x&code=y").status_code == 404  # not configured
     refused = _audits(session, "signin.refused")
     assert refused[-1].actor == "anonymous" and len(refused[-1].after["username"]) == 200
+
+
+def test_one_code_used_at_once_twice_signs_in_once(app, session, make_user):
+    """The same TOTP code and the same recovery code sent twice at the same moment: one
+    sign-in each, the other refused (the user's row is locked while a code is checked)."""
+    import threading
+
+    from app.extensions import db
+    from app.services import signin
+
+    name = make_user(CASHIER)
+    with app.test_request_context():
+        user = _user(app, session, name)
+        secret = signin.start_totp_setup(session, user)
+        codes = signin.confirm_totp_setup(session, user, _code(secret, -30))
+    user_id = user.id
+    session.remove()
+
+    def race(code):
+        results = [None, None]
+        barrier = threading.Barrier(2)
+
+        def run(i):
+            with app.app_context():
+                barrier.wait()
+                try:
+                    u = db.session.get(app.appbuilder.sm.user_model, user_id)
+                    results[i] = signin.check_second_factor(db.session, u, code)
+                except signin.SigninRefused as exc:
+                    results[i] = exc.reason
+                except Exception as exc:  # noqa: BLE001 - a crash fails the test
+                    results[i] = f"crash: {exc!r}"
+                finally:
+                    db.session.remove()
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        return sorted(results)
+
+    assert race(_code(secret)) == ["code_reused", "totp"]
+    assert race(codes[3]) == ["recovery", "recovery_code_reused"]
