@@ -450,6 +450,10 @@ def sso_sign_in(session: Session, claims: dict) -> SsoResult:
             record_signin(session, method=SSO, outcome="refused", username=username,
                           detail="unknown_user")
             raise SigninRefused("unknown_user", "There is no IMS user for this account.")
+        if email and session.scalar(select(User.id).where(User.email == email)) is not None:
+            record_signin(session, method=SSO, outcome="refused", username=username,
+                          detail="email_of_another_user")
+            raise SigninRefused("email_in_use", "Another user has this e-mail address.")
         user = User(username=username, email=email or f"{username}@sso.invalid",
                     first_name=_clean_name(claims.get("given_name"), 64) or username,
                     last_name=_clean_name(claims.get("family_name"), 64) or "-",

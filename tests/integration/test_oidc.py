@@ -124,6 +124,15 @@ def test_no_mapped_role_is_refused(client, session, sso):
     assert _refusals(session, "no_mapped_role")
 
 
+def test_new_user_with_another_users_email_is_refused(client, session, sso):
+    sso.user = Person(sub="p-006", username="cash.clone", email="cashier@llanwern.gov.uk.invalid",
+                      groups=["ims-cash"])
+    _, r = _sso_login(client)
+    assert r.status_code == 302 and "/login/" in r.location
+    assert client.get("/my-signin/").status_code != 200
+    assert _refusals(session, "email_of_another_user")
+
+
 def test_forged_id_token_is_refused_and_audited(client, session, sso):
     sso.user = Person(sub="p-003", username="forged.fred", email="f@example.invalid",
                       groups=["ims-bosses"])
