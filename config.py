@@ -165,6 +165,36 @@ class Config:
         os.environ.get("IMS_EARLIEST_TRANSACTION_DATE", "2000-01-01"))
     IMS_TRANSACTION_DAYS_AHEAD = int(os.environ.get("IMS_TRANSACTION_DAYS_AHEAD", "365"))
 
+    # Sign-in (issue 20). Local passwords on or off (the login form and the API token by password;
+    # service accounts keep API tokens); single sign-on by OpenID Connect when IMS_OIDC_CLIENT_ID
+    # is set: the provider's discovery document (IMS_OIDC_METADATA_URL, or IMS_OIDC_ISSUER +
+    # /.well-known/openid-configuration), the claim holding the user's groups, and JSON maps of
+    # group -> role name(s) and group -> fund group name(s), applied again at every sign-in.
+    IMS_LOCAL_PASSWORDS = _env_bool("IMS_LOCAL_PASSWORDS", True)
+    IMS_OIDC_ISSUER = os.environ.get("IMS_OIDC_ISSUER", "")
+    IMS_OIDC_METADATA_URL = os.environ.get("IMS_OIDC_METADATA_URL", "")
+    IMS_OIDC_CLIENT_ID = os.environ.get("IMS_OIDC_CLIENT_ID", "")
+    IMS_OIDC_CLIENT_SECRET = os.environ.get("IMS_OIDC_CLIENT_SECRET", "")
+    IMS_OIDC_SCOPE = os.environ.get("IMS_OIDC_SCOPE", "openid email profile")
+    IMS_OIDC_GROUPS_CLAIM = os.environ.get("IMS_OIDC_GROUPS_CLAIM", "groups")
+    IMS_OIDC_ROLE_MAP = os.environ.get("IMS_OIDC_ROLE_MAP", "{}")
+    IMS_OIDC_FUND_GROUP_MAP = os.environ.get("IMS_OIDC_FUND_GROUP_MAP", "{}")
+    IMS_OIDC_LABEL = os.environ.get("IMS_OIDC_LABEL", "")  # the button's words (default ours)
+    # create a user at their first single sign-on (else only users an Administrator linked)
+    IMS_OIDC_CREATE_USERS = _env_bool("IMS_OIDC_CREATE_USERS", True)
+    # Two-factor sign-in (TOTP) required of local users holding these roles (comma-separated;
+    # empty: none). Production requires it by default of the roles that approve or move money;
+    # development (demo users, benchmarks) and tests do not unless set. Wrong codes: after this
+    # many in a row, codes are refused for some minutes.
+    IMS_TOTP_REQUIRED_ROLES = os.environ.get("IMS_TOTP_REQUIRED_ROLES", "")
+    IMS_TOTP_ISSUER = os.environ.get("IMS_TOTP_ISSUER", "")  # default IMS_COUNCIL_NAME
+    IMS_TOTP_MAX_FAILURES = int(os.environ.get("IMS_TOTP_MAX_FAILURES", "5"))
+    IMS_TOTP_LOCK_MINUTES = int(os.environ.get("IMS_TOTP_LOCK_MINUTES", "15"))
+    # Accounts not signed in for this many days are disabled by `ims tick` (0: never)
+    IMS_DORMANT_DAYS = int(os.environ.get("IMS_DORMANT_DAYS", "90"))
+    # A browser session ends after this many minutes without a request (0: never)
+    IMS_SESSION_IDLE_MINUTES = int(os.environ.get("IMS_SESSION_IDLE_MINUTES", "30"))
+
 
 class DevelopmentConfig(Config):
     IMS_ENV = "development"
@@ -191,6 +221,8 @@ class TestingConfig(Config):
     AUTH_DB_FAKE_PASSWORD_HASH_CHECK = (
         "pbkdf2:sha256:1000$PEnwmCcY4MEwPN61$73a2c68ff2fc49c9b457d103739e5167ce856e7928d11c53360d2a87aebede55"
     )
+    IMS_TOTP_REQUIRED_ROLES = ""  # two-factor sign-in is off in tests unless a test turns it on
+    IMS_OIDC_CLIENT_ID = ""  # single sign-on only where a test configures its local provider
 
 
 class ProductionConfig(Config):
@@ -204,6 +236,8 @@ class ProductionConfig(Config):
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
     IMS_PAYMENT_PROVIDER = os.environ.get("IMS_PAYMENT_PROVIDER", "govuk_pay")
     IMS_PAYMENT_REQUEST_SIGNING_KEY = os.environ.get("IMS_PAYMENT_REQUEST_SIGNING_KEY", "")
+    IMS_TOTP_REQUIRED_ROLES = os.environ.get(
+        "IMS_TOTP_REQUIRED_ROLES", "Head of Finance,Finance Manager,Income Clerk,Cashier")
 
 
 CONFIGS = {

@@ -78,6 +78,9 @@ def create_app(config_class=None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     _check_production(app)
     _check_rate_limit_storage(app)
+    from app.security.oidc import check_configuration
+
+    check_configuration(app.config)
     from app.observability import configure_logging
 
     configure_logging(app)

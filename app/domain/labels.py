@@ -58,6 +58,10 @@ LABELS: dict[str, dict[str, Fixed]] = {
                        "cancelled": N_("cancelled"), "approved": N_("request approved"),
                        "rejected": N_("request rejected"), "timer": N_("timer fired"),
                        "error": N_("error")},
+    "signin_method": {"password": N_("password"), "sso": N_("single sign-on"),
+                      "totp": N_("authenticator code"), "recovery": N_("recovery code"),
+                      "api": N_("API token")},
+    "signin_outcome": {"ok": N_("signed in"), "refused": N_("refused")},
     "audit_action": {"create": N_("created"), "update": N_("changed"), "delete": N_("deleted"),
                      "insert": N_("created")},
 }
@@ -179,6 +183,12 @@ ACTIONS: dict[str, Fixed] = {
     "workflow.activate": N_("workflow version made active"),
     "workflow.task.approve": N_("task approved"), "workflow.task.reject": N_("task rejected"),
     "ageing.run": N_("ageing list made"), "login": N_("signed in"),
+    "signin.refused": N_("sign-in refused"), "signin.sso": N_("signed in by single sign-on"),
+    "signin.totp_enabled": N_("two-factor sign-in set up"),
+    "signin.totp_reset": N_("two-factor sign-in reset"),
+    "signin.recovery_codes": N_("new recovery codes made"),
+    "signin.recovery_used": N_("recovery code used"),
+    "user.dormant_disabled": N_("disabled as unused"), "user.settings": N_("user settings changed"),
 }
 
 

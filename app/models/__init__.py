@@ -55,6 +55,13 @@ from app.models.reference import (  # noqa: F401
 )
 from app.models.refund import Refund, RefundPaymentRun  # noqa: F401,E402
 from app.models.security import UserSession  # noqa: F401
+from app.models.signin import (  # noqa: F401
+    SigninEvent,
+    UserIdpGroup,
+    UserPaymentMethod,
+    UserRecoveryCode,
+    UserSignin,
+)
 from app.models.suspense import SuspenseItem  # noqa: F401
 from app.models.suspense_work import (  # noqa: F401
     SuspenseAgeingRun,

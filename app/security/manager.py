@@ -11,11 +11,14 @@
 * permission checks read a request's roles' permissions once (one query, not one per check).
 """
 
-from flask import abort, current_app, flash, g, jsonify, redirect, request
+import time
+
+from flask import abort, current_app, flash, g, jsonify, redirect, request, session, url_for
 from flask_appbuilder._compat import as_unicode
 from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget
 from flask_appbuilder.forms import DynamicForm
 from flask_appbuilder.security import views as fab_views
+from flask_appbuilder.api import safe
 from flask_appbuilder.security.api import SecurityApi
 from flask_appbuilder.security.decorators import has_access, no_cache
 from flask_appbuilder.security.sqla import apis as fab_apis
@@ -24,13 +27,15 @@ from flask_appbuilder.security.sqla.models import assoc_permissionview_role
 from flask_appbuilder.utils.limit import Limit
 from flask_appbuilder.validators import PasswordComplexityValidator
 from flask_appbuilder.views import expose
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_limiter.util import get_remote_address
-from flask_login import user_logged_in, user_logged_out
+from flask_login import login_user, user_logged_in, user_logged_out
 from werkzeug.security import check_password_hash
 from wtforms import PasswordField
 from wtforms.validators import DataRequired, EqualTo, ValidationError
 
+from app.domain.errors import ValidationError as DomainValidationError
 from app.security import sessions
 from app.security.redirects import local_path
 
@@ -51,11 +56,38 @@ def _login_limit() -> str:
     return current_app.config["AUTH_RATE_LIMIT"]
 
 
+#: why an API token by password was refused, in words (API answers are English)
+API_REFUSALS = {
+    "sso_user": "This user signs in through single sign-on and cannot get an API token with a "
+                "password; integrations use service accounts.",
+    "two_factor_user": "This user signs in with two-factor authentication and cannot get an API "
+                       "token with a password; integrations use service accounts.",
+    "local_passwords_off": "Sign-in with local passwords is switched off; integrations use "
+                           "service accounts.",
+}
+
+
 class ImsSecurityApi(SecurityApi):
-    """`/api/v1/security/login` with the same rate limit as the login form."""
+    """`/api/v1/security/login` with the same rate limit as the login form; users who must use
+    two-factor sign-in or single sign-on get no token with a password (401, audited)."""
 
     limits = [Limit(limit_value=_login_limit, key_func=get_remote_address, methods=("POST",),
                     error_message="Too many login attempts; wait and try again.")]
+
+    @expose("/login", methods=["POST"])
+    @safe
+    def login(self):
+        g._ims_api_login = True
+        try:
+            response = super().login()
+        finally:
+            g.pop("_ims_api_login", None)
+        refusal = g.pop("_ims_api_refusal", None)
+        if refusal:
+            return self.response(401, message=API_REFUSALS.get(refusal, refusal))
+        return response
+
+    login.__doc__ = SecurityApi.login.__doc__  # FAB's OpenAPI description of the endpoint
 
 
 def _without_download(view_cls):
@@ -153,18 +185,197 @@ class ResetMyPasswordView(fab_views.ResetMyPasswordView):
 
 
 # --------------------------------------------------------------------------- login
+#: the session key of a sign-in waiting for its second factor: {"user_id", "at", "next"}
+PENDING_KEY = "_ims_pending_2fa"
+PENDING_SECONDS = 300
+
+
 class AuthDBView(fab_views.AuthDBView):
-    """FAB's login form; its redirect after login goes only to a page of this site (FAB's own
-    check lets ``/\\evil.example`` through, which browsers read as another host)."""
+    """The login page: local passwords (unless IMS_LOCAL_PASSWORDS is off) with a second factor
+    for the users who need one, and single sign-on by OpenID Connect when configured. The
+    redirect after login goes only to a page of this site (FAB's own check lets
+    ``/\\evil.example`` through, which browsers read as another host)."""
+
+    login_template = "ims/login.html"
+
+    def _next_url(self) -> str:
+        return local_path(request.args.get("next", "")) or self.appbuilder.get_url_for_index
+
+    def _render_login(self, form):
+        from app.security import oidc
+
+        if session.pop("_ims_idle_ended", None):
+            flash(_("Your session ended after a time without activity: sign in again."), "info")
+        return self.render_template(
+            self.login_template, title=self.title, form=form, appbuilder=self.appbuilder,
+            local_passwords=current_app.config.get("IMS_LOCAL_PASSWORDS", True),
+            sso_enabled=oidc.enabled(), sso_label=oidc.button_label(),
+            next_url=local_path(request.args.get("next", "")))
 
     @expose("/login/", methods=["GET", "POST"])
     @no_cache
     def login(self):
-        response = super().login()
-        if 300 <= getattr(response, "status_code", 200) < 400 \
-                and local_path(response.location) is None:
-            return redirect(self.appbuilder.get_url_for_index)
-        return response
+        from app.extensions import db
+        from app.services import signin
+
+        if g.user is not None and g.user.is_authenticated:
+            return redirect(self._next_url())
+        form = fab_views.LoginForm_db()
+        if not form.validate_on_submit():
+            return self._render_login(form)
+        next_url = self._next_url()
+        if not current_app.config.get("IMS_LOCAL_PASSWORDS", True):
+            signin.record_signin(db.session, method=signin.PASSWORD, outcome="refused",
+                                 username=form.username.data, detail="local_passwords_off")
+            flash(_("Sign-in with a password is switched off: use single sign-on."), "warning")
+            return redirect(self.appbuilder.get_url_for_login_with(next_url))
+        user = self.appbuilder.sm.auth_user_db(form.username.data, form.password.data)
+        if not user:
+            known = self.appbuilder.sm.find_user(username=form.username.data)
+            signin.record_signin(db.session, method=signin.PASSWORD, outcome="refused",
+                                 user=known, username=form.username.data,
+                                 detail="wrong_password")
+            flash(as_unicode(self.invalid_login_message), "warning")
+            return redirect(self.appbuilder.get_url_for_login_with(next_url))
+        refusal = signin.form_login_refusal(db.session, user)
+        if refusal:
+            signin.record_signin(db.session, method=signin.PASSWORD, outcome="refused",
+                                 user=user, detail=refusal)
+            flash(_("This account cannot sign in here with a password."), "warning")
+            return redirect(self.appbuilder.get_url_for_login_with(next_url))
+        if signin.totp_required(db.session, user):
+            session[PENDING_KEY] = {"user_id": user.id, "at": int(time.time()),
+                                    "next": next_url}
+            return redirect(url_for(self.endpoint + ".two_factor"))
+        login_user(user, remember=False)
+        signin.record_signin(db.session, method=signin.PASSWORD, outcome="ok", user=user)
+        return redirect(next_url)
+
+    def _pending_user(self):
+        pending = session.get(PENDING_KEY)
+        if not isinstance(pending, dict) or not isinstance(pending.get("user_id"), int) \
+                or time.time() - float(pending.get("at") or 0) > PENDING_SECONDS:
+            session.pop(PENDING_KEY, None)
+            return None, None
+        user = self.appbuilder.sm.get_user_by_id(pending["user_id"])
+        if user is None or not user.is_active:
+            session.pop(PENDING_KEY, None)
+            return None, None
+        return user, local_path(pending.get("next")) or self.appbuilder.get_url_for_index
+
+    @expose("/login/two-factor/", methods=["GET", "POST"])
+    @no_cache
+    def two_factor(self):
+        """The second step of a password sign-in: a code from the authenticator app or a
+        recovery code; or, for a user whose role requires two-factor sign-in and who has not
+        set it up, setting it up now."""
+        from app.extensions import db
+        from app.services import signin
+
+        user, next_url = self._pending_user()
+        if user is None:
+            flash(_("Sign in again."), "warning")
+            return redirect(self.appbuilder.get_url_for_login)
+        error = None
+        if not signin.totp_enabled(db.session, user):
+            return self._two_factor_setup(user, next_url)
+        if request.method == "POST":
+            try:
+                signin.check_second_factor(db.session, user, request.form.get("code", ""))
+            except signin.SigninRefused as exc:
+                error = (_("Too many wrong codes: wait a few minutes and try again.")
+                         if exc.reason == "locked" else
+                         _("That recovery code has already been used.")
+                         if exc.reason == "recovery_code_reused" else
+                         _("The code is not correct."))
+            else:
+                session.pop(PENDING_KEY, None)
+                login_user(user, remember=False)
+                return redirect(next_url)
+        return self.render_template("ims/login_two_factor.html", appbuilder=self.appbuilder,
+                                    title=_("Two-factor sign-in"), error=error,
+                                    setup=None), 200 if error is None else 401
+
+    def _two_factor_setup(self, user, next_url):
+        from app.extensions import db
+        from app.services import signin
+
+        p = signin.profile(db.session, user.id)
+        error = None
+        if request.method == "POST" and p is not None and p.totp_secret:
+            try:
+                codes = signin.confirm_totp_setup(db.session, user, request.form.get("code", ""))
+            except DomainValidationError:
+                signin.record_signin(db.session, method=signin.TOTP, outcome="refused",
+                                     user=user, detail="wrong_setup_code")
+                error = _("The code is not correct.")
+            else:
+                session.pop(PENDING_KEY, None)
+                login_user(user, remember=False)
+                signin.record_signin(db.session, method=signin.TOTP, outcome="ok", user=user)
+                return self.render_template("ims/recovery_codes.html", appbuilder=self.appbuilder,
+                                            title=_("Recovery codes"), codes=codes,
+                                            next_url=next_url)
+        if p is None or not p.totp_secret:
+            secret = signin.start_totp_setup(db.session, user)
+        else:
+            secret = p.totp_secret
+        return self.render_template(
+            "ims/login_two_factor.html", appbuilder=self.appbuilder,
+            title=_("Set up two-factor sign-in"), error=error,
+            setup={"secret": secret, "uri": signin.provisioning_uri(user, secret)}
+        ), 200 if error is None else 401
+
+    # ----------------------------------------------------------------------- single sign-on
+    @expose("/login/sso/")
+    @no_cache
+    def sso(self):
+        from app.security import oidc
+
+        if not oidc.enabled():
+            abort(404)
+        nxt = local_path(request.args.get("next", ""))
+        if nxt:
+            session["_ims_sso_next"] = nxt
+        redirect_uri = url_for(self.endpoint + ".sso_callback", _external=True)
+        try:
+            return oidc.client().authorize_redirect(redirect_uri)
+        except Exception:  # noqa: BLE001 - the provider is down or its metadata is wrong
+            current_app.logger.exception("single sign-on: the provider cannot be reached")
+            flash(_("Single sign-on is not available just now; try again later."), "danger")
+            return redirect(self.appbuilder.get_url_for_login)
+
+    @expose("/login/sso/callback")
+    @no_cache
+    def sso_callback(self):
+        from app.extensions import db
+        from app.security import oidc
+        from app.services import signin
+
+        if not oidc.enabled():
+            abort(404)
+        try:
+            token = oidc.client().authorize_access_token()
+            claims = token.get("userinfo")
+            if not claims:
+                raise ValueError("no ID token")
+        except Exception as exc:  # noqa: BLE001 - every failure is a refusal, audited
+            db.session.rollback()
+            reason = type(exc).__name__
+            detail = getattr(exc, "error", None) or getattr(exc, "description", None) or ""
+            signin.record_signin(db.session, method=signin.SSO, outcome="refused",
+                                 detail=f"{reason}: {detail}"[:200])
+            flash(_("Single sign-on failed: sign in again."), "danger")
+            return redirect(self.appbuilder.get_url_for_login)
+        try:
+            result = signin.sso_sign_in(db.session, dict(claims))
+        except signin.SigninRefused as exc:
+            flash(_("Your account may not sign in to the IMS; ask an Administrator.")
+                  if exc.reason != "inactive" else _("This account is disabled."), "danger")
+            return redirect(self.appbuilder.get_url_for_login)
+        login_user(result.user, remember=False)
+        return redirect(local_path(session.pop("_ims_sso_next", None))
+                        or self.appbuilder.get_url_for_index)
 
 
 def _token_refused(message: str):
@@ -255,9 +466,31 @@ class ImsSecurityManager(SecurityManager):
             user_id = int(pk)
         except (TypeError, ValueError):
             return None
-        if not sessions.is_live(user_id):
+        if not sessions.is_live(user_id) or sessions.idle_expired():
             return None
         return self.load_user(user_id)
+
+    def auth_user_db(self, username, password):
+        """FAB's check of a password; an API login (``/api/v1/security/login``) is refused to
+        users who must use two-factor sign-in or single sign-on (recorded, audited)."""
+        user = super().auth_user_db(username, password)
+        if g.get("_ims_api_login"):
+            from app.extensions import db
+            from app.services import signin
+
+            refusal = signin.password_token_refusal(db.session, user) if user else None
+            if not user:
+                refusal = None
+                if not current_app.config.get("IMS_LOCAL_PASSWORDS", True):
+                    refusal = "local_passwords_off"
+            if refusal:
+                g._ims_api_refusal = refusal
+                signin.record_signin(db.session, method=signin.API, outcome="refused",
+                                     user=user, username=username, detail=refusal)
+                return None
+            if user:
+                signin.record_signin(db.session, method=signin.API, outcome="ok", user=user)
+        return user
 
     def reset_password(self, userid, password):
         """Set a password (own change or an administrator's reset) and end the user's sessions:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 
 from flask import current_app, session
 from sqlalchemy import delete, select
@@ -24,6 +25,8 @@ from app.models.security import UserSession
 
 #: the key of the session token in Flask's session
 SESSION_KEY = "_ims_session"
+#: when this session last made a request (epoch seconds), for the inactivity timeout
+SEEN_KEY = "_ims_seen"
 
 
 def _digest(token: str) -> str:
@@ -43,6 +46,23 @@ def start(user_id: int) -> None:
     s.add(UserSession(id=_digest(token), user_id=int(user_id), created_at=utcnow()))
     s.commit()
     session[SESSION_KEY] = token
+    session[SEEN_KEY] = int(time.time())
+
+
+def idle_expired() -> bool:
+    """Whether this session made no request for IMS_SESSION_IDLE_MINUTES (it is then ended);
+    otherwise notes this request (at most every 30 seconds, so most responses do not rewrite
+    the cookie)."""
+    minutes = int(current_app.config.get("IMS_SESSION_IDLE_MINUTES") or 0)
+    now = int(time.time())
+    seen = session.get(SEEN_KEY)
+    if minutes > 0 and isinstance(seen, int) and now - seen > minutes * 60:
+        end_current()
+        session["_ims_idle_ended"] = True
+        return True
+    if not isinstance(seen, int) or now - seen >= 30:
+        session[SEEN_KEY] = now
+    return False
 
 
 def is_live(user_id: int) -> bool:

@@ -199,6 +199,14 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
         if external_reference is not None and (not isinstance(external_reference, str)
                                                or len(external_reference) > 100):
             errors.setdefault("external_reference", []).append("Text of at most 100 characters.")
+        from app.services import signin as till
+
+        allowed, default_office = till.receipt_rules(session, actor)
+        if method is not None and allowed is not None and method.code not in allowed:
+            errors.setdefault("payment_method_code", []).append(
+                f"You may not take payments by {method.code}.")
+        if not office_code:
+            office_code = default_office
         if office_code and session.scalar(select(Office.id).where(Office.code == office_code)) is None:
             errors.setdefault("office_code", []).append(f"Unknown office {office_code!r}.")
         if not isinstance(lines, list) or not lines:

@@ -37,6 +37,7 @@ from app.services import receipts as RC
 from app.services import search as S
 from app.services.audit import history_for
 from app.services.receipts import NON_RECEIPT_KINDS
+from app.services import signin as till
 from app.services.validation import validate_reference
 from app.views.fields import form_amount
 
@@ -88,11 +89,15 @@ class ReceiptView(BaseView):
     @has_access
     def new(self):
         funds, methods, vat, offices = _choices()
+        allowed, default_office = till.receipt_rules(db.session, current_username())
+        if allowed is not None:
+            methods = [m for m in methods if m.code in allowed]
         rows = [{}, {}]
         row_errors: list[dict] = [{}, {}]
         general: dict = {}
         form = {"payment_method_code": "", "transaction_date": dt.date.today().isoformat(),
-                "office_code": "", "external_reference": ""}
+                "office_code": default_office or "",
+                "external_reference": ""}
         if request.method == "POST":
             form = {k: request.form.get(k, "") for k in form}
             rows = _rows_from_form(request.form)

@@ -1,0 +1,194 @@
+"""Single sign-on by OpenID Connect against a real provider running locally (Authlib's server
+components over HTTP, tests/oidc_provider.py): users created and mapped from group claims
+(again at each sign-in), their claimed groups kept for the fund-group scoping; a forged or
+expired ID token and a replayed state are refused and audited; single sign-on users get no API
+token with a password."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from app.models.audit import AuditEvent
+from app.models.signin import UserSignin
+from tests.oidc_provider import Person, Provider, authorize_url_answer
+
+ROLE_MAP = {"ims-parking": "Income Clerk", "ims-cash": ["Cashier"], "ims-bosses": "Head of Finance"}
+FUND_MAP = {"ims-parking": "Parking", "ims-cash": ["Parking", "Libraries"]}
+
+
+@pytest.fixture(scope="module")
+def provider(app):
+    p = Provider()
+    p.start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def sso(app, provider):
+    saved = {k: app.config.get(k) for k in ("IMS_OIDC_ISSUER", "IMS_OIDC_METADATA_URL",
+                                            "IMS_OIDC_CLIENT_ID", "IMS_OIDC_CLIENT_SECRET",
+                                            "IMS_OIDC_ROLE_MAP", "IMS_OIDC_FUND_GROUP_MAP")}
+    provider.configure(app, IMS_OIDC_ROLE_MAP=json.dumps(ROLE_MAP),
+                       IMS_OIDC_FUND_GROUP_MAP=json.dumps(FUND_MAP))
+    provider.forge = provider.expired = False
+    yield provider
+    provider.forge = provider.expired = False
+    app.config.update(saved)
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + ("?" + parts.query if parts.query else "")
+
+
+def _start(client):
+    client.get("/logout/")
+    r = client.get("/login/sso/")
+    assert r.status_code == 302 and r.location.startswith("http://127.0.0.1"), r.location
+    return authorize_url_answer(r.location)  # the provider sends the browser back with a code
+
+
+def _sso_login(client):
+    back = _start(client)
+    return back, client.get(_path(back))
+
+
+def _refusals(session, reason_part):
+    session.rollback()
+    rows = session.scalars(select(AuditEvent).where(AuditEvent.action == "signin.refused")).all()
+    return [r for r in rows if reason_part in (json.loads(r.after or "{}").get("reason") or "")]
+
+
+def test_sso_creates_the_user_and_maps_roles_and_groups_at_each_sign_in(app, client, session,
+                                                                          sso):
+    from app.services import signin
+
+    sso.user = Person(sub="p-001", username="parking.pat", email="pat@example.invalid",
+                      groups=["ims-parking", "unrelated"])
+    _, r = _sso_login(client)
+    assert r.status_code == 302, r.text[:300]
+    page = client.get("/my-signin/")
+    assert page.status_code == 200 and "single sign-on" in page.text
+    session.rollback()
+    user = app.appbuilder.sm.find_user(username="parking.pat")
+    assert [x.name for x in user.roles] == ["Income Clerk"] and user.password is None
+    assert session.get(UserSignin, user.id).sso_subject == f"{sso.url}|p-001"
+    assert signin.idp_groups(session, user.id) == ["ims-parking", "unrelated"]
+    with app.app_context():
+        assert signin.idp_fund_groups(session, user.id) == ["Parking"]
+
+    # the provider's groups change: roles and groups follow at the next sign-in, and the
+    # fund-group scoping's hook is told the mapped fund groups
+    told = []
+    hook = lambda s, u, groups, fund_groups: told.append((u.username, groups, fund_groups))  # noqa: E731
+    signin.register_sso_hook(hook)
+    sso.user.groups = ["ims-cash"]
+    try:
+        _, r = _sso_login(client)
+    finally:
+        signin._SSO_HOOKS.remove(hook)
+    assert told == [("parking.pat", ["ims-cash"], ["Libraries", "Parking"])]
+    assert r.status_code == 302
+    session.rollback()
+    user = app.appbuilder.sm.find_user(username="parking.pat")
+    assert [x.name for x in user.roles] == ["Cashier"]
+    assert signin.idp_groups(session, user.id) == ["ims-cash"]
+    assert signin.idp_fund_groups(session, user.id) == ["Libraries", "Parking"]
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "signin.sso",
+                                                      AuditEvent.entity_id == str(user.id))).all()
+    assert len(events) == 2
+
+    # an SSO user gets no API token with a password, even if one was set
+    app.appbuilder.sm.reset_password(user.id, "An0ther-Passw0rd!")
+    client.get("/logout/")
+    r = client.post("/api/v1/security/login", json={"username": "parking.pat",
+                                                      "password": "An0ther-Passw0rd!",
+                                                      "provider": "db"})
+    assert r.status_code == 401 and "single sign-on" in r.json["message"]
+    assert client.post("/login/", data={"username": "parking.pat",
+                                        "password": "An0ther-Passw0rd!"}).status_code == 302
+    assert client.get("/my-signin/").status_code != 200
+
+
+def test_no_mapped_role_is_refused(client, session, sso):
+    sso.user = Person(sub="p-002", username="nobody.here", email="n@example.invalid",
+                      groups=["elsewhere"])
+    _, r = _sso_login(client)
+    assert r.status_code == 302 and "/login/" in r.location
+    assert client.get("/my-signin/").status_code != 200
+    assert _refusals(session, "no_mapped_role")
+
+
+def test_new_user_with_another_users_email_is_refused(client, session, sso):
+    sso.user = Person(sub="p-006", username="cash.clone", email="cashier@llanwern.gov.uk.invalid",
+                      groups=["ims-cash"])
+    _, r = _sso_login(client)
+    assert r.status_code == 302 and "/login/" in r.location
+    assert client.get("/my-signin/").status_code != 200
+    assert _refusals(session, "email_of_another_user")
+
+
+def test_forged_id_token_is_refused_and_audited(client, session, sso):
+    sso.user = Person(sub="p-003", username="forged.fred", email="f@example.invalid",
+                      groups=["ims-bosses"])
+    sso.forge = True  # signed with a key the provider does not publish
+    before = len(_refusals(session, "Error"))
+    _, r = _sso_login(client)
+    assert r.status_code == 302 and "/login/" in r.location
+    assert client.get("/my-signin/").status_code != 200
+    assert len(_refusals(session, "Error")) == before + 1
+    assert _refusals(session, "Signature") or _refusals(session, "KeyId")
+
+
+def test_expired_id_token_is_refused_and_audited(client, session, sso):
+    sso.user = Person(sub="p-004", username="late.lowri", email="l@example.invalid",
+                      groups=["ims-bosses"])
+    sso.expired = True
+    _, r = _sso_login(client)
+    assert r.status_code == 302 and "/login/" in r.location
+    assert client.get("/my-signin/").status_code != 200
+    assert _refusals(session, "Expired")
+
+
+def test_replayed_state_is_refused_and_audited(client, session, sso):
+    sso.user = Person(sub="p-005", username="replay.rhys", email="r@example.invalid",
+                      groups=["ims-parking"])
+    back, r = _sso_login(client)
+    assert r.status_code == 302 and client.get("/my-signin/").status_code == 200
+    client.get("/logout/")
+    before = len(_refusals(session, "State"))
+    again = client.get(_path(back))  # the same answer from the provider, sent again
+    assert again.status_code == 302 and "/login/" in again.location
+    assert client.get("/my-signin/").status_code != 200
+    assert len(_refusals(session, "State")) == before + 1
+    # a state the IMS never issued is refused the same way
+    bad = client.get("/login/sso/callback?code=abc&state=made-up")
+    assert bad.status_code == 302 and "/login/" in bad.location
+    assert len(_refusals(session, "State")) == before + 2
+
+
+def test_sso_off_without_configuration(client):
+    assert client.get("/login/sso/").status_code == 404
+    assert 'id="sso-login"' not in client.get("/login/").text
+
+
+@pytest.mark.parametrize("settings", [
+    {"IMS_LOCAL_PASSWORDS": False},
+    {"IMS_OIDC_ROLE_MAP": "not json"},
+    {"IMS_OIDC_ROLE_MAP": '["Income Clerk"]'},
+    {"IMS_OIDC_FUND_GROUP_MAP": '{"g": 3}'},
+])
+def test_configuration_nobody_could_use_is_refused_at_start_up(settings):
+    from app.domain.errors import ConfigurationError
+    from app.security.oidc import check_configuration
+
+    with pytest.raises(ConfigurationError):
+        check_configuration(settings)
+    ok = {"IMS_LOCAL_PASSWORDS": False, "IMS_OIDC_CLIENT_ID": "ims",
+          "IMS_OIDC_ISSUER": "https://login.example", "IMS_OIDC_ROLE_MAP": '{"g": ["Cashier"]}'}
+    check_configuration(ok)
