@@ -82,9 +82,11 @@ def receipt_debit_leg(method_kind: str | None, amount: int, *, office_code: str 
     return L.Leg(L.BANK, amount)
 
 
-def import_debit(import_type: str | None) -> tuple[str, str | None]:
-    """(account, dimension) an import's rows debit: Agent clearing for agent files, else Bank."""
+def import_debit(import_type: str | None, bank_reference: str | None = None
+                 ) -> tuple[str, str | None]:
+    """(account, dimension) an import's rows debit: Agent clearing for agent files, else Bank
+    (with the statement's bank account's dimension: None for the default account)."""
     agent = AGENT_IMPORT_TYPES.get(import_type or "")
     if agent:
         return L.AGENT_CLEARING, agent
-    return L.BANK, None
+    return L.BANK, bank_reference
