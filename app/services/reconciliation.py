@@ -89,6 +89,23 @@ def next_working_day(day: dt.date) -> dt.date:
     return day
 
 
+def parse_as_of(value, *, required: bool = False) -> dt.date:
+    """A reconciliation's date (ISO), today when not given; 422 when it does not parse or is
+    outside 1900-2999."""
+    from app.services.receipts import parse_date
+
+    if value is not None and not isinstance(value, str):
+        raise ValidationError("as_of: a date YYYY-MM-DD.", {"as_of": ["A date YYYY-MM-DD."]})
+    day = parse_date(value, field="as_of")
+    if day is None:
+        if required:
+            raise ValidationError("as_of: a date is required.", {"as_of": ["Required."]})
+        return _today()
+    if not 1900 <= day.year <= 2999:
+        raise ValidationError("as_of: a year from 1900 to 2999.", {"as_of": ["Out of range."]})
+    return day
+
+
 # --------------------------------------------------------------------------- bank accounts
 def default_account(session: Session) -> BankAccount:
     """The default bank account (created on first use where the migration did not run)."""
@@ -173,6 +190,39 @@ def save_bank_account(session: Session, *, actor: str, data: dict,
         "code": acct.code, "name": name, "sort_code": acct.sort_code,
         "account_number": number, "ledger_account_code": gl, "disabled": disabled}, actor=actor)
     return acct
+
+
+def check_bank_account(session: Session, item: BankAccount) -> None:
+    """The rules of save_bank_account for an account the FAB page is about to save: a new
+    account's ledger dimension is its code; the default account keeps its own."""
+    errors: dict[str, list[str]] = {}
+    item.code = (item.code or "").strip().upper()
+    if not CODE.match(item.code):
+        errors["code"] = ["1 to 20 letters, digits, - or _."]
+    item.name = (item.name or "").strip()
+    if not item.name or len(item.name) > 100:
+        errors["name"] = ["A name of 1 to 100 characters is required."]
+    m = SORT_CODE.match((item.sort_code or "").strip())
+    if not m:
+        errors["sort_code"] = ["A sort code is six digits, e.g. 20-00-00."]
+    else:
+        item.sort_code = "-".join(m.groups())
+    item.account_number = (item.account_number or "").strip()
+    if not ACCOUNT_NUMBER.match(item.account_number):
+        errors["account_number"] = ["An account number is eight digits."]
+    item.ledger_account_code = (item.ledger_account_code or "").strip()
+    if not item.ledger_account_code or len(item.ledger_account_code) > 30:
+        errors["ledger_account_code"] = ["A ledger account code of 1 to 30 characters is required."]
+    if not errors and session.scalar(select(BankAccount.id).where(
+            BankAccount.code == item.code, BankAccount.id != (item.id or -1))) is not None:
+        errors["code"] = ["Another bank account has this code."]
+    if item.is_default and item.disabled:
+        errors["disabled"] = ["The default account stays enabled."]
+    if errors:
+        raise ValidationError("The bank account was not saved.", errors)
+    if item.id is None:
+        item.is_default = bool(item.is_default)
+        item.ledger_reference = None if item.is_default else item.code
 
 
 def _bank_ref_match(column, acct: BankAccount):
@@ -443,7 +493,9 @@ def _pence(raw, field_name: str, errors: dict) -> int:
     if raw in (None, "", 0, "0"):
         return 0
     try:
-        if isinstance(raw, int) and not isinstance(raw, bool):
+        if isinstance(raw, Money):
+            value = raw.pence
+        elif isinstance(raw, int) and not isinstance(raw, bool):
             value = raw
         else:
             text = str(raw).strip()
@@ -609,6 +661,15 @@ def get_match(session: Session, match_id) -> ReconMatch:
     if m is None:
         raise NotFound("No such match.")
     return m
+
+
+def recent_matches(session: Session, acct: BankAccount, limit: int = 50) -> list[dict]:
+    """The account's live matches, newest first, as the page shows them."""
+    rows = session.scalars(select(ReconMatch).where(
+        ReconMatch.bank_account_id == acct.id, ReconMatch.status == "matched")
+        .order_by(ReconMatch.id.desc()).limit(limit))
+    return [{**match_json(session, m), "lines_total_pence": m.lines_total,
+             "fee_pence": m.fee_amount} for m in rows]
 
 
 def match_json(session: Session, m: ReconMatch) -> dict:

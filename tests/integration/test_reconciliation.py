@@ -292,3 +292,41 @@ def test_prepare_refuses_an_unexplained_difference(session, acct):
     assert rec["unexplained"] == 10000 - 500
     with pytest.raises(ValidationError):
         RC.prepare(session, acct, DAY, actor="clerk")
+
+
+# --------------------------------------------------------------------------- API and page
+def test_api_match_prepare_and_sign_off_with_role_rules(api, session, acct):
+    bag = credit(session, acct, 4321)
+    (line,) = statement(session, acct, [(DAY, 4321, f"BAG {bag.reference}")])
+    base = "/api/v1/reconciliation"
+    assert api("cashier").get(f"{base}/accounts/{acct.code}").status_code == 403
+    got = api("auditor").get(f"{base}/accounts/{acct.code}?as_of={DAY.isoformat()}")
+    assert got.status_code == 200 and got.json["unexplained"] == 0
+    assert [i["id"] for i in got.json["expected_items"]] == [bag.id]
+    props = api("clerk").get(f"{base}/accounts/{acct.code}/proposals").json["result"]
+    assert props[0]["line_ids"] == [line] and "reference" in props[0]["reason"]
+    assert api("auditor").post(f"{base}/matches", json={"line_ids": [line],
+                                                        "item_ids": [bag.id]}).status_code == 403
+    bad = api("clerk").post(f"{base}/matches", json={"line_ids": [line], "item_ids": []})
+    assert bad.status_code == 422
+    made = api("clerk").post(f"{base}/matches", json={"line_ids": [line], "item_ids": [bag.id]})
+    assert made.status_code == 201, made.json
+    again = api("clerk").post(f"{base}/matches", json={"line_ids": [line], "item_ids": [bag.id]})
+    assert again.status_code == 409
+    assert api("clerk").get(f"{base}/accounts/{acct.code}?as_of=0001-01-01").status_code == 422
+    prep = api("clerk").post(f"{base}/accounts/{acct.code}/sign-offs",
+                             json={"as_of": DAY.isoformat()})
+    assert prep.status_code == 201, prep.json
+    sid = prep.json["id"]
+    assert api("clerk").post(f"{base}/sign-offs/{sid}",
+                             json={"decision": "sign_off"}).status_code == 403
+    done = api("manager").post(f"{base}/sign-offs/{sid}", json={"decision": "sign_off"})
+    assert done.status_code == 200 and done.json["status"] == "signed_off"
+
+
+def test_reconciliation_page_for_clerk_not_cashier(as_user, session, acct):
+    client = as_user("clerk")
+    page = client.get(f"/reconciliation/?account={acct.code}&as_of={DAY.isoformat()}")
+    assert page.status_code == 200 and b"recon-unexplained" in page.data
+    client = as_user("cashier")
+    assert client.get("/reconciliation/").status_code in (302, 403)
