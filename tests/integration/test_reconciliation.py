@@ -330,3 +330,12 @@ def test_reconciliation_page_for_clerk_not_cashier(as_user, session, acct):
     assert page.status_code == 200 and b"recon-unexplained" in page.data
     client = as_user("cashier")
     assert client.get("/reconciliation/").status_code in (302, 403)
+
+
+def test_period_close_lists_unmatched_statement_lines(session, acct):
+    from app.services import periods
+
+    (line,) = statement(session, acct, [(DAY, 1234, "UNMATCHED")])
+    check = periods._CLOSE_CHECKS["unreconciled"](session, DAY.replace(day=1), DAY)
+    assert check["count"] >= 1 and check["note"] is None
+    assert line in [i["id"] for i in check["items"]] or check["count"] > 50
