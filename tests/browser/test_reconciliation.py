@@ -10,6 +10,7 @@ import pytest
 
 from app.models.cashup import ExpectedBankCredit
 from app.services import reconciliation as RC
+from tests.browser.test_axe_sweep import _violations
 from tests.conftest import browser_login, unique
 
 pytestmark = pytest.mark.browser
@@ -45,6 +46,7 @@ def test_clerk_matches_and_a_manager_signs_off(app, page, live_url):
     page.goto(f"{live_url}/reconciliation/?account={code}&as_of={day.isoformat()}")
     assert page.inner_text("#recon-unexplained") == "£0.00"
     assert page.locator(".recon-proposal").count() == 2
+    assert _violations(page) == []  # the page with items on both sides passes axe
     page.locator(".recon-confirm").first.click()
     page.wait_for_load_state("networkidle")
     page.locator(".recon-confirm").first.click()
