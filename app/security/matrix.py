@@ -54,7 +54,8 @@ RESOURCE_WORDS = {
 
 #: permission -> what it lets a role do, in words
 PERMISSION_WORDS = {READ: N_("see"), WRITE: N_("change"), "can_reverse": N_("reverse"),
-                    "can_void": N_("void"), "can_sign_off": N_("sign off"), "can_cash_book": N_("daily cash book"),
+                    "can_void": N_("void"), "can_sign_off": N_("sign off"),
+                    "can_cash_book": N_("daily cash book"),
                     "can_vat": N_("VAT report"), "can_income": N_("income report"),
                     "can_approvals": N_("approvals report"), "can_month_end": N_("month-end pack")}
 

@@ -586,8 +586,6 @@ def match(session: Session, *, actor: str, line_ids, item_ids, fee_adjustment=No
     for it in items:
         ref = acct.ledger_reference if it.clearing_account == L.BANK else it.clearing_reference
         totals[(it.clearing_account, ref)] -= it.gross
-    if adjust:  # the unreported fee is the settlement's: Cr clearing less by the adjustment
-        pass
     legs = [L.Leg(a, amt, None, ref) for (a, ref), amt in totals.items() if amt]
     m = ReconMatch(bank_account_id=acct.id, status="matched", lines_total=lines_total,
                    items_total=net, fee_amount=fees, reason=reason, created_by=actor,

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import Conflict, ValidationError
 from app.domain.money import Money
-from app.services.reconciliation import STATEMENT_FORMATS, bank_account_for, create_statement
 from app.importers import FORMATS, FileRejected, LineError, Summary, parse_file
 from app.models.base import utcnow
 from app.models.imports import BankProfile, ImportBatch, ImportStatusEvent
@@ -23,6 +22,7 @@ from app.observability import current_request_id
 from app.services import audit
 from app.services.imports.batches import set_status
 from app.services.imports.rows import allpay_methods
+from app.services.reconciliation import STATEMENT_FORMATS, bank_account_for, create_statement
 from app.services.validation import date_outside_window, transaction_date_window
 
 #: line errors kept on a batch at most
