@@ -20,6 +20,7 @@ class ReconciliationApi(BaseApi):
     class_permission_name = "Reconciliation"
     base_permissions = ["can_read", "can_write", "can_sign_off"]
     method_permission_name = {"accounts": "read", "get_reconciliation": "read",
+                              "post_debit": "write",
                               "proposals": "read", "match": "write", "unmatch": "write",
                               "refresh": "write", "prepare": "write", "decide": "sign_off"}
     allow_browser_login = True
@@ -156,6 +157,37 @@ class ReconciliationApi(BaseApi):
         m = RC.match(db.session, actor=current_username(), line_ids=data.get("line_ids"),
                      item_ids=data.get("item_ids"), fee_adjustment=data.get("fee_adjustment"),
                      reason=data.get("reason") if isinstance(data.get("reason"), str) else None)
+        return self.response(201, **RC.match_json(db.session, m))
+
+    @expose("/lines/<int:pk>/post", methods=["POST"])
+    @protect()
+    @domain_errors
+    def post_debit(self, pk):
+        """Post a statement's debit line (bank charges) to the ledger: Dr Bank charges / Cr Bank
+        ---
+        post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  required: [reason]
+                  properties:
+                    reason: {type: string, maxLength: 500}
+          responses:
+            201:
+              description: Posted (a match of the line alone; unmatching reverses it)
+              content:
+                application/json:
+                  schema: {type: object}
+            409: {$ref: '#/components/responses/409'}
+        """
+        data = json_body()
+        reason = data.get("reason") if isinstance(data.get("reason"), str) else None
+        m = RC.post_debit_line(db.session, pk, actor=current_username(), reason=reason)
         return self.response(201, **RC.match_json(db.session, m))
 
     @expose("/matches/<int:pk>/unmatch", methods=["POST"])

@@ -55,8 +55,8 @@ ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND",
             "CASH_IN_HAND", "CASH_IN_TRANSIT", "CARD_CLEARING", "AGENT_CLEARING", "CASH_VARIANCE",
             # the control account history migrated from another system is posted against
             "MIGRATION",
-            # card providers' fees kept from settlements (bank reconciliation)
-            "CARD_FEES")
+            # card providers' fees kept from settlements, and bank charges (bank reconciliation)
+            "CARD_FEES", "BANK_CHARGES")
 #: ledger_line's CHECK on account (migrations 0013_cashup and 0014_accounts widened it)
 ACCOUNT_CHECK = "account IN (" + ",".join(f"'{a}'" for a in ACCOUNTS) + ")"
 

@@ -44,6 +44,7 @@ AGENT_CLEARING = "AGENT_CLEARING"
 CASH_VARIANCE = "CASH_VARIANCE"
 MIGRATION = "MIGRATION"
 CARD_FEES = "CARD_FEES"
+BANK_CHARGES = "BANK_CHARGES"
 
 #: Default number prefix per posting-group kind.
 PREFIXES = {"receipt": "R", "journal": "J", "transfer": "T", "import": "I", "suspense": "S",

@@ -618,6 +618,49 @@ def match(session: Session, *, actor: str, line_ids, item_ids, fee_adjustment=No
     return m
 
 
+def post_debit_line(session: Session, line_id, *, actor: str, reason: str | None,
+                    commit: bool = True) -> ReconMatch:
+    """Post a statement's debit line (bank charges) to the ledger: Dr BANK_CHARGES / Cr Bank,
+    with a reason; it is then matched (unmatching reverses the posting)."""
+    reason = (reason or "").strip()[:500]
+    if not reason:
+        raise ValidationError("Give a reason for posting the debit.",
+                              {"reason": ["A reason is required."]})
+    lid = parse_id(line_id)
+    line = session.scalar(for_update(session, select(StatementLine).where(
+        StatementLine.id == lid)).execution_options(populate_existing=True)) \
+        if lid is not None else None
+    if line is None:
+        raise NotFound("A statement line does not exist.")
+    if line.kind != "debit":
+        raise ValidationError("Only a debit line is posted as a bank charge.",
+                              {"line_id": ["Debit lines only."]})
+    if line.match_id is not None:
+        raise Conflict("The statement line is already matched.")
+    acct = session.get(BankAccount, line.bank_account_id)
+    m = ReconMatch(bank_account_id=acct.id, status="matched", lines_total=line.amount,
+                   items_total=0, fee_amount=0, reason=reason, created_by=actor,
+                   line_ids=json.dumps([line.id]), item_ids="[]")
+    session.add(m)
+    session.flush()
+    group = L.post_group(session, "reconciliation", [
+        L.Leg(L.BANK_CHARGES, -line.amount), L.Leg(L.BANK, line.amount, None, acct.ledger_reference)],
+        actor=actor, reason=f"Bank reconciliation: debit line {line.id} posted: {reason}",
+        accounting_date=line.transaction_date)
+    m.posting_group_id = group.id
+    t = StatementLine.__table__
+    if session.execute(update(t).where(t.c.id == line.id, t.c.match_id.is_(None))
+                       .values(match_id=m.id)).rowcount != 1:
+        session.rollback()
+        raise Conflict("The statement line was matched meanwhile.")
+    audit.record(session, "post_debit", "ReconMatch", m.id, after={
+        "line": line.id, "amount": str(Money(line.amount)), "posting": group.number},
+        reason=reason, actor=actor)
+    if commit:
+        session.commit()
+    return m
+
+
 def unmatch(session: Session, match_id, *, actor: str, reason: str | None) -> ReconMatch:
     """Undo a match: its posting is reversed and both sides are unmatched again."""
     reason = (reason or "").strip()[:500]

@@ -55,6 +55,7 @@ class ReconciliationView(BaseView):
     class_permission_name = "Reconciliation"
     base_permissions = ["can_read", "can_write", "can_sign_off"]
     method_permission_name = {"index": "read", "match": "write", "unmatch": "write",
+                              "post_debit": "write",
                               "refresh": "write", "prepare": "write", "decide": "sign_off"}
     default_view = "index"
 
@@ -116,6 +117,20 @@ class ReconciliationView(BaseView):
             return self._back(acct, as_of)
         flash(_("Matched: %(amount)s (match %(id)d).", amount=money(m.lines_total), id=m.id),
               "success")
+        return self._back(acct, as_of)
+
+    @expose("/lines/<int:pk>/post", methods=["POST"])
+    @has_access
+    def post_debit(self, pk):
+        acct = self._account(request.form.get("account"))
+        as_of = _day(request.form.get("as_of"))
+        try:
+            RC.post_debit_line(db.session, pk, actor=_user(), reason=request.form.get("reason"))
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+            return self._back(acct, as_of)
+        flash(_("The debit line was posted as a bank charge."), "success")
         return self._back(acct, as_of)
 
     @expose("/matches/<int:pk>/unmatch", methods=["POST"])

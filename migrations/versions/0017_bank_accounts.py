@@ -6,7 +6,8 @@ statement's balances and statement_line its settlement credits and debit lines; 
 groups a provider's payments settled on a day; recon_match and recon_sign_off record matches and
 sign-offs. expected_bank_credit gains its bank account, fee and live match; card_payment its
 settled date, fee and settlement; import_batch its bank account and settlement counts;
-processing_rule a line kind; bank_profile a balance column. The ledger gains CARD_FEES.
+processing_rule a line kind; bank_profile a balance column. The ledger gains CARD_FEES and
+BANK_CHARGES.
 
 Revision ID: 0017_bank_accounts
 Revises: 0016_portal_funds
@@ -181,7 +182,7 @@ def upgrade():
         batch_op.add_column(sa.Column('balance_column', sa.String(length=50), nullable=True))
     from app.models.ddl import replace_ledger_account_check
 
-    replace_ledger_account_check(op, _check(_BEFORE + ('CARD_FEES',)))
+    replace_ledger_account_check(op, _check(_BEFORE + ('CARD_FEES', 'BANK_CHARGES')))
 
 
 def downgrade():

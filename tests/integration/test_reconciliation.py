@@ -339,3 +339,40 @@ def test_period_close_lists_unmatched_statement_lines(session, acct):
     check = periods._CLOSE_CHECKS["unreconciled"](session, DAY.replace(day=1), DAY)
     assert check["count"] >= 1 and check["note"] is None
     assert line in [i["id"] for i in check["items"]] or check["count"] > 50
+
+
+def test_agent_file_total_becomes_an_expected_credit_once(session):
+    batch = ImportBatch(format="allpay", filename="allpay.txt", sha256=unique("sha", 20),
+                        status="succeeded", rows_total=3, posted_amount=4_000,
+                        suspense_amount=975, total_amount=4_975, last_date=DAY, created_by="t")
+    session.add(batch)
+    session.commit()
+    RC.refresh_expected(session)
+    session.commit()
+    RC.refresh_expected(session)
+    session.commit()
+    items = session.scalars(select(ExpectedBankCredit).where(
+        ExpectedBankCredit.kind == RC.AGENT, ExpectedBankCredit.source_id == batch.id)).all()
+    assert [(i.amount, i.clearing_account, i.clearing_reference, i.expected_date)
+            for i in items] == [(4_975, "AGENT_CLEARING", "ALLPAY", DAY + dt.timedelta(days=1))]
+
+
+def test_debit_line_posted_as_bank_charge_and_reversed(session, acct):
+    (charge, credit_line) = statement(session, acct, [(DAY, -450, "CHARGES"), (DAY, 100, "X")])
+    with pytest.raises(ValidationError):
+        RC.post_debit_line(session, charge, actor="clerk", reason=" ")
+    with pytest.raises(ValidationError):
+        RC.post_debit_line(session, credit_line, actor="clerk", reason="not a debit")
+    session.rollback()
+    m = RC.post_debit_line(session, charge, actor="clerk", reason="Monthly charges")
+    assert legs(session, m.posting_group_id) == sorted([
+        ("BANK", acct.ledger_reference, -450), ("BANK_CHARGES", None, 450)])
+    rec = RC.reconciliation(session, acct, DAY)
+    assert rec["ledger_balance"] == -450 and rec["unexplained"] == 0
+    with pytest.raises(Conflict):
+        RC.post_debit_line(session, charge, actor="clerk", reason="again")
+    session.rollback()
+    RC.unmatch(session, m.id, actor="clerk", reason="charge refunded")
+    # the reversal is posted today: as at today the charge is an unmatched line again
+    rec = RC.reconciliation(session, acct, dt.date.today())
+    assert rec["ledger_balance"] == 0 and charge in [ln["id"] for ln in rec["unmatched_lines"]]
