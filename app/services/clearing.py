@@ -22,6 +22,10 @@ An approved cash-up (app/services/cashups.py) posts Dr CASH_IN_TRANSIT (or BANK,
 ``IMS_CASHUP_DESTINATION``) / Cr CASH_IN_HAND, and any over/short to CASH_VARIANCE. A card refund is
 paid out of CARD_CLEARING (the provider nets it off the settlement).
 
+Bank reconciliation (app/services/reconciliation.py) moves the money on to Bank when a statement
+line is matched to what was expected: a banked bag clears CASH_IN_TRANSIT, a card provider's
+settlement clears CARD_CLEARING (its fees to CARD_FEES), an agent's remittance AGENT_CLEARING.
+
 Postings made before migration 0013_cashup debited BANK for every channel; they are left as they
 are (the ledger is append-only): that money is treated as already banked, the clearing accounts
 start at zero, and cash-ups cover only receipts that debited CASH_IN_HAND.

@@ -376,3 +376,22 @@ def test_debit_line_posted_as_bank_charge_and_reversed(session, acct):
     # the reversal is posted today: as at today the charge is an unmatched line again
     rec = RC.reconciliation(session, acct, dt.date.today())
     assert rec["ledger_balance"] == 0 and charge in [ln["id"] for ln in rec["unmatched_lines"]]
+
+
+def test_rule_tester_shows_a_settlement_line(session):
+    from app.services.imports.rows import dry_run
+
+    rule = ProcessingRule(name=unique("settle", 20), priority=1, import_type="mt940",
+                          conditions='narrative contains "SIMULATOR SETTLEMENT"',
+                          set_line_kind="settlement", stop_processing=True)
+    session.add(rule)
+    session.commit()
+    try:
+        out = dry_run(session, reference="X", amount="99.25", import_type="mt940",
+                      narrative="SIMULATOR SETTLEMENT 2026-11-16")
+        assert out["destination"] == "settlement" and out["fired"] == [rule.name]
+        assert dry_run(session, reference="X", amount="99.25", import_type="ims_csv",
+                       narrative="SIMULATOR SETTLEMENT")["destination"] != "settlement"
+    finally:
+        session.delete(session.get(ProcessingRule, rule.id))
+        session.commit()
