@@ -914,7 +914,7 @@ def sign_off_json(so: ReconSignOff) -> dict:
 
 
 # --------------------------------------------------------------------------- period close
-def _unreconciled_check(session: Session, start: dt.date, end: dt.date) -> dict:
+def unreconciled_check(session: Session, start: dt.date, end: dt.date) -> dict:
     """Closing a period: statement lines up to its end still unmatched, on every account."""
     q = select(StatementLine).where(StatementLine.match_id.is_(None),
                                     StatementLine.transaction_date <= end)
@@ -928,11 +928,3 @@ def _unreconciled_check(session: Session, start: dt.date, end: dt.date) -> dict:
                        "amount": ln.amount, "reference": ln.reference, "status": ln.kind}
                       for ln in items], "note": None}
 
-
-def _register() -> None:
-    from app.services import periods
-
-    periods.register_close_check("unreconciled", _unreconciled_check)
-
-
-_register()
