@@ -22,13 +22,14 @@ ROOT = os.path.dirname(HERE)
 FULL = [("search", ["search.py"]), ("pages", ["pages.py"]), ("receipts", ["receipts.py"]),
         ("workflow", ["workflow.py"]), ("import", ["import.py"]), ("load", ["load.py"]),
         ("portal", ["portal.py"]), ("gl_export", ["gl_export.py"]), ("reports", ["reports.py"]),
-        ("accounts", ["accounts.py"])]
+        ("accounts", ["accounts.py"]), ("reconcile", ["reconcile.py"])]
 QUICK = {"search": ["--rows", "20000", "--runs", "20"], "pages": ["--rows", "20000", "--runs", "5"],
          "receipts": ["--seconds", "5", "--receipts", "50"], "workflow": ["-n", "40", "--chunks", "2"],
          "import": ["--rows", "5000"], "load": ["--users", "10", "--seconds", "20",
                                                 "--suspense", "200"],
          "portal": ["--checkouts", "50"], "gl_export": ["--lines", "20000"],
-         "reports": ["--rows", "20000", "--runs", "2"], "accounts": ["--rows", "20000"]}
+         "reports": ["--rows", "20000", "--runs", "2"], "accounts": ["--rows", "20000"],
+         "reconcile": ["--lines", "2000", "--items", "10000"]}
 SUMMARY = re.compile(r"\[(OK|SLOW|over)[^\]]*\]|target|baseline|ratio|receipts/s|rows/s", re.I)
 
 

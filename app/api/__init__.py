@@ -25,6 +25,7 @@ def register_apis(appbuilder) -> None:
         VatCodeApi,
     )
     from app.api.payment_requests import PaymentRequestApi
+    from app.api.reconciliation import ReconciliationApi
     from app.api.refunds import RefundApi
     from app.api.reports import APIS as REPORT_APIS
     from app.api.suspense import SuspenseAllocationApi
@@ -36,5 +37,5 @@ def register_apis(appbuilder) -> None:
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
                 AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
                 AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
-                ConfigurationBundleApi, PaymentRequestApi):
+                ConfigurationBundleApi, PaymentRequestApi, ReconciliationApi):
         appbuilder.add_api(api)

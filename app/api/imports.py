@@ -48,6 +48,7 @@ class ImportApi(BaseApi):
                     file: {type: string, format: binary}
                     format: {type: string, enum: [ims_csv, bank_csv, camt053, mt940, allpay]}
                     profile: {type: string}
+                    bank_account: {type: string}
           responses:
             201:
               description: Received; processing has started (poll GET /imports/{pk})
@@ -70,7 +71,8 @@ class ImportApi(BaseApi):
             raise ValidationError(f"The file is larger than the limit of "
                                   f"{max_bytes // (1024 * 1024)} MB.", {"file": ["Too large."]})
         batch = submit_upload(request.files.get("file"), request.form.get("format", ""),
-                              request.form.get("profile"))
+                              request.form.get("profile"),
+                              bank_account=request.form.get("bank_account") or None)
         return self.response(201, id=batch.id, status=batch.status)
 
     @expose("/", methods=["GET"])

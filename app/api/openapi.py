@@ -125,6 +125,8 @@ SCHEMAS = {
         "id": {"type": "integer"}, "status": {"type": "string"}, "format": {"type": "string"},
         "filename": {"type": "string"}, "rows_total": {"type": "integer"},
         "rows_posted": {"type": "integer"}, "rows_suspense": {"type": "integer"},
+        "rows_settlement": {"type": "integer"}, "settlement_amount": _MONEY,
+        "bank_account_id": _NULLABLE_ID,
         "total_amount": _MONEY, "posted_amount": _MONEY, "suspense_amount": _MONEY,
         "errors": {"type": "array", "items": {"type": "object", "properties": {
             "line": {"type": "integer", "nullable": True}, "message": {"type": "string"}}}}}},

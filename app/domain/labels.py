@@ -18,6 +18,11 @@ from app.domain.i18n import N_, Fixed
 
 #: kind -> stored value -> words
 LABELS: dict[str, dict[str, Fixed]] = {
+    "ledger_account": {"BANK": N_("Bank"), "CASH_IN_HAND": N_("Cash in hand"),
+                       "CASH_IN_TRANSIT": N_("Cash in transit"),
+                       "CARD_CLEARING": N_("Card clearing"), "AGENT_CLEARING": N_("Agent clearing"),
+                       "CASH_VARIANCE": N_("Cash variance"), "CARD_FEES": N_("Card fees"),
+                       "BANK_CHARGES": N_("Bank charges")},
     "import": {"received": N_("received"), "queued": N_("queued"), "processing": N_("processing"),
                "succeeded": N_("succeeded"), "failed": N_("failed"), "reversed": N_("reversed")},
     "task": {"ready": N_("waiting for a decision"), "completed": N_("completed"),

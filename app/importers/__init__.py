@@ -36,15 +36,29 @@ class LineError:
     message: str
 
 
+#: the most debit lines a statement keeps for reconciliation
+MAX_DEBITS = 100_000
+
+
 @dataclass
 class Summary:
-    """Filled in by a parser while it runs: control totals and skipped (debit) lines."""
+    """Filled in by a parser while it runs: control totals and skipped (debit) lines; for bank
+    statements, the debit lines (amount > 0, pence paid out) and the statement's opening and
+    closing balances (pence, negative when overdrawn) where the file carries them."""
 
     control: str | None = None
     skipped: int = 0
     first_date: date | None = None  # set by the whole-file check
     last_date: date | None = None
     notes: list[str] = field(default_factory=list)
+    debits: list[Row] = field(default_factory=list)
+    opening_balance: int | None = None
+    closing_balance: int | None = None
+    statement_date: date | None = None
+
+    def add_debit(self, row: Row) -> None:
+        if len(self.debits) < MAX_DEBITS:
+            self.debits.append(row)
 
 
 class FileRejected(Exception):

@@ -54,6 +54,7 @@ def parse(path: str, summary: Summary, profile) -> Iterator[Row | LineError]:
     col = _resolver(header)
     i_date, i_ref = col(profile.date_column), col(profile.reference_column)
     i_nar, i_fund = col(profile.narrative_column), col(profile.fund_column)
+    i_bal = col(getattr(profile, "balance_column", None))
     sign = profile.sign_convention or "signed"
     if sign == "split":
         i_cr, i_dr, i_amt = col(profile.credit_column), col(profile.debit_column), None
@@ -63,7 +64,8 @@ def parse(path: str, summary: Summary, profile) -> Iterator[Row | LineError]:
         i_amt, i_cr, i_dr = col(profile.amount_column), None, None
         if i_amt is None:
             raise FileRejected(t("The profile needs an amount column."))
-    need = max(i for i in (i_date, i_ref, i_nar, i_fund, i_amt, i_cr, i_dr) if i is not None) + 1
+    need = max(i for i in (i_date, i_ref, i_nar, i_fund, i_amt, i_cr, i_dr, i_bal)
+               if i is not None) + 1
     width = len(header) if header else None
     rows = 0
     for record in csv_records(reader, state):
@@ -95,14 +97,33 @@ def parse(path: str, summary: Summary, profile) -> Iterator[Row | LineError]:
                     amount = -amount
         except ValueError as exc:
             errs.append(str(exc))
+        balance = None
+        if i_bal is not None and rec[i_bal].strip():
+            try:
+                balance = parse_amount(rec[i_bal].strip(), allow_negative=True, thousands=True)
+            except ValueError as exc:
+                errs.append(str(exc))
         if errs:
             yield LineError(start, t("Line %(line)d: %(msg)s", line=start, msg=" ".join(errs)))
             continue
-        if amount <= 0:  # debits and zero lines are not income
-            summary.skipped += 1
-            continue
         nar = rec[i_nar].strip() if i_nar is not None else None
         ref = rec[i_ref].strip()
+        if sign == "split" and amount == 0 and i_dr is not None and rec[i_dr].strip():
+            try:
+                amount = -parse_amount(rec[i_dr].strip(), thousands=True)
+            except ValueError as exc:
+                yield LineError(start, t("Line %(line)d: %(msg)s", line=start, msg=str(exc)))
+                continue
+        if balance is not None:  # the running balance: opening = first balance - first amount
+            if summary.opening_balance is None:
+                summary.opening_balance = balance - amount
+            summary.closing_balance = balance
+            summary.statement_date = d
+        if amount <= 0:  # debits and zero lines are not income
+            summary.skipped += 1
+            if amount < 0:  # kept for reconciliation
+                summary.add_debit(Row(start, d, ref[:100], -amount, nar or None))
+            continue
         yield Row(start, d, ref, amount, nar or None,
                   (rec[i_fund].strip().upper() or None) if i_fund is not None else None,
                   profile.payment_method_code or "BACS", None)

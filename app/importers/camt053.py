@@ -36,6 +36,7 @@ class _Handler(ContentHandler):
         self.declared_count = None
         self.declared_sum = None
         self.attrs = None
+        self.bal = None
 
     def line(self) -> int:
         return self._locator.getLineNumber() if self._locator else 0
@@ -45,6 +46,8 @@ class _Handler(ContentHandler):
         self.path.append(tag)
         self.text = []
         self.attrs = attrs
+        if tag == "Bal" and self.entry is None:
+            self.bal = {}
         if tag == "Ntry":
             self.entry = {"line": self.line(), "txs": [], "ccy": None, "ustrd": []}
         elif tag == "TxDtls" and self.entry is not None:
@@ -97,6 +100,19 @@ class _Handler(ContentHandler):
                 elif tag == "Ntry":
                     self._emit(e)
                     self.entry = None
+        elif self.bal is not None:
+            b = self.bal
+            if tag == "Cd" and "Tp" in self.path:
+                b["type"] = value
+            elif tag == "Amt" and parent == "Bal":
+                b["amt"] = value
+            elif tag == "CdtDbtInd" and parent == "Bal":
+                b["ind"] = value
+            elif tag in ("Dt", "DtTm") and parent == "Dt":
+                b["date"] = value[:10]
+            elif tag == "Bal":
+                self._balance(b)
+                self.bal = None
         elif parent == "TtlCdtNtries":
             if tag == "NbOfNtries":
                 self.declared_count = value
@@ -104,10 +120,43 @@ class _Handler(ContentHandler):
                 self.declared_sum = value
         self.path.pop()
 
+    def _balance(self, b: dict) -> None:
+        """Opening (OPBD, PRCD) and closing (CLBD) booked balances, for reconciliation."""
+        try:
+            amount = parse_amount(b.get("amt") or "")
+        except ValueError:
+            return
+        if b.get("ind") == "DBIT":
+            amount = -amount
+        kind = (b.get("type") or "").upper()
+        if kind in ("OPBD", "PRCD") and self.summary.opening_balance is None:
+            self.summary.opening_balance = amount
+        elif kind == "CLBD":
+            self.summary.closing_balance = amount
+            try:
+                self.summary.statement_date = parse_date(b["date"]) if b.get("date") else None
+            except ValueError:
+                pass
+
+    def _debit(self, e: dict) -> None:
+        """A booked debit entry, kept for reconciliation (bank charges, returned items)."""
+        try:
+            amount = parse_amount(e.get("amt") or "")
+            d = parse_date(e.get("BookgDt") or e.get("ValDt") or "")
+        except ValueError:
+            return
+        if amount <= 0:
+            return
+        text = " ".join(x for x in e["ustrd"] if x) or e.get("svcr") or ""
+        self.summary.add_debit(Row(e["line"], d, text.strip()[:100], amount, text or None,
+                                   None, None, e.get("svcr")))
+
     def _emit(self, e: dict) -> None:
         n = e["line"]
         if e.get("ind") != "CRDT":
             self.summary.skipped += 1
+            if e.get("ind") == "DBIT" and (e.get("sts") or "BOOK") == "BOOK":
+                self._debit(e)
             return
         if e.get("sts") and e["sts"] not in ("BOOK",):
             self.summary.skipped += 1

@@ -72,6 +72,12 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
                 continue
             if amount <= 0 or status not in ("C", "RD"):
                 summary.skipped += 1
+                if amount < 0:  # a debit, kept for reconciliation
+                    details = (data.get("transaction_details") or "").replace("\n", " ").strip()
+                    d = data.get("date")
+                    summary.add_debit(Row(n, date(d.year, d.month, d.day), details[:100], -amount,
+                                          details or None, None, None,
+                                          data.get("bank_reference") or None))
                 continue
             details = (data.get("transaction_details") or "").replace("\n", " ").strip()
             cref = (data.get("customer_reference") or "").strip()
@@ -84,6 +90,13 @@ def parse(path: str, summary: Summary) -> Iterator[Row | LineError]:
                       data.get("bank_reference") or None)
         opening = trs.data.get("final_opening_balance") or trs.data.get("intermediate_opening_balance")
         closing = trs.data.get("final_closing_balance") or trs.data.get("intermediate_closing_balance")
+        if opening is not None and summary.opening_balance is None:
+            summary.opening_balance = _pence(opening.amount)
+        if closing is not None:
+            summary.closing_balance = _pence(closing.amount)
+            cd = getattr(closing, "date", None)
+            if cd is not None:
+                summary.statement_date = date(cd.year, cd.month, cd.day)
         if opening is not None and closing is not None:
             o, c = _pence(opening.amount), _pence(closing.amount)
             if o + movement != c:

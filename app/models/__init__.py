@@ -53,6 +53,14 @@ from app.models.reference import (  # noqa: F401
     Setting,
     VatCode,
 )
+from app.models.reconciliation import (  # noqa: F401,E402
+    BankAccount,
+    BankStatement,
+    CardSettlement,
+    ReconMatch,
+    ReconSignOff,
+    StatementLine,
+)
 from app.models.refund import Refund, RefundPaymentRun  # noqa: F401,E402
 from app.models.security import UserSession  # noqa: F401
 from app.models.signin import (  # noqa: F401

@@ -13,10 +13,10 @@ finished), pending (the payer is on the provider's page or the payment is submit
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import UTCDateTime, utcnow
@@ -106,6 +106,11 @@ class CardPayment(Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     emailed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the day the provider pays it to the bank (its report's settled date) and its fee
+    settled_date: Mapped[date | None] = mapped_column(Date)
+    fee: Mapped[int | None] = mapped_column(BigInteger)
+    #: the settlement (app/models/reconciliation.py CardSettlement) that includes it
+    settlement_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     @property
     def items(self) -> list[dict]:

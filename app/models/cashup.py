@@ -167,11 +167,15 @@ class ExpectedBankCredit(Model):
     __table_args__ = (
         UniqueConstraint("kind", "source_id", name="uq_expected_bank_credit_source"),
         CheckConstraint("amount > 0", name="ck_expected_bank_credit_amount"),
+        CheckConstraint("fee >= 0", name="ck_expected_bank_credit_fee"),
         Index("ix_expected_bank_credit_open", "cleared", "expected_date"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # 'cash_up_bag'
+    #: 'cash_up_bag', 'card_settlement', 'agent_file'
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    #: the bank account the credit should reach (NULL: the default account)
+    bank_account_id: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger, nullable=False)
     expected_date: Mapped[date] = mapped_column(Date, nullable=False)
     reference: Mapped[str] = mapped_column(String(50), nullable=False)
@@ -179,6 +183,15 @@ class ExpectedBankCredit(Model):
     #: the clearing account the credit clears (Cash in transit) and its dimension (office)
     clearing_account: Mapped[str] = mapped_column(String(20), nullable=False)
     clearing_reference: Mapped[str | None] = mapped_column(String(30))
+    #: fees the provider keeps (card settlements): the clearing account is cleared of
+    #: amount + fee, the bank receives amount
+    fee: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     cleared: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the live reconciliation match that cleared it (app/models/reconciliation.py)
+    match_id: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    @property
+    def gross(self) -> int:
+        return self.amount + self.fee

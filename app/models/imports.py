@@ -39,6 +39,9 @@ class BankProfile(Model):
     narrative_column: Mapped[str | None] = mapped_column(String(50))
     fund_column: Mapped[str | None] = mapped_column(String(50))
     payment_method_code: Mapped[str] = mapped_column(String(10), nullable=False, default="BACS")
+    #: the running balance after each line (statement opening and closing balances for
+    #: reconciliation); None: the file has none
+    balance_column: Mapped[str | None] = mapped_column(String(50))
 
     def __repr__(self) -> str:
         return self.name
@@ -81,6 +84,9 @@ class ProcessingRule(Model):
     set_reference: Mapped[str | None] = mapped_column(String(100))
     set_narrative: Mapped[str | None] = mapped_column(String(200))
     stop_processing: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    #: "settlement": the bank-statement line clears expected money (a card settlement, a banked
+    #: bag, an agent's file) and is reconciled, not posted as income; None: a citizen's payment
+    set_line_kind: Mapped[str | None] = mapped_column(String(20))
 
     def __repr__(self) -> str:
         return self.name
@@ -108,6 +114,10 @@ class ImportBatch(Model):
     rows_suspense: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     rows_duplicate: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     total_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    #: bank statements: the account, and the settlement lines kept for reconciliation
+    bank_account_id: Mapped[int | None] = mapped_column(Integer)
+    rows_settlement: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    settlement_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     posted_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     suspense_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     #: the last file line whose row is committed (a re-run resumes after it)

@@ -49,12 +49,14 @@ STATEMENT_CHECKED_REFERENCES = (("income_transaction", "posting_group_id", "post
 NOT_BANK = "ledger_line.account <> 'BANK'"
 
 GROUP_KINDS = ("receipt", "journal", "transfer", "import", "suspense", "allocation", "refund",
-               "refund_payment", "write_off", "reversal", "cash_up", "migration")
+               "refund_payment", "write_off", "reversal", "cash_up", "migration", "reconciliation")
 ACCOUNTS = ("BANK", "SUSPENSE", "REFUNDS_PAYABLE", "WRITE_OFFS", "FUND",
             # clearing accounts (app/services/clearing.py): money receipted but not yet banked
             "CASH_IN_HAND", "CASH_IN_TRANSIT", "CARD_CLEARING", "AGENT_CLEARING", "CASH_VARIANCE",
             # the control account history migrated from another system is posted against
-            "MIGRATION")
+            "MIGRATION",
+            # card providers' fees kept from settlements, and bank charges (bank reconciliation)
+            "CARD_FEES", "BANK_CHARGES")
 #: ledger_line's CHECK on account (migrations 0013_cashup and 0014_accounts widened it)
 ACCOUNT_CHECK = "account IN (" + ",".join(f"'{a}'" for a in ACCOUNTS) + ")"
 

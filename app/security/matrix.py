@@ -48,11 +48,14 @@ RESOURCE_WORDS = {
     "GLExport": (N_("Closing the books"), N_("GL export batches")),
     "AccountingPeriod": (N_("Closing the books"), N_("Accounting periods")),
     "Report": (N_("Reports"), N_("Finance reports")),
+    "BankAccount": (N_("Reference data"), N_("Bank accounts")),
+    "Reconciliation": (N_("Closing the books"), N_("Bank reconciliation")),
 }
 
 #: permission -> what it lets a role do, in words
 PERMISSION_WORDS = {READ: N_("see"), WRITE: N_("change"), "can_reverse": N_("reverse"),
-                    "can_void": N_("void"), "can_cash_book": N_("daily cash book"),
+                    "can_void": N_("void"), "can_sign_off": N_("sign off"),
+                    "can_cash_book": N_("daily cash book"),
                     "can_vat": N_("VAT report"), "can_income": N_("income report"),
                     "can_approvals": N_("approvals report"), "can_month_end": N_("month-end pack")}
 

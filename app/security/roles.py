@@ -114,6 +114,15 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # the task list); Auditors read both
     "GLExport": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
     "AccountingPeriod": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    # bank reconciliation: bank accounts are reference data (Administrators edit); Income Clerks
+    # and Finance Managers match statement lines to expected money and prepare the
+    # reconciliation; a Finance Manager (or the Head of Finance) who did not prepare it signs it
+    # off (four-eyes in app/services/reconciliation.py); Auditors read
+    "BankAccount": {READ: frozenset({ADMIN, HEAD, MANAGER, CLERK, AUDITOR}),
+                    WRITE: frozenset({ADMIN})},
+    "Reconciliation": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
+                       WRITE: frozenset({MANAGER, CLERK}),
+                       "can_sign_off": frozenset({MANAGER, HEAD})},
 }
 
 #: Menu entries shown to fewer roles than may read the data behind them: a role reads what its

@@ -398,6 +398,7 @@ def _apply(session: Session, cp: CardPayment, state: ProviderPayment, *, source:
             return False
         cp.card_brand = (state.card_brand or "")[:40] or None
         cp.last_four = (state.last_four or "")[-4:] or None
+        _settlement_facts(cp, state)
         _post(session, cp, actor=actor)
         audit.record(session, "card_payment.paid", "CardPayment", cp.id, before=before, after={
             "status": "paid", "receipt_number": cp.receipt_number, "source": source,
@@ -421,6 +422,18 @@ def _apply(session: Session, cp: CardPayment, state: ProviderPayment, *, source:
     audit.record(session, "card_payment." + new, "CardPayment", cp.id, before=before,
                  after={"status": new, "source": source}, reason=cp.failure_reason, actor=actor)
     return False
+
+
+def _settlement_facts(cp: CardPayment, state: ProviderPayment) -> None:
+    """The provider's settlement date and fee, for bank reconciliation (a settlement groups a
+    provider's payments settled on a day: app/services/reconciliation.py)."""
+    if state.settled_date:
+        try:
+            cp.settled_date = dt.date.fromisoformat(str(state.settled_date)[:10])
+        except ValueError:
+            log.warning("card payment %s: unreadable settled date %r", cp.id, state.settled_date)
+    if state.fee is not None and 0 <= state.fee <= cp.amount:
+        cp.fee = state.fee
 
 
 def _post(session: Session, cp: CardPayment, *, actor: str) -> None:

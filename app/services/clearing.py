@@ -22,6 +22,10 @@ An approved cash-up (app/services/cashups.py) posts Dr CASH_IN_TRANSIT (or BANK,
 ``IMS_CASHUP_DESTINATION``) / Cr CASH_IN_HAND, and any over/short to CASH_VARIANCE. A card refund is
 paid out of CARD_CLEARING (the provider nets it off the settlement).
 
+Bank reconciliation (app/services/reconciliation.py) moves the money on to Bank when a statement
+line is matched to what was expected: a banked bag clears CASH_IN_TRANSIT, a card provider's
+settlement clears CARD_CLEARING (its fees to CARD_FEES), an agent's remittance AGENT_CLEARING.
+
 Postings made before migration 0013_cashup debited BANK for every channel; they are left as they
 are (the ledger is append-only): that money is treated as already banked, the clearing accounts
 start at zero, and cash-ups cover only receipts that debited CASH_IN_HAND.
@@ -82,9 +86,11 @@ def receipt_debit_leg(method_kind: str | None, amount: int, *, office_code: str 
     return L.Leg(L.BANK, amount)
 
 
-def import_debit(import_type: str | None) -> tuple[str, str | None]:
-    """(account, dimension) an import's rows debit: Agent clearing for agent files, else Bank."""
+def import_debit(import_type: str | None, bank_reference: str | None = None
+                 ) -> tuple[str, str | None]:
+    """(account, dimension) an import's rows debit: Agent clearing for agent files, else Bank
+    (with the statement's bank account's dimension: None for the default account)."""
     agent = AGENT_IMPORT_TYPES.get(import_type or "")
     if agent:
         return L.AGENT_CLEARING, agent
-    return L.BANK, None
+    return L.BANK, bank_reference

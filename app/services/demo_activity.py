@@ -8,7 +8,7 @@ import datetime as dt
 import io
 import random
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models.ledger import Transaction
@@ -186,3 +186,84 @@ def seed_cash_ups(session: Session, days: int = 4) -> dict[str, int]:
                         description="Demo cash-ups were seeded on this date."))
     session.commit()
     return {"demo cash-ups added": made}
+
+
+RECONCILIATION_DONE_KEY = "demo_reconciliation_seeded"
+
+
+def seed_reconciliation(session: Session) -> dict[str, int]:
+    """Card payments with their settlements and a bank statement for the default bank account
+    that reconciles apart from two deliberate differences: a bank charge (a debit line) and a
+    credit nobody expected. The banked bags are matched already; the card settlements wait as
+    proposals for a clerk to confirm. Runs once (a setting marks it done), after the cash-ups."""
+    if session.get(Setting, RECONCILIATION_DONE_KEY) is not None:
+        return {"demo statement lines added": 0}
+    from app.models.card_payment import CardPayment
+    from app.models.cashup import ExpectedBankCredit
+    from app.models.ledger import LedgerLine
+    from app.models.reconciliation import StatementLine
+    from app.services import reconciliation as RC
+    from app.services.clearing import configured_card_provider
+    from app.simulator import simulated_fee
+
+    today = dt.date.today()
+    provider = configured_card_provider()
+    # the demo card receipts of the last week, as the provider reported them: settled the next
+    # working day, net of its fee
+    card_lines = session.execute(
+        select(Transaction.id, Transaction.amount, Transaction.transaction_date,
+               Transaction.posting_group_id, Transaction.external_reference)
+        .join(LedgerLine, LedgerLine.transaction_id == Transaction.id)
+        .where(Transaction.payment_method_code.in_(("CARD", "TEL", "WEB")),
+               Transaction.transaction_date >= today - dt.timedelta(days=7),
+               Transaction.transaction_date < today)
+        .order_by(Transaction.id)).all()
+    seen_groups = set()
+    for _tid, amount, day, group_id, ext in card_lines:
+        if group_id in seen_groups:
+            continue
+        seen_groups.add(group_id)
+        total = sum(a for _, a, _, g, _ in card_lines if g == group_id)
+        paid = dt.datetime.combine(day, dt.time(12), tzinfo=dt.timezone.utc)
+        session.add(CardPayment(
+            token=f"demo-{group_id}", status="paid", channel="online", amount=total,
+            provider=provider, provider_payment_id=ext or f"demo-{group_id}",
+            provider_status="success", description="Demo card payment",
+            posting_group_id=group_id, settled_date=RC.next_working_day(day),
+            fee=simulated_fee(total), paid_at=paid, created_at=paid, updated_at=paid,
+            expires_at=paid, created_by="demo"))
+    session.flush()
+    RC.refresh_expected(session, today=today + dt.timedelta(days=7))
+    acct = RC.default_account(session)
+    opening = RC.ledger_bank_balance(session, acct, today)
+    items = session.scalars(select(ExpectedBankCredit).where(
+        ExpectedBankCredit.match_id.is_(None), ExpectedBankCredit.clearing_account != "BANK")
+        .order_by(ExpectedBankCredit.expected_date, ExpectedBankCredit.id)).all()
+    lines = []
+    for it in items:
+        words = {"cash_up_bag": f"DEPOSIT {it.reference}",
+                 "card_settlement": f"{provider.upper()} SETTLEMENT",
+                 "agent_file": f"{it.reference} REMITTANCE"}.get(it.kind, it.reference)
+        lines.append({"date": min(max(it.expected_date, today - dt.timedelta(days=6)), today),
+                      "amount": it.amount, "reference": words})
+    # the deliberate differences: the bank's monthly charge, and a credit nobody expected
+    lines.append({"date": today, "amount": -1_250, "reference": "SERVICE CHARGES"})
+    lines.append({"date": today, "amount": 4_999, "reference": "BGC UNKNOWN REMITTER"})
+    stmt = RC.add_statement(session, actor="clerk", bank_account=acct.code, statement_date=today,
+                            opening_balance=opening,
+                            closing_balance=opening + sum(ln["amount"] for ln in lines),
+                            lines=lines, reference="Demo statement")
+    # the bags carry their bag number: matched already; the card settlements wait for a clerk
+    matched = 0
+    for proposal in RC.propose(session, acct):
+        kinds = {session.get(ExpectedBankCredit, i).kind for i in proposal.item_ids}
+        if kinds == {"cash_up_bag"}:
+            RC.match(session, actor="clerk", line_ids=proposal.line_ids,
+                     item_ids=proposal.item_ids, reason=proposal.reason, commit=False)
+            matched += 1
+    session.add(Setting(key=RECONCILIATION_DONE_KEY, value=today.isoformat(),
+                        description="The demo bank statement was seeded on this date."))
+    session.commit()
+    n = session.scalar(select(func.count(StatementLine.id)).where(
+        StatementLine.statement_id == stmt.id))
+    return {"demo statement lines added": int(n or 0), "demo matches added": matched}

@@ -43,11 +43,13 @@ CARD_CLEARING = "CARD_CLEARING"
 AGENT_CLEARING = "AGENT_CLEARING"
 CASH_VARIANCE = "CASH_VARIANCE"
 MIGRATION = "MIGRATION"
+CARD_FEES = "CARD_FEES"
+BANK_CHARGES = "BANK_CHARGES"
 
 #: Default number prefix per posting-group kind.
 PREFIXES = {"receipt": "R", "journal": "J", "transfer": "T", "import": "I", "suspense": "S",
             "allocation": "A", "refund": "F", "refund_payment": "P", "write_off": "W",
-            "reversal": "V", "cash_up": "E", "migration": "M"}
+            "reversal": "V", "cash_up": "E", "migration": "M", "reconciliation": "B"}
 
 _reservations: list[Callable[[Session, int], int]] = []
 

@@ -213,8 +213,8 @@ def request_dict(req: PeriodRequest) -> dict:
 
 
 #: Checks the close page lists before a period is closed: name -> fn(session, start, end) ->
-#: {"count", "total", "items": [...], "note"}. Reconciliation registers its own when it exists
-#: (register_close_check("unreconciled", ...)); until then that entry says there is none.
+#: {"count", "total", "items": [...], "note"}. "unreconciled" is bank reconciliation's
+#: (statement lines not yet matched: app/services/reconciliation.py).
 _CLOSE_CHECKS: dict[str, object] = {}
 
 
@@ -247,9 +247,9 @@ def _unexported_check(session: Session, start: dt.date, end: dt.date) -> dict:
 
 
 def _unreconciled_check(session: Session, start: dt.date, end: dt.date) -> dict:
-    return {"count": 0, "total": 0, "items": [],
-            "note": N_("Bank reconciliation is not part of the IMS yet: nothing to list. "
-                       "When it is, it registers its unreconciled items here.")}
+    from app.services.reconciliation import unreconciled_check
+
+    return unreconciled_check(session, start, end)
 
 
 register_close_check("suspense", _suspense_check)

@@ -26,6 +26,9 @@ from app.domain.money import Money
 from app.models.imports import IMPORT_FORMATS, ProcessingRule
 
 FIELDS = ("reference", "amount", "narrative", "fund")
+#: what a rule may say a bank-statement line is: "settlement" (it clears expected money and is
+#: reconciled: app/services/reconciliation.py) or "payment" (a citizen's, posted as income)
+LINE_KINDS = ("settlement", "payment")
 OPERATORS = {"equals": "equals", "=": "equals", "==": "equals", "contains": "contains",
              "starts_with": "starts_with", "startswith": "starts_with",
              "ends_with": "ends_with", "endswith": "ends_with", "regex": "regex",
@@ -157,8 +160,11 @@ def check_rule(rule: ProcessingRule) -> None:
         errors["conditions"] = [str(exc)]
     if rule.import_type and rule.import_type not in IMPORT_FORMATS:
         errors["import_type"] = [f"Use one of {', '.join(IMPORT_FORMATS)}, or leave blank."]
+    kind = getattr(rule, "set_line_kind", None) or None
+    if kind and kind not in LINE_KINDS:
+        errors["set_line_kind"] = [f"Use one of {', '.join(LINE_KINDS)}, or leave blank."]
     if not (rule.set_fund_code or rule.set_reference or rule.set_narrative
-            or rule.stop_processing):
+            or rule.stop_processing or kind):
         errors["set_fund_code"] = ["A rule must set something or stop processing."]
     if rule.set_fund_code:
         from app.extensions import db
@@ -184,6 +190,7 @@ class CompiledRule:
     set_reference: str | None
     set_narrative: str | None
     stop: bool
+    set_line_kind: str | None = None
 
     def __post_init__(self):
         # this runs for every rule on every imported row: the common shapes get a direct test
@@ -210,6 +217,8 @@ class CompiledRule:
             state["reference"] = self.set_reference
         if self.set_narrative is not None and self.set_narrative != "":
             state["narrative"] = self.set_narrative
+        if self.set_line_kind:
+            state["kind"] = self.set_line_kind
 
 
 @dataclass
@@ -245,5 +254,6 @@ def load_rules(session: Session, import_type: str | None) -> RuleSet:
             rs.broken.append(f"{r.name}: {exc}")
             continue
         rs.rules.append(CompiledRule(r.id, r.name, groups, r.set_fund_code or None,
-                                     r.set_reference, r.set_narrative, bool(r.stop_processing)))
+                                     r.set_reference, r.set_narrative, bool(r.stop_processing),
+                                     r.set_line_kind or None))
     return rs

@@ -121,6 +121,8 @@ SETTINGS = [
     ("gl.account.AGENT_CLEARING", "7005-AC", "GL code of payment-agent clearing in GL exports."),
     ("gl.account.CASH_VARIANCE", "9003-CV", "GL code of cash-up over/short in GL exports."),
     ("gl.account.MIGRATION", "9004-MG", "GL code of the migration control account in GL exports."),
+    ("gl.account.CARD_FEES", "9005-CF", "GL code of card providers' fees (bank reconciliation)."),
+    ("gl.account.BANK_CHARGES", "9006-BC", "GL code of bank charges (bank reconciliation)."),
 ]
 #: where each VAT code's VAT goes in the general ledger (vat_code.gl_code)
 VAT_GL_CODES = {"S": "8101-VAT", "R": "8102-VAT"}

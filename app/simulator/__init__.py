@@ -6,7 +6,9 @@ API (``Authorization: Bearer <IMS_SIMULATOR_API_KEY>``), as GOV.UK Pay's:
 - ``POST /simulator/v1/payments`` ``{"amount", "reference", "description", "return_url",
   "language"?, "email"?, "moto"?, "metadata"?, "prefilled_cardholder_details"?}`` → 201 payment
 - ``GET /simulator/v1/payments/<payment_id>`` → the payment (``state.status`` created, started,
-  submitted, success, failed, cancelled, error; ``card_details``; ``settlement_summary``)
+  submitted, success, failed, cancelled, error; ``card_details``; ``settlement_summary`` whose
+  ``settled_date`` is the next working day after capture; ``fee`` (0.75%) and ``net_amount``
+  once it succeeded, as GOV.UK Pay reports them for Stripe accounts)
 - ``POST /simulator/v1/payments/<payment_id>/cancel`` → 204
 - ``POST /simulator/v1/payments/<payment_id>/refunds`` (``Idempotency-Key``) → 202 refund
 - the hosted card page ``/simulator/secure/<token>`` (``_links.next_url``) with GOV.UK Pay's
@@ -99,13 +101,16 @@ class SimPayment:
                 "amount_submitted": self.refunded},
             "settlement_summary": ({"capture_submit_time": self.captured_date + "T00:00:00.000Z",
                                     "captured_date": self.captured_date,
-                                    "settled_date": self.captured_date}
+                                    "settled_date": settled_date(self.captured_date)}
                                    if self.captured_date else {}),
             "_links": {
                 "self": {"href": f"{base}/v1/payments/{self.payment_id}", "method": "GET"},
                 "refunds": {"href": f"{base}/v1/payments/{self.payment_id}/refunds", "method": "GET"},
             },
         }
+        if self.status == "success":  # as GOV.UK Pay reports for Stripe accounts
+            data["fee"] = simulated_fee(self.amount)
+            data["net_amount"] = self.amount - data["fee"]
         if self.email:
             data["email"] = self.email
         if not self.finished:
@@ -120,6 +125,19 @@ class SimPayment:
                                     "cardholder_name": self.cardholder_name,
                                     "expiry_date": "12/30", "card_type": "debit"}
         return data
+
+
+def simulated_fee(amount: int) -> int:
+    """The simulator's card fee: 0.75% of the amount, rounded to the penny (half up)."""
+    return (amount * 75 + 5000) // 10000
+
+
+def settled_date(captured: str) -> str:
+    """The day the simulator pays a captured payment to the bank: the next working day."""
+    day = dt.date.fromisoformat(captured) + dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day.isoformat()
 
 
 class Store:

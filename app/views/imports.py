@@ -110,8 +110,11 @@ class ImportsView(BaseView):
         batches = session.scalars(select(ImportBatch).order_by(ImportBatch.id.desc())
                                   .offset(page * 25).limit(26)).all()
         profiles = session.scalars(select(BankProfile).order_by(BankProfile.name)).all()
+        from app.services.reconciliation import accounts
+
         return self.render_template("imports/index.html", batches=batches[:25],
                                     more=len(batches) > 25, page=page, profiles=profiles,
+                                    bank_accounts=accounts(session),
                                     formats=FORMAT_LABELS, format_help=FORMAT_HELP)
 
     @expose("/samples/<fmt>")
@@ -133,7 +136,8 @@ class ImportsView(BaseView):
             request.headers.get("X-Requested-With") == "fetch"
         try:
             batch = submit_upload(request.files.get("file"), request.form.get("format", ""),
-                                  request.form.get("profile"))
+                                  request.form.get("profile"),
+                                  bank_account=request.form.get("bank_account") or None)
         except ImportRejected as exc:
             _db().rollback()
             if wants_json:
@@ -288,7 +292,7 @@ class ProcessingRuleView(ImsModelView):
     list_columns = ["priority", "name", "enabled", "import_type", "conditions", "set_fund_code",
                     "set_reference", "set_narrative", "stop_processing"]
     add_columns = ["name", "priority", "enabled", "import_type", "conditions", "set_fund_code",
-                   "set_reference", "set_narrative", "stop_processing"]
+                   "set_reference", "set_narrative", "set_line_kind", "stop_processing"]
     edit_columns = add_columns
     show_columns = add_columns
     search_columns = ["name", "enabled", "import_type", "set_fund_code"]
@@ -299,6 +303,7 @@ class ProcessingRuleView(ImsModelView):
         "import_type": _l("Import type"), "conditions": _l("Conditions"),
         "set_fund_code": _l("Set fund"), "set_reference": _l("Set reference"),
         "set_narrative": _l("Set narrative"), "stop_processing": _l("Stop processing"),
+        "set_line_kind": _l("Statement line kind"),
     }
     description_columns = {
         "priority": _l("Lower numbers run first."),
@@ -309,10 +314,15 @@ class ProcessingRuleView(ImsModelView):
                          'reference starts_with "PCN" AND amount between 10.00 70.00. '
                          'Blank: every row.'),
         "stop_processing": _l("When this rule fires, no later rule runs for the row."),
+        "set_line_kind": _l("Bank statements: settlement lines (card settlements, banked bags, "
+                            "agent files) are reconciled, not posted as income."),
     }
     add_form_extra_fields = {
         "import_type": SelectField(_l("Import type"), choices=_choices(IMPORT_FORMATS, "—"),
                                    widget=Select2Widget(), coerce=lambda v: v or None),
+        "set_line_kind": SelectField(_l("Statement line kind"),
+                                     choices=_choices(("settlement", "payment"), "—"),
+                                     widget=Select2Widget(), coerce=lambda v: v or None),
         "conditions": TextAreaField(_l("Conditions"), widget=BS3TextAreaFieldWidget()),
     }
     edit_form_extra_fields = add_form_extra_fields
@@ -338,7 +348,8 @@ class BankProfileView(ImsModelView):
                     "sign_convention", "reference_column"]
     add_columns = ["name", "delimiter", "has_header", "skip_rows", "date_column", "date_format",
                    "sign_convention", "amount_column", "credit_column", "debit_column",
-                   "reference_column", "narrative_column", "fund_column", "payment_method_code"]
+                   "reference_column", "narrative_column", "fund_column", "payment_method_code",
+                   "balance_column"]
     edit_columns = add_columns
     show_columns = add_columns
     search_columns = ["name"]
@@ -349,7 +360,7 @@ class BankProfileView(ImsModelView):
         "amount_column": _l("Amount column"), "credit_column": _l("Credit column"),
         "debit_column": _l("Debit column"), "reference_column": _l("Reference column"),
         "narrative_column": _l("Narrative column"), "fund_column": _l("Fund code column"),
-        "payment_method_code": _l("Payment method"),
+        "payment_method_code": _l("Payment method"), "balance_column": _l("Balance column"),
     }
     description_columns = {
         "date_column": _l("Header text, or the column number (1 = first) when there is no header."),
@@ -357,6 +368,8 @@ class BankProfileView(ImsModelView):
         "sign_convention": _l("signed: credits positive; signed_negative: credits negative; "
                               "split: separate credit and debit columns. Debits are skipped."),
         "skip_rows": _l("Lines before the header (titles, account details)."),
+        "balance_column": _l("The running balance after each line, oldest line first: gives "
+                             "the statement's opening and closing balances for reconciliation."),
     }
     add_form_extra_fields = {
         "sign_convention": SelectField(_l("Sign convention"), choices=_choices(SIGN_CONVENTIONS),

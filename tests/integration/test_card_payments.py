@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from app.domain.errors import NotFound, ValidationError
 from app.models.card_payment import CardPayment
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
+from app.simulator import settled_date, simulated_fee
 from app.models.reference import AccountHolder, Fund
 from app.models.suspense import SuspenseItem
 from app.services import card_payments as CP
@@ -111,7 +112,8 @@ def test_adapter_speaks_govuk_pay_to_the_simulator(app, simulator_url):
     assert status == 303 and location == "https://example.org/back"
     done = prov.get_payment(made.payment_id)
     assert done.status == "success" and done.finished and done.card_brand == "Visa"
-    assert done.last_four == "1111" and done.settled_date == dt.date.today().isoformat()
+    assert done.last_four == "1111" and done.settled_date == settled_date(dt.date.today().isoformat())
+    assert done.fee == simulated_fee(1234) == 9
     refund = prov.refund(payment_id=made.payment_id, amount=234, refund_amount_available=1234,
                          idempotency_key="cp-r1", reference="r")
     assert refund.succeeded and refund.status == "submitted"

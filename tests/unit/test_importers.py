@@ -216,3 +216,37 @@ def test_allpay_bad_line(tmp_path):
     rows, errors, _ = run("allpay", write(tmp_path, text, "a.txt"))
     assert errors[0].line == 1 and "not a real date" in errors[0].message \
         and "Payment type X" in errors[0].message
+
+
+def test_statements_keep_debit_lines_and_balances_for_reconciliation(tmp_path):
+    """MT940 and a bank CSV with a balance column: debits and opening/closing balances kept
+    in the summary (credits are the rows, as before)."""
+    import datetime as _dt
+    import os as _os
+    from types import SimpleNamespace
+
+    from app.importers import Row as _Row
+    from app.importers import Summary as _Summary
+    from app.importers import parse_file as _parse
+
+    here = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.dirname(
+        _os.path.abspath(__file__)))), "app", "importers", "samples", "mt940_sample.sta")
+    s = _Summary()
+    rows = [r for r in _parse("mt940", here, s) if isinstance(r, _Row)]
+    assert [r.amount for r in rows] == [12500, 9050]
+    assert [(d.amount, d.reference) for d in s.debits] == [(4000, "DIRECT DEBIT BT GROUP")]
+    assert (s.opening_balance, s.closing_balance) == (100000, 117550)
+    assert s.statement_date == _dt.date(2026, 1, 5)
+    path = tmp_path / "bank.csv"
+    path.write_text("Date,Ref,Amount,Balance\n05/01/2026,TW1,10.00,110.00\n"
+                    "05/01/2026,CHARGES,-2.50,107.50\n06/01/2026,TW2,5.00,112.50\n")
+    profile = SimpleNamespace(skip_rows=0, delimiter=",", has_header=True, date_column="Date",
+                              reference_column="Ref", narrative_column=None, fund_column=None,
+                              sign_convention="signed", amount_column="Amount",
+                              credit_column=None, debit_column=None, date_format="%d/%m/%Y",
+                              payment_method_code="BACS", balance_column="Balance")
+    s = _Summary()
+    rows = [r for r in _parse("bank_csv", str(path), s, profile) if isinstance(r, _Row)]
+    assert [r.amount for r in rows] == [1000, 500]
+    assert [d.amount for d in s.debits] == [250]
+    assert (s.opening_balance, s.closing_balance) == (10000, 11250)

@@ -37,6 +37,10 @@ def import_result(batch: ImportBatch) -> dict:
         "rows_posted": batch.rows_posted,
         "rows_suspense": batch.rows_suspense,
         "rows_duplicate": batch.rows_duplicate,
+        # bank statements: the settlement lines kept for reconciliation (not posted as income)
+        "bank_account_id": batch.bank_account_id,
+        "rows_settlement": batch.rows_settlement,
+        "settlement_amount": str(Money(batch.settlement_amount)),
         "total_amount": str(Money(batch.total_amount)),
         "posted_amount": str(Money(batch.posted_amount)),
         "suspense_amount": str(Money(batch.suspense_amount)),

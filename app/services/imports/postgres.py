@@ -111,7 +111,7 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     # period when that is closed; the months stay locked against closing until the chunk commits
     used = periods.resolve_many(session, {row[_DATE] for row in staged.rows})
     moved = {d: u for d, u in used.items() if d != u}
-    debit_account, debit_ref = import_debit(batch.import_type)
+    debit_account, debit_ref = import_debit(batch.import_type, batch.bank_reference)
     params = {"now": now, "actor": actor, "office": batch.office_code, "bid": batch.id,
               "suspense_fund": ctx.suspense_fund, "moved_from": list(moved),
               "moved_to": list(moved.values()), "debit_account": debit_account,

@@ -121,11 +121,12 @@ def _process(session: Session, batch: ImportBatch, actor: str | None, chunk_size
 def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
          fail_after_chunks: int | None) -> None:
     ctx = RowContext.load(session, batch.format)
+    ctx.statement = batch.bank_account_id is not None
     writer = writer_for(session)
     profile = session.get(BankProfile, batch.profile_id) if batch.profile_id else None
     summary = Summary()
     default_method = ctx.default_method(batch.format)
-    info = BatchInfo(batch.id, batch.office_code, batch.format)
+    info = _batch_info(session, batch)
     rows_left = _rows_after(parse_file(batch.format, batch.stored_path, summary, profile,
                                        allpay_methods(session)), batch.last_line_done)
 
@@ -150,16 +151,30 @@ def _run(session: Session, batch: ImportBatch, actor: str, chunk_size: int,
     _write_in_parallel(session, writer, info, ctx, actor, next_chunk, checked, fail_after_chunks)
     session.rollback()  # end the look-ups' transaction; the writers' progress is read afresh
     b = session.get(ImportBatch, info.id)
-    if b.rows_done and b.rows_posted + b.rows_suspense != b.rows_total:
-        raise ValidationError(f"Rows processed ({b.rows_posted + b.rows_suspense}) differ from "
-                              f"rows checked ({b.rows_total}).")
-    if b.posted_amount + b.suspense_amount != b.total_amount:
+    done = b.rows_posted + b.rows_suspense + b.rows_settlement
+    if b.rows_done and done != b.rows_total:
+        raise ValidationError(f"Rows processed ({done}) differ from rows checked "
+                              f"({b.rows_total}).")
+    if b.posted_amount + b.suspense_amount + b.settlement_amount != b.total_amount:
         raise ValidationError("The amounts posted differ from the file's total.")
     b.heartbeat_at = None
     b.finished_at = utcnow()
     set_status(session, b, "succeeded", actor,
-            f"{b.rows_posted} posted, {b.rows_suspense} to suspense, {gbp(b.total_amount)}")
+            f"{b.rows_posted} posted, {b.rows_suspense} to suspense, {gbp(b.total_amount)}"
+            + (f"; {b.rows_settlement} settlement line(s) kept for reconciliation, "
+               f"{gbp(b.settlement_amount)}" if b.rows_settlement else ""))
     session.commit()
+
+
+def _batch_info(session: Session, batch: ImportBatch) -> BatchInfo:
+    """What the writers need of the batch; a bank statement's account and its ledger dimension."""
+    ref = None
+    if batch.bank_account_id is not None:
+        from app.models.reconciliation import BankAccount
+
+        ref = session.scalar(select(BankAccount.ledger_reference).where(
+            BankAccount.id == batch.bank_account_id))
+    return BatchInfo(batch.id, batch.office_code, batch.format, ref)
 
 
 def _record_chunk(session: Session, batch_id: int, staged: Staged, dups: list[dict],
@@ -168,11 +183,19 @@ def _record_chunk(session: Session, batch_id: int, staged: Staged, dups: list[di
     the progress is exactly what has been posted, and a re-run resumes after it)."""
     n_posted, n_held, p_amt, s_amt = staged.counts
     t = ImportBatch.__table__
-    values = {"rows_done": t.c.rows_done + staged.n, "rows_posted": t.c.rows_posted + n_posted,
+    n_settled = len(staged.settled)
+    values = {"rows_done": t.c.rows_done + staged.n + n_settled,
+              "rows_posted": t.c.rows_posted + n_posted,
               "rows_suspense": t.c.rows_suspense + n_held,
               "posted_amount": t.c.posted_amount + p_amt,
               "suspense_amount": t.c.suspense_amount + s_amt,
               "last_line_done": staged.last_line, "heartbeat_at": utcnow()}
+    if n_settled:
+        from app.services.reconciliation import record_settlement_lines
+
+        amount = record_settlement_lines(session, batch_id, staged.settled)
+        values["rows_settlement"] = t.c.rows_settlement + n_settled
+        values["settlement_amount"] = t.c.settlement_amount + amount
     if dups:
         old = session.execute(select(t.c.duplicates_json).where(t.c.id == batch_id)).scalar()
         values["rows_duplicate"] = t.c.rows_duplicate + len(dups)
@@ -243,7 +266,8 @@ def _write_in_parallel(session: Session, writer, info: BatchInfo, ctx: RowContex
                     with cond:
                         if stopped(k):
                             continue
-                    writer.post_chunk(ws, info, ctx, staged, utcnow(), actor)
+                    if staged.n:  # (a chunk of settlement lines only writes no postings)
+                        writer.post_chunk(ws, info, ctx, staged, utcnow(), actor)
                     with cond:  # commit in file order
                         while state["next"] != k and not stopped(k):
                             cond.wait()

@@ -22,6 +22,7 @@ from app.observability import current_request_id
 from app.services import audit
 from app.services.imports.batches import set_status
 from app.services.imports.rows import allpay_methods
+from app.services.reconciliation import STATEMENT_FORMATS, bank_account_for, create_statement
 from app.services.validation import date_outside_window, transaction_date_window
 
 #: line errors kept on a batch at most
@@ -92,7 +93,8 @@ def validate_file(session: Session, fmt: str, path: str, profile: BankProfile | 
 
 def receive_import(session: Session, *, stream, filename: str, fmt: str, actor: str,
                    instance_path: str, max_bytes: int, profile: str | int | None = None,
-                   office_code: str | None = "BANK") -> ImportBatch:
+                   office_code: str | None = "BANK", bank_account: str | int | None = None
+                   ) -> ImportBatch:
     """Store and check an uploaded file. Returns the batch, status "received" (queued).
 
     ValidationError (422) for a bad format/profile or a file over the size limit; ImportRejected
@@ -112,6 +114,9 @@ def receive_import(session: Session, *, stream, filename: str, fmt: str, actor: 
                               else q.where(BankProfile.name == str(profile)))
         if prof is None:
             raise ValidationError("Unknown bank profile.", {"profile": ["Unknown bank profile."]})
+    account = None
+    if fmt in STATEMENT_FORMATS:  # a bank statement is tied to one bank account
+        account = bank_account_for(session, bank_account)
     folder = storage_dir(instance_path)
     tmp = os.path.join(folder, f"upload-{uuid.uuid4().hex}.part")
     digest = hashlib.sha256()
@@ -150,9 +155,12 @@ def receive_import(session: Session, *, stream, filename: str, fmt: str, actor: 
                         control_total=summary.control, created_by=actor, office_code=office_code,
                         first_date=summary.first_date, last_date=summary.last_date,
                         request_id=current_request_id(),
+                        bank_account_id=account.id if account is not None else None,
                         errors_json=json.dumps(_errors(errors)))
     session.add(batch)
     session.flush()
+    if account is not None and not errors:
+        create_statement(session, batch, account, summary, actor)
     session.add(ImportStatusEvent(import_id=batch.id, status="received", actor=actor,
                                   message=f"{size} bytes, sha256 {sha[:12]}…"))
     audit.record(session, "receive", "ImportBatch", batch.id, after={

@@ -130,7 +130,16 @@ def reverse_import(session: Session, batch_id: int, *, actor: str, reason: str) 
                 SuspenseItem.import_id == batch.id, SuspenseItem.status == "unallocated")):
             if item.remaining_amount != item.amount:
                 touched_ids.append(f"{item.id} (part allocated)")
+    from app.models.reconciliation import BankStatement, StatementLine
+
+    reconciled = session.execute(select(StatementLine.id).join(
+        BankStatement, BankStatement.id == StatementLine.statement_id).where(
+        BankStatement.import_id == batch.id, StatementLine.match_id.is_not(None))
+        .limit(20)).scalars().all()
     problems = []
+    if reconciled:
+        problems.append("statement line(s) matched in the bank reconciliation (unmatch them "
+                        "first): " + ", ".join(str(x) for x in reconciled))
     if touched_ids:
         problems.append("suspense item(s) already allocated or written off: "
                         + ", ".join(str(x) for x in touched_ids))

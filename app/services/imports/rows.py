@@ -59,6 +59,8 @@ class Decision:
     fired: tuple[str, ...] = ()
     suspense: bool = False
     reasons: tuple[str, ...] = ()  # why the row goes to suspense (empty: it posts)
+    #: a bank-statement line a rule called a settlement: kept for reconciliation, not posted
+    settlement: bool = False
 
 
 class _FundInfo:
@@ -102,6 +104,8 @@ class RowContext:
         self.vat_rates: dict[str, Decimal] = {}
         self.accounts: dict[tuple[str, str], str | None] = {}
         self.session: Session | None = None
+        #: the file is a bank statement: rules may call a line a settlement
+        self.statement = False
 
     @classmethod
     def load(cls, session: Session, import_type: str | None) -> "RowContext":
@@ -139,11 +143,13 @@ class RowContext:
             state = {"reference": reference or "", "amount": amount,
                      "narrative": narrative or "", "fund": fund_code or ""}
             fired = tuple(self.rules.run(state))
+            settlement = self.statement and state.get("kind") == "settlement"
             ref_text = state["reference"] or ""
             narrative = state["narrative"] or None
             fund = (state["fund"] or "").strip().upper() or None
         else:
             fired = ()
+            settlement = False
             ref_text = reference or ""
             narrative = narrative or None
             fund = (fund_code or "").strip().upper() or None
@@ -156,7 +162,8 @@ class RowContext:
                     fund, source = code, "pattern"
                     break
         return Decision(line, transaction_date, reference or "", ref_text.strip().upper(),
-                        amount, narrative, fund, source, method_code, external_reference, fired)
+                        amount, narrative, fund, source, method_code, external_reference, fired,
+                        settlement=settlement)
 
     def prefetch_accounts(self, decisions: list[Decision]) -> None:
         """One query per chunk: account holders (and stops) for the chunk's references."""
@@ -166,6 +173,8 @@ class RowContext:
 
     def validate(self, d: Decision) -> None:
         """DOMAIN.md reference validation from cached data (all checks); failures -> suspense."""
+        if d.settlement:  # reconciled against expected money, not posted as income
+            return
         reasons: list[str] = []
         amount = d.amount
         if not d.fund_code:
@@ -226,6 +235,7 @@ def dry_run(session: Session, *, reference: str, amount: str, narrative: str | N
     except ValidationError as exc:
         raise ValidationError(exc.message, {"amount": [exc.message]}) from None
     ctx = RowContext.load(session, import_type)
+    ctx.statement = import_type in (None, "", "bank_csv", "camt053", "mt940")
     decision = ctx.decide(reference=reference or "", amount=pence, narrative=narrative or None,
                           fund_code=(fund_code or "").strip().upper() or None,
                           method_code=method_code or ctx.default_method(import_type))
@@ -239,6 +249,7 @@ def dry_run(session: Session, *, reference: str, amount: str, narrative: str | N
         "amount": str(Money(pence)),
         "fund_code": decision.fund_code,
         "fund_source": decision.fund_source,
-        "destination": "suspense" if decision.suspense else "fund",
+        "destination": ("settlement" if decision.settlement
+                        else "suspense" if decision.suspense else "fund"),
         "reasons": list(decision.reasons),
     }

@@ -130,7 +130,8 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     stamp = Transaction.__table__.c.created_at.type._cached_bind_processor(conn.dialect)
     now = stamp(now) if stamp else now
     groups, txs, held = staged.rows
-    debit = import_debit(batch.import_type)  # Bank, or Agent clearing for an agent's file
+    # Bank (the statement's account's dimension), or Agent clearing for an agent's file
+    debit = import_debit(batch.import_type, batch.bank_reference)
     n_posted = staged.counts[0]
     cur = conn.connection.dbapi_connection.cursor()
     try:

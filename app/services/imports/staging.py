@@ -14,6 +14,11 @@ class BatchInfo:
     id: int
     office_code: str | None
     import_type: str | None = None  # an agent's file debits Agent clearing (clearing.import_debit)
+    #: the bank account's ledger dimension on BANK lines (None: the default account)
+    bank_reference: str | None = None
+    #: the bank statement whose settlement lines are kept for reconciliation
+    statement_id: int | None = None
+    bank_account_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +30,8 @@ class Staged:
     first_line: int
     last_line: int
     counts: tuple[int, int, int, int]  # rows posted, rows to suspense, their amounts
+    #: settlement lines (not posted: kept as statement lines for reconciliation)
+    settled: tuple = ()
 
 
 STAGE_COLUMNS = ("line", "held", "number", "fund_code", "account_reference", "amount",
@@ -34,12 +41,17 @@ STAGE_COLUMNS = ("line", "held", "number", "fund_code", "account_reference", "am
 
 def stage(writer, session, ctx: RowContext, import_id: int, decisions: list[Decision]) -> Staged:
     """The chunk's decided rows, staged for ``writer`` (app.services.imports.postgres/sqlite)."""
-    posted = [d for d in decisions if not d.suspense]
-    held = [d for d in decisions if d.suspense]
+    settled = tuple(d for d in decisions if d.settlement)
+    if settled:
+        decisions_written = [d for d in decisions if not d.settlement]
+    else:
+        decisions_written = decisions
+    posted = [d for d in decisions_written if not d.suspense]
+    held = [d for d in decisions_written if d.suspense]
     rows = writer.stage(session, stage_rows(ctx, import_id, posted, held))
-    return Staged(rows, len(decisions), decisions[0].line, decisions[-1].line,
+    return Staged(rows, len(decisions_written), decisions[0].line, decisions[-1].line,
                   (len(posted), len(held), sum(d.amount for d in posted),
-                   sum(d.amount for d in held)))
+                   sum(d.amount for d in held)), settled)
 
 
 def stage_rows(ctx: RowContext, import_id: int, posted: list[Decision], held: list[Decision]):

@@ -9,7 +9,8 @@ from app.domain.errors import ValidationError
 from app.models.imports import ImportBatch
 
 
-def submit_upload(file_storage, fmt: str, profile, *, background: bool = True) -> ImportBatch:
+def submit_upload(file_storage, fmt: str, profile, *, background: bool = True,
+                  bank_account=None) -> ImportBatch:
     """Store and check ``file_storage`` (a werkzeug FileStorage) as an import of format ``fmt``
     with bank profile ``profile``, then start processing it; returns the batch."""
     from app.extensions import db
@@ -22,6 +23,7 @@ def submit_upload(file_storage, fmt: str, profile, *, background: bool = True) -
     batch = svc.receive_import(
         db.session, stream=file_storage.stream, filename=file_storage.filename or "upload",
         fmt=(fmt or "").strip(), profile=profile or None, actor=current_actor(),
+        bank_account=bank_account or None,
         instance_path=current_app.instance_path,
         max_bytes=current_app.config.get("IMS_IMPORT_MAX_BYTES", 50 * 1024 * 1024))
     batch_id = batch.id

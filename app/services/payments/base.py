@@ -36,6 +36,8 @@ class ProviderPayment:
     code: str | None = None
     message: str | None = None
     settled_date: str | None = None
+    #: the provider's fee (pence) where it reports one (GOV.UK Pay's ``fee``), else None
+    fee: int | None = None
     moto: bool = False
     metadata: dict = field(default_factory=dict)
 

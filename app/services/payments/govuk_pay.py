@@ -45,6 +45,7 @@ def parse_payment(data: dict) -> ProviderPayment:
     nxt = links.get("next_url") if isinstance(links.get("next_url"), dict) else {}
     settle = data.get("settlement_summary") if isinstance(data.get("settlement_summary"), dict) else {}
     amount = data.get("amount")
+    fee = data.get("fee")
     return ProviderPayment(
         payment_id=str(data.get("payment_id") or ""),
         status=str(state.get("status") or "").lower(),
@@ -56,6 +57,7 @@ def parse_payment(data: dict) -> ProviderPayment:
         last_four=(str(card.get("last_digits_card_number") or "")[-4:] or None),
         code=state.get("code"), message=state.get("message"),
         settled_date=settle.get("settled_date"), moto=bool(data.get("moto")),
+        fee=fee if isinstance(fee, int) and not isinstance(fee, bool) and fee >= 0 else None,
         metadata=data.get("metadata") if isinstance(data.get("metadata"), dict) else {})
 
 
