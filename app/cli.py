@@ -30,6 +30,9 @@ def seed(demo: bool) -> None:
         from app.services.demo_activity import seed_cash_ups
 
         counts.update(seed_cash_ups(db.session))
+        from app.services.demo_activity import seed_past_retention
+
+        counts.update(seed_past_retention(db.session))
     for key, value in counts.items():
         click.echo(f"{key}: {value}")
 

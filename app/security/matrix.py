@@ -48,6 +48,8 @@ RESOURCE_WORDS = {
     "GLExport": (N_("Closing the books"), N_("GL export batches")),
     "AccountingPeriod": (N_("Closing the books"), N_("Accounting periods")),
     "Report": (N_("Reports"), N_("Finance reports")),
+    "Retention": (N_("Personal data"), N_("Retention and legal holds")),
+    "SubjectAccess": (N_("Personal data"), N_("Subject-access reports")),
 }
 
 #: permission -> what it lets a role do, in words

@@ -114,6 +114,10 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # the task list); Auditors read both
     "GLExport": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
     "AccountingPeriod": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    # personal data: retention and legal holds (Administrators run anonymisation and hold
+    # records; Auditors read), the subject-access report (Administrators and Auditors)
+    "Retention": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
+    "SubjectAccess": {READ: frozenset({ADMIN, AUDITOR})},
 }
 
 #: Menu entries shown to fewer roles than may read the data behind them: a role reads what its

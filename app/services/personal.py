@@ -1,0 +1,116 @@
+"""Personal values out of the append-only audit trail: an erasable table referenced by token.
+
+An audited change or business event that carries a personal value (an account holder's name,
+address or postcode, a refund's payee and bank details, a card payer's name, email and address)
+records instead a token ``pd:<id>:<digest>`` naming a ``personal_data`` row that holds the value,
+where the digest is HMAC-SHA256 of the value under a random salt kept with it. The audit chain
+hashes the token, so erasing the value (and its salt: the digest can then not be tested against
+guessed names) leaves every event's hash and the chain verifiable. While the value is kept, its
+digest shows it is the one the event recorded (``check``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.models.personal import PersonalData
+
+#: audit entity -> field -> kind of personal value: these fields are recorded as tokens
+PERSONAL_FIELDS: dict[str, dict[str, str]] = {
+    "AccountHolder": {"name": "name", "address": "address", "postcode": "postcode"},
+    "Refund": {"payee_name": "name", "payer_name": "name", "sort_code": "bank",
+               "account_number": "bank"},
+    "CardPayment": {"payer_name": "name", "payer_email": "email", "payer_address": "address"},
+    "PaymentRequest": {"name": "name", "email": "email"},
+}
+
+TOKEN = re.compile(r"pd:(\d+):([0-9a-f]{64})")
+TABLE = PersonalData.__table__
+
+
+def digest(salt: str, value: str) -> str:
+    return hmac.new(bytes.fromhex(salt), value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def store(session: Session, kind: str, value: str, record_type: str, record_id,
+          subject_key: str | None = None) -> str:
+    """Keep ``value`` in personal_data and return the token an audit event records for it."""
+    salt = secrets.token_hex(16)
+    d = digest(salt, value)
+    new_id = session.connection().execute(insert(TABLE).values(
+        kind=kind, record_type=record_type,
+        record_id=None if record_id is None else str(record_id)[:50],
+        subject_key=subject_key[:60] if subject_key else None, value=value, salt=salt, digest=d,
+        created_at=datetime.now(timezone.utc))).inserted_primary_key[0]
+    return f"pd:{new_id}:{d}"
+
+
+def tokenise(session: Session, entity: str, entity_id, data: dict | None,
+             subject_key: str | None = None) -> dict | None:
+    """``data`` (an event's before or after) with its personal values replaced by tokens."""
+    fields = PERSONAL_FIELDS.get(entity)
+    if not fields or not data:
+        return data
+    out = dict(data)
+    for key, kind in fields.items():
+        value = out.get(key)
+        if isinstance(value, str) and value and not TOKEN.fullmatch(value):
+            out[key] = store(session, kind, value, entity, entity_id, subject_key)
+    return out
+
+
+def is_token(value) -> bool:
+    return isinstance(value, str) and TOKEN.fullmatch(value) is not None
+
+
+def resolve(session: Session, value: str) -> tuple[bool, str | None]:
+    """(True, the value) for a token whose value is kept, (True, None) for an erased one,
+    (False, value) for anything that is not a token."""
+    m = TOKEN.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        return False, value
+    row = session.execute(select(TABLE.c.value, TABLE.c.salt, TABLE.c.digest)
+                          .where(TABLE.c.id == int(m[1]))).first()
+    if row is None or row.value is None or row.digest != m[2]:
+        return True, None
+    return True, row.value
+
+
+def erase(session: Session, record_type: str, record_ids) -> int:
+    """Erase the personal values kept for these records (in batches). Returns how many."""
+    ids = [str(i) for i in record_ids]
+    done = 0
+    now = datetime.now(timezone.utc)
+    for n in range(0, len(ids), 500):
+        done += session.execute(update(TABLE).where(
+            TABLE.c.record_type == record_type, TABLE.c.record_id.in_(ids[n:n + 500]),
+            TABLE.c.erased_at.is_(None)).values(value=None, salt=None, erased_at=now)
+        ).rowcount or 0
+    return done
+
+
+def matching(session: Session, text: str, limit: int = 500) -> list:
+    """personal_data rows whose kept value contains ``text`` (any case)."""
+    return list(session.execute(select(TABLE).where(
+        func.lower(TABLE.c.value).contains(text.lower(), autoescape=True))
+        .order_by(TABLE.c.id).limit(limit)))
+
+
+def check(session: Session, batch: int = 5000) -> list[int]:
+    """Ids of kept values whose digest no longer matches (altered since they were recorded)."""
+    bad, after = [], 0
+    while True:
+        rows = session.execute(select(TABLE.c.id, TABLE.c.value, TABLE.c.salt, TABLE.c.digest)
+                               .where(TABLE.c.id > after, TABLE.c.value.is_not(None))
+                               .order_by(TABLE.c.id).limit(batch)).all()
+        if not rows:
+            return bad
+        bad += [r.id for r in rows if digest(r.salt, r.value) != r.digest]
+        after = rows[-1].id
