@@ -14,7 +14,7 @@ from flask_babel import get_locale, get_timezone, ngettext
 from flask_babel import gettext as _gettext
 
 from app.domain import labels as _labels
-from app.domain.i18n import Fixed
+from app.domain.i18n import N_, Fixed
 from app.domain.money import Money, percent
 
 
@@ -181,6 +181,9 @@ def _readable(value, key: str = "", entity: str = "") -> str:
     return str(value)
 
 
+_ERASED = N_("(erased)")
+
+
 def _personal(value: str) -> str | None:
     """A personal-data token of the audit trail as its value, or "(erased)"; None if it is not
     one."""
@@ -190,7 +193,7 @@ def _personal(value: str) -> str | None:
     token, kept = resolve(db.session, value)
     if not token:
         return None
-    return kept if kept is not None else _gettext("(erased)")
+    return kept if kept is not None else _gettext(_ERASED)
 
 
 _ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:\d\d|Z)?)?")

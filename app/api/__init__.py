@@ -27,6 +27,7 @@ def register_apis(appbuilder) -> None:
     from app.api.payment_requests import PaymentRequestApi
     from app.api.refunds import RefundApi
     from app.api.reports import APIS as REPORT_APIS
+    from app.api.retention import RetentionApi, SubjectAccessApi
     from app.api.suspense import SuspenseAllocationApi
     from app.api.workflow import ApprovalLimitApi, ConfigProposalApi, TaskApi, WorkflowApi
     from app.api.writeoffs import WriteOffApi
@@ -36,5 +37,5 @@ def register_apis(appbuilder) -> None:
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
                 AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
                 AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
-                ConfigurationBundleApi, PaymentRequestApi):
+                ConfigurationBundleApi, PaymentRequestApi, RetentionApi, SubjectAccessApi):
         appbuilder.add_api(api)

@@ -77,6 +77,10 @@ def register_views(appbuilder) -> None:
 
     register_card_payment_views(appbuilder)
 
+    from app.views.retention import register_retention_views
+
+    register_retention_views(appbuilder)
+
     appbuilder.add_view(AuditTrailView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
     appbuilder.add_view_no_menu(AuditEventView)  # each event's full record, and verify
