@@ -136,6 +136,8 @@ class RetentionApi(BaseApi):
         """Release a legal hold (its records are anonymised when due)
         ---
         post:
+          parameters:
+          - {in: path, name: pk, required: true, schema: {type: integer, minimum: 1}}
           responses:
             200:
               description: Released
@@ -171,7 +173,12 @@ class SubjectAccessApi(BaseApi):
             - {in: query, name: format, schema: {type: string, enum: [json, csv]}}
           responses:
             200:
-              description: The report
+              description: The report (JSON, or CSV with format=csv)
+              content:
+                application/json:
+                  schema: {type: object}
+                text/csv:
+                  schema: {type: string}
             422: {$ref: '#/components/responses/422'}
         """
         from app.extensions import db

@@ -200,3 +200,22 @@ def test_hold_by_person_and_subject_access_by_reference(session):
     assert session.get(AccountHolder, holder.id).name == R.ANONYMISED_NAME
     assert R.subject_access(session, person).total == 0
     assert session.scalar(select(LegalHold).where(LegalHold.id == hold.id)).released_by == "admin"
+
+
+def test_ims_tick_anonymises_what_is_due(app, session):
+    from app.services.receipts import post_receipt
+
+    name = f"Tick {unique('Payer')}"
+    result = post_receipt(session, [{"fund_code": "HRA", "account_reference": "HRA9000009",
+                                     "amount": 1_000, "vat_code": None,
+                                     "narrative": f"Paid by {name}"}],
+                          payment_method_code="CHQ", actor="cashier",
+                          transaction_date=dt.date(2016, 5, 3), office_code="CIVIC",
+                          method_kind="cheque")
+    session.commit()
+    txn_id = result.transactions[0].id
+    out = app.test_cli_runner().invoke(args=["ims", "tick"]).output
+    assert "retention: " in out and "records anonymised" in out, out
+    session.expire_all()
+    t = session.get(Transaction, txn_id)
+    assert t.narrative is None and t.amount == 1_000 and t.account_reference == "HRA9000009"
