@@ -87,6 +87,14 @@ def audit_verify(logs: tuple[str, ...]) -> None:
     click.echo(result.message)
     if not result.valid:
         sys.exit(1)
+    from app.services.personal import check
+
+    altered = check(db.session)
+    db.session.rollback()
+    if altered:
+        click.echo(f"personal values altered since the audit trail recorded them (their digest "
+                   f"no longer matches): personal_data {', '.join(map(str, altered[:20]))}")
+        sys.exit(1)
     if result.events:
         cp = audit.write_checkpoint(db.session, result.events, result.last_event_id,
                                     result.head_hash)

@@ -29,6 +29,8 @@ PERSONAL_FIELDS: dict[str, dict[str, str]] = {
                "account_number": "bank"},
     "CardPayment": {"payer_name": "name", "payer_email": "email", "payer_address": "address"},
     "PaymentRequest": {"name": "name", "email": "email"},
+    # a hold by a person's name (a hold by reference is recorded as a token all the same)
+    "LegalHold": {"value": "name"},
 }
 
 TOKEN = re.compile(r"pd:(\d+):([0-9a-f]{64})")

@@ -219,3 +219,25 @@ def test_ims_tick_anonymises_what_is_due(app, session):
     session.expire_all()
     t = session.get(Transaction, txn_id)
     assert t.narrative is None and t.amount == 1_000 and t.account_reference == "HRA9000009"
+    verified = app.test_cli_runner().invoke(args=["ims", "audit-verify"])
+    assert verified.exit_code == 0 and "chain intact" in verified.output, verified.output
+
+
+def test_audit_verify_names_a_personal_value_altered_behind_the_trail(app, session):
+    holder = AccountHolder(fund_code="HRA", account_reference=unique("HRA")[:10],
+                           name="Alys Altered-Test")
+    session.add(holder)
+    session.commit()
+    row = session.scalar(select(PersonalData).where(
+        PersonalData.record_type == "AccountHolder", PersonalData.record_id == str(holder.id),
+        PersonalData.kind == "name"))
+    session.execute(text("UPDATE personal_data SET value = 'Someone Else' WHERE id = :i"),
+                    {"i": row.id})
+    session.commit()
+    try:
+        out = app.test_cli_runner().invoke(args=["ims", "audit-verify"])
+        assert out.exit_code == 1 and f"personal_data {row.id}" in out.output, out.output
+    finally:
+        session.execute(text("UPDATE personal_data SET value = 'Alys Altered-Test' "
+                             "WHERE id = :i"), {"i": row.id})
+        session.commit()
