@@ -114,6 +114,12 @@ def test_anonymisation_of_demo_records_past_retention_with_a_legal_hold(session)
     assert held["transaction"].held == 1 and held["refund"].held == 1
     assert [r["id"] for r in held["transaction"].held_sample] == [idris_txn.id]
 
+    from app.services import search as S
+
+    def narrative_search(name):
+        return S.search(session, S.parse_filters({"narrative": name})).total
+
+    assert narrative_search(GWEN) == 1
     dry = R.run(session, actor="admin", today=TODAY, dry_run=True)
     assert dry.due == plan.due
     assert session.get(Transaction, txns[f"Paid by {GWEN}"].id).narrative  # nothing done
@@ -155,6 +161,7 @@ def test_anonymisation_of_demo_records_past_retention_with_a_legal_hold(session)
         report = R.subject_access(session, name)
         assert report.total == 0, report.sections
     assert search_accounts(session, GWEN, "name") == []
+    assert narrative_search(GWEN) == 0 and narrative_search(IDRIS) == 1  # held
     assert search_accounts(session, "Heol y Felin", "address") == []
     assert holder.id not in [a.id for a in search_accounts(session, "Pryce", "sounds_like")]
     held_report = R.subject_access(session, IDRIS)
