@@ -43,7 +43,7 @@ class PersonalData(Model):
     value: Mapped[str | None] = mapped_column(Text)
     #: random salt of the digest (hex); erased with the value, so the digest cannot be guessed
     salt: Mapped[str | None] = mapped_column(String(32))
-    #: HMAC-SHA256(salt, value), hex: what the audit trail's token carries
+    #: SHA-256 of salt and value, hex: what the audit trail's token carries
     digest: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -463,27 +463,31 @@ def _subject(obj) -> str | None:
 
 
 def _after_flush(session: Session, flush_context) -> None:
-    from app.services.personal import tokenise
+    from app.services.personal import tokenise_many
 
-    def personal(obj, data):
-        return tokenise(session, entity_name(obj), _pk(obj), data, _subject(obj))
-
+    changes = []  # (action, obj, before, after)
     for obj in list(session.new):
         if type(obj) in _audited:
             _, after = _snapshot(obj, use_history=False)
-            _defer(session, _content("create", entity_name(obj), _pk(obj), None,
-                                     personal(obj, after)))
+            changes.append(("create", obj, None, after))
     for obj in list(session.dirty):
         if type(obj) in _audited and session.is_modified(obj, include_collections=True):
             before, after = _snapshot(obj, use_history=True)
             if before or after:
-                _defer(session, _content("update", entity_name(obj), _pk(obj),
-                                         personal(obj, before), personal(obj, after)))
+                changes.append(("update", obj, before, after))
     for obj in list(session.deleted):
         if type(obj) in _audited:
             _, before = _snapshot(obj, use_history=False)
-            _defer(session, _content("delete", entity_name(obj), _pk(obj), personal(obj, before),
-                                     None))
+            changes.append(("delete", obj, before, None))
+    if not changes:
+        return
+    # personal values go to personal_data (one statement for the flush); the trail keeps tokens
+    data = tokenise_many(session, [
+        (entity_name(obj), _pk(obj), part, _subject(obj))
+        for _, obj, before, after in changes for part in (before, after)])
+    for n, (action, obj, _, _) in enumerate(changes):
+        _defer(session, _content(action, entity_name(obj), _pk(obj), data[2 * n],
+                                 data[2 * n + 1]))
 
 
 def install_audit_listeners(scoped_session) -> None:
