@@ -29,7 +29,7 @@ from app.models.accounts import AccountSyncChange
 from app.models.audit import AuditEvent
 from app.models.card_payment import CardPayment, PaymentRequest
 from app.models.ledger import Transaction
-from app.models.personal import HOLD_MATCHES, LegalHold, PersonalData
+from app.models.personal import HOLD_MATCHES, LegalHold
 from app.models.reference import AccountHolder, Setting
 from app.models.refund import Refund
 from app.models.suspense import SuspenseItem
