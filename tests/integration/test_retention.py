@@ -201,10 +201,30 @@ def test_hold_by_person_and_subject_access_by_reference(session):
     assert by_name.sections["account_holders"] and by_name.sections["audit"]
     with pytest.raises(ValidationError):
         R.subject_access(session, "ab")
+    # the account-sync change list that loaded the holder names them too
+    from app.models.accounts import AccountHolderProfile, AccountSync, AccountSyncChange
+
+    profile = AccountHolderProfile(name=unique("Retention profile"), fund_code="HRA")
+    session.add(profile)
+    session.flush()
+    sync = AccountSync(profile_id=profile.id, fund_code="HRA", filename="hra.csv",
+                       created_by="admin", status="applied")
+    session.add(sync)
+    session.flush()
+    change = AccountSyncChange(sync_id=sync.id, account_holder_id=holder.id,
+                               account_reference=ref, kind="changed",
+                               before=json.dumps({"name": "Old", "balance": "1.00"}),
+                               after=json.dumps({"name": person, "address": "2 Ffordd y Llyn",
+                                                 "balance": "2.00"}))
+    session.add(change)
+    session.commit()
     R.release_hold(session, hold.id, actor="admin")
     R.run(session, actor="admin", today=TODAY)
     session.expire_all()
     assert session.get(AccountHolder, holder.id).name == R.ANONYMISED_NAME
+    change = session.get(AccountSyncChange, change.id)
+    assert json.loads(change.before) == {"balance": "1.00"}
+    assert json.loads(change.after) == {"balance": "2.00"}
     assert R.subject_access(session, person).total == 0
     assert session.scalar(select(LegalHold).where(LegalHold.id == hold.id)).released_by == "admin"
 
