@@ -27,7 +27,7 @@ from app.domain.errors import NotFound, ValidationError
 from app.domain.i18n import N_
 from app.models.accounts import AccountSyncChange
 from app.models.audit import AuditEvent
-from app.models.card_payment import CardPayment, PaymentRequest
+from app.models.card_payment import FINAL_STATUSES, CardPayment, PaymentRequest
 from app.models.ledger import Transaction
 from app.models.personal import HOLD_MATCHES, LegalHold
 from app.models.reference import AccountHolder, Setting
@@ -73,15 +73,20 @@ KINDS: dict[str, Kind] = {k.key: k for k in (
          Transaction.transaction_date, Transaction.account_reference, {"narrative": None}),
     Kind("suspense_item", N_("Suspense items (narratives)"), SuspenseItem,
          SuspenseItem.transaction_date, SuspenseItem.reference_text, {"narrative": None}),
+    # refunds, card payments and payment requests once finished only (a refund still to be
+    # paid needs its payee's bank details, however old)
     Kind("refund", N_("Refunds (payer, payee and bank details)"), Refund, Refund.requested_at,
          None, {"payer_name": None, "payee_name": None, "sort_code": None,
-                "account_number": None}, "Refund"),
+                "account_number": None}, "Refund",
+         only=Refund.status.in_(("paid", "rejected", "failed"))),
     Kind("card_payment", N_("Card payments (payer's name, email and address)"), CardPayment,
          CardPayment.created_at, None,
-         {"payer_name": None, "payer_email": None, "payer_address": None}, "CardPayment"),
+         {"payer_name": None, "payer_email": None, "payer_address": None}, "CardPayment",
+         only=CardPayment.status.in_(FINAL_STATUSES)),
     Kind("payment_request", N_("Payment requests (name and email)"), PaymentRequest,
          PaymentRequest.created_at, PaymentRequest.caller_reference,
-         {"name": None, "email": None}, "PaymentRequest"),
+         {"name": None, "email": None}, "PaymentRequest",
+         only=PaymentRequest.status.in_(FINAL_STATUSES)),
     Kind("account_holder", N_("Closed account holders (name, address, postcode)"),
          AccountHolder, AccountHolder.closed_at, AccountHolder.account_reference,
          {"name": ANONYMISED_NAME, "address": None, "postcode": None, "phonetic_key": None,
