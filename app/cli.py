@@ -33,6 +33,9 @@ def seed(demo: bool) -> None:
         from app.services.demo_activity import seed_reconciliation
 
         counts.update(seed_reconciliation(db.session))
+        from app.services.demo_activity import seed_past_retention
+
+        counts.update(seed_past_retention(db.session))
     for key, value in counts.items():
         click.echo(f"{key}: {value}")
 
@@ -86,6 +89,14 @@ def audit_verify(logs: tuple[str, ...]) -> None:
     result = audit.verify_chain(db.session, logged=logged)
     click.echo(result.message)
     if not result.valid:
+        sys.exit(1)
+    from app.services.personal import check
+
+    altered = check(db.session)
+    db.session.rollback()
+    if altered:
+        click.echo(f"personal values altered since the audit trail recorded them (their digest "
+                   f"no longer matches): personal_data {', '.join(map(str, altered[:20]))}")
         sys.exit(1)
     if result.events:
         cp = audit.write_checkpoint(db.session, result.events, result.last_event_id,

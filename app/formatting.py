@@ -14,7 +14,7 @@ from flask_babel import get_locale, get_timezone, ngettext
 from flask_babel import gettext as _gettext
 
 from app.domain import labels as _labels
-from app.domain.i18n import Fixed
+from app.domain.i18n import N_, Fixed
 from app.domain.money import Money, percent
 
 
@@ -163,6 +163,10 @@ def _readable(value, key: str = "", entity: str = "") -> str:
     if isinstance(value, dict):
         return "; ".join(f"{tr(_labels.FIELDS.get(k, k))}: {_readable(v, k, entity)}"
                          for k, v in value.items())
+    if isinstance(value, str) and value.startswith("pd:"):
+        shown = _personal(value)
+        if shown is not None:
+            return shown
     if key == "status" and entity in _STATUS_KINDS:
         return str(tr(_labels.label(_STATUS_KINDS[entity], value)))
     if key in ("roles", "role", "current_role"):
@@ -175,6 +179,21 @@ def _readable(value, key: str = "", entity: str = "") -> str:
     if isinstance(value, str) and _ISO_MOMENT.fullmatch(value):
         return when(value)
     return str(value)
+
+
+_ERASED = N_("(erased)")
+
+
+def _personal(value: str) -> str | None:
+    """A personal-data token of the audit trail as its value, or "(erased)"; None if it is not
+    one."""
+    from app.extensions import db
+    from app.services.personal import resolve
+
+    token, kept = resolve(db.session, value)
+    if not token:
+        return None
+    return kept if kept is not None else _gettext(_ERASED)
 
 
 _ISO_MOMENT = re.compile(r"\d{4}-\d\d-\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:[+-]\d\d:\d\d|Z)?)?")

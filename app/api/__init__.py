@@ -28,6 +28,7 @@ def register_apis(appbuilder) -> None:
     from app.api.reconciliation import ReconciliationApi
     from app.api.refunds import RefundApi
     from app.api.reports import APIS as REPORT_APIS
+    from app.api.retention import RetentionApi, SubjectAccessApi
     from app.api.suspense import SuspenseAllocationApi
     from app.api.workflow import ApprovalLimitApi, ConfigProposalApi, TaskApi, WorkflowApi
     from app.api.writeoffs import WriteOffApi
@@ -37,5 +38,6 @@ def register_apis(appbuilder) -> None:
                 FundApi, PaymentMethodApi, VatCodeApi, OfficeApi, ReferenceValidatorApi,
                 AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
                 AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
-                ConfigurationBundleApi, PaymentRequestApi, ReconciliationApi):
+                ConfigurationBundleApi, PaymentRequestApi, ReconciliationApi, RetentionApi,
+                SubjectAccessApi):
         appbuilder.add_api(api)

@@ -224,7 +224,9 @@ def install_ledger_triggers(conn) -> None:
     triggers), so an existence check gives the same guarantee.
 
     ledger_line.transaction_id may be filled in once (NULL -> id) when the income row it credits
-    is recorded; nothing else about a ledger line can change.
+    is recorded; nothing else about a ledger line can change. income_transaction.narrative may be
+    erased (value -> NULL) by retention, since a narrative may hold a name; nothing else about an
+    income row can change.
 
     SQLite has no statement-level triggers: a row trigger notes the first ledger line a
     transaction writes, and app/models/sqlite.py checks when it commits that the groups of that
@@ -305,11 +307,25 @@ def install_ledger_triggers(conn) -> None:
         for table, column, _ in STATEMENT_CHECKED_REFERENCES:
             conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
                                  f"{table}_{column}_fkey")
-        for table in ("posting_group", "income_transaction"):
+        # income_transaction: one change only, erasing a narrative (retention, which may hold a
+        # name: app/services/retention.py); nothing else about the row can change
+        conn.exec_driver_sql("""
+            CREATE OR REPLACE FUNCTION ims_income_transaction_guard() RETURNS trigger AS $$
+            BEGIN
+              IF TG_OP = 'DELETE' OR NEW.narrative IS NOT NULL
+                 OR (to_jsonb(NEW) - 'narrative') IS DISTINCT FROM (to_jsonb(OLD) - 'narrative')
+              THEN
+                RAISE EXCEPTION 'income_transaction is append-only';
+              END IF;
+              RETURN NEW;
+            END; $$ LANGUAGE plpgsql;
+        """)
+        for table, guard in (("posting_group", "ims_ledger_append_only"),
+                             ("income_transaction", "ims_income_transaction_guard")):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             conn.exec_driver_sql(f"""
                 CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-                FOR EACH ROW EXECUTE FUNCTION ims_ledger_append_only()
+                FOR EACH ROW EXECUTE FUNCTION {guard}()
             """)
         for table in ("posting_group", "income_transaction", "ledger_line"):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
@@ -345,12 +361,26 @@ def install_ledger_triggers(conn) -> None:
             EXECUTE FUNCTION ims_transaction_groups_exist()
         """)
     else:
-        for table in ("posting_group", "income_transaction"):
-            for op in ("UPDATE", "DELETE"):
+        for table, ops in (("posting_group", ("UPDATE", "DELETE")),
+                           ("income_transaction", ("DELETE",))):
+            for op in ops:
                 conn.exec_driver_sql(f"""
                     CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END
                 """)
+        # income_transaction: an UPDATE may only erase the narrative (every column of the table
+        # as it stands compared; a migration adding a column installs this again)
+        from sqlalchemy import inspect
+
+        others = [c["name"] for c in inspect(conn).get_columns("income_transaction")
+                  if c["name"] != "narrative"]
+        changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in others)
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS income_transaction_no_update")
+        conn.exec_driver_sql(f"""
+            CREATE TRIGGER income_transaction_no_update BEFORE UPDATE ON income_transaction
+            WHEN NEW.narrative IS NOT NULL OR {changed}
+            BEGIN SELECT RAISE(ABORT, 'income_transaction is append-only'); END
+        """)
         conn.exec_driver_sql("""
             CREATE TRIGGER IF NOT EXISTS ledger_line_no_delete BEFORE DELETE ON ledger_line
             BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END

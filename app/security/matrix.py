@@ -50,6 +50,8 @@ RESOURCE_WORDS = {
     "Report": (N_("Reports"), N_("Finance reports")),
     "BankAccount": (N_("Reference data"), N_("Bank accounts")),
     "Reconciliation": (N_("Closing the books"), N_("Bank reconciliation")),
+    "Retention": (N_("Personal data"), N_("Retention and legal holds")),
+    "SubjectAccess": (N_("Personal data"), N_("Subject-access reports")),
 }
 
 #: permission -> what it lets a role do, in words

@@ -123,6 +123,10 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     "Reconciliation": {READ: frozenset({HEAD, MANAGER, CLERK, AUDITOR}),
                        WRITE: frozenset({MANAGER, CLERK}),
                        "can_sign_off": frozenset({MANAGER, HEAD})},
+    # personal data: retention and legal holds (Administrators run anonymisation and hold
+    # records; Auditors read), the subject-access report (Administrators and Auditors)
+    "Retention": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
+    "SubjectAccess": {READ: frozenset({ADMIN, AUDITOR})},
 }
 
 #: Menu entries shown to fewer roles than may read the data behind them: a role reads what its

@@ -378,11 +378,16 @@ event.listen(Session, "do_orm_execute", _write_before_reading)
 def record(session: Session, action: str, entity: str, entity_id, before=None, after=None,
            reason: str | None = None, actor: str | None = None) -> None:
     """An explicit business event (posting, approval, reversal) of the session's transaction:
-    written, chained, just before it commits (nothing if it rolls back)."""
+    written, chained, just before it commits (nothing if it rolls back). Personal values
+    (app/services/personal.py) are recorded as tokens of erasable rows."""
+    from app.services.personal import tokenise
+
     _defer(session, _content(
         action, entity, entity_id,
-        None if before is None else {k: _jsonable(v) for k, v in before.items()},
-        None if after is None else {k: _jsonable(v) for k, v in after.items()},
+        tokenise(session, entity, entity_id,
+                 None if before is None else {k: _jsonable(v) for k, v in before.items()}),
+        tokenise(session, entity, entity_id,
+                 None if after is None else {k: _jsonable(v) for k, v in after.items()}),
         reason, actor))
 
 
@@ -451,20 +456,38 @@ def _pk(obj):
     return ident[0] if len(ident) == 1 else "/".join(str(i) for i in ident)
 
 
+def _subject(obj) -> str | None:
+    """Whose personal values a record holds ("fund/reference"), for the subject-access report."""
+    fund, ref = getattr(obj, "fund_code", None), getattr(obj, "account_reference", None)
+    return f"{fund}/{ref}" if fund and ref else None
+
+
 def _after_flush(session: Session, flush_context) -> None:
+    from app.services.personal import tokenise_many
+
+    changes = []  # (action, obj, before, after)
     for obj in list(session.new):
         if type(obj) in _audited:
             _, after = _snapshot(obj, use_history=False)
-            _defer(session, _content("create", entity_name(obj), _pk(obj), None, after))
+            changes.append(("create", obj, None, after))
     for obj in list(session.dirty):
         if type(obj) in _audited and session.is_modified(obj, include_collections=True):
             before, after = _snapshot(obj, use_history=True)
             if before or after:
-                _defer(session, _content("update", entity_name(obj), _pk(obj), before, after))
+                changes.append(("update", obj, before, after))
     for obj in list(session.deleted):
         if type(obj) in _audited:
             _, before = _snapshot(obj, use_history=False)
-            _defer(session, _content("delete", entity_name(obj), _pk(obj), before, None))
+            changes.append(("delete", obj, before, None))
+    if not changes:
+        return
+    # personal values go to personal_data (one statement for the flush); the trail keeps tokens
+    data = tokenise_many(session, [
+        (entity_name(obj), _pk(obj), part, _subject(obj))
+        for _, obj, before, after in changes for part in (before, after)])
+    for n, (action, obj, _, _) in enumerate(changes):
+        _defer(session, _content(action, entity_name(obj), _pk(obj), data[2 * n],
+                                 data[2 * n + 1]))
 
 
 def install_audit_listeners(scoped_session) -> None:

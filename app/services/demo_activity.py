@@ -267,3 +267,58 @@ def seed_reconciliation(session: Session) -> dict[str, int]:
     n = session.scalar(select(func.count(StatementLine.id)).where(
         StatementLine.statement_id == stmt.id))
     return {"demo statement lines added": int(n or 0), "demo matches added": matched}
+
+
+RETENTION_DONE_KEY = "demo_past_retention_seeded"
+#: the people of the demo records past retention (their names go when anonymisation runs)
+PAST_RETENTION_PEOPLE = ("Gwenllian Pryce-Demo", "Idris Bowen-Demo", "Myfanwy Rees-Demo")
+
+
+def seed_past_retention(session: Session) -> dict[str, int]:
+    """Demo records past their retention period (the financial year 2018/19), so that `ims tick`
+    anonymises something on demo data: receipts whose narratives name the payer, a closed
+    account holder, a rejected refund with payee bank details and an expired payment request.
+    Runs once (a setting marks it done)."""
+    if session.get(Setting, RETENTION_DONE_KEY) is not None:
+        return {"demo records past retention added": 0}
+    import json
+    import secrets
+
+    from app.models.card_payment import PaymentRequest
+    from app.models.refund import Refund
+    from app.services.receipts import post_receipt
+
+    day = dt.date(2018, 6, 14)
+    moment = dt.datetime(2018, 6, 14, 11, 0, tzinfo=dt.timezone.utc)
+    holder = AccountHolder(fund_code="HRA", account_reference="HRA9000001",
+                           name=PAST_RETENTION_PEOPLE[0],
+                           address="7 Heol y Felin, Llanwern", postcode="NP18 2AA")
+    session.add(holder)
+    session.flush()
+    holder.closed_at = dt.datetime(2018, 9, 30, tzinfo=dt.timezone.utc)
+    made = 1
+    txns = []
+    for i, (name, amount) in enumerate(zip(PAST_RETENTION_PEOPLE, (12_500, 8_000, 4_250))):
+        result = post_receipt(session, [{
+            "fund_code": "HRA", "account_reference": "HRA9000001" if i == 0 else f"HRA900000{i + 1}",
+            "amount": amount, "vat_code": None, "narrative": f"Paid by {name}"}],
+            payment_method_code="CHQ", actor="cashier", transaction_date=day, office_code="CIVIC",
+            method_kind="cheque")
+        txns += result.transactions
+        made += 1
+    session.flush()
+    refund = Refund(transaction_id=txns[1].id, amount=2_000, reason="Overpaid (demo)",
+                    method="bacs", status="rejected", payer_name=PAST_RETENTION_PEOPLE[1],
+                    payee_name=PAST_RETENTION_PEOPLE[1], sort_code="20-45-77",
+                    account_number="41234567", requested_by="clerk", requested_at=moment)
+    session.add(refund)
+    session.add(PaymentRequest(
+        token=secrets.token_urlsafe(24), status="expired", amount=4_250,
+        items_json=json.dumps([{"fund_code": "HRA", "reference": "HRA9000003", "amount": 4_250}]),
+        name=PAST_RETENTION_PEOPLE[2], email="myfanwy.demo@example.invalid",
+        created_by="clerk", created_at=moment, expires_at=moment + dt.timedelta(days=14)))
+    made += 2
+    session.add(Setting(key=RETENTION_DONE_KEY, value=dt.date.today().isoformat(),
+                        description="Demo records past retention were seeded on this date."))
+    session.commit()
+    return {"demo records past retention added": made}

@@ -123,6 +123,20 @@ SETTINGS = [
     ("gl.account.MIGRATION", "9004-MG", "GL code of the migration control account in GL exports."),
     ("gl.account.CARD_FEES", "9005-CF", "GL code of card providers' fees (bank reconciliation)."),
     ("gl.account.BANK_CHARGES", "9006-BC", "GL code of bank charges (bank reconciliation)."),
+    # retention of personal data (app/services/retention.py): years after the end of the
+    # financial year a record is dated in
+    ("retention_years_transaction", "6",
+     "Years after the financial year a payment's narrative is kept."),
+    ("retention_years_suspense_item", "6",
+     "Years after the financial year a suspense item's narrative is kept."),
+    ("retention_years_refund", "6",
+     "Years after the financial year a refund's payer, payee and bank details are kept."),
+    ("retention_years_card_payment", "6",
+     "Years after the financial year a card payer's details are kept."),
+    ("retention_years_payment_request", "6",
+     "Years after the financial year a payment request's name and email are kept."),
+    ("retention_years_account_holder", "6",
+     "Years after the financial year an account holder closed that their details are kept."),
 ]
 #: where each VAT code's VAT goes in the general ledger (vat_code.gl_code)
 VAT_GL_CODES = {"S": "8101-VAT", "R": "8102-VAT"}

@@ -80,6 +80,9 @@ def register_views(appbuilder) -> None:
     from app.views.reconciliation import register_reconciliation_views
 
     register_reconciliation_views(appbuilder)
+    from app.views.retention import register_retention_views
+
+    register_retention_views(appbuilder)
 
     appbuilder.add_view(AuditTrailView, "Audit trail", label=_l("Audit trail"), icon="fa-history",
                         category="Audit", category_label=_l("Audit"), category_icon="fa-eye")
