@@ -13,6 +13,7 @@ from app.security.current import current_username
 from app.domain.errors import ValidationError
 from app.extensions import db
 from app.services import card_payments as CP
+from app.services.idempotency import fingerprint
 
 
 class PaymentRequestApi(BaseApi):
@@ -30,6 +31,12 @@ class PaymentRequestApi(BaseApi):
         """Create a payment request; the citizen pays it at next_url
         ---
         post:
+          parameters:
+          - in: header
+            name: Idempotency-Key
+            description: A repeat with the same body returns the request the first use created,
+              as it is now, and creates nothing; the same key with another body is a 422.
+            schema: {type: string, minLength: 1, maxLength: 200, pattern: '^[ -~]+$'}
           requestBody:
             required: true
             content:
@@ -66,12 +73,21 @@ class PaymentRequestApi(BaseApi):
                       status: {type: string}
                       next_url: {type: string}
                       expires_at: {type: string}
+            409: {$ref: '#/components/responses/409'}
             422:
-              description: Invalid; nothing created
+              description: Invalid, or an Idempotency-Key already used with another body;
+                nothing created
               content:
                 application/json:
                   schema: {$ref: '#/components/schemas/Error'}
         """
+        idem_key = request.headers.get("Idempotency-Key")
+        if idem_key is not None:
+            idem_key = idem_key.strip()
+            if not idem_key or len(idem_key) > 200 or not idem_key.isascii() \
+                    or not idem_key.isprintable():
+                raise ValidationError("Idempotency-Key must be 1 to 200 printable ASCII characters.",
+                                      {"Idempotency-Key": ["1 to 200 printable ASCII characters."]})
         data = json_body()
         language = data.get("language", "en")
         if language not in ("en", "cy"):
@@ -82,7 +98,8 @@ class PaymentRequestApi(BaseApi):
         req = CP.create_request(db.session, items=data.get("items"), actor=current_username(),
                                 email=data.get("email"), name=data.get("name"),
                                 reference=data.get("reference"), return_url=data.get("return_url"),
-                                language=language)
+                                language=language, idempotency_key=idem_key,
+                                idempotency_fingerprint=fingerprint(data))
         out = CP.request_json(db.session, req)
         return self.response(201, **out)
 

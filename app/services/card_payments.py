@@ -26,6 +26,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.domain.errors import Conflict, NotFound, ValidationError
@@ -40,9 +41,11 @@ from app.models.card_payment import (
     CardPayment,
     PaymentRequest,
 )
+from app.models.ledger import IdempotencyKey
 from app.models.reference import Fund
 from app.services import audit
 from app.services import receipts as R
+from app.services.idempotency import check_same_request
 from app.services.locking import for_update
 from app.services.payments import (
     ProviderError,
@@ -676,10 +679,60 @@ def _request_items(session: Session, items) -> list[dict]:
     return check_items(session, pence_items, channel="request", method_code=method_for("request"))
 
 
+#: IdempotencyKey.scope of POST /api/v1/payment-requests
+IDEMPOTENCY_SCOPE = "payment_requests"
+
+
+def _request_for_key(session: Session, key: str, actor: str,
+                     fingerprint: str | None) -> PaymentRequest | None:
+    """The payment request an earlier use of ``key`` by ``actor`` created (None: a new key);
+    ValidationError (422) if that use had another body."""
+    row = session.scalar(select(IdempotencyKey).where(
+        IdempotencyKey.scope == IDEMPOTENCY_SCOPE, IdempotencyKey.username == actor,
+        IdempotencyKey.key == key))
+    if row is None:
+        return None
+    check_same_request(row.request_fingerprint, fingerprint)
+    return session.get(PaymentRequest, json.loads(row.response_body)["id"])
+
+
 def create_request(session: Session, *, items, actor: str, email=None, name=None,
-                   reference=None, return_url=None, language="en") -> PaymentRequest:
+                   reference=None, return_url=None, language="en",
+                   idempotency_key: str | None = None,
+                   idempotency_fingerprint: str | None = None) -> PaymentRequest:
     """A payment request (Income Clerk or calling system): validated now, paid later by the
-    citizen through ``next_url``. ValidationError (nothing created) names the bad item."""
+    citizen through ``next_url``. ValidationError (nothing created) names the bad item.
+
+    ``idempotency_key`` (the API's Idempotency-Key header, per user): a repeat returns the request
+    the first use created, as it is now, and creates nothing; a repeat whose
+    ``idempotency_fingerprint`` (of the body) differs is a ValidationError (422). The key is
+    claimed in the request's own transaction, so of two concurrent uses one creates the request
+    and the other waits on the key's unique index (PostgreSQL) or the write lock (SQLite), then
+    returns that request; a refused request releases the key with its rollback."""
+    if idempotency_key is not None:
+        first = _request_for_key(session, idempotency_key, actor, idempotency_fingerprint)
+        if first is not None:
+            return first
+    try:
+        return _create_request(session, items=items, actor=actor, email=email, name=name,
+                               reference=reference, return_url=return_url, language=language,
+                               idempotency_key=idempotency_key,
+                               idempotency_fingerprint=idempotency_fingerprint)
+    except IntegrityError:
+        session.rollback()
+        if idempotency_key is not None:
+            first = _request_for_key(session, idempotency_key, actor, idempotency_fingerprint)
+            if first is not None:
+                return first
+        raise Conflict("The payment request could not be saved because of a concurrent change; "
+                       "try again.")
+    except Exception:
+        session.rollback()
+        raise
+
+
+def _create_request(session: Session, *, items, actor, email, name, reference, return_url,
+                    language, idempotency_key, idempotency_fingerprint) -> PaymentRequest:
     cleaned = _request_items(session, items)
     who = _payer({"email": email, "name": name})
     if reference is not None and (not isinstance(reference, str) or len(reference) > 100):
@@ -689,6 +742,13 @@ def create_request(session: Session, *, items, actor: str, email=None, name=None
     if url:
         signature_for([("id", "0")])  # refuses a return_url when no signing key is configured
     days = int(_setting("IMS_PAYMENT_REQUEST_DAYS", 28))
+    claim = None
+    if idempotency_key is not None:
+        claim = IdempotencyKey(key=idempotency_key, scope=IDEMPOTENCY_SCOPE, username=actor,
+                               status_code=201, response_body="{}",
+                               request_fingerprint=idempotency_fingerprint)
+        session.add(claim)
+        session.flush()  # a concurrent use of the key waits here, then fails on the index
     req = PaymentRequest(token=_new_token(), status="created", items_json=json.dumps(cleaned),
                          amount=sum(c["amount"] for c in cleaned), email=who.get("email"),
                          name=who.get("name"), caller_reference=(reference or "").strip() or None,
@@ -700,6 +760,8 @@ def create_request(session: Session, *, items, actor: str, email=None, name=None
         "amount": str(Money(req.amount)), "caller_reference": req.caller_reference,
         "items": [f"{c['fund_code']}:{c['reference']}:{Money(c['amount'])}" for c in cleaned]},
         actor=actor)
+    if claim is not None:
+        claim.response_body = json.dumps({"id": req.id})
     session.commit()
     return req
 

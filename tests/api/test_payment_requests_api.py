@@ -130,3 +130,84 @@ def test_citizen_returns_to_the_calling_system_through_the_portal(api, session, 
     q = dict(urllib.parse.parse_qsl(target.query))
     assert q["status"] == "paid" and q["id"] == str(req.id) and q["receipt_number"]
     assert len(q["signature"]) == 64
+
+
+def _requests_by(session, reference: str) -> int:
+    session.expire_all()
+    return session.query(PaymentRequest).filter(PaymentRequest.caller_reference == reference).count()
+
+
+def test_idempotency_key_replays_the_first_request_and_refuses_another_body(api, session):
+    fund = make_fund(session)
+    client = api("payint")
+    ref = unique("IDEM", 16)
+    payload = body(fund, reference=ref)
+    headers = {"Idempotency-Key": unique("k", 16)}
+    first = client.post(URL, json=payload, headers=headers)
+    assert first.status_code == 201, first.json
+    # a retry (keys in another order: the same body) returns the same request and creates nothing
+    again = client.post(URL, json=dict(reversed(list(payload.items()))), headers=headers)
+    assert again.status_code == 201 and again.json["id"] == first.json["id"], again.json
+    assert again.json["next_url"] == first.json["next_url"]
+    assert _requests_by(session, ref) == 1
+    # the replay shows the request as it is now
+    CP.cancel_request(session, first.json["id"], actor="clerk")
+    assert client.post(URL, json=payload, headers=headers).json["status"] == "cancelled"
+    # the same key with another body: 422 naming the header, nothing created
+    other = {**payload, "items": payload["items"][:1]}
+    resp = client.post(URL, json=other, headers=headers)
+    assert resp.status_code == 422 and "Idempotency-Key" in resp.json["errors"], resp.json
+    assert _requests_by(session, ref) == 1
+    # keys are per user: an Income Clerk's use of the same key is a new request
+    clerk = api("clerk").post(URL, json=payload, headers=headers)
+    assert clerk.status_code == 201 and clerk.json["id"] != first.json["id"]
+    assert _requests_by(session, ref) == 2
+    # without a key each POST is a new request; a blank or over-long key is a 422
+    assert client.post(URL, json=payload).json["id"] != first.json["id"]
+    for bad in (" ", "k" * 201, "k\x01"):
+        resp = client.post(URL, json=payload, headers={"Idempotency-Key": bad})
+        assert resp.status_code == 422 and "Idempotency-Key" in resp.json["errors"]
+    assert _requests_by(session, ref) == 3
+
+
+def test_a_refused_request_does_not_use_up_its_key(api, session):
+    fund = make_fund(session)
+    client = api("payint")
+    ref = unique("IDEM", 16)
+    headers = {"Idempotency-Key": unique("k", 16)}
+    bad = client.post(URL, json=body(fund, reference=ref, email="not-an-email"), headers=headers)
+    assert bad.status_code == 422 and "email" in bad.json["errors"]
+    # the corrected request with the same key is created (the refused one claimed nothing)
+    good = client.post(URL, json=body(fund, reference=ref), headers=headers)
+    assert good.status_code == 201, good.json
+    assert _requests_by(session, ref) == 1
+
+
+def test_two_concurrent_posts_with_one_key_make_one_request(app, session):
+    import threading
+
+    from tests.conftest import api_token
+
+    fund = make_fund(session)
+    session.commit()
+    ref = unique("IDEM", 16)
+    payload = body(fund, reference=ref)
+    headers = {"Idempotency-Key": unique("k", 16),
+               "Authorization": f"Bearer {api_token(app.test_client(), 'payint')}"}
+    barrier = threading.Barrier(2)
+    results: list[tuple[int, dict]] = []
+
+    def worker():
+        client = app.test_client()
+        barrier.wait()
+        resp = client.post(URL, json=payload, headers=headers)
+        results.append((resp.status_code, resp.json))
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [code for code, _ in results] == [201, 201], results
+    assert results[0][1]["id"] == results[1][1]["id"], results
+    assert _requests_by(session, ref) == 1

@@ -516,9 +516,19 @@
   });
 
   /* The whole diagram in view: fitted, then shrunk about its centre so that it clears the
-     palette on the left and the editor's right edge alike (it was clipped on the right). */
+     palette on the left and the editor's right edge alike (it was clipped on the right). The
+     palette's width is measured, not assumed: its size depends on the bpmn-js version and on our
+     CSS (larger targets made it wider than the 110px once assumed, and the diagram overlapped it). */
+  function paletteEdge(margin) {
+    var container = document.querySelector('#bpmn-editor .djs-container');
+    var palette = document.querySelector('#bpmn-editor .djs-palette');
+    if (!container || !palette) { return 110; }
+    var right = palette.getBoundingClientRect().right - container.getBoundingClientRect().left;
+    return Math.max(0, Math.ceil(right)) + margin;
+  }
   function fit() {
-    var PALETTE = 110, MARGIN = 20;  // px: the palette on the left, a margin elsewhere
+    var MARGIN = 20;  // px: a margin between the diagram and the palette or the editor's edges
+    var PALETTE = paletteEdge(MARGIN);  // px from the container's left edge the diagram must clear
     canvas.zoom('fit-viewport', 'auto');
     var vb = canvas.viewbox();
     var inner = vb.inner, outer = vb.outer;
