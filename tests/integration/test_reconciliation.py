@@ -195,7 +195,7 @@ def test_card_settlement_from_simulator_facts_with_fees_and_clerk_fee(session, a
     provider = unique("p", 10).lower()
     day = dt.date.today() - dt.timedelta(days=10)
     gid = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", 20000, None, provider),
-                                            L.Leg("SUSPENSE", -20000)], actor="t").id
+                                            L.Leg("FUND", -20000, "HRA")], actor="t").id
     for amount, fee in ((10000, 75), (10000, 75)):
         session.add(CardPayment(token=unique("tok", 20), status="paid", amount=amount,
                                 provider=provider, settled_date=day, fee=fee,

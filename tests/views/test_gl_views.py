@@ -78,6 +78,6 @@ def test_pages_in_welsh(as_user):
     try:
         assert "Cyfanswm rheoli" in c.get("/gl-exports/").get_data(as_text=True)
         page = c.get("/periods/2013-01").get_data(as_text=True)
-        assert "Cyn cau" in page and "cysoni banc" in page
+        assert "Cyn cau" in page and "Eitemau banc heb eu cysoni" in page
     finally:
         c.get("/lang/en")
