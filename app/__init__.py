@@ -126,6 +126,9 @@ def create_app(config_class=None) -> Flask:
     install_request_ids(app)  # first, so even a refused request has an id and is counted
     install_request_guards(app, appbuilder)
     install_web_hooks(app)
+    from app.services.scope import install_scope
+
+    install_scope(app)  # central work for users with all funds only
     install_ops(app)
     from app.views.portal import install_portal
 

@@ -48,6 +48,7 @@ RESOURCE_WORDS = {
     "GLExport": (N_("Closing the books"), N_("GL export batches")),
     "AccountingPeriod": (N_("Closing the books"), N_("Accounting periods")),
     "Report": (N_("Reports"), N_("Finance reports")),
+    "FundGroup": (N_("Security"), N_("Fund groups (who sees which funds)")),
 }
 
 #: permission -> what it lets a role do, in words

@@ -114,6 +114,9 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # the task list); Auditors read both
     "GLExport": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
     "AccountingPeriod": {READ: frozenset({HEAD, MANAGER, AUDITOR}), WRITE: frozenset({MANAGER})},
+    # fund groups (who sees which funds): Administrators define groups and give them to users;
+    # Auditors read
+    "FundGroup": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
 }
 
 #: Menu entries shown to fewer roles than may read the data behind them: a role reads what its

@@ -85,5 +85,8 @@ def register_views(appbuilder) -> None:
     from app.views.security import register_security_views
 
     register_security_views(appbuilder)
+    from app.views.fund_groups import register_fund_group_views
+
+    register_fund_group_views(appbuilder)
     appbuilder.add_view(DashboardView, "Dashboard", label=_l("Dashboard"), icon="fa-tachometer")
 

@@ -1,0 +1,195 @@
+"""Fund scope: which funds the current user may see (fund groups, app/models/fund_group.py).
+
+The one place every fund-scoped query asks. ``allowed_fund_codes()`` is None for a user with
+"all funds" (and for work outside a signed-in request: the CLI, `ims tick`, the citizen portal),
+else the frozen set of the codes of the funds of the user's groups (empty: no group). Queries
+use ``restrict(stmt, column)``; a single record out of scope is ``require_fund(code)``, which
+raises OutOfScope, a 404 (not 403: whether the record exists does not leak).
+
+Central work (GL export, accounting periods, the trial balance, refund payment runs, the
+clearing accounts' cash-up views) is for users with all funds: ``CENTRAL_PATHS`` lists it and
+``install_scope`` refuses it to everyone else with 404, in one request hook, so a new central
+page needs only its prefix here.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from flask import g, has_request_context, request
+from sqlalchemy import false, select
+from werkzeug.exceptions import NotFound
+
+from app.models.fund_group import UserFundAccess, fund_group_fund, user_fund_group
+from app.models.reference import Fund
+
+#: paths (prefixes) of central work, for users with all funds only
+CENTRAL_PATHS = ("/periods", "/gl-exports", "/ledger/trial-balance", "/refund-payment-runs",
+                 "/cash-ups", "/configuration-bundle", "/account-sync", "/accountholderprofileview",
+                 "/audit", "/auditeventview",
+                 "/api/v1/accounting-periods", "/api/v1/gl-exports", "/api/v1/ledger/trial-balance",
+                 "/api/v1/cash-ups", "/api/v1/configuration-bundle", "/api/v1/account-syncs",
+                 "/api/v1/account-holder-profiles", "/api/v1/audit")
+#: ...except these (a Cashier of a fund group still cashes up their own till)
+CENTRAL_EXCEPTIONS = ("/cash-ups/new", "/api/v1/cash-ups/till")
+
+_unscoped: ContextVar[bool] = ContextVar("ims_unscoped", default=False)
+
+
+class OutOfScope(NotFound):
+    """A record of a fund the user does not hold: 404, as if it did not exist."""
+
+
+@contextmanager
+def unscoped():
+    """Run system work inside a request (escalation look-ups, postings' own checks) unscoped."""
+    token = _unscoped.set(True)
+    try:
+        yield
+    finally:
+        _unscoped.reset(token)
+
+
+def _current_user():
+    if not has_request_context():
+        return None
+    from app.security.current import _user
+
+    user = _user()
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user
+
+
+def codes_for_user(session, user_id: int) -> frozenset[str] | None:
+    """The fund codes user ``user_id`` holds, or None when they hold all funds."""
+    if session.scalar(select(UserFundAccess.all_funds).where(
+            UserFundAccess.user_id == user_id)):
+        return None
+    return frozenset(session.scalars(
+        select(Fund.code).join(fund_group_fund, fund_group_fund.c.fund_id == Fund.id)
+        .join(user_fund_group, user_fund_group.c.group_id == fund_group_fund.c.group_id)
+        .where(user_fund_group.c.user_id == user_id)))
+
+
+def allowed_fund_codes() -> frozenset[str] | None:
+    """The codes of the funds the current user may see; None = all funds."""
+    if _unscoped.get():
+        return None
+    user = _current_user()
+    if user is None:
+        return None
+    cached = g.get("_ims_fund_scope")
+    if cached is not None and cached[0] == user.id:
+        return cached[1]
+    from app.extensions import db
+
+    codes = codes_for_user(db.session, user.id)
+    g._ims_fund_scope = (user.id, codes)
+    return codes
+
+
+def allowed_fund_ids() -> frozenset[int] | None:
+    """The ids of the funds the current user may see; None = all funds."""
+    codes = allowed_fund_codes()
+    if codes is None:
+        return None
+    from app.extensions import db
+
+    return frozenset(db.session.scalars(select(Fund.id).where(Fund.code.in_(codes)))) \
+        if codes else frozenset()
+
+
+def has_all_funds() -> bool:
+    return allowed_fund_codes() is None
+
+
+def scope_key() -> tuple[str, ...] | None:
+    """A hashable key of the current scope (for caches of scoped figures): None = all funds."""
+    codes = allowed_fund_codes()
+    return None if codes is None else tuple(sorted(codes))
+
+
+def fund_allowed(code: str | None) -> bool:
+    codes = allowed_fund_codes()
+    return codes is None or (code is not None and code in codes)
+
+
+def require_fund(*codes: str | None) -> None:
+    """OutOfScope (404) unless the current user holds every fund of ``codes``."""
+    for code in codes:
+        if not fund_allowed(code):
+            raise OutOfScope()
+
+
+def require_all_funds() -> None:
+    """OutOfScope (404) unless the current user holds all funds (central work)."""
+    if not has_all_funds():
+        raise OutOfScope()
+
+
+def restrict(stmt, column):
+    """``stmt`` limited to rows whose fund code ``column`` is in the current user's scope."""
+    codes = allowed_fund_codes()
+    if codes is None:
+        return stmt
+    if not codes:
+        return stmt.where(false())
+    return stmt.where(column.in_(sorted(codes)))
+
+
+def condition(column):
+    """The WHERE condition ``restrict`` adds (None when there is none to add)."""
+    codes = allowed_fund_codes()
+    if codes is None:
+        return None
+    return column.in_(sorted(codes)) if codes else false()
+
+
+def keep(rows, code_of=lambda r: r.fund_code):
+    """The rows (already loaded) whose fund is in scope."""
+    codes = allowed_fund_codes()
+    if codes is None:
+        return list(rows)
+    return [r for r in rows if code_of(r) in codes]
+
+
+def filter_codes():
+    """For FAB views' and APIs' base_filters (FilterInFunction): the codes in scope (every
+    fund's code for all funds)."""
+    codes = allowed_fund_codes()
+    if codes is None:
+        from app.extensions import db
+
+        return list(db.session.scalars(select(Fund.code)))
+    return sorted(codes) or ["\x00none"]
+
+
+def is_central_path(path: str) -> bool:
+    if path.startswith(CENTRAL_EXCEPTIONS):
+        return False
+    return any(path == p or path.startswith(p.rstrip("/") + "/") or path.startswith(p + "?")
+               for p in CENTRAL_PATHS)
+
+
+def install_scope(app) -> None:
+    """Central work for users with all funds only (404 to the others)."""
+
+    @app.before_request
+    def central_work_for_all_funds():
+        if not is_central_path(request.path):
+            return
+        if _current_user() is None and request.headers.get("Authorization"):
+            # an API token: read it now (the endpoint's own check refuses a bad one later)
+            from flask_jwt_extended import get_current_user, verify_jwt_in_request
+
+            try:
+                verify_jwt_in_request(optional=True)
+                user = get_current_user()
+            except Exception:  # noqa: BLE001 - refused by the endpoint itself
+                return
+            if user is not None:
+                g.user = user
+        if _current_user() is not None and not has_all_funds():
+            raise OutOfScope()
