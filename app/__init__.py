@@ -108,6 +108,9 @@ def create_app(config_class=None) -> Flask:
 
         register_views(appbuilder)
         register_apis(appbuilder)
+        from app.services.scope import scope_fab_views
+
+        scope_fab_views(appbuilder)  # every model view and API of fund data: the user's funds
         if swagger:
             from flask_appbuilder.api.manager import SwaggerView
 

@@ -193,3 +193,52 @@ def install_scope(app) -> None:
                 g.user = user
         if _current_user() is not None and not has_all_funds():
             raise OutOfScope()
+
+
+# -- FAB's model views and model APIs ----------------------------------------------------------
+
+def _fab_filter_class():
+    from flask_appbuilder.models.filters import BaseFilter
+    from sqlalchemy import or_
+
+    class FundScopeFilter(BaseFilter):
+        """Rows of the current user's funds (and, where the column is nullable, rows of no fund
+        yet: unallocated suspense items stay visible to those who work suspense)."""
+
+        name = "Fund scope"
+        arg_name = None
+
+        def apply(self, query, value):
+            column = getattr(self.model, self.column_name)
+            cond = condition(column)
+            if cond is None:
+                return query
+            if value == "nullable":
+                cond = or_(column.is_(None), cond)
+            return query.filter(cond)
+
+    return FundScopeFilter
+
+
+def scope_fab_views(appbuilder) -> list[str]:
+    """Give every FAB model view and model API whose model has a fund (``fund_code``; Fund itself
+    by ``code``) the fund-scope base filter: lists, show, edit and the API's get all go through
+    it, so a record of another group's fund is a 404. Returns the names of the views scoped."""
+    FundScopeFilter = _fab_filter_class()
+    scoped = []
+    for view in appbuilder.baseviews:
+        datamodel = getattr(view, "datamodel", None)
+        filters = getattr(view, "_base_filters", None)
+        if datamodel is None or filters is None:
+            continue
+        model = datamodel.obj
+        if model is Fund:
+            column = "code"
+        elif hasattr(model, "fund_code"):
+            column = "fund_code"
+        else:
+            continue
+        nullable = model.__table__.c[column].nullable
+        filters.add_filter(column, FundScopeFilter, "nullable" if nullable else "")
+        scoped.append(type(view).__name__)
+    return scoped
