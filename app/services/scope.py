@@ -220,6 +220,34 @@ def _fab_filter_class():
     return FundScopeFilter
 
 
+def _scope_fund_choices(view, model, FundScopeFilter) -> None:
+    """The fund drop-downs of a FAB view's add, edit and search forms (and a model API's
+    related-field choices) offer the user's funds only."""
+    from sqlalchemy import inspect as sa_inspect
+
+    try:
+        relations = [r.key for r in sa_inspect(model).relationships if r.mapper.class_ is Fund]
+    except Exception:  # noqa: BLE001 - not a mapped class
+        return
+    if not relations:
+        return
+    rule = [["code", FundScopeFilter, ""]]
+    rebuild = False
+    for attr in ("add_form_query_rel_fields", "edit_form_query_rel_fields",
+                 "search_form_query_rel_fields", "add_query_rel_fields", "edit_query_rel_fields"):
+        if hasattr(view, attr):
+            fields = dict(getattr(view, attr) or {})
+            for key in relations:
+                fields.setdefault(key, rule)
+            setattr(view, attr, fields)
+            rebuild = True
+    if rebuild and hasattr(view, "_init_forms"):
+        for form in ("search_form", "add_form", "edit_form"):
+            if hasattr(view, form) and getattr(type(view), form, None) is None:
+                setattr(view, form, None)
+        view._init_forms()
+
+
 def scope_fab_views(appbuilder) -> list[str]:
     """Give every FAB model view and model API whose model has a fund (``fund_code``; Fund itself
     by ``code``) the fund-scope base filter: lists, show, edit and the API's get all go through
@@ -232,6 +260,7 @@ def scope_fab_views(appbuilder) -> list[str]:
         if datamodel is None or filters is None:
             continue
         model = datamodel.obj
+        _scope_fund_choices(view, model, FundScopeFilter)
         if model is Fund:
             column = "code"
         elif hasattr(model, "fund_code"):
@@ -242,3 +271,151 @@ def scope_fab_views(appbuilder) -> list[str]:
         filters.add_filter(column, FundScopeFilter, "nullable" if nullable else "")
         scoped.append(type(view).__name__)
     return scoped
+
+
+# -- records that reach a fund through another record -------------------------------------------
+
+#: the "fund" of central work (cash-ups, periods): held by users with all funds only
+CENTRAL = "*central*"
+
+
+def _codes_or_none(codes):
+    return None if codes is None else sorted(codes)
+
+
+def transaction_condition(id_column, codes=...):
+    """``id_column`` (a transaction id) names a transaction of the user's funds; None: all."""
+    from app.models.ledger import Transaction
+
+    codes = allowed_fund_codes() if codes is ... else codes
+    if codes is None:
+        return None
+    return id_column.in_(select(Transaction.id).where(Transaction.fund_code.in_(sorted(codes))))
+
+
+def suspense_condition(item_model, codes=...):
+    """Suspense items the user may see: unallocated ones (no fund) and those of their funds,
+    and none that is allocated, even in part, to a fund of another group."""
+    from sqlalchemy import and_, exists, or_
+
+    from app.models.suspense_work import SuspenseAllocation, SuspenseAllocationLine
+
+    codes = allowed_fund_codes() if codes is ... else codes
+    if codes is None:
+        return None
+    codes = sorted(codes)
+    other = exists(select(SuspenseAllocationLine.id)
+                   .join(SuspenseAllocation,
+                         SuspenseAllocation.id == SuspenseAllocationLine.allocation_id)
+                   .where(SuspenseAllocation.suspense_item_id == item_model.id,
+                          SuspenseAllocation.status != "rejected",
+                          SuspenseAllocationLine.fund_code.not_in(codes)))
+    return and_(or_(item_model.fund_code.is_(None), item_model.fund_code.in_(codes)), ~other)
+
+
+def suspense_item_allowed(session, item) -> bool:
+    cond = suspense_condition(type(item))
+    if cond is None:
+        return True
+    return bool(session.scalar(select(type(item).id).where(type(item).id == item.id, cond)))
+
+
+def write_off_condition(model, codes=...):
+    from sqlalchemy import or_
+
+    from app.models.suspense import SuspenseItem
+
+    codes = allowed_fund_codes() if codes is ... else codes
+    if codes is None:
+        return None
+    return or_(model.transaction_id.is_not(None) & model.fund_code.in_(sorted(codes)),
+               model.suspense_item_id.in_(select(SuspenseItem.id).where(
+                   suspense_condition(SuspenseItem, codes))))
+
+
+def items_allowed(items_json: str | None) -> bool:
+    """A basket's items (card payments, payment requests) are all of the user's funds."""
+    import json
+
+    codes = allowed_fund_codes()
+    if codes is None:
+        return True
+    try:
+        items = json.loads(items_json or "[]")
+    except ValueError:
+        return False
+    return all(isinstance(i, dict) and i.get("fund_code") in codes for i in items)
+
+
+def subject_funds(session, subject_type: str, subject_id) -> set[str] | None:
+    """The funds a workflow's subject is about (None: it is about no fund, e.g. a workflow
+    definition change; {CENTRAL}: central work)."""
+    from app.models.ledger import Transaction
+
+    try:
+        sid = int(subject_id)
+    except (TypeError, ValueError):
+        sid = None
+    if subject_type == "refund" and sid is not None:
+        from app.models.refund import Refund
+
+        txn_id = session.scalar(select(Refund.transaction_id).where(Refund.id == sid))
+        code = session.scalar(select(Transaction.fund_code).where(Transaction.id == txn_id))
+        return {code} if code else set()
+    if subject_type == "write_off" and sid is not None:
+        from app.models.suspense import SuspenseItem
+        from app.models.suspense_work import WriteOff
+
+        wo = session.get(WriteOff, sid)
+        if wo is None:
+            return set()
+        if wo.transaction_id is not None:
+            return {wo.fund_code}
+        item = session.get(SuspenseItem, wo.suspense_item_id) if wo.suspense_item_id else None
+        return {item.fund_code} if item is not None and item.fund_code else set()
+    if subject_type == "suspense_allocation" and sid is not None:
+        from app.models.suspense_work import SuspenseAllocationLine
+
+        return set(session.scalars(select(SuspenseAllocationLine.fund_code).where(
+            SuspenseAllocationLine.allocation_id == sid)))
+    if subject_type in ("cash_up", "period_close"):
+        return {CENTRAL}
+    return None
+
+
+def subject_allowed(session, subject_type: str, subject_id, codes=...) -> bool:
+    codes = allowed_fund_codes() if codes is ... else codes
+    if codes is None:
+        return True
+    funds = subject_funds(session, subject_type, subject_id)
+    return funds is None or funds <= set(codes)
+
+
+def codes_for_username(session, username: str) -> frozenset[str] | None:
+    from flask_appbuilder.security.sqla.models import User
+
+    user_id = session.scalar(select(User.id).where(User.username == username))
+    return frozenset() if user_id is None else codes_for_user(session, user_id)
+
+
+def lane_for_funds(session, subject_type: str, subject_id, role: str) -> str:
+    """The role a new approval task goes to: ``role``, unless no active user of that role holds
+    the subject's funds, when it escalates to the Head of Finance."""
+    from flask_appbuilder.security.sqla.models import Role, User, assoc_user_role
+
+    from app.security.roles import HEAD
+    from app.services.fund_groups import users_holding
+
+    if role == HEAD:
+        return role
+    funds = subject_funds(session, subject_type, subject_id)
+    if not funds:
+        return role
+    ids = set(session.scalars(
+        select(User.id).join(assoc_user_role, assoc_user_role.c.user_id == User.id)
+        .join(Role, Role.id == assoc_user_role.c.role_id)
+        .where(Role.name == role, User.active.is_(True))))
+    for code in funds:
+        ids = users_holding(session, code, ids) if code != CENTRAL else \
+            users_holding(session, "\x00", ids)
+    return role if ids else HEAD
