@@ -231,21 +231,30 @@ def _scope_fund_choices(view, model, FundScopeFilter) -> None:
         return
     if not relations:
         return
+    from wtforms.fields.core import UnboundField
+
+    for form_attr in ("add_form", "edit_form", "search_form"):
+        form = getattr(view, form_attr, None)
+        for key in relations:
+            field = getattr(form, key, None) if form is not None else None
+            if isinstance(field, UnboundField) and callable(field.kwargs.get("query_func")):
+                field.kwargs["query_func"] = _scoped_choices(field.kwargs["query_func"])
     rule = [["code", FundScopeFilter, ""]]
-    rebuild = False
-    for attr in ("add_form_query_rel_fields", "edit_form_query_rel_fields",
-                 "search_form_query_rel_fields", "add_query_rel_fields", "edit_query_rel_fields"):
-        if hasattr(view, attr):
+    for attr in ("add_query_rel_fields", "edit_query_rel_fields"):  # model APIs
+        if hasattr(view, attr) and not hasattr(view, "add_form"):
             fields = dict(getattr(view, attr) or {})
             for key in relations:
                 fields.setdefault(key, rule)
             setattr(view, attr, fields)
-            rebuild = True
-    if rebuild and hasattr(view, "_init_forms"):
-        for form in ("search_form", "add_form", "edit_form"):
-            if hasattr(view, form) and getattr(type(view), form, None) is None:
-                setattr(view, form, None)
-        view._init_forms()
+
+
+def _scoped_choices(query_func):
+    def choices():
+        rows = query_func()
+        codes = allowed_fund_codes()
+        return rows if codes is None else [f for f in rows if f.code in codes]
+
+    return choices
 
 
 def scope_fab_views(appbuilder) -> list[str]:
