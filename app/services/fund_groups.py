@@ -82,7 +82,6 @@ def delete_group(session: Session, group_id: int) -> None:
     g = get_group(session, group_id)
     before = group_dict(g)
     session.execute(delete(user_fund_group).where(user_fund_group.c.group_id == g.id))
-    session.execute(delete(fund_group_fund).where(fund_group_fund.c.group_id == g.id))
     session.delete(g)
     audit.record(session, "fund_group.delete", "FundGroup", group_id, before, None)
     session.commit()

@@ -178,6 +178,7 @@ def install_scope(app) -> None:
 
     @app.before_request
     def central_work_for_all_funds():
+        g.pop("_ims_fund_scope", None)  # worked out afresh for each request
         if not is_central_path(request.path):
             return
         if _current_user() is None and request.headers.get("Authorization"):

@@ -830,6 +830,9 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
     if row is None:
         raise NotFound("No such task.")
     task, instance = row
+    if not subject_allowed(session, instance.subject_type, instance.subject_id,
+                           codes_for_username(session, username)):
+        raise NotFound("No such task.")  # an approver holds the funds of what they approve
     now = utcnow()
     facts = _claim(session, task, username, now, decision, comment)
     if facts is None or instance.status != "running":
