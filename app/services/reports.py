@@ -559,6 +559,14 @@ def approvals_report(session: Session, date_from: dt.date, date_to: dt.date) -> 
     band = _band_case(amount).label("band")
     where = (w.status == "completed", w.decision.is_not(None), w.completed_at >= start,
              w.completed_at < end, i.subject_type.in_(tuple(APPROVAL_ACTIONS)))
+    from app.services.scope import allowed_fund_codes, subject_allowed
+
+    codes = allowed_fund_codes()
+    if codes is not None:  # the user's fund groups: the decisions about their funds only
+        seen = session.execute(select(i.id, i.subject_type, i.subject_id).distinct()
+                               .join(w, w.instance_id == i.id).where(*where)).all()
+        where += (i.id.in_([iid for iid, kind, sid in seen
+                            if subject_allowed(session, kind, sid, codes)] or [0]),)
     grouped = session.execute(
         select(w.completed_by, i.subject_type, band,
                func.sum(case((w.decision == "approve", 1), else_=0)),
