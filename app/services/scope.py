@@ -402,10 +402,12 @@ def subject_allowed(session, subject_type: str, subject_id, codes=...) -> bool:
 
 
 def codes_for_username(session, username: str) -> frozenset[str] | None:
+    """The fund codes the user named holds (None: all funds)."""
     from flask_appbuilder.security.sqla.models import User
 
     user_id = session.scalar(select(User.id).where(User.username == username))
-    return frozenset() if user_id is None else codes_for_user(session, user_id)
+    # no such user: no scope to apply (the workflow's own checks refuse one without roles)
+    return None if user_id is None else codes_for_user(session, user_id)
 
 
 def lane_for_funds(session, subject_type: str, subject_id, role: str) -> str:
