@@ -155,17 +155,6 @@ def keep(rows, code_of=lambda r: r.fund_code):
     return [r for r in rows if code_of(r) in codes]
 
 
-def filter_codes():
-    """For FAB views' and APIs' base_filters (FilterInFunction): the codes in scope (every
-    fund's code for all funds)."""
-    codes = allowed_fund_codes()
-    if codes is None:
-        from app.extensions import db
-
-        return list(db.session.scalars(select(Fund.code)))
-    return sorted(codes) or ["\x00none"]
-
-
 def is_central_path(path: str) -> bool:
     if path.startswith(CENTRAL_EXCEPTIONS):
         return False
@@ -428,6 +417,10 @@ def lane_for_funds(session, subject_type: str, subject_id, role: str) -> str:
         .join(Role, Role.id == assoc_user_role.c.role_id)
         .where(Role.name == role, User.active.is_(True))))
     for code in funds:
-        ids = users_holding(session, code, ids) if code != CENTRAL else \
-            users_holding(session, "\x00", ids)
+        if code == CENTRAL:  # central work: users with all funds
+            ids = set(session.scalars(select(UserFundAccess.user_id).where(
+                UserFundAccess.user_id.in_(ids), UserFundAccess.all_funds.is_(True)))) \
+                if ids else set()
+        else:
+            ids = users_holding(session, code, ids)
     return role if ids else HEAD
