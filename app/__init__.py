@@ -111,6 +111,9 @@ def create_app(config_class=None) -> Flask:
 
         register_views(appbuilder)
         register_apis(appbuilder)
+        from app.services.scope import scope_fab_views
+
+        scope_fab_views(appbuilder)  # every model view and API of fund data: the user's funds
         if swagger:
             from flask_appbuilder.api.manager import SwaggerView
 
@@ -129,6 +132,9 @@ def create_app(config_class=None) -> Flask:
     install_request_ids(app)  # first, so even a refused request has an id and is counted
     install_request_guards(app, appbuilder)
     install_web_hooks(app)
+    from app.services.scope import install_scope
+
+    install_scope(app)  # central work for users with all funds only
     install_ops(app)
     from app.views.portal import install_portal
 

@@ -14,6 +14,7 @@ def register_apis(appbuilder) -> None:
     from app.api.audit import AuditApi
     from app.api.cashups import CashUpApi
     from app.api.gl import AccountingPeriodApi, GLExportApi
+    from app.api.fund_groups import FundGroupApi
     from app.api.imports import ImportApi, SuspenseApi
     from app.api.ledger import APIS as LEDGER_APIS
     from app.api.reference import (
@@ -39,5 +40,5 @@ def register_apis(appbuilder) -> None:
                 AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
                 AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
                 ConfigurationBundleApi, PaymentRequestApi, ReconciliationApi, RetentionApi,
-                SubjectAccessApi):
+                SubjectAccessApi, FundGroupApi):
         appbuilder.add_api(api)

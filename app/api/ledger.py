@@ -16,6 +16,7 @@ from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money, pence_to_str
 from app.extensions import db
 from app.models.ledger import IdempotencyKey, Transaction
+from app.services.scope import fund_allowed
 from app.services import journals as J
 from app.services import ledger as L
 from app.services import receipts as RC
@@ -336,7 +337,7 @@ class TransactionApi(_Base):
                   schema: {$ref: '#/components/schemas/Transaction'}
         """
         t = db.session.get(Transaction, pk)
-        if t is None:
+        if t is None or not fund_allowed(t.fund_code):
             raise NotFound(f"Transaction {pk} does not exist.")
         return self.response(200, **transaction_json(db.session, t))
 

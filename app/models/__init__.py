@@ -20,6 +20,12 @@ from app.models.cashup import (  # noqa: F401
 
 from app.models.card_payment import CardPayment, PaymentRequest  # noqa: F401
 from app.models.ddl import install_database_objects  # noqa: F401,E402
+from app.models.fund_group import (  # noqa: F401
+    FundGroup,
+    UserFundAccess,
+    fund_group_fund,
+    user_fund_group,
+)
 from app.models.gl import (  # noqa: F401
     AccountingPeriod,
     GlExportBatch,

@@ -52,6 +52,7 @@ RESOURCE_WORDS = {
     "Reconciliation": (N_("Closing the books"), N_("Bank reconciliation")),
     "Retention": (N_("Personal data"), N_("Retention and legal holds")),
     "SubjectAccess": (N_("Personal data"), N_("Subject-access reports")),
+    "FundGroup": (N_("Security"), N_("Fund groups (who sees which funds)")),
 }
 
 #: permission -> what it lets a role do, in words

@@ -127,6 +127,9 @@ RESOURCES: dict[str, dict[str, frozenset[str]]] = {
     # records; Auditors read), the subject-access report (Administrators and Auditors)
     "Retention": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
     "SubjectAccess": {READ: frozenset({ADMIN, AUDITOR})},
+    # fund groups (who sees which funds): Administrators define groups and give them to users;
+    # Auditors read
+    "FundGroup": {READ: frozenset({ADMIN, AUDITOR}), WRITE: frozenset({ADMIN})},
 }
 
 #: Menu entries shown to fewer roles than may read the data behind them: a role reads what its

@@ -43,6 +43,7 @@ from app.models.card_payment import (
 )
 from app.models.ledger import IdempotencyKey
 from app.models.reference import Fund
+from app.services import scope as SC
 from app.services import audit
 from app.services import receipts as R
 from app.services.idempotency import check_same_request
@@ -127,6 +128,8 @@ def find(session: Session, key) -> CardPayment | None:
 
 def get(session: Session, key) -> CardPayment:
     payment = find(session, key)
+    if payment is not None and not SC.items_allowed(payment.items_json):
+        raise SC.OutOfScope()
     if payment is None:
         raise NotFound("No such card payment.")
     return payment
@@ -604,7 +607,8 @@ def search(session: Session, *, status: str | None = None, channel: str | None =
         like = f"%{text.strip()[:100]}%"
         stmt = stmt.where(CardPayment.items_json.like(like) | CardPayment.receipt_number.like(like)
                           | CardPayment.provider_payment_id.like(like))
-    return list(session.scalars(stmt.order_by(CardPayment.id.desc()).limit(limit)))
+    rows = session.scalars(stmt.order_by(CardPayment.id.desc()).limit(limit))
+    return [p for p in rows if SC.items_allowed(p.items_json)]  # the user's fund groups
 
 
 def counts(session: Session) -> dict[str, int]:
@@ -772,6 +776,8 @@ def get_request(session: Session, key) -> PaymentRequest:
         req = session.get(PaymentRequest, key) if 0 < key < 2**31 else None
     elif isinstance(key, str) and 0 < len(key) <= 64:
         req = session.scalar(select(PaymentRequest).where(PaymentRequest.token == key))
+    if req is not None and not SC.items_allowed(req.items_json):
+        raise SC.OutOfScope()
     if req is None:
         raise NotFound("No such payment request.")
     return req
@@ -802,7 +808,8 @@ def list_requests(session: Session, *, status: str | None = None, limit: int = 2
     stmt = select(PaymentRequest)
     if status:
         stmt = stmt.where(PaymentRequest.status == status)
-    return list(session.scalars(stmt.order_by(PaymentRequest.id.desc()).limit(limit)))
+    rows = session.scalars(stmt.order_by(PaymentRequest.id.desc()).limit(limit))
+    return [r for r in rows if SC.items_allowed(r.items_json)]  # the user's fund groups
 
 
 def cancel_request(session: Session, key, *, actor: str) -> PaymentRequest:

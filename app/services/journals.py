@@ -19,6 +19,7 @@ from app.models.reference import PaymentMethod
 from app.services import audit
 from app.services import ledger as L
 from app.services.receipts import check_line
+from app.services.scope import fund_allowed, keep, require_fund
 
 
 def _method_code(session: Session, kind: str, default: str) -> str:
@@ -112,6 +113,7 @@ def journal(session: Session, *, transaction_id, targets, reason, actor: str,
         if adate is not None and (outside := date_outside_window(adate)):
             raise ValidationError(f"accounting_date: {outside}", {"accounting_date": [outside]})
         source = L.lock_transaction(session, tid)
+        require_fund(source.fund_code)
         errors: dict[str, list[str]] = {}
         cleaned = _targets(session, targets, errors, may_override_stop=may_override_stop)
         for i, c in enumerate(cleaned):
@@ -178,6 +180,7 @@ def transfer(session: Session, *, reason, actor: str, source_transaction_id=None
                 f"{k}: {v[0]}" for k, v in errors.items()), errors)
         # lock every source in id order (no deadlocks), then check availability
         sources = {sid: L.lock_transaction(session, sid) for sid in sorted({m[0] for m in moves})}
+        require_fund(*{s.fund_code for s in sources.values()})
         wanted: dict[int, int] = {}
         for sid, c in moves:
             wanted[sid] = wanted.get(sid, 0) + c["amount"]
@@ -212,6 +215,9 @@ def undo(session: Session, *, group_id, reason, actor: str) -> PostingGroup:
         targets = session.scalars(select(Transaction.id).where(Transaction.posting_group_id == gid)
                                   .order_by(Transaction.id)).all()
         locked = [L.lock_transaction(session, t) for t in targets]
+        require_fund(*{t.fund_code for t in locked})
+        require_fund(*{session.get(Transaction, t.source_transaction_id).fund_code
+                       for t in locked if t.source_transaction_id})
         if L.is_reversed(session, group):
             raise Conflict(f"{group.number} has already been undone.")
         for t in locked:
@@ -245,5 +251,7 @@ def related(session: Session, transaction: Transaction) -> dict:
         tg = session.scalars(select(Transaction).where(Transaction.posting_group_id == g.id,
                                                        Transaction.source_transaction_id == transaction.id)).all()
         rev = session.scalar(select(PostingGroup).where(PostingGroup.reverses_id == g.id))
-        items.append({"group": g, "targets": tg, "reversal": rev})
-    return {"moves_out": items, "source": transaction.source_transaction}
+        items.append({"group": g, "targets": keep(tg), "reversal": rev})
+    source = transaction.source_transaction
+    return {"moves_out": items,
+            "source": source if source is None or fund_allowed(source.fund_code) else None}

@@ -122,6 +122,10 @@ def check_line(session: Session, line: dict, prefix: str, errors: dict, *,
     if ref is not None and not isinstance(ref, str):
         errors.setdefault(f"{prefix}.account_reference", []).append("Give the reference as text.")
         return None
+    if fund_code and fund_code.strip():
+        from app.services.scope import require_fund
+
+        require_fund(fund_code.strip().upper())  # another group's fund: 404, as if none
     res = validate_reference(session, fund_code, ref, amount, method_code,
                              may_override_stop=may_override_stop)
     for fld, msgs in res.field_errors.items():
@@ -313,6 +317,9 @@ def receipt_view(session: Session, number: str) -> dict:
         raise NotFound(f"Receipt {number} does not exist.")
     txns = session.scalars(select(Transaction).where(Transaction.posting_group_id == group.id)
                            .order_by(Transaction.id)).all()
+    from app.services.scope import require_fund
+
+    require_fund(*{t.fund_code for t in txns})
     funds = {f.code: f for f in session.scalars(select(Fund).where(
         Fund.code.in_({t.fund_code for t in txns})))}
     rates = {v.code: v for v in session.scalars(select(VatCode))}

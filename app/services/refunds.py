@@ -43,6 +43,7 @@ from app.models.workflow import WorkflowInstance, WorkflowTask
 from app.security import roles as R
 from app.services import audit, clearing
 from app.services import ledger as L
+from app.services import scope as SC
 from app.services import workflow as wf
 from app.services.idempotency import check_same_request
 from app.services.locking import for_update
@@ -128,6 +129,9 @@ def get_refund(session: Session, refund_id) -> Refund:
         refund = session.get(Refund, to_id(refund_id))
     except (TypeError, ValueError):
         refund = None
+    if refund is not None and not SC.fund_allowed(session.scalar(
+            select(Transaction.fund_code).where(Transaction.id == refund.transaction_id))):
+        raise SC.OutOfScope()
     if refund is None:
         raise NotFound(f"Refund {refund_id} does not exist.")
     return refund
@@ -259,6 +263,7 @@ def request_refund(session: Session, *, transaction_id, amount, reason, method, 
             raise ValidationError("The refund was not requested: " + "; ".join(
                 f"{k}: {v[0]}" for k, v in errors.items()), errors)
         txn = L.lock_transaction(session, transaction_id)
+        SC.require_fund(txn.fund_code)
         pm = session.scalar(select(PaymentMethod).where(PaymentMethod.code == txn.payment_method_code))
         if method == RefundMethod.CARD:
             if pm is None or pm.kind != "card" or not pm.refundable:
@@ -853,6 +858,9 @@ def parse_filters(args, parse_money=Money.parse) -> RegisterFilters:
 
 def search(session: Session, f: RegisterFilters, limit: int = 500) -> list[Refund]:
     q = select(Refund)
+    scoped = SC.transaction_condition(Refund.transaction_id)  # the user's fund groups
+    if scoped is not None:
+        q = q.where(scoped)
     if f.status:
         q = q.where(Refund.status == f.status)
     if f.method:

@@ -222,7 +222,16 @@ def money_in(session: Session) -> tuple:
 
     codes = list(session.scalars(select(PaymentMethod.code).where(
         PaymentMethod.kind.in_(NON_RECEIPT_KINDS))))
-    return (Transaction.payment_method_code.not_in(codes),) if codes else ()
+    return ((Transaction.payment_method_code.not_in(codes),) if codes else ()) + \
+        _scoped(Transaction.fund_code)
+
+
+def _scoped(column) -> tuple:
+    """The user's fund groups as WHERE clauses (none for all funds): app/services/scope.py."""
+    from app.services.scope import condition
+
+    cond = condition(column)
+    return () if cond is None else (cond,)
 
 
 def _names(session: Session, model, codes) -> dict[str, str]:
@@ -273,7 +282,7 @@ def cash_book(session: Session, date_from: dt.date, date_to: dt.date | None = No
              .join(orig, orig.id == rev.reverses_id)
              .join(t, t.posting_group_id == orig.id)
              .where(rev.kind == "reversal", rev.created_at >= start, rev.created_at < end,
-                    orig.kind.in_(MONEY_IN))
+                    orig.kind.in_(MONEY_IN), *_scoped(t.fund_code))
              .group_by(rev.id, rev.created_at, t.office_code, t.created_by, t.payment_method_code))
     if office_code:
         rstmt = rstmt.where(t.office_code == office_code)
@@ -376,7 +385,7 @@ def vat_report(session: Session, date_from: dt.date, date_to: dt.date) -> Report
             .join(orig, orig.id == rev.reverses_id)
             .join(t, t.posting_group_id == orig.id)
             .where(rev.kind == "reversal", rev.created_at >= start, rev.created_at < end,
-                   orig.kind.in_(MONEY_IN))
+                   orig.kind.in_(MONEY_IN), *_scoped(t.fund_code))
             .group_by(t.vat_code)):
         r = row(code)
         r["reversed_gross"] += int(gross or 0)
@@ -391,7 +400,7 @@ def vat_report(session: Session, date_from: dt.date, date_to: dt.date) -> Report
             .join(t, t.id == ln.transaction_id)
             .outerjoin(ref_orig, ref_orig.id == g.reverses_id)
             .where(g.created_at >= start, g.created_at < end, ln.account == "FUND",
-                   ln.transaction_id.is_not(None),
+                   ln.transaction_id.is_not(None), *_scoped(t.fund_code),
                    g.kind.in_(("refund", "reversal")),
                    or_(g.kind == "refund", and_(g.kind == "reversal", ref_orig.kind == "refund")))
             .group_by(t.id, t.vat_code, t.amount, t.vat_amount)):
@@ -454,7 +463,7 @@ def income_by_fund(session: Session, date_from: dt.date, date_to: dt.date) -> di
             select(ln.fund_code, func.sum(ln.amount)).select_from(g)
             .join(ln, ln.group_id == g.id)
             .where(g.created_at >= start, g.created_at < end, g.kind.in_(CORRECTIONS),
-                   ln.account.in_(INCOME_ACCOUNTS))
+                   ln.account.in_(INCOME_ACCOUNTS), *_scoped(ln.fund_code))
             .group_by(ln.fund_code)):
         out[fund or ""] = out.get(fund or "", 0) - int(total or 0)
     return out
@@ -550,6 +559,14 @@ def approvals_report(session: Session, date_from: dt.date, date_to: dt.date) -> 
     band = _band_case(amount).label("band")
     where = (w.status == "completed", w.decision.is_not(None), w.completed_at >= start,
              w.completed_at < end, i.subject_type.in_(tuple(APPROVAL_ACTIONS)))
+    from app.services.scope import allowed_fund_codes, subject_allowed
+
+    codes = allowed_fund_codes()
+    if codes is not None:  # the user's fund groups: the decisions about their funds only
+        seen = session.execute(select(i.id, i.subject_type, i.subject_id).distinct()
+                               .join(w, w.instance_id == i.id).where(*where)).all()
+        where += (i.id.in_([iid for iid, kind, sid in seen
+                            if subject_allowed(session, kind, sid, codes)] or [0]),)
     grouped = session.execute(
         select(w.completed_by, i.subject_type, band,
                func.sum(case((w.decision == "approve", 1), else_=0)),

@@ -17,6 +17,7 @@ from app.domain.errors import ValidationError
 from app.domain.money import Money
 from app.models.ledger import PostingGroup, Transaction
 from app.services.receipts import parse_date
+from app.services.scope import condition, restrict, scope_key
 
 SORTABLE = {"id": Transaction.id, "transaction_date": Transaction.transaction_date,
             "amount": Transaction.amount, "receipt_number": Transaction.receipt_number,
@@ -146,7 +147,7 @@ def _like(term: str) -> str:
 def filtered(f: SearchFilters):
     """A SELECT of Transaction rows matching f (unsorted)."""
     T = Transaction
-    stmt = select(T)
+    stmt = restrict(select(T), T.fund_code)  # the user's fund groups (app/services/scope.py)
     if f.receipt_number:  # a receipt number is its posting group's number (indexed there)
         stmt = stmt.where(T.posting_group_id == select(PostingGroup.id).where(
             PostingGroup.number == f.receipt_number).scalar_subquery())
@@ -299,9 +300,11 @@ def write_xlsx(session: Session, f: SearchFilters, fh) -> None:
 def _income_base(date_from: dt.date, date_to: dt.date):
     """Money in (receipts and imports), not reallocations, not reversed."""
     rev = aliased(PostingGroup)
+    scoped = condition(Transaction.fund_code)  # the user's fund groups
     return (Transaction.transaction_date >= date_from, Transaction.transaction_date <= date_to,
             Transaction.source_transaction_id.is_(None),
-            ~exists(select(rev.id).where(rev.reverses_id == Transaction.posting_group_id)))
+            ~exists(select(rev.id).where(rev.reverses_id == Transaction.posting_group_id)),
+            *(() if scoped is None else (scoped,)))
 
 
 def dashboard(session: Session, today: dt.date | None = None) -> dict:
@@ -357,12 +360,13 @@ _DASHBOARD_LOCK = threading.Lock()
 
 
 def cached_dashboard(session: Session, max_age: float, today: dt.date | None = None) -> dict:
-    """dashboard(), remembered for ``max_age`` seconds per database and day in this process, so
-    a busy office's home pages cost one computation a period. 0 computes every time."""
+    """dashboard(), remembered for ``max_age`` seconds per database, day and fund scope in this
+    process, so a busy office's home pages cost one computation a period. 0 computes every
+    time."""
     today = today or dt.date.today()
     if max_age <= 0:
         return dashboard(session, today)
-    key = (str(session.get_bind().url), today)
+    key = (str(session.get_bind().url), today, scope_key())
     now = time.monotonic()
     with _DASHBOARD_LOCK:
         hit = _DASHBOARD_CACHE.get(key)
@@ -370,6 +374,7 @@ def cached_dashboard(session: Session, max_age: float, today: dt.date | None = N
         return hit[1]
     figures = dashboard(session, today)
     with _DASHBOARD_LOCK:
-        _DASHBOARD_CACHE.clear()  # one day, one database: nothing older is worth keeping
+        for old in [k for k in _DASHBOARD_CACHE if k[:2] != key[:2]]:
+            del _DASHBOARD_CACHE[old]  # one day, one database: nothing older is worth keeping
         _DASHBOARD_CACHE[key] = (now, figures)
     return figures

@@ -153,6 +153,16 @@ DEMO_USERS = [
     ("auditor", "Aled", "Auditor", R.AUDITOR),
     ("payint", "Pawl", "Payment-Integration", R.PAYINT),
 ]
+#: demo users who hold the funds of one fund group only (the others hold all funds)
+DEMO_SCOPED_USERS = [
+    ("parking", "Padrig", "Parking", R.CLERK, "Parking"),
+]
+#: demo fund groups: name, description, funds
+DEMO_FUND_GROUPS = [
+    ("Parking", "The parking team: penalty charge notices and car parks.", ("PCN", "CPK")),
+    ("Revenues", "Council Tax and Business Rates.", ("CTAX", "NNDR")),
+    ("Housing", "Housing rents.", ("HRA",)),
+]
 
 FIRST = ["Aled", "Bethan", "Carys", "Dafydd", "Eleri", "Ffion", "Gareth", "Huw", "Ioan", "Lowri",
          "Megan", "Nia", "Owain", "Rhys", "Sian", "Tomos", "Alice", "James", "Olivia", "Harry",
@@ -277,7 +287,32 @@ def seed_demo(session: Session, appbuilder) -> dict[str, int]:
             sm.add_user(username, first, last, f"{username}@llanwern.gov.uk.invalid",
                         [sm.find_role(role_name)], password=DEMO_PASSWORD)
             users_added += 1
-    counts = {"demo users added": users_added}
+    from app.models.fund_group import FundGroup, UserFundAccess
+    from app.services.fund_groups import grant_all_funds
+
+    groups_added = 0
+    for name, description, codes in DEMO_FUND_GROUPS:
+        if session.scalar(select(FundGroup.id).where(FundGroup.name == name)) is None:
+            session.add(FundGroup(name=name, description=description, funds=list(
+                session.scalars(select(Fund).where(Fund.code.in_(codes))))))
+            groups_added += 1
+    session.flush()
+    for username, first, last, role_name in DEMO_USERS:
+        user = sm.find_user(username=username)
+        if session.get(UserFundAccess, user.id) is None:  # never set: the demo's all funds
+            grant_all_funds(session, user.id)
+    from app.models.fund_group import user_fund_group
+
+    for username, first, last, role_name, group in DEMO_SCOPED_USERS:
+        if sm.find_user(username=username) is None:
+            user = sm.add_user(username, first, last, f"{username}@llanwern.gov.uk.invalid",
+                               [sm.find_role(role_name)], password=DEMO_PASSWORD)
+            session.add(UserFundAccess(user_id=user.id, all_funds=False))
+            group_id = session.scalar(select(FundGroup.id).where(FundGroup.name == group))
+            session.execute(user_fund_group.insert().values(user_id=user.id, group_id=group_id))
+            users_added += 1
+    session.commit()
+    counts = {"demo users added": users_added, "fund groups added": groups_added}
     if session.scalar(select(func.count(AccountHolder.id))) == 0:
         rng = random.Random(2026)
         plan = [("CTAX", 400), ("NNDR", 150), ("HRA", 200), ("PCN", 100), ("SUN", 100), ("LIB", 50)]

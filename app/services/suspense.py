@@ -28,6 +28,7 @@ from app.models.ledger import PostingGroup
 from app.models.reference import PaymentMethod
 from app.models.suspense import REMAINING_AMOUNT, SuspenseItem
 from app.models.suspense_work import SuspenseAllocation, SuspenseAllocationLine, SuspenseNote
+from app.services import scope as SC
 from app.services import audit
 from app.services import ledger as L
 from app.services.approval_limits import route_for
@@ -61,6 +62,8 @@ def lock_item(session: Session, item_id) -> SuspenseItem:
     item = session.scalar(stmt.execution_options(populate_existing=True))
     if item is None:
         raise NotFound(f"Suspense item {item_id} does not exist.")
+    if not SC.suspense_item_allowed(session, item):
+        raise SC.OutOfScope()
     return item
 
 
@@ -69,6 +72,8 @@ def get_item(session: Session, item_id) -> SuspenseItem:
         item = session.get(SuspenseItem, to_id(item_id))
     except (TypeError, ValueError):
         item = None
+    if item is not None and not SC.suspense_item_allowed(session, item):
+        raise SC.OutOfScope()
     if item is None:
         raise NotFound(f"Suspense item {item_id} does not exist.")
     return item
@@ -418,7 +423,9 @@ def assign(session: Session, item_ids, assignee: str | None, *, actor: str) -> i
     try:
         ids = _ids(item_ids)
         changed = 0
-        for item in session.scalars(select(SuspenseItem).where(SuspenseItem.id.in_(ids))
+        scoped = SC.suspense_condition(SuspenseItem)
+        for item in session.scalars(select(SuspenseItem).where(
+                SuspenseItem.id.in_(ids), *(() if scoped is None else (scoped,)))
                                     .order_by(SuspenseItem.id)):
             if item.assigned_to == assignee:
                 continue
@@ -488,6 +495,9 @@ def queue_query(f: QueueFilters, today: dt.date | None = None, weeks: int | None
     limit = (weeks or age_weeks()) * 7
     remaining = SuspenseItem.amount - SuspenseItem.reserved_amount - SuspenseItem.cleared_amount
     q = select(SuspenseItem)
+    scoped = SC.suspense_condition(SuspenseItem)  # the user's fund groups
+    if scoped is not None:
+        q = q.where(scoped)
     status = f.status or "open"
     if status == "open":
         q = q.where(SuspenseItem.status.in_(OPEN_STATUSES))
@@ -531,9 +541,10 @@ def aged_items(session: Session, *, weeks: int | None = None, today: dt.date | N
     today = today or dt.date.today()
     cutoff = today - dt.timedelta(weeks=weeks or age_weeks())
     remaining = SuspenseItem.amount - SuspenseItem.reserved_amount - SuspenseItem.cleared_amount
+    scoped = SC.suspense_condition(SuspenseItem)
     return list(session.scalars(select(SuspenseItem).where(
         SuspenseItem.status.in_(OPEN_STATUSES), SuspenseItem.transaction_date <= cutoff,
-        remaining > 0).order_by(SuspenseItem.transaction_date, SuspenseItem.id).limit(limit)))
+        remaining > 0, *(() if scoped is None else (scoped,))).order_by(SuspenseItem.transaction_date, SuspenseItem.id).limit(limit)))
 
 
 # --------------------------------------------------------------------------- report
@@ -587,6 +598,10 @@ def get_allocation(session: Session, allocation_id) -> SuspenseAllocation:
         a = session.get(SuspenseAllocation, to_id(allocation_id))
     except (TypeError, ValueError):
         a = None
+    if a is not None and not (SC.subject_allowed(session, SUBJECT, a.id) and
+                              SC.suspense_item_allowed(session, session.get(
+                                  SuspenseItem, a.suspense_item_id))):
+        raise SC.OutOfScope()
     if a is None:
         raise NotFound(f"Allocation {allocation_id} does not exist.")
     return a

@@ -43,6 +43,7 @@ from app.security import roles as R
 from app.services import approval_limits as limits
 from app.services import audit
 from app.services.locking import for_update, write_lock
+from app.services.scope import codes_for_username, lane_for_funds, subject_allowed
 from app.workflow_engine import (
     SERIALIZER_VERSION,
     DefinitionError,
@@ -526,8 +527,13 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
             continue
         if info.role is None:
             raise EngineError(f"User task {info.name} has no lane (role).")
+        role = lane_for_funds(session, instance.subject_type, instance.subject_id, info.role)
+        if role != info.role:
+            _event(events, instance, "system", "escalated", role=role, at=now,
+                   comment=f"No {info.role} holds the funds of this request; passed to the "
+                           f"{role}.")
         new_tasks.append({"id": task_id, "instance_id": instance.id, "name": info.name,
-                          "title": info.title, "role": info.role, "status": "ready",
+                          "title": info.title, "role": role, "status": "ready",
                           "created_at": now, "due_at": info.due_at, "completed_by": None,
                           "completed_at": None, "decision": None, "comment": None})
     changes: dict[str, Any] = {}
@@ -756,6 +762,9 @@ def check_may_complete(session: Session, task: WorkflowTask, instance: WorkflowI
     """Raise Forbidden unless ``username`` may complete ``task`` (lane role, four-eyes)."""
     if roles is None or decided is None:
         roles, decided = decider_facts(session, username, task)
+    if not subject_allowed(session, instance.subject_type, instance.subject_id,
+                           codes_for_username(session, username)):
+        raise NotFound("No such task.")  # an approver holds the funds of what they approve
     _check_decider(task, instance, username, roles, decided)
 
 
@@ -821,6 +830,9 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
     if row is None:
         raise NotFound("No such task.")
     task, instance = row
+    if not subject_allowed(session, instance.subject_type, instance.subject_id,
+                           codes_for_username(session, username)):
+        raise NotFound("No such task.")  # an approver holds the funds of what they approve
     now = utcnow()
     facts = _claim(session, task, username, now, decision, comment)
     if facts is None or instance.status != "running":
@@ -873,28 +885,37 @@ def tasks_for_user(session: Session, username: str) -> list[WorkflowTask]:
     roles = user_roles(session, username) or set()
     if not roles:
         return []
-    return list(session.scalars(_inbox_query(session, username, roles)
-                                .order_by(WorkflowTask.created_at, WorkflowTask.id)))
+    tasks = list(session.scalars(_inbox_query(session, username, roles)
+                                 .order_by(WorkflowTask.created_at, WorkflowTask.id)))
+    codes = codes_for_username(session, username)
+    if codes is None:
+        return tasks
+    return [t for t in tasks if subject_allowed(session, t.instance.subject_type,
+                                                t.instance.subject_id, codes)]
 
 
 def count_tasks_for_user(session: Session, username: str, roles: set[str] | None = None) -> int:
     roles = roles if roles is not None else (user_roles(session, username) or set())
     if not roles:
         return 0
+    if codes_for_username(session, username) is not None:  # fund groups: counted one by one
+        return len(tasks_for_user(session, username))
     q = _inbox_query(session, username, roles).with_only_columns(func.count(WorkflowTask.id))
     return session.scalar(q) or 0
 
 
 def get_task(session: Session, task_id: str) -> WorkflowTask:
     task = session.get(WorkflowTask, str(task_id))
-    if task is None:
+    if task is None or not subject_allowed(session, task.instance.subject_type,
+                                           task.instance.subject_id):
         raise NotFound("No such task.")
     return task
 
 
 def get_instance(session: Session, instance_id: int) -> WorkflowInstance:
     instance = session.get(WorkflowInstance, instance_id)
-    if instance is None:
+    if instance is None or not subject_allowed(session, instance.subject_type,
+                                               instance.subject_id):
         raise NotFound("No such workflow instance.")
     return instance
 

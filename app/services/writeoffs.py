@@ -31,6 +31,7 @@ from app.models.base import utcnow
 from app.models.ledger import PostingGroup, Transaction
 from app.models.suspense import SuspenseItem
 from app.models.suspense_work import WRITE_OFF_HOLDING, WRITE_OFF_STATUSES, SuspenseAgeingRun, WriteOff
+from app.services import scope as SC
 from app.services import audit
 from app.services import ledger as L
 from app.services import suspense as S
@@ -93,6 +94,8 @@ def request_write_off(session: Session, *, amount, reason, actor: str, suspense_
                       requested_at=utcnow(), ageing_run_id=ageing_run_id)
         if suspense_item_id is not None:
             item = S.lock_item(session, _id(suspense_item_id, "suspense_item_id"))
+            if not SC.suspense_item_allowed(session, item):
+                raise SC.OutOfScope()
             if item.status == "withdrawn":
                 raise ValidationError("This suspense item was withdrawn.",
                                       {"suspense_item_id": ["Withdrawn."]})
@@ -110,6 +113,7 @@ def request_write_off(session: Session, *, amount, reason, actor: str, suspense_
             wo.account_reference = item.reference_text[:30] if item.reference_text else None
         else:
             txn = L.lock_transaction(session, _id(transaction_id, "transaction_id"))
+            SC.require_fund(txn.fund_code)
             available = L.available_amount(session, txn)
             if pence > available:
                 raise ValidationError(
@@ -253,9 +257,18 @@ def get(session: Session, write_off_id) -> WriteOff:
         wo = session.get(WriteOff, to_id(write_off_id))
     except (TypeError, ValueError):
         wo = None
+    if wo is not None and not session.scalar(select(func.count()).select_from(WriteOff).where(
+            WriteOff.id == wo.id, *_scoped())):
+        raise SC.OutOfScope()
     if wo is None:
         raise NotFound(f"Write-off {write_off_id} does not exist.")
     return wo
+
+
+def _scoped() -> tuple:
+    """The WHERE condition of the user's fund groups (none for all funds)."""
+    cond = SC.write_off_condition(WriteOff)
+    return () if cond is None else (cond,)
 
 
 def to_dict(session: Session, wo: WriteOff) -> dict:
@@ -315,7 +328,7 @@ def filters_from(args, parse_money=Money.parse) -> RegisterFilters:
 
 
 def register_query(f: RegisterFilters):
-    q = select(WriteOff)
+    q = select(WriteOff).where(*_scoped())
     if f.status:
         q = q.where(WriteOff.status == f.status)
     if f.source == "suspense":

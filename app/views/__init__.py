@@ -95,5 +95,8 @@ def register_views(appbuilder) -> None:
     from app.views.signin import register_signin_views
 
     register_signin_views(appbuilder)
+    from app.views.fund_groups import register_fund_group_views
+
+    register_fund_group_views(appbuilder)
     appbuilder.add_view(DashboardView, "Dashboard", label=_l("Dashboard"), icon="fa-tachometer")
 

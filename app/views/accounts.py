@@ -188,7 +188,9 @@ class AccountSearchView(BaseView):
                 rows = search_accounts(_db(), q, by, fund=fund or None)
             except ValidationError as exc:
                 error = exc.message
-        funds = _db().scalars(select(Fund).order_by(Fund.code)).all()
+        from app.services.scope import restrict
+
+        funds = _db().scalars(restrict(select(Fund), Fund.code).order_by(Fund.code)).all()
         return self.render_template("accounts/search.html", q=q, by=by, rows=rows, error=error,
                                     kinds=SEARCH_LABELS, searched=bool(q.strip()), funds=funds,
                                     fund=fund)

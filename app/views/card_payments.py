@@ -18,6 +18,7 @@ from app.domain.money import Money
 from app.extensions import db
 from app.models.card_payment import CARD_PAYMENT_STATUSES, CHANNELS, CardPayment
 from app.models.reference import Fund
+from app.services import scope as SC
 from app.services import audit
 from app.services import card_payments as CP
 from app.services.payments import ProviderError
@@ -73,7 +74,7 @@ class CardPaymentView(BaseView):
     @has_access
     def show(self, pk):
         cp = db.session.get(CardPayment, pk)
-        if cp is None:
+        if cp is None or not SC.items_allowed(cp.items_json):
             abort(404)
         return self.render_template("card_payments/show.html", p=cp,
                                     history=audit.history_for(db.session, "CardPayment", cp.id),
@@ -85,7 +86,7 @@ class CardPaymentView(BaseView):
     def check(self, pk):
         """Ask the provider now (as `ims tick` does)."""
         cp = db.session.get(CardPayment, pk)
-        if cp is None:
+        if cp is None or not SC.items_allowed(cp.items_json):
             abort(404)
         cp = CP.confirm_payment(db.session, cp.id, source="staff")
         flash(_("The provider was asked: the payment is %(status)s.",
@@ -169,8 +170,8 @@ class PaymentRequestView(BaseView):
     @expose("/new", methods=["GET", "POST"])
     @has_access
     def new(self):
-        funds = db.session.scalars(select(Fund).where(Fund.disabled.is_(False))
-                                   .order_by(Fund.code)).all()
+        funds = db.session.scalars(SC.restrict(select(Fund).where(Fund.disabled.is_(False)),
+                                               Fund.code).order_by(Fund.code)).all()
         form = {k: (request.form.get(k) or "").strip() for k in
                 ("fund_code", "reference", "amount", "email", "name")}
         errors: dict = {}

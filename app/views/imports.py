@@ -224,7 +224,10 @@ class ImportsView(BaseView):
         if batch is None:
             abort(404)
         page = max(request.args.get("page", 0, type=int), 0)
-        rows = session.scalars(select(Transaction).where(Transaction.of_import(pk))
+        from app.services.scope import restrict
+
+        rows = session.scalars(restrict(select(Transaction).where(Transaction.of_import(pk)),
+                                        Transaction.fund_code)
                                .order_by(Transaction.id).offset(page * 100).limit(101)).all()
         return self.render_template("imports/transactions.html", batch=batch, rows=rows[:100],
                                     more=len(rows) > 100, page=page)

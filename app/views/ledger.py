@@ -34,6 +34,7 @@ from app.security.redirects import local_path
 from app.services import journals as J
 from app.services import ledger as L
 from app.services import receipts as RC
+from app.services import scope as SC
 from app.services import search as S
 from app.services.audit import history_for
 from app.services.receipts import NON_RECEIPT_KINDS
@@ -69,7 +70,8 @@ def _row_errors(errors: dict, prefix: str, n: int) -> tuple[list[dict], dict]:
 
 def _choices():
     s = db.session
-    funds = s.scalars(select(Fund).where(Fund.disabled.is_(False)).order_by(Fund.code)).all()
+    funds = s.scalars(SC.restrict(select(Fund).where(Fund.disabled.is_(False)), Fund.code)
+                      .order_by(Fund.code)).all()
     methods = s.scalars(select(PaymentMethod).where(PaymentMethod.disabled.is_(False),
                                                     PaymentMethod.kind.notin_(NON_RECEIPT_KINDS))
                         .order_by(PaymentMethod.code)).all()
@@ -240,16 +242,18 @@ class TransactionView(BaseView):
     def detail(self, pk):
         s = db.session
         t = s.get(Transaction, pk)
-        if t is None:
+        if t is None or not SC.fund_allowed(t.fund_code):
             abort(404)
         group = t.posting_group
         postings = s.scalars(select(LedgerLine).where(
             (LedgerLine.transaction_id == t.id) | (LedgerLine.group_id == t.posting_group_id))
             .order_by(LedgerLine.group_id, LedgerLine.id)).all()
+        postings = [p for p in postings if p.fund_code is None or SC.fund_allowed(p.fund_code)]
         groups = {g.id: g for g in s.scalars(select(PostingGroup).where(
             PostingGroup.id.in_({l.group_id for l in postings})))}
         siblings = s.scalars(select(Transaction).where(Transaction.posting_group_id == group.id)
                              .order_by(Transaction.id)).all()
+        siblings = SC.keep(siblings)
         refunds = _refunds_for(s, t.id)
         sm = self.appbuilder.sm
         return self.render_template(
@@ -296,7 +300,7 @@ class JournalView(BaseView):
     def new(self, pk):
         s = db.session
         source = s.get(Transaction, pk)
-        if source is None:
+        if source is None or not SC.fund_allowed(source.fund_code):
             abort(404)
         funds, _m, _v, _o = _choices()
         rows, row_errors, general = [{}], [{}], {}
@@ -385,6 +389,8 @@ class TransferView(BaseView):
                 return redirect(url_for("TransactionView.detail", pk=first))
         source_pk = parse_id(source_id)
         source = s.get(Transaction, source_pk) if source_pk else None
+        if source is not None and not SC.fund_allowed(source.fund_code):
+            abort(404)
         return self.render_template("ledger/transfer_new.html", funds=funds, rows=rows,
                                     row_errors=row_errors, general=general, reason=reason,
                                     source=source, source_id=source_id,

@@ -18,6 +18,7 @@ from app.formatting import money as fmt_money
 from app.models.ledger import Transaction
 from app.models.reference import PaymentMethod
 from app.models.refund import RefundPaymentRun
+from app.services import scope as SC
 from app.services import audit
 from app.services import ledger as L
 from app.services import refunds as RF
@@ -47,7 +48,7 @@ class RefundView(BaseView):
     def new(self, transaction_id):
         s = db.session
         txn = s.get(Transaction, transaction_id)
-        if txn is None:
+        if txn is None or not SC.fund_allowed(txn.fund_code):
             abort(404)
         pm = s.scalar(select(PaymentMethod).where(PaymentMethod.code == txn.payment_method_code))
         card_ok = bool(pm and pm.kind == "card" and pm.refundable and txn.external_reference)

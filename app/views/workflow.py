@@ -11,6 +11,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
+from app.services.scope import subject_allowed
 from app.domain.errors import DomainError, Forbidden, ValidationError
 from app.domain.i18n import N_
 from app.domain.ids import parse_id
@@ -310,7 +311,8 @@ class WorkflowInstanceView(BaseView):
     @has_access
     def show(self, instance_id):
         instance = db.session.get(WorkflowInstance, instance_id)
-        if instance is None:
+        if instance is None or not subject_allowed(db.session, instance.subject_type,
+                                                   instance.subject_id):
             abort(404)
         if not self._may_see(instance):
             abort(403)

@@ -75,6 +75,7 @@ class WriteOffView(BaseView):
         wo = session.get(WriteOff, pk)
         if wo is None:
             abort(404)
+        wo = W.get(session, pk)  # another fund group's: 404
         return self.render_template("writeoffs/detail.html", wo=wo, d=W.to_dict(session, wo),
                                     history=history_for(session, "WriteOff", wo.id),
                                     statuses=STATUS_LABELS)

@@ -70,7 +70,8 @@ def test_make_run_setup_is_idempotent(empty_database_url):
     first = _row_counts(empty_database_url)
     assert first["account_holder"] >= 1000
     assert first["income_transaction"] > 200 and first["suspense_item"] > 0
-    assert first["ab_user"] == 10  # the demo users (seed.DEMO_USERS)
+    assert first["ab_user"] == 11  # the demo users (seed.DEMO_USERS and DEMO_SCOPED_USERS)
+    assert first["user_fund_access"] == 11 and first["fund_group"] >= 1
     for step in steps:
         assert _flask(empty_database_url, *step).returncode == 0
     assert _row_counts(empty_database_url) == first

@@ -46,7 +46,9 @@ def search_accounts(session: Session, q: str, by: str = "name", *, fund: str | N
             f"{compact}%", escape="\\")
     else:
         cond = func.upper(AccountHolder.address).like(f"%{up}%", escape="\\")
-    stmt = select(AccountHolder).where(cond)
+    from app.services.scope import restrict
+
+    stmt = restrict(select(AccountHolder).where(cond), AccountHolder.fund_code)
     if fund:
         stmt = stmt.where(AccountHolder.fund_code == fund)
     if not include_closed:

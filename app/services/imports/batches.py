@@ -27,6 +27,17 @@ def set_status(session: Session, batch: ImportBatch, status: str, actor: str,
 
 
 def import_result(batch: ImportBatch) -> dict:
+    """The import's totals and lines' errors and possible duplicates; a user of fund groups
+    gets the totals only (a bank file's lines name every fund's references)."""
+    from app.services.scope import has_all_funds
+
+    out = _import_result(batch)
+    if not has_all_funds():
+        out["errors"], out["duplicates"] = [], []
+    return out
+
+
+def _import_result(batch: ImportBatch) -> dict:
     return {
         "id": batch.id,
         "status": batch.status,
