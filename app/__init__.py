@@ -135,6 +135,10 @@ def create_app(config_class=None) -> Flask:
     from app.services.scope import install_scope
 
     install_scope(app)  # central work for users with all funds only
+    from app.services.fund_groups import apply_sso_fund_groups
+    from app.services.signin import register_sso_hook
+
+    register_sso_hook(apply_sso_fund_groups)  # single sign-on sets the user's fund groups
     install_ops(app)
     from app.views.portal import install_portal
 

@@ -124,7 +124,6 @@ def list_user_access(session: Session) -> list[dict]:
 def set_user_access(session: Session, user_id: int, *, all_funds: bool,
                     group_ids=()) -> dict:
     """Give a user "all funds" or not, and exactly the groups ``group_ids``; commits."""
-    before = user_access(session, user_id)
     ids = set()
     for raw in group_ids or ():
         try:
@@ -136,11 +135,21 @@ def set_user_access(session: Session, user_id: int, *, all_funds: bool,
         else set()
     if known != ids:
         raise ValidationError("Unknown fund group.", {"groups": ["Unknown fund group."]})
+    after = _replace_access(session, user_id, bool(all_funds), ids, "user_fund_access.set")
+    session.commit()
+    return after
+
+
+def _replace_access(session: Session, user_id: int, all_funds: bool, ids: set[int],
+                    action: str) -> dict:
+    """The user's access becomes exactly ``all_funds`` and the groups ``ids``; audited as
+    ``action``; no commit."""
+    before = user_access(session, user_id)
     row = session.get(UserFundAccess, user_id)
     if row is None:
         row = UserFundAccess(user_id=user_id)
         session.add(row)
-    row.all_funds = bool(all_funds)
+    row.all_funds = all_funds
     row.updated_by = current_actor()
     from app.models.base import utcnow
 
@@ -151,11 +160,28 @@ def set_user_access(session: Session, user_id: int, *, all_funds: bool,
                                                   for g in sorted(ids)])
     session.flush()
     after = user_access(session, user_id)
-    audit.record(session, "user_fund_access.set", "User", user_id,
+    audit.record(session, action, "User", user_id,
                  {k: before[k] for k in ("all_funds", "groups")},
                  {k: after[k] for k in ("all_funds", "groups")})
-    session.commit()
     return after
+
+
+#: in IMS_OIDC_FUND_GROUP_MAP, the fund-group name that stands for every fund
+ALL_FUNDS_NAME = "*"
+
+
+def apply_sso_fund_groups(session: Session, user, claimed_groups, fund_group_names) -> None:
+    """Single sign-on (app/services/signin.py calls this inside each sign-on's transaction):
+    the user's funds become those of the fund groups the provider's groups map to, afresh at
+    every sign-in; "*" maps to all funds; names of groups that do not exist are ignored (the
+    ``signin.sso`` event records what was claimed and mapped)."""
+    names = set(fund_group_names or ())
+    ids = set(session.scalars(select(FundGroup.id).where(
+        FundGroup.name.in_(names - {ALL_FUNDS_NAME})))) if names - {ALL_FUNDS_NAME} else set()
+    current = user_access(session, user.id)
+    if current["all_funds"] == (ALL_FUNDS_NAME in names) and set(current["group_ids"]) == ids:
+        return
+    _replace_access(session, user.id, ALL_FUNDS_NAME in names, ids, "user_fund_access.sso")
 
 
 def grant_all_funds(session: Session, user_id: int) -> None:

@@ -17,7 +17,7 @@ from app.models.signin import UserSignin
 from tests.oidc_provider import Person, Provider, authorize_url_answer
 
 ROLE_MAP = {"ims-parking": "Income Clerk", "ims-cash": ["Cashier"], "ims-bosses": "Head of Finance"}
-FUND_MAP = {"ims-parking": "Parking", "ims-cash": ["Parking", "Libraries"]}
+FUND_MAP = {"ims-parking": "Parking", "ims-cash": ["Housing", "Libraries"], "ims-bosses": "*"}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def _refusals(session, reason_part):
 
 def test_sso_creates_the_user_and_maps_roles_and_groups_at_each_sign_in(app, client, session,
                                                                           sso):
-    from app.services import signin
+    from app.services import fund_groups, signin
 
     sso.user = Person(sub="p-001", username="parking.pat", email="pat@example.invalid",
                       groups=["ims-parking", "unrelated"])
@@ -81,6 +81,9 @@ def test_sso_creates_the_user_and_maps_roles_and_groups_at_each_sign_in(app, cli
     assert signin.idp_groups(session, user.id) == ["ims-parking", "unrelated"]
     with app.app_context():
         assert signin.idp_fund_groups(session, user.id) == ["Parking"]
+    # the mapped fund groups are the user's funds (a new user otherwise has none)
+    assert fund_groups.user_access(session, user.id)["groups"] == ["Parking"]
+    assert not fund_groups.user_access(session, user.id)["all_funds"]
 
     # the provider's groups change: roles and groups follow at the next sign-in, and the
     # fund-group scoping's hook is told the mapped fund groups
@@ -92,16 +95,27 @@ def test_sso_creates_the_user_and_maps_roles_and_groups_at_each_sign_in(app, cli
         _, r = _sso_login(client)
     finally:
         signin._SSO_HOOKS.remove(hook)
-    assert told == [("parking.pat", ["ims-cash"], ["Libraries", "Parking"])]
+    assert told == [("parking.pat", ["ims-cash"], ["Housing", "Libraries"])]
     assert r.status_code == 302
     session.rollback()
     user = app.appbuilder.sm.find_user(username="parking.pat")
     assert [x.name for x in user.roles] == ["Cashier"]
     assert signin.idp_groups(session, user.id) == ["ims-cash"]
-    assert signin.idp_fund_groups(session, user.id) == ["Libraries", "Parking"]
+    assert signin.idp_fund_groups(session, user.id) == ["Housing", "Libraries"]
+    # re-applied: Parking is gone, Housing given, Libraries (no such fund group) ignored
+    assert fund_groups.user_access(session, user.id)["groups"] == ["Housing"]
+    sso.user.groups = ["ims-bosses"]
+    _, r = _sso_login(client)
+    session.rollback()
+    assert fund_groups.user_access(session, user.id) | {"group_ids": []} == {
+        "user_id": user.id, "username": "parking.pat", "all_funds": True, "groups": [],
+        "group_ids": []}
+    sso.user.groups = ["ims-cash"]
+    _, r = _sso_login(client)
+    session.rollback()
     events = session.scalars(select(AuditEvent).where(AuditEvent.action == "signin.sso",
                                                       AuditEvent.entity_id == str(user.id))).all()
-    assert len(events) == 2
+    assert len(events) == 4  # one per sign-in
 
     # an SSO user gets no API token with a password, even if one was set
     app.appbuilder.sm.reset_password(user.id, "An0ther-Passw0rd!")
