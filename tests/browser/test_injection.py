@@ -451,8 +451,9 @@ def test_payloads_as_text_in_the_pages_that_draw_with_javascript(app, page, live
     page.select_option("select.line-fund", planted["fund"])
     page.fill("input.line-reference", planted["stopped"])
     page.fill("input.line-amount", "1.00")
-    page.wait_for_function("document.querySelector('.line-msg-account_reference')"
-                           ".textContent.includes('xss13')")
+    # a locator wait, not wait_for_function: polling a string predicate needs eval, which the
+    # page's CSP forbids
+    page.locator(".line-msg-account_reference", has_text="xss13").first.wait_for()
     assert P(13) in page.inner_text(".line-msg-account_reference")
 
     probe = page.evaluate(PROBE)

@@ -28,6 +28,10 @@ def make_user(app, session):
         user = sm.add_user(name, "Test", "User", f"{name}@example.invalid",
                            [sm.find_role(r) for r in roles], password=password)
         assert user, "user not created"
+        from app.services.fund_groups import grant_all_funds
+
+        grant_all_funds(session, user.id)  # a new user has no funds until given them
+        session.commit()
         return name
 
     return _make

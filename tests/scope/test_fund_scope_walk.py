@@ -62,6 +62,9 @@ NOT_FUND_DATA = {
     "ImportsView.progress": "ditto", "ImportApi.result": "ditto",
     "ImportsView.transactions": "scoped by fund (tested in test_fund_scope.py)",
     "CardPaymentView.moto_return": "the provider's return address (a token)",
+    "UserSigninView.show": "a user's sign-in settings (no fund data)",
+    "ReconciliationApi.get_reconciliation": "central: bank reconciliation is for all funds",
+    "ReconciliationApi.proposals": "central",
 }
 #: routes without arguments not walked (the reason in words)
 NOT_WALKED = {
