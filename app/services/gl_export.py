@@ -39,6 +39,7 @@ from app.domain.money import Money
 from app.models.base import utcnow
 from app.models.gl import GlExportBatch, GlExportLine, GlLayout
 from app.models.ledger import LedgerLine, PostingGroup, Transaction
+from app.models.reconciliation import BankAccount
 from app.models.reference import Fund, Setting, VatCode
 from app.services import audit
 from app.services import gl_layouts as LAY
@@ -92,6 +93,8 @@ class Coding:
     funds: dict[str, tuple[str | None, str | None]]
     vat: dict[str, str | None]
     settings: dict[str, str]
+    #: a bank account's BANK lines carry its ledger reference: that reference -> its GL code
+    banks: dict[str, str] | None = None
 
     def default_cc(self) -> str:
         return self.settings.get("gl.default_cost_centre", "")
@@ -99,7 +102,11 @@ class Coding:
     def vat_gl(self, code: str | None) -> str:
         return self.vat.get(code or "") or self.settings.get("gl.vat_gl_code") or "VAT"
 
-    def account_gl(self, account: str) -> str:
+    def account_gl(self, account: str, reference: str | None = None) -> str:
+        """The GL code of a control or clearing account; a Bank line of a bank account other
+        than the default (its reference names the account) goes to that account's own code."""
+        if account == "BANK" and reference and reference in (self.banks or {}):
+            return self.banks[reference]
         return self.settings.get(f"gl.account.{account}") or account
 
     def fund_gl(self, fund: str | None) -> str | None:
@@ -115,7 +122,10 @@ def coding(session: Session) -> Coding:
             select(Fund.code, Fund.gl_code, Fund.cost_centre))},
         vat=dict(session.execute(select(VatCode.code, VatCode.gl_code)).all()),
         settings=dict(session.execute(select(Setting.key, Setting.value).where(
-            Setting.key.like("gl.%"))).all()))
+            Setting.key.like("gl.%"))).all()),
+        banks=dict(session.execute(select(BankAccount.ledger_reference,
+                                          BankAccount.ledger_account_code)
+                                   .where(BankAccount.ledger_reference.is_not(None))).all()))
 
 
 # --------------------------------------------------------------------------- rows
@@ -128,14 +138,17 @@ def _summary_rows(session: Session, batch_id: int, code: Coding) -> list[dict]:
     debit = (LedgerLine.amount > 0).label("is_debit")
     vat_code = case((and_(LedgerLine.account == "FUND", Transaction.id.is_not(None)),
                      Transaction.vat_code), else_=None).label("vat_code")
+    bank_ref = case((LedgerLine.account == "BANK", LedgerLine.account_reference),
+                    else_=None).label("bank_ref")
     q = (select(adate, LedgerLine.account, LedgerLine.fund_code, vat_code, debit,
-                func.sum(LedgerLine.amount - vat_part), func.sum(vat_part), func.count())
+                func.sum(LedgerLine.amount - vat_part), func.sum(vat_part), func.count(),
+                bank_ref)
          .select_from(GlExportLine)
          .join(LedgerLine, LedgerLine.id == GlExportLine.ledger_line_id)
          .join(PostingGroup, PostingGroup.id == LedgerLine.group_id)
          .outerjoin(Transaction, Transaction.id == LedgerLine.transaction_id)
          .where(GlExportLine.batch_id == batch_id)
-         .group_by(adate, LedgerLine.account, LedgerLine.fund_code, vat_code, debit))
+         .group_by(adate, LedgerLine.account, LedgerLine.fund_code, vat_code, debit, bank_ref))
     merged: dict[tuple, dict] = {}
     missing: set[str] = set()
 
@@ -151,7 +164,7 @@ def _summary_rows(session: Session, batch_id: int, code: Coding) -> list[dict]:
         row["amount"] += amount
         row["line_count"] += n
 
-    for d, account, fund, vcode, _debit, net, vat, n in session.execute(q):
+    for d, account, fund, vcode, _debit, net, vat, n, ref in session.execute(q):
         if isinstance(d, str):
             d = dt.date.fromisoformat(d[:10])
         net, vat, n = int(net or 0), int(vat or 0), int(n)
@@ -165,7 +178,7 @@ def _summary_rows(session: Session, batch_id: int, code: Coding) -> list[dict]:
                 add(d, code.vat_gl(vcode), code.cost_centre(fund), vcode, fund, vat, 0)
         else:
             cc = code.cost_centre(fund) if fund else code.default_cc()
-            add(d, code.account_gl(account), cc, None, fund, net, n)
+            add(d, code.account_gl(account, ref), cc, None, fund, net, n)
     if missing:
         raise ValidationError(
             f"Fund(s) {', '.join(sorted(missing))} have no GL code: set one on the fund; "
@@ -210,7 +223,8 @@ def _item_rows(session: Session, batch_id: int, code: Coding):
                        "amount": vat}
         else:
             cc = code.cost_centre(r.fund_code) if r.fund_code else code.default_cc()
-            yield {**base, "gl_code": code.account_gl(r.account), "cost_centre": cc,
+            yield {**base, "gl_code": code.account_gl(r.account, r.account_reference),
+                   "cost_centre": cc,
                    "vat_code": "", "amount": r.amount}
 
 

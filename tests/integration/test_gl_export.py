@@ -244,3 +244,33 @@ def test_the_tick_job_reports_a_batch_that_cannot_run(session):
     assert session.scalar(select(func.count()).select_from(GlExportBatch)) == before
     code_all_funds(session)
     assert G.run_job(session, now=dt.date(2010, 12, 2)).startswith("GL")
+
+
+def test_bank_lines_of_another_bank_account_go_to_its_own_gl_code(session):
+    """The default account's Bank lines go to gl.account.BANK; another bank account's (its lines
+    carry its ledger reference) to that account's ledger account code, in every layout."""
+    from app.services import ledger as L
+    from app.services import reconciliation as RC
+
+    flush_all(session)
+    code = unique("BK", 10)
+    acct = RC.save_bank_account(session, actor="admin", data={
+        "code": code, "name": "Car parks account", "sort_code": "20-00-00",
+        "account_number": "12345678", "ledger_account_code": "7777-CP"})
+    session.commit()
+    L.post_group(session, "cash_up", [L.Leg("BANK", 4_000, None, acct.ledger_reference),
+                                      L.Leg("BANK", 1_500),
+                                      L.Leg("CASH_IN_HAND", -5_500, None, "CIVIC")], actor="t")
+    session.commit()
+    batch = G.create_batch(session, cut_off=dt.date.today(), layout="generic_journal_csv",
+                           actor="manager")
+    debits = {(r["GL code"], r["Debit"]) for r in rows_of(batch) if r["Debit"]}
+    default_gl = G.coding(session).account_gl("BANK")
+    assert ("7777-CP", "40.00") in debits and (default_gl, "15.00") in debits
+    assert default_gl != "7777-CP"
+    G.void_batch(session, batch.id, reason="again, itemised", actor="manager")
+    session.commit()
+    itemised = G.create_batch(session, cut_off=dt.date.today(), layout="generic_journal_csv",
+                              actor="manager", summarised=False)
+    got = {(r["GL code"], r["Debit"]) for r in rows_of(itemised) if r["Debit"]}
+    assert ("7777-CP", "40.00") in got and (default_gl, "15.00") in got
