@@ -26,7 +26,7 @@ def register_apis(appbuilder) -> None:
         VatCodeApi,
     )
     from app.api.payment_requests import PaymentRequestApi
-    from app.api.reconciliation import ReconciliationApi
+    from app.api.reconciliation import BankAccountApi, ReconciliationApi
     from app.api.refunds import RefundApi
     from app.api.reports import APIS as REPORT_APIS
     from app.api.retention import RetentionApi, SubjectAccessApi
@@ -40,5 +40,5 @@ def register_apis(appbuilder) -> None:
                 AccountHolderApi, AuditApi, GLExportApi, AccountingPeriodApi, *REPORT_APIS, CashUpApi,
                 AccountSyncApi, AccountHolderProfileApi, AccountHolderSearchApi,
                 ConfigurationBundleApi, PaymentRequestApi, ReconciliationApi, RetentionApi,
-                SubjectAccessApi, FundGroupApi):
+                SubjectAccessApi, FundGroupApi, BankAccountApi):
         appbuilder.add_api(api)

@@ -293,3 +293,113 @@ class ReconciliationApi(BaseApi):
         so = RC.decide(db.session, pk, actor=current_username(), roles=current_roles(),
                        approve=decision == "sign_off", comment=comment)
         return self.response(200, **RC.sign_off_json(so))
+
+
+def _bank_account_json(a) -> dict:
+    return {"id": a.id, "code": a.code, "name": a.name, "sort_code": a.sort_code,
+            "account_number": a.account_number, "ledger_account_code": a.ledger_account_code,
+            "is_default": a.is_default, "disabled": a.disabled}
+
+
+
+
+class BankAccountApi(BaseApi):
+    """The council's bank accounts as reference data (Administrators add and edit them)."""
+
+    resource_name = "bank-accounts"
+    class_permission_name = "BankAccount"
+    base_permissions = ["can_read", "can_write"]
+    method_permission_name = {"list_accounts": "read", "create": "write", "edit": "write"}
+    allow_browser_login = True
+
+    @expose("/", methods=["GET"])
+    @protect()
+    @domain_errors
+    def list_accounts(self):
+        """Every bank account, the default first
+        ---
+        get:
+          responses:
+            200:
+              description: The bank accounts, enabled or not
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      count: {type: integer}
+                      result: {type: array, items: {type: object}}
+        """
+        from sqlalchemy import select
+
+        from app.models.reconciliation import BankAccount
+
+        session = db.session
+        RC.default_account(session)
+        rows = session.scalars(select(BankAccount).order_by(BankAccount.is_default.desc(),
+                                                            BankAccount.code)).all()
+        result = [_bank_account_json(a) for a in rows]
+        session.commit()
+        return self.response(200, count=len(result), result=result)
+
+    @expose("/", methods=["POST"])
+    @protect()
+    @domain_errors
+    def create(self):
+        """Add a bank account
+        ---
+        post:
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    code: {type: string, description: "1 to 20 letters, digits, - or _"}
+                    name: {type: string}
+                    sort_code: {type: string, example: "20-00-00"}
+                    account_number: {type: string, example: "12345678"}
+                    ledger_account_code: {type: string, description: the GL code of its Bank lines}
+                    disabled: {type: boolean}
+          responses:
+            201: {description: The bank account, content: {application/json: {schema: {type: object}}}}
+            422: {description: Not valid (nothing saved), content: {application/json: {schema: {type: object}}}}
+        """
+        session = db.session
+        acct = RC.save_bank_account(session, actor=current_username(), data=json_body())
+        session.commit()
+        return self.response(201, id=acct.id, result=_bank_account_json(acct))
+
+    @expose("/<int:account_id>", methods=["PUT"])
+    @protect()
+    @domain_errors
+    def edit(self, account_id):
+        """Change a bank account (its code and the default account's dimension never change)
+        ---
+        put:
+          parameters:
+          - {in: path, name: account_id, required: true, schema: {type: integer}}
+          requestBody:
+            required: true
+            content:
+              application/json:
+                schema:
+                  type: object
+                  properties:
+                    code: {type: string, description: "1 to 20 letters, digits, - or _"}
+                    name: {type: string}
+                    sort_code: {type: string, example: "20-00-00"}
+                    account_number: {type: string, example: "12345678"}
+                    ledger_account_code: {type: string, description: the GL code of its Bank lines}
+                    disabled: {type: boolean}
+          responses:
+            200: {description: The bank account, content: {application/json: {schema: {type: object}}}}
+            404: {description: No such bank account, content: {application/json: {schema: {type: object}}}}
+            422: {description: Not valid (nothing saved), content: {application/json: {schema: {type: object}}}}
+        """
+        session = db.session
+        acct = RC.save_bank_account(session, actor=current_username(), data=json_body(),
+                                    account_id=account_id)
+        session.commit()
+        return self.response(200, id=acct.id, result=_bank_account_json(acct))

@@ -32,7 +32,7 @@ CENTRAL_PATHS = ("/periods", "/gl-exports", "/ledger/trial-balance", "/refund-pa
                  "/api/v1/cash-ups", "/api/v1/configuration-bundle", "/api/v1/account-syncs",
                  "/api/v1/account-holder-profiles", "/api/v1/audit",
                  # bank reconciliation (and its bank accounts), retention and subject access
-                 "/reconciliation", "/bankaccountview", "/api/v1/reconciliation",
+                 "/reconciliation", "/bankaccountview", "/api/v1/reconciliation", "/api/v1/bank-accounts",
                  "/retention", "/subject-access", "/api/v1/retention", "/api/v1/subject-access")
 #: ...except these (a Cashier of a fund group still cashes up their own till)
 CENTRAL_EXCEPTIONS = ("/cash-ups/new", "/api/v1/cash-ups/till")

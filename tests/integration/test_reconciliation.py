@@ -395,3 +395,41 @@ def test_rule_tester_shows_a_settlement_line(session):
     finally:
         session.delete(session.get(ProcessingRule, rule.id))
         session.commit()
+
+
+def test_bank_accounts_api_administrators_add_and_edit(api, session):
+    from app.models.audit import AuditEvent
+
+    base = "/api/v1/bank-accounts/"
+    code = unique("BA", 10)
+    body = {"code": code, "name": "Car parks", "sort_code": "20-00-00",
+            "account_number": "87654321", "ledger_account_code": "7001-CP"}
+    assert api("clerk").post(base, json=body).status_code == 403
+    assert api("cashier").get(base).status_code == 403
+    made = api("admin").post(base, json=body)
+    assert made.status_code == 201, made.json
+    assert (made.json["result"]["code"], made.json["result"]["is_default"]) == (code, False)
+    again = api("admin").post(base, json=body)
+    assert again.status_code == 422 and "code" in again.json["errors"]
+    for bad in ({**body, "code": unique("BB", 10), "sort_code": "2000"},
+                {**body, "code": unique("BC", 10), "account_number": "12"},
+                {**body, "code": "bad code!"}, ["not", "an object"]):
+        r = api("admin").post(base, json=bad)
+        assert r.status_code == 422, (bad, r.status_code)
+    listed = api("auditor").get(base)
+    assert listed.status_code == 200 and listed.json["result"][0]["is_default"]
+    assert code in {a["code"] for a in listed.json["result"]}
+    changed = api("admin").put(f"{base}{made.json['id']}",
+                               json={**body, "name": "Car parks (new)", "disabled": True})
+    assert changed.status_code == 200 and changed.json["result"]["disabled"] is True
+    default_id = listed.json["result"][0]["id"]
+    refused = api("admin").put(f"{base}{default_id}", json={
+        **{k: listed.json["result"][0][k] for k in ("code", "name", "sort_code",
+                                                   "account_number", "ledger_account_code")},
+        "disabled": True})
+    assert refused.status_code == 422
+    assert api("admin").put(f"{base}999999", json=body).status_code == 404
+    session.rollback()
+    assert session.scalars(select(AuditEvent).where(AuditEvent.entity == "BankAccount",
+                                                    AuditEvent.entity_id == str(made.json["id"]))
+                           ).all()
