@@ -573,8 +573,14 @@ def retry_refund(session: Session, refund_id, *, actor: str, provider=None) -> R
 def _job() -> str | None:
     from app.extensions import db
 
-    n = pay_due_card_refunds(db.session)
-    return f"{n} card refund(s) paid" if n else None
+    session = db.session
+    n = pay_due_card_refunds(session)
+    waiting = session.scalar(select(func.count(Refund.id)).where(
+        Refund.method == RefundMethod.CARD, Refund.status == RefundStatus.APPROVED))
+    session.rollback()
+    parts = ([f"{n} card refund(s) paid"] if n else []) + (
+        [f"{waiting} still waiting for the provider (each attempt is audited)"] if waiting else [])
+    return "; ".join(parts) or None
 
 
 def _register_job() -> None:

