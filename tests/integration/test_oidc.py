@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from app.models.audit import AuditEvent
 from app.models.signin import UserSignin
+from tests.conftest import api_token
 from tests.oidc_provider import Person, Provider, authorize_url_answer
 
 ROLE_MAP = {"ims-parking": "Income Clerk", "ims-cash": ["Cashier"], "ims-bosses": "Head of Finance"}
@@ -206,3 +207,59 @@ def test_configuration_nobody_could_use_is_refused_at_start_up(settings):
     ok = {"IMS_LOCAL_PASSWORDS": False, "IMS_OIDC_CLIENT_ID": "ims",
           "IMS_OIDC_ISSUER": "https://login.example", "IMS_OIDC_ROLE_MAP": '{"g": ["Cashier"]}'}
     check_configuration(ok)
+
+
+def test_a_parking_user_signed_in_through_the_provider_sees_only_parking_income(
+        app, client, session, sso):
+    """Issue 20's journey: the provider's group makes the user an Income Clerk of the Parking
+    fund group; the transaction search (page session on the API) then holds Parking funds only."""
+    from app.models.fund_group import FundGroup
+    from app.models.reference import Fund
+    from app.services import fund_groups
+    from app.services.receipts import take_receipt
+    from tests.conftest import unique
+
+    # income in a Parking fund and in another fund
+    parking = session.scalar(select(FundGroup).where(FundGroup.name == "Parking"))
+    car_park = Fund(code=unique("CP", 8), name="Car park test fund", gl_code="3999-CP")
+    session.add(car_park)
+    parking.funds.append(car_park)
+    session.commit()
+    code = car_park.code
+    refs = {}
+    for fund in (car_park.code, "TWS"):
+        refs[fund] = unique("R", 10)
+        take_receipt(session, lines=[{"fund_code": fund, "account_reference": refs[fund],
+                                      "amount": "5.00"}],
+                     payment_method_code="CASH", actor="cashier")
+    try:
+        sso.user = Person(sub="p-park-2", username="parking.sam", email="sam@example.invalid",
+                          groups=["ims-parking"])
+        _, r = _sso_login(client)
+        assert r.status_code == 302, r.text[:300]
+        session.rollback()
+        parking = session.scalar(select(FundGroup).where(FundGroup.name == "Parking"))
+        allowed = {f.code for f in parking.funds}
+        car_park = session.scalar(select(Fund).where(Fund.code == car_park.code))
+        user = app.appbuilder.sm.find_user(username="parking.sam")
+        assert fund_groups.user_access(session, user.id)["groups"] == ["Parking"]
+        seen = client.get("/api/v1/transactions/?page_size=500&date_from=2000-01-01")
+        assert seen.status_code == 200, seen.text[:300]
+        codes = {t["fund_code"] for t in seen.json["result"]}
+        assert car_park.code in codes and codes <= allowed, codes
+        assert refs["TWS"] not in seen.text
+        everything = client.get("/api/v1/transactions/?page_size=500&fund=CTAX")
+        assert everything.status_code in (200, 404)
+        if everything.status_code == 200:
+            assert everything.json["result"] == []
+        client.get("/logout/")
+        token = api_token(client, "clerk")
+        wider = client.get("/api/v1/transactions/?page_size=500&date_from=2000-01-01",
+                           headers={"Authorization": f"Bearer {token}"})
+        assert {t["fund_code"] for t in wider.json["result"]} - allowed, (wider.status_code,
+                                                                          wider.json)
+    finally:  # the demo Parking group keeps its own funds for the tests that follow
+        session.rollback()
+        group = session.scalar(select(FundGroup).where(FundGroup.name == "Parking"))
+        group.funds = [f for f in group.funds if f.code != code]
+        session.commit()
