@@ -15,6 +15,12 @@ from app.security.current import current_roles, current_username
 from app.services import reconciliation as RC
 
 
+def _bank_account_json(a) -> dict:
+    return {"id": a.id, "code": a.code, "name": a.name, "sort_code": a.sort_code,
+            "account_number": a.account_number, "ledger_account_code": a.ledger_account_code,
+            "is_default": a.is_default, "disabled": a.disabled}
+
+
 class ReconciliationApi(BaseApi):
     resource_name = "reconciliation"
     class_permission_name = "Reconciliation"
@@ -43,11 +49,7 @@ class ReconciliationApi(BaseApi):
                       count: {type: integer}
                       result: {type: array, items: {type: object}}
         """
-        rows = RC.accounts(db.session)
-        result = [{"id": a.id, "code": a.code, "name": a.name, "sort_code": a.sort_code,
-                   "account_number": a.account_number,
-                   "ledger_account_code": a.ledger_account_code, "is_default": a.is_default}
-                  for a in rows]
+        result = [_bank_account_json(a) for a in RC.accounts(db.session)]
         db.session.commit()
         return self.response(200, count=len(result), result=result)
 
@@ -293,13 +295,6 @@ class ReconciliationApi(BaseApi):
         so = RC.decide(db.session, pk, actor=current_username(), roles=current_roles(),
                        approve=decision == "sign_off", comment=comment)
         return self.response(200, **RC.sign_off_json(so))
-
-
-def _bank_account_json(a) -> dict:
-    return {"id": a.id, "code": a.code, "name": a.name, "sort_code": a.sort_code,
-            "account_number": a.account_number, "ledger_account_code": a.ledger_account_code,
-            "is_default": a.is_default, "disabled": a.disabled}
-
 
 
 
