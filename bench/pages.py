@@ -23,6 +23,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("IMS_LOG_LEVEL", "WARNING")  # no log line per request
 from _setup import fresh_app, percentile  # noqa: E402
 from search import FUNDS, SURNAMES, load  # noqa: E402
 
@@ -137,7 +138,18 @@ def main() -> None:
     url = os.environ.get("DATABASE_URL")
     if not url or not url.startswith("postgres"):
         sys.exit("Set DATABASE_URL to a PostgreSQL database (it is wiped).")
-    for rows in [int(r) for r in args.rows.split(",")]:
+    sizes = [int(r) for r in args.rows.split(",")]
+    if len(sizes) > 1:  # one app per process (Flask-AppBuilder): each size in its own process
+        import subprocess
+
+        for rows in sizes:
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--rows", str(rows),
+                            "--runs", str(args.runs)], check=True)
+        return
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    for rows in sizes:
         app = fresh_app(url)
         with app.app_context():
             from sqlalchemy import text

@@ -155,6 +155,49 @@ def test_dashboard_folds_one_grouped_query_into_its_tables(session):
     assert chq(after)["count"] == chq(before)["count"] + 2
 
 
+def test_dashboard_receipt_counts_agree_with_the_receipt_groups(session):
+    """The dashboard counts receipts by their number's prefix (no join to posting_group): the
+    figures equal a count of the window's receipt-kind groups read through the join, and the
+    prefix belongs to receipts alone."""
+    from sqlalchemy import func, select
+
+    from app.models.ledger import PostingGroup, Transaction
+    from app.services.ledger import PREFIXES
+
+    today = dt.date.today()
+    take_receipt(session, payment_method_code="CASH", actor="cashier",
+                 lines=[{"fund_code": "TWS", "account_reference": "DB3", "amount": "1.25"},
+                        {"fund_code": "TWS", "account_reference": "DB4", "amount": "2.25"}])
+    dash = S.dashboard(session, today)
+
+    def groups(date_from):
+        return session.scalar(
+            select(func.count(func.distinct(Transaction.posting_group_id)))
+            .join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
+            .where(PostingGroup.kind == "receipt", *S._income_base(date_from, today)))
+
+    assert dash["today_receipts"] == groups(today) > 0
+    assert dash["month_receipts"] == groups(today - dt.timedelta(days=29))
+    assert list(PREFIXES.values()).count(PREFIXES["receipt"]) == 1
+    assert session.scalar(select(func.count()).select_from(PostingGroup).where(
+        PostingGroup.number.like(PREFIXES["receipt"] + "%"), PostingGroup.kind != "receipt")) == 0
+
+
+def test_dashboard_reads_the_date_index_alone_on_postgres(session):
+    """On PostgreSQL the date index includes every column the dashboard reads (index-only scans
+    of the 30-day window, whatever the table's size)."""
+    from sqlalchemy import text
+
+    from app.models.ledger import DASHBOARD_COLUMNS
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("INCLUDE columns are PostgreSQL's; SQLite keeps the plain index")
+    definition = session.scalar(text("SELECT indexdef FROM pg_indexes "
+                                     "WHERE indexname = 'ix_income_transaction_date_id'"))
+    assert "(transaction_date, id) INCLUDE" in definition
+    assert all(col in definition for col in DASHBOARD_COLUMNS)
+
+
 def test_cached_dashboard_is_reused_within_its_age(session):
     today = dt.date.today()
     first = S.cached_dashboard(session, 3600, today)
