@@ -18,7 +18,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.models import AuthorizationCodeMixin, ClientMixin
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
-from flask import Flask, jsonify
+from flask import Flask, jsonify, redirect, request
 from joserfc.jwk import RSAKey
 
 
@@ -103,6 +103,7 @@ class Provider:
         self.forge = False
         self.expired = False
         self.codes: dict[str, Code] = {}
+        self.logouts: list[dict] = []
         self.url = ""
         self._server = None
         self.app = self._build()
@@ -169,6 +170,7 @@ class Provider:
                 "issuer": provider.url,
                 "authorization_endpoint": f"{provider.url}/authorize",
                 "token_endpoint": f"{provider.url}/token",
+                "end_session_endpoint": f"{provider.url}/logout",
                 "jwks_uri": f"{provider.url}/jwks",
                 "response_types_supported": ["code"],
                 "subject_types_supported": ["public"],
@@ -192,6 +194,14 @@ class Provider:
         @app.post("/token")
         def token():
             return server.create_token_response()
+
+        @app.get("/logout")
+        def end_session():
+            # RP-initiated logout: the person is signed out here, then sent back
+            provider.logouts.append(dict(request.args))
+            provider.user = None
+            back = request.args.get("post_logout_redirect_uri")
+            return redirect(back) if back else "Signed out."
 
         return app
 

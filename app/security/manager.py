@@ -187,6 +187,8 @@ class ResetMyPasswordView(fab_views.ResetMyPasswordView):
 # --------------------------------------------------------------------------- login
 #: the session key of a sign-in waiting for its second factor: {"user_id", "at", "next"}
 PENDING_KEY = "_ims_pending_2fa"
+#: Set in the session of a user signed in through the identity provider: logout goes on there.
+SSO_SIGNED_IN = "_ims_sso"
 PENDING_SECONDS = 300
 
 
@@ -374,8 +376,25 @@ class AuthDBView(fab_views.AuthDBView):
                   if exc.reason != "inactive" else _("This account is disabled."), "danger")
             return redirect(self.appbuilder.get_url_for_login)
         login_user(result.user, remember=False)
+        session[SSO_SIGNED_IN] = True
         return redirect(local_path(session.pop("_ims_sso_next", None))
                         or self.appbuilder.get_url_for_index)
+
+    @expose("/logout/")
+    def logout(self):
+        """Sign out of the IMS; a user who signed in through the provider is then sent on to the
+        provider's own sign-out (OpenID Connect RP-initiated logout, when its metadata names an
+        end_session_endpoint), which sends them back to the IMS's login page, so a shared
+        counter PC is not left signed in at the council's identity provider."""
+        from app.security import oidc
+
+        via_sso = session.pop(SSO_SIGNED_IN, False)
+        response = super().logout()
+        if via_sso and oidc.enabled():
+            url = oidc.end_session_url(url_for(self.endpoint + ".login", _external=True))
+            if url:
+                return redirect(url)
+        return response
 
 
 def _token_refused(message: str):

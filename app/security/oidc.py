@@ -49,6 +49,25 @@ def client():
     return found
 
 
+def end_session_url(post_logout_redirect_uri: str) -> str | None:
+    """The provider's sign-out address (RP-initiated logout: its metadata's
+    end_session_endpoint, with our client id and where to come back to), or None when it
+    publishes none or cannot be reached (signing out of the IMS still happens)."""
+    from urllib.parse import urlencode
+
+    try:
+        endpoint = client().load_server_metadata().get("end_session_endpoint")
+    except Exception:  # noqa: BLE001 - the provider is down: the IMS sign-out stands alone
+        current_app.logger.warning("single sign-on: the provider's metadata cannot be read "
+                                   "at sign-out")
+        return None
+    if not endpoint or not str(endpoint).startswith(("https://", "http://")):
+        return None
+    query = urlencode({"client_id": current_app.config["IMS_OIDC_CLIENT_ID"],
+                       "post_logout_redirect_uri": post_logout_redirect_uri})
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
 def button_label() -> str | None:
     return current_app.config.get("IMS_OIDC_LABEL") or None
 

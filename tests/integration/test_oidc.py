@@ -7,7 +7,7 @@ token with a password."""
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -128,6 +128,36 @@ def test_sso_creates_the_user_and_maps_roles_and_groups_at_each_sign_in(app, cli
     assert client.post("/login/", data={"username": "parking.pat",
                                         "password": "An0ther-Passw0rd!"}).status_code == 302
     assert client.get("/my-signin/").status_code != 200
+
+
+def test_signing_out_also_signs_out_at_the_provider(client, session, sso):
+    """A user who signed in through the provider is sent on to its end_session_endpoint with our
+    client id and the login page to come back to; the provider signs them out and sends them
+    back. A user who signed in with a password signs out of the IMS only."""
+    import requests
+
+    from tests.conftest import login
+
+    sso.user = Person(sub="p-out", username="logout.lou", email="lou@example.invalid",
+                      groups=["ims-parking"])
+    _, r = _sso_login(client)
+    assert r.status_code == 302 and client.get("/my-signin/").status_code == 200
+    out = client.get("/logout/")
+    assert out.status_code == 302 and out.location.startswith(f"{sso.url}/logout?"), out.location
+    asked = parse_qs(urlsplit(out.location).query)
+    assert asked["client_id"] == ["ims"]
+    back = asked["post_logout_redirect_uri"][0]
+    assert urlsplit(back).path == "/login/"
+    answer = requests.get(out.location, allow_redirects=False, timeout=10)
+    assert answer.status_code == 302 and answer.headers["Location"] == back
+    assert sso.logouts[-1]["client_id"] == "ims" and sso.user is None
+    assert client.get("/my-signin/").status_code == 302  # signed out of the IMS too
+
+    before = len(sso.logouts)
+    login(client, "clerk")
+    out = client.get("/logout/")
+    assert out.status_code == 302 and not out.location.startswith(sso.url)
+    assert len(sso.logouts) == before
 
 
 def test_no_mapped_role_is_refused(client, session, sso):
