@@ -116,14 +116,17 @@ class AccountSync(Model):
 
 
 class AccountSyncRow(Model):
-    """A line of a sync's file, parsed (kept until the sync is applied or dropped)."""
+    """A line of a sync's file, parsed (kept until the sync is applied or dropped).
+
+    Transient, and written a million at a time: no foreign key to account_sync (a check per
+    staged line; the sync drops its own lines) and one index, on the sync (its lines are only
+    ever read all together, joined by hash)."""
 
     __tablename__ = "account_sync_row"
-    __table_args__ = (Index("ix_account_sync_row_sync_ref", "sync_id", "account_reference"),)
+    __table_args__ = (Index("ix_account_sync_row_sync", "sync_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    sync_id: Mapped[int] = mapped_column(ForeignKey("account_sync.id", ondelete="CASCADE"),
-                                         nullable=False)
+    sync_id: Mapped[int] = mapped_column(Integer, nullable=False)
     line_no: Mapped[int] = mapped_column(Integer, nullable=False)
     account_reference: Mapped[str] = mapped_column(String(30), nullable=False)
     name: Mapped[str | None] = mapped_column(String(200))
