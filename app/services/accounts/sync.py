@@ -168,13 +168,19 @@ class _Staging:
 
     def __enter__(self):
         if self.postgres:
+            import queue
+
             from psycopg.copy import QueuedLibpqWriter
 
             raw = self.session.connection().connection.dbapi_connection
             self._cursor = raw.cursor()
+            writer = QueuedLibpqWriter(self._cursor)
+            # at most 32 pieces of 128 KB wait for the server (psycopg's default is 1,024: up
+            # to 128 MB held when the server is slower than the reading)
+            writer._queue = queue.Queue(maxsize=32)
             self._copy_cm = self._cursor.copy(
                 f"COPY account_sync_row ({', '.join(STAGED_COLUMNS)}, sync_id) FROM STDIN "
-                f"WITH (FORMAT csv)", writer=QueuedLibpqWriter(self._cursor))
+                f"WITH (FORMAT csv)", writer=writer)
             self._copy = self._copy_cm.__enter__()
         return self
 
@@ -505,11 +511,12 @@ def _apply_postgresql(session: Session, profile: AccountHolderProfile, p: dict, 
         # the change list: new, then changed in the file's order, then closed
         "chg AS (INSERT INTO account_sync_change (sync_id, account_holder_id, account_reference, "
         "kind, before, after) SELECT :sid, u.id, u.account_reference, u.kind, u.before, u.after "
-        "FROM (SELECT 1 AS part, id AS ord, id, account_reference, 'new' AS kind, "
-        "NULL::text AS before, NULL::text AS after FROM ins UNION ALL SELECT 2, line_no, id, "
-        "account_reference, CASE WHEN was_closed IS NULL THEN 'changed' ELSE 'reopened' END, "
-        "before, after FROM upd UNION ALL SELECT 3, id, id, account_reference, 'closed', before, "
-        "NULL FROM cls) u ORDER BY u.part, u.ord) "
+        # (new ones as inserted, in the file's order: sorting them again would cost seconds)
+        "FROM (SELECT id, account_reference, 'new' AS kind, NULL::text AS before, "
+        "NULL::text AS after FROM ins UNION ALL (SELECT id, account_reference, CASE WHEN "
+        "was_closed IS NULL THEN 'changed' ELSE 'reopened' END, before, after FROM upd "
+        "ORDER BY line_no) UNION ALL (SELECT id, account_reference, 'closed', before, NULL "
+        "FROM cls ORDER BY id)) u) "
         "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), "
         "(SELECT count(*) FROM cls)")
     if profile.complete:
