@@ -349,11 +349,12 @@ _JOIN = ("FROM account_sync_row s JOIN account_holder a ON a.fund_code = :fund "
          "AND a.account_reference = s.account_reference WHERE s.sync_id = :sid")
 
 
-def _work_mem(session: Session) -> None:
-    """PostgreSQL: room for the comparison's hash joins of a large file in memory (for this
-    transaction only; the default 4 MB makes them spill to disk in batches)."""
+def _work_mem(session: Session, size: str = "64MB") -> None:
+    """PostgreSQL: room for the comparison's hash joins (and the apply's sort of the new
+    accounts into the file's order) of a large file in memory, for this transaction only: the
+    default 4 MB makes them spill to disk in batches."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL work_mem = '64MB'"))
+        session.execute(text(f"SET LOCAL work_mem = '{size}'"))
 
 
 def _dry_run(session: Session, sync: AccountSync, profile: AccountHolderProfile) -> None:
@@ -442,7 +443,7 @@ def apply_sync(session: Session, sync_id: int, *, actor: str) -> AccountSync:
         # the staged lines, counted by the check (they do not change until they are dropped)
         staged = sync.new_count + sync.changed_count + sync.unchanged_count
         if dialect == "postgresql":
-            _work_mem(session)
+            _work_mem(session, "256MB")
             new, changed_n, closed = _apply_postgresql(session, profile, p, now)
         else:
             new, changed_n, closed = _apply_statements(session, profile, p, now)
