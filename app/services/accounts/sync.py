@@ -1,11 +1,13 @@
 """Account-holder sync: receive a file, check it (parse every line into a staging table, then a
 dry run of what would change), apply it as one audited change with a stored change list.
 
-Checking commits the staged lines in chunks (so the page can show progress); nothing about the
-accounts changes until ``apply_sync``, which runs as one transaction of set-based statements:
-new accounts, changed ones (and closed ones the file lists again), and — when the profile says
-the file is complete — accounts the file no longer lists, closed (never deleted). A failure
-anywhere rolls it all back. Running the same file again finds nothing to change.
+Checking stages the parsed lines (PostgreSQL: one COPY, the progress committed through a
+connection of its own so the page can show it; SQLite: chunks, committed with the progress);
+nothing about the accounts changes until ``apply_sync``, which runs as one transaction of
+set-based SQL (on PostgreSQL a single statement): new accounts, changed ones (and closed ones
+the file lists again), and — when the profile says the file is complete — accounts the file no
+longer lists, closed (never deleted); unchanged accounts are not written. A failure anywhere
+rolls it all back. Running the same file again finds nothing to change.
 
 Stops: the file's stop is applied (stop_source "file"); when the file has none for an account,
 a stop the file set before is cleared and a stop staff set is kept (settled question).
