@@ -245,20 +245,25 @@ def main() -> None:
     # on a shared machine the speed drifts, and bracketing the syncs evens it out
     same1 = [same_rows_copy(app, rows1)]
     same2 = [same_rows_copy(app, rows2)]
-    nofk1 = same_rows_copy(app, rows1, foreign_key=False)
-    nofk2 = same_rows_copy(app, rows2, foreign_key=False)
+    nofk1 = [same_rows_copy(app, rows1, foreign_key=False)]
+    nofk2 = [same_rows_copy(app, rows2, foreign_key=False)]
     results = [sync(app, path, "bench-ctax") for path in (first, second)]
     same1.append(same_rows_copy(app, rows1))
     same2.append(same_rows_copy(app, rows2))
+    nofk1.append(same_rows_copy(app, rows1, foreign_key=False))
+    nofk2.append(same_rows_copy(app, rows2, foreign_key=False))
     spread1 = f"{min(same1):.1f}-{max(same1):.1f}"
     spread2 = f"{min(same2):.1f}-{max(same2):.1f}"
+    nofk_spread = f"first {min(nofk1):.1f}-{max(nofk1):.1f} s, second {min(nofk2):.1f}-{max(nofk2):.1f} s"
     same1, same2 = sum(same1) / 2, sum(same2) / 2
+    nofk1, nofk2 = sum(nofk1) / 2, sum(nofk2) / 2
     print(f"account-holder sync benchmark: {args.rows:,} accounts, file {size:.0f} MB, "
           f"PostgreSQL")
     print(f"baseline, COPY of the same account rows into a copy of account_holder (its columns, "
           f"keys, indexes and foreign key to fund), before and after the syncs: first file "
           f"{spread1} s (mean {same1:.1f} s), second {spread2} s (mean {same2:.1f} s)")
-    print(f"  the same without the foreign key: first {nofk1:.1f} s, second {nofk2:.1f} s")
+    print(f"  the same without the foreign key, before and after: {nofk_spread} (means "
+          f"{nofk1:.1f} s, {nofk2:.1f} s)")
     print(f"  plain COPY of the file into text columns (no index): first {plain1:.1f} s, "
           f"second {plain2:.1f} s")
     for label, (check_s, apply_s, result), copy_s, nofk_s, plain_s in (
