@@ -116,14 +116,17 @@ class AccountSync(Model):
 
 
 class AccountSyncRow(Model):
-    """A line of a sync's file, parsed (kept until the sync is applied or dropped)."""
+    """A line of a sync's file, parsed (kept until the sync is applied or dropped).
+
+    Transient, and written a million at a time: no foreign key to account_sync (a check per
+    staged line; the sync drops its own lines) and one index, on the sync (its lines are only
+    ever read all together, joined by hash)."""
 
     __tablename__ = "account_sync_row"
-    __table_args__ = (Index("ix_account_sync_row_sync_ref", "sync_id", "account_reference"),)
+    __table_args__ = (Index("ix_account_sync_row_sync", "sync_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    sync_id: Mapped[int] = mapped_column(ForeignKey("account_sync.id", ondelete="CASCADE"),
-                                         nullable=False)
+    sync_id: Mapped[int] = mapped_column(Integer, nullable=False)
     line_no: Mapped[int] = mapped_column(Integer, nullable=False)
     account_reference: Mapped[str] = mapped_column(String(30), nullable=False)
     name: Mapped[str | None] = mapped_column(String(200))
@@ -137,13 +140,17 @@ class AccountSyncRow(Model):
 
 class AccountSyncChange(Model):
     """The stored change list of an applied sync: one row per account it created, changed,
-    closed or reopened (the audit trail has one event for the sync, pointing here)."""
+    closed or reopened (the audit trail has one event for the sync, pointing here).
+
+    Written only by the apply, a million rows for a first load, with the id of the sync it
+    holds locked; syncs are never deleted. So there is no foreign key to account_sync: its
+    check for each row cost as much as writing the row (migration 0021)."""
 
     __tablename__ = "account_sync_change"
     __table_args__ = (Index("ix_account_sync_change_sync", "sync_id", "id"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    sync_id: Mapped[int] = mapped_column(ForeignKey("account_sync.id"), nullable=False)
+    sync_id: Mapped[int] = mapped_column(Integer, nullable=False)
     account_holder_id: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     account_reference: Mapped[str] = mapped_column(String(30), nullable=False)
     kind: Mapped[str] = mapped_column(String(10), nullable=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from datetime import date, datetime
 
 from app.domain.errors import ValidationError
 from app.domain.money import Money
-from app.domain.phonetic import name_key, soundex
+from app.domain.phonetic import _TRAILING, name_key, soundex
 from app.models.accounts import FILE_FORMATS, PROFILE_FIELDS, AccountHolderProfile
 
 MAX_REFERENCE = 30
@@ -105,12 +107,12 @@ def profile_problems(profile: AccountHolderProfile) -> list[str]:
     return problems
 
 
-def _decoded(stream, encoding: str, progress) -> Iterator[tuple[int, str]]:
-    """The file's lines decoded strictly, numbered from 1; a line that does not decode refuses
-    the whole file (it is in another encoding)."""
+def _decoded(stream, encoding: str, progress, start: int = 1) -> Iterator[tuple[int, str]]:
+    """The file's lines decoded strictly, numbered from ``start``; a line that does not decode
+    refuses the whole file (it is in another encoding)."""
     decoder_name = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     done = 0
-    for number, raw in enumerate(stream, start=1):
+    for number, raw in enumerate(stream, start=start):
         done += len(raw)
         if number == 1 and decoder_name == "utf-8-sig" and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8):]
@@ -132,8 +134,68 @@ def _decoded(stream, encoding: str, progress) -> Iterator[tuple[int, str]]:
         progress(done)
 
 
+#: encodings in which a newline byte is only ever a newline (never part of a longer character),
+#: so a block of whole lines decodes exactly when each of its lines does
+_BLOCK_SAFE = ("ascii", "iso8859-", "cp125", "cp437", "cp850", "mac-roman")
+BLOCK = 1 << 20
+
+
+def _block_safe(encoding: str) -> bool:
+    name = codecs.lookup(encoding).name
+    return name == "utf-8" or name.startswith(_BLOCK_SAFE)
+
+
+def _line_blocks(stream, encoding: str, progress) -> Iterator[list[str]]:
+    """The same lines as ``_decoded`` (split at each newline byte, kept with their ending), a
+    block of about 1 MB at a time, each block decoded at once. A block that does not decode, or
+    holds a NUL, is read again line by line for the exact refusal (its line and byte)."""
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    done = 0
+    before = 0  # lines in the blocks already given
+    rest = b""
+    first = True
+    while True:
+        data = stream.read(BLOCK)
+        if data:
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            block, rest = data[:cut], data[cut:]
+        else:
+            block, rest = rest, b""
+            if not block:
+                break
+        done += len(block)
+        raw, bom = block, False
+        if first:
+            first = False
+            if utf8 and block.startswith(codecs.BOM_UTF8):
+                block, bom = block[len(codecs.BOM_UTF8):], True
+        try:
+            text = block.decode(encoding)
+        except UnicodeDecodeError:
+            text = None
+        if text is None or "\x00" in text:
+            for _ in _decoded(io.BytesIO(raw), encoding, None, start=before + 1):
+                pass
+            raise AssertionError("a block that does not decode has a line that does not")
+        parts = text.split("\n")
+        last = parts.pop()
+        lines = [p + "\n" for p in parts]
+        if last or (bom and not text):  # a file of a byte-order mark alone is one empty line
+            lines.append(last)
+        before += len(lines)
+        if progress is not None:
+            progress(done)
+        yield lines
+    if progress is not None:
+        progress(done)
+
+
 class Reader:
-    """Iterates (line, Parsed | error message) over a file by its profile."""
+    """Iterates (line, staged tuple | error message) over a file by its profile."""
 
     def __init__(self, profile: AccountHolderProfile):
         problems = profile_problems(profile)
@@ -181,9 +243,12 @@ class Reader:
                               f"in the profile or list them as ignored. Nothing was applied.")
         return {f: index[spec.strip().casefold()] for f, spec in self.mapping.items()}
 
-    def rows(self, stream, progress=None) -> Iterator[tuple[int, Parsed | str]]:
-        lines = _decoded(stream, self.profile.encoding, progress)
+    def rows(self, stream, progress=None) -> Iterator[tuple[int, tuple | str]]:
+        """(line number, the staged tuple (STAGED_COLUMNS) or a message saying why the line is
+        bad), line by line."""
+        encoding = self.profile.encoding
         if self.profile.file_format == "fixed":
+            lines = _decoded(stream, encoding, progress)
             spans = {}
             for f, spec in self.mapping.items():
                 a, b = _FIXED.fullmatch(spec).groups()
@@ -198,10 +263,14 @@ class Reader:
                 if not text.strip():
                     continue
                 raw = {f: text[a:b] for f, (a, b) in spans.items()}
-                yield number, self.parse(number, raw)
+                parsed = self.parse(number, raw)
+                yield number, parsed if isinstance(parsed, str) else parsed.as_tuple()
             return
-        numbered = _Numbered(lines)
-        reader = csv.reader(numbered, delimiter=self.profile.delimiter, strict=True)
+        if _block_safe(encoding):
+            lines = itertools.chain.from_iterable(_line_blocks(stream, encoding, progress))
+        else:
+            lines = (text for _number, text in _decoded(stream, encoding, progress))
+        reader = csv.reader(lines, delimiter=self.profile.delimiter, strict=True)
         positions = None
         width = 0
         last_end = 0
@@ -212,27 +281,114 @@ class Reader:
                     raise FileRefused("The file is empty. Nothing was applied.")
                 positions = self._csv_positions(header)
                 width = len(header)
-                last_end = numbered.number
+                last_end = reader.line_num
             else:
                 positions = self._csv_positions(None)
                 width = max(positions.values()) + 1
+            fast = self._fast(positions)
+            parse = self.parse
+            exact = self.profile.has_header
             for record in reader:
-                number, last_end = last_end + 1, numbered.number
-                if not record or (len(record) == 1 and not record[0].strip()):
+                number, last_end = last_end + 1, reader.line_num
+                n = len(record)
+                if n == width or (n > width and not exact):
+                    row = fast(number, record)
+                    if row is not None:
+                        yield number, row
+                        continue
+                if not record or (n == 1 and not record[0].strip()):
                     continue
-                if len(record) < width:
-                    yield number, (f"Line {number}: {len(record)} column(s), the file has "
-                                   f"{width}.")
+                if n < width:
+                    yield number, (f"Line {number}: {n} column(s), the file has {width}.")
                     continue
-                if self.profile.has_header and len(record) > width:
-                    yield number, (f"Line {number}: {len(record)} columns, the header has "
-                                   f"{width}.")
+                if exact and n > width:
+                    yield number, (f"Line {number}: {n} columns, the header has {width}.")
                     continue
-                yield number, self.parse(number, {f: record[i] for f, i in positions.items()})
+                parsed = parse(number, {f: record[i] for f, i in positions.items()})
+                yield number, parsed if isinstance(parsed, str) else parsed.as_tuple()
         except csv.Error as exc:
-            raise FileRefused(f"Line {numbered.number}: the CSV cannot be read ({exc}). Nothing "
+            raise FileRefused(f"Line {reader.line_num}: the CSV cannot be read ({exc}). Nothing "
                               f"was applied.",
-                              [{"line": numbered.number, "message": str(exc)}]) from None
+                              [{"line": reader.line_num, "message": str(exc)}]) from None
+
+    def _fast(self, positions: dict[str, int]):
+        """A parser of one CSV record for lines ``parse`` accepts, giving the same staged tuple
+        (tests/unit/test_account_reading.py compares them). It gives None whenever a line is
+        anything but plain (a problem, an unusual amount or name): ``parse`` then reads it, with
+        its message."""
+        get = positions.get
+        i_ref = positions["reference"]
+        i_name = get("name")
+        name_parts = [positions[f] for f in ("title", "forename", "surname") if f in positions]
+        i_surname = get("surname")
+        i_address = get("address")
+        address_parts = [positions[f"address{i}"] for i in range(1, 5) if f"address{i}" in positions]
+        i_postcode, i_balance, i_date = get("postcode"), get("balance"), get("balance_date")
+        i_stop, i_stop_text = get("stop"), get("stop_message")
+        stop_flag, stop_text = self.stop_flag, self.stop_text
+        amount, dates, to_date = _AMOUNT.fullmatch, self._dates, self._date
+        no, yes = _NO, _YES
+
+        def fast(number, record):
+            ref = record[i_ref].strip()
+            if not ref or len(ref) > MAX_REFERENCE:
+                return None
+            name = record[i_name].strip() if i_name is not None else ""
+            if not name and name_parts:
+                name = " ".join([x for x in [record[i].strip() for i in name_parts] if x])
+            name = " ".join(name.split())
+            if not name or len(name) > MAX_NAME:
+                return None
+            if i_address is not None:
+                address = record[i_address].strip() or None
+            elif address_parts:
+                address = ", ".join([x for x in [record[i].strip() for i in address_parts]
+                                     if x]) or None
+            else:
+                address = None
+            postcode = None
+            if i_postcode is not None:
+                postcode = " ".join(record[i_postcode].upper().split()) or None
+                if postcode and len(postcode) > MAX_POSTCODE:
+                    return None
+            balance = None
+            if i_balance is not None:
+                text = record[i_balance].strip()
+                if text:
+                    m = amount(text)
+                    if m is None or len(m.group(2)) > 13:
+                        return None
+                    pence = int(m.group(2)) * 100 + int((m.group(3) or "").ljust(2, "0"))
+                    balance = -pence if m.group(1) else pence
+            balance_date = None
+            if i_date is not None:
+                text = record[i_date].strip()
+                if text:
+                    balance_date = dates[text] if text in dates else to_date(text)
+                    if balance_date is None:
+                        return None
+            stop = None
+            if stop_flag:
+                flag = record[i_stop].strip()
+                if flag.upper() not in no:
+                    stop = ((record[i_stop_text].strip() if i_stop_text is not None else "")
+                            or (DEFAULT_STOP if flag.upper() in yes else flag))
+            elif stop_text:
+                stop = record[i_stop_text].strip() or None
+            if stop and len(stop) > MAX_STOP:
+                return None
+            surname = record[i_surname].strip() if i_surname is not None else ""
+            if surname:
+                key = soundex(surname)
+            else:
+                last = name.rpartition(" ")[2]
+                if last.isascii() and last.isalpha() and last.upper() not in _TRAILING:
+                    key = soundex(last)  # what name_key finds, without its regular expression
+                else:
+                    key = name_key(name)
+            return (number, ref, name, address, postcode, balance, balance_date, stop, key)
+
+        return fast
 
     # -- fields ------------------------------------------------------------------------------
 
@@ -293,19 +449,3 @@ class Reader:
             return f"Line {number}: " + "; ".join(problems) + "."
         key = soundex(v["surname"]) if v.get("surname") else name_key(name)
         return Parsed(number, ref, name, address, postcode, balance, balance_date, stop, key)
-
-
-class _Numbered:
-    """Feeds csv.reader decoded lines, remembering the number of the last line read."""
-
-    def __init__(self, lines):
-        self._lines = lines
-        self.number = 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        number, text = next(self._lines)
-        self.number = number
-        return text

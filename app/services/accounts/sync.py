@@ -1,11 +1,13 @@
 """Account-holder sync: receive a file, check it (parse every line into a staging table, then a
 dry run of what would change), apply it as one audited change with a stored change list.
 
-Checking commits the staged lines in chunks (so the page can show progress); nothing about the
-accounts changes until ``apply_sync``, which runs as one transaction of set-based statements:
-new accounts, changed ones (and closed ones the file lists again), and — when the profile says
-the file is complete — accounts the file no longer lists, closed (never deleted). A failure
-anywhere rolls it all back. Running the same file again finds nothing to change.
+Checking stages the parsed lines (PostgreSQL: one COPY, the progress committed through a
+connection of its own so the page can show it; SQLite: chunks, committed with the progress);
+nothing about the accounts changes until ``apply_sync``, which runs as one transaction of
+set-based SQL (on PostgreSQL a single statement): new accounts, changed ones (and closed ones
+the file lists again), and — when the profile says the file is complete — accounts the file no
+longer lists, closed (never deleted); unchanged accounts are not written. A failure anywhere
+rolls it all back. Running the same file again finds nothing to change.
 
 Stops: the file's stop is applied (stop_source "file"); when the file has none for an account,
 a stop the file set before is cleared and a stop staff set is kept (settled question).
@@ -13,11 +15,14 @@ a stop the file set before is cleared and a stop staff set is kept (settled ques
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -135,21 +140,92 @@ def _size(n: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # checking (staging and the dry run)
 
-def _stage_chunk(session: Session, sync_id: int, rows: list[tuple]) -> None:
-    if not rows:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        raw = conn.connection.dbapi_connection
-        with raw.cursor() as cur:
-            with cur.copy(f"COPY account_sync_row (sync_id, {', '.join(STAGED_COLUMNS)}) "
-                          f"FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((sync_id, *row))
-    else:
-        session.execute(insert(AccountSyncRow.__table__),
-                        [dict(zip(("sync_id", *STAGED_COLUMNS), (sync_id, *row), strict=True))
-                         for row in rows])
+def _csv_text(rows: list[tuple], sync_id: int) -> str:
+    """Parsed lines (tuples of STAGED_COLUMNS) and their sync's id as CSV for COPY (None is
+    NULL: an unquoted empty field; the reader never gives an empty string)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    data = buf.getvalue()
+    if data.count("\n") == len(rows):  # no value holds a line break: each ends a row
+        return data.replace("\n", f",{int(sync_id)}\n")
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([(*row, sync_id) for row in rows])
+    return buf.getvalue()
+
+
+class _Staging:
+    """Where a check puts its parsed lines, CHUNK at a time.
+
+    PostgreSQL: one COPY for the whole file, its text sent by psycopg's writer thread while the
+    next lines are parsed; the progress (and heartbeat) is committed twice a second through a
+    connection of its own. SQLite: each chunk is inserted and committed with the progress."""
+
+    def __init__(self, session: Session, sync: AccountSync):
+        self.session = session
+        self.sync = sync
+        self.chunk: list[tuple] = []
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self._copy = None
+        self._last = 0.0
+
+    def __enter__(self):
+        if self.postgres:
+            import queue
+
+            from psycopg.copy import QueuedLibpqWriter
+
+            raw = self.session.connection().connection.dbapi_connection
+            self._cursor = raw.cursor()
+            writer = QueuedLibpqWriter(self._cursor)
+            # at most 32 pieces of 128 KB wait for the server (psycopg's default is 1,024: up
+            # to 128 MB held when the server is slower than the reading)
+            writer._queue = queue.Queue(maxsize=32)
+            self._copy_cm = self._cursor.copy(
+                f"COPY account_sync_row ({', '.join(STAGED_COLUMNS)}, sync_id) FROM STDIN "
+                f"WITH (FORMAT csv)", writer=writer)
+            self._copy = self._copy_cm.__enter__()
+        return self
+
+    def progress(self, done: int) -> None:
+        if not self.postgres:
+            self.sync.bytes_done = done
+            self.sync.heartbeat_at = utcnow()
+            return
+        now = time.monotonic()
+        if now - self._last < 0.5:
+            return
+        self._last = now
+        table = AccountSync.__table__
+        with self.session.get_bind().begin() as conn:
+            conn.execute(table.update().where(table.c.id == self.sync.id).values(
+                bytes_done=done, heartbeat_at=utcnow()))
+
+    def add(self, row: tuple) -> None:
+        self.chunk.append(row)
+        if len(self.chunk) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        rows, self.chunk = self.chunk, []
+        if not rows:
+            return
+        if self.postgres:
+            self._copy.write(_csv_text(rows, self.sync.id))
+            return
+        self.session.execute(insert(AccountSyncRow.__table__), [
+            dict(zip(("sync_id", *STAGED_COLUMNS), (self.sync.id, *row), strict=True))
+            for row in rows])
+        self.session.commit()  # staged lines and progress; no account changed
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            self._flush()
+        if self._copy is not None:
+            try:
+                self._copy_cm.__exit__(kind, exc, tb)
+            finally:
+                self._cursor.close()
+        return False
 
 
 def check_sync(session: Session, sync_id: int) -> AccountSync:
@@ -167,23 +243,14 @@ def check_sync(session: Session, sync_id: int) -> AccountSync:
         reader = Reader(profile)
         session.execute(delete(AccountSyncRow).where(AccountSyncRow.sync_id == sync_id))
 
-        def progress(done):
-            sync.bytes_done = done
-            sync.heartbeat_at = utcnow()
-
-        chunk: list[tuple] = []
-        with open(sync.stored_path, "rb") as fh:
-            for number, parsed in reader.rows(fh, progress):
+        with open(sync.stored_path, "rb") as fh, _Staging(session, sync) as staging:
+            add = staging.add
+            for number, parsed in reader.rows(fh, staging.progress):
                 lines += 1
                 if isinstance(parsed, str):
                     bad.append({"line": number, "message": parsed})
                     continue
-                chunk.append(parsed.as_tuple())
-                if len(chunk) >= CHUNK:
-                    _stage_chunk(session, sync_id, chunk)
-                    chunk = []
-                    session.commit()  # staged lines and progress; no account changed
-            _stage_chunk(session, sync_id, chunk)
+                add(parsed)
         session.flush()
         if session.get_bind().dialect.name == "postgresql":
             # fresh statistics for the comparison's plans (a large file, a new fund)
@@ -284,20 +351,46 @@ _JOIN = ("FROM account_sync_row s JOIN account_holder a ON a.fund_code = :fund "
          "AND a.account_reference = s.account_reference WHERE s.sync_id = :sid")
 
 
+def _work_mem(session: Session, size: str = "64MB") -> None:
+    """PostgreSQL: room for the comparison's hash joins (and the apply's sort of the new
+    accounts into the file's order) of a large file in memory, for this transaction only: the
+    default 4 MB makes them spill to disk in batches."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"SET LOCAL work_mem = '{size}'"))
+
+
 def _dry_run(session: Session, sync: AccountSync, profile: AccountHolderProfile) -> None:
+    """The counts in one pass over the staged lines joined to the accounts, then the sample."""
     fields, stop, _source, changed = _conditions(profile)
     p = {"sid": sync.id, "fund": sync.fund_code}
-    staged = session.scalar(_sql("SELECT count(*) FROM account_sync_row WHERE sync_id = :sid"), p)
-    matched = session.scalar(_sql(f"SELECT count(*) {_JOIN}"), p)
-    sync.changed_count = session.scalar(_sql(f"SELECT count(*) {_JOIN} AND {changed}"), p)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    _work_mem(session)
+    first = ("(array_agg(s.id ORDER BY s.line_no) FILTER (WHERE a.id IS NOT NULL AND "
+             f"{changed}))[1:{SAMPLE}]" if postgres else "NULL")
+    staged, matched, changed_n, open_matched, sample_ids = session.execute(_sql(
+        f"SELECT count(*), count(a.id), "  # noqa: S608
+        f"coalesce(sum(CASE WHEN a.id IS NOT NULL AND {changed} THEN 1 ELSE 0 END), 0), "
+        f"coalesce(sum(CASE WHEN a.id IS NOT NULL AND a.closed_at IS NULL THEN 1 ELSE 0 END), 0),"
+        f" {first} FROM account_sync_row s LEFT JOIN account_holder a ON a.fund_code = :fund "
+        f"AND a.account_reference = s.account_reference WHERE s.sync_id = :sid"), p).one()
+    sync.changed_count = changed_n
     sync.new_count = staged - matched
-    sync.unchanged_count = matched - sync.changed_count
-    sync.missing_count = _missing_count(session, sync) if profile.complete else 0
+    sync.unchanged_count = matched - changed_n
+    sync.missing_count = 0
+    if profile.complete:
+        sync.missing_count = session.scalar(_sql(
+            "SELECT count(*) FROM account_holder WHERE fund_code = :fund AND closed_at IS NULL"),
+            p) - open_matched
     cols = ", ".join(f"s.{f}, a.{f}" for f in fields)
-    rows = session.execute(_sql(
-        f"SELECT s.line_no, s.account_reference, a.closed_at, ({stop}), a.stop_message"
-        f"{', ' + cols if cols else ''} {_JOIN} AND {changed} ORDER BY s.line_no LIMIT {SAMPLE}"),
-        p).all()
+    head = (f"SELECT s.line_no, s.account_reference, a.closed_at, ({stop}), a.stop_message"
+            f"{', ' + cols if cols else ''} {_JOIN} AND {changed} ")
+    if not changed_n:
+        rows = []
+    elif postgres:  # the first changed lines, found in the one pass above
+        rows = session.execute(_sql(head + "AND s.id IN :ids ORDER BY s.line_no").bindparams(
+            bindparam("ids", expanding=True)), {**p, "ids": list(sample_ids or [])}).all()
+    else:
+        rows = session.execute(_sql(head + f"ORDER BY s.line_no LIMIT {SAMPLE}"), p).all()
     sample = []
     for row in rows:
         line, ref, closed, new_stop, old_stop, *values = row
@@ -324,13 +417,6 @@ def _shown(field, value):
     return str(value)
 
 
-def _missing_count(session: Session, sync: AccountSync) -> int:
-    return session.scalar(_sql(
-        "SELECT count(*) FROM account_holder a WHERE a.fund_code = :fund AND a.closed_at IS NULL "
-        "AND NOT EXISTS (SELECT 1 FROM account_sync_row s WHERE s.sync_id = :sid "
-        "AND s.account_reference = a.account_reference)"), {"sid": sync.id, "fund": sync.fund_code})
-
-
 # ---------------------------------------------------------------------------------------------
 # applying
 
@@ -353,54 +439,19 @@ def apply_sync(session: Session, sync_id: int, *, actor: str) -> AccountSync:
     session.scalar(for_update(session, select(Fund.id).where(Fund.code == sync.fund_code)))
     profile = session.get(AccountHolderProfile, sync.profile_id)
     dialect = session.get_bind().dialect.name
-    fields, stop, source, changed = _conditions(profile)
     now = utcnow()
     p = {"sid": sync.id, "fund": sync.fund_code}
-    tp = [bindparam("now", now, type_=UTCDateTime())]
     try:
-        watched = fields + ["stop_message"]
-        # 1. new accounts
-        new = session.execute(_sql(
-            "INSERT INTO account_holder (fund_code, account_reference, name, address, postcode, "
-            "balance, balance_date, stop_message, stop_source, phonetic_key, last_sync_id) "
-            "SELECT :fund, s.account_reference, s.name, s.address, s.postcode, s.balance, "
-            "s.balance_date, s.stop_message, CASE WHEN s.stop_message IS NULL THEN NULL "
-            "ELSE 'file' END, s.phonetic_key, :sid FROM account_sync_row s "
-            "WHERE s.sync_id = :sid AND NOT EXISTS (SELECT 1 FROM account_holder a "
-            "WHERE a.fund_code = :fund AND a.account_reference = s.account_reference) "
-            "ORDER BY s.line_no"), p).rowcount
-        session.execute(_sql(
-            "INSERT INTO account_sync_change (sync_id, account_holder_id, account_reference, kind)"
-            " SELECT :sid, a.id, a.account_reference, 'new' FROM account_holder a "
-            "WHERE a.last_sync_id = :sid AND a.fund_code = :fund ORDER BY a.id"), p)
-        # 2. changed (and reopened) accounts: the change list first, then the accounts
-        _insert_changed(session, dialect, fields, stop, changed, p)
-        sets = ", ".join([f"{f} = s.{f}" for f in fields] +
-                         [f"stop_message = {stop}", f"stop_source = {source}",
-                          "closed_at = NULL", "last_sync_id = :sid"]
-                         + (["phonetic_key = s.phonetic_key"] if "name" in fields else []))
-        changed_n = session.execute(_sql(
-            f"UPDATE account_holder AS a SET {sets} FROM account_sync_row s "  # noqa: S608
-            f"WHERE s.sync_id = :sid AND a.fund_code = :fund "
-            f"AND a.account_reference = s.account_reference AND {changed}"), p).rowcount
-        # 3. accounts a complete file no longer lists: closed, never deleted
-        closed = 0
-        if profile.complete:
-            missing = ("a.fund_code = :fund AND a.closed_at IS NULL AND NOT EXISTS (SELECT 1 "
-                       "FROM account_sync_row s WHERE s.sync_id = :sid "
-                       "AND s.account_reference = a.account_reference)")
-            session.execute(_sql(
-                "INSERT INTO account_sync_change (sync_id, account_holder_id, account_reference, "  # noqa: S608
-                f"kind, before) SELECT :sid, a.id, a.account_reference, 'closed', "
-                f"{_json_of(dialect, 'a', watched)} FROM account_holder a WHERE {missing} "
-                f"ORDER BY a.id"), p)
-            closed = session.execute(_sql(
-                f"UPDATE account_holder AS a SET closed_at = :now, last_sync_id = :sid "  # noqa: S608
-                f"WHERE {missing}").bindparams(*tp), p).rowcount
+        # the staged lines, counted by the check (they do not change until they are dropped)
+        staged = sync.new_count + sync.changed_count + sync.unchanged_count
+        if dialect == "postgresql":
+            _work_mem(session, "256MB")
+            new, changed_n, closed = _apply_postgresql(session, profile, p, now)
+        else:
+            new, changed_n, closed = _apply_statements(session, profile, p, now)
         sync.new_count, sync.changed_count, sync.missing_count = new, changed_n, closed
-        sync.unchanged_count = session.scalar(_sql(
-            "SELECT count(*) FROM account_sync_row WHERE sync_id = :sid"), p) - new - changed_n
-        session.execute(delete(AccountSyncRow).where(AccountSyncRow.sync_id == sync.id))
+        sync.unchanged_count = staged - new - changed_n
+        _drop_staged(session, sync.id)
         sync.status = "applied"
         sync.applied_at = now
         sync.applied_by = actor
@@ -413,6 +464,116 @@ def apply_sync(session: Session, sync_id: int, *, actor: str) -> AccountSync:
         session.rollback()
         raise
     return sync
+
+
+def _drop_staged(session: Session, sync_id: int) -> None:
+    session.execute(delete(AccountSyncRow).where(AccountSyncRow.sync_id == sync_id))
+
+
+def _apply_postgresql(session: Session, profile: AccountHolderProfile, p: dict, now
+                      ) -> tuple[int, int, int]:
+    """PostgreSQL: the apply as one statement — new accounts inserted, changed (and reopened)
+    ones updated, missing ones closed, and the change list written from what each of them
+    returns — so the staged lines are joined to the accounts once for each kind of change, and
+    unchanged accounts are not written. Returns (new, changed, closed)."""
+    fields, stop, source, changed = _conditions(profile)
+    watched = fields + ["stop_message"]
+    sets = ", ".join([f"{f} = x.{f}" for f in fields] +
+                     ["stop_message = x.new_stop", "stop_source = x.new_source",
+                      "closed_at = NULL", "last_sync_id = :sid"]
+                     + (["phonetic_key = x.phonetic_key"] if "name" in fields else []))
+    after = ", ".join([f"'{f}', s.{f}" for f in fields] + [f"'stop_message', {stop}"])
+    picked = "".join(f"s.{f}, " for f in fields)
+    closing = (
+        f", cls AS (UPDATE account_holder a SET closed_at = :now, last_sync_id = :sid "  # noqa: S608
+        f"WHERE a.fund_code = :fund AND a.closed_at IS NULL AND NOT EXISTS (SELECT 1 "
+        f"FROM account_sync_row s WHERE s.sync_id = :sid "
+        f"AND s.account_reference = a.account_reference) "
+        f"RETURNING a.id, a.account_reference, {_json_of('postgresql', 'a', watched)} AS before)"
+        if profile.complete else
+        ", cls AS (SELECT 0 AS id, ''::text AS account_reference, ''::text AS before LIMIT 0)")
+    statement = _sql(
+        # 1. new accounts, in the file's order
+        "WITH ins AS (INSERT INTO account_holder (fund_code, account_reference, name, address, "
+        "postcode, balance, balance_date, stop_message, stop_source, phonetic_key, last_sync_id) "
+        "SELECT :fund, s.account_reference, s.name, s.address, s.postcode, s.balance, "
+        "s.balance_date, s.stop_message, CASE WHEN s.stop_message IS NULL THEN NULL "
+        "ELSE 'file' END, s.phonetic_key, :sid FROM account_sync_row s "
+        "WHERE s.sync_id = :sid AND NOT EXISTS (SELECT 1 FROM account_holder a "
+        "WHERE a.fund_code = :fund AND a.account_reference = s.account_reference) "
+        "ORDER BY s.line_no RETURNING id, account_reference), "
+        # 2. changed and reopened accounts: the values before come from the same join
+        f"upd AS (UPDATE account_holder t SET {sets} FROM (SELECT a.id AS aid, s.line_no, "  # noqa: S608
+        f"{picked}s.phonetic_key, ({stop}) AS new_stop, ({source}) AS new_source, "
+        f"a.closed_at AS was_closed, {_json_of('postgresql', 'a', watched)} AS before, "
+        f"CAST(json_build_object({after}) AS TEXT) AS after {_JOIN} AND {changed}) x "
+        f"WHERE t.id = x.aid RETURNING t.id, t.account_reference, x.line_no, x.was_closed, "
+        f"x.before, x.after)"
+        # 3. accounts a complete file no longer lists: closed, never deleted
+        f"{closing}, "
+        # the change list: new, then changed in the file's order, then closed
+        "chg AS (INSERT INTO account_sync_change (sync_id, account_holder_id, account_reference, "
+        "kind, before, after) SELECT :sid, u.id, u.account_reference, u.kind, u.before, u.after "
+        # (new ones as inserted, in the file's order: sorting them again would cost seconds)
+        "FROM (SELECT id, account_reference, 'new' AS kind, NULL::text AS before, "
+        "NULL::text AS after FROM ins UNION ALL (SELECT id, account_reference, CASE WHEN "
+        "was_closed IS NULL THEN 'changed' ELSE 'reopened' END, before, after FROM upd "
+        "ORDER BY line_no) UNION ALL (SELECT id, account_reference, 'closed', before, NULL "
+        "FROM cls ORDER BY id)) u) "
+        "SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM upd), "
+        "(SELECT count(*) FROM cls)")
+    if profile.complete:
+        statement = statement.bindparams(bindparam("now", now, type_=UTCDateTime()))
+    new, changed_n, closed = session.execute(statement, p).one()
+    return new, changed_n, closed
+
+
+def _apply_statements(session: Session, profile: AccountHolderProfile, p: dict, now
+                      ) -> tuple[int, int, int]:
+    """SQLite: the apply as a statement for each step. Returns (new, changed, closed)."""
+    dialect = "sqlite"
+    fields, stop, source, changed = _conditions(profile)
+    tp = [bindparam("now", now, type_=UTCDateTime())]
+    watched = fields + ["stop_message"]
+    # 1. new accounts
+    new = session.execute(_sql(
+        "INSERT INTO account_holder (fund_code, account_reference, name, address, postcode, "
+        "balance, balance_date, stop_message, stop_source, phonetic_key, last_sync_id) "
+        "SELECT :fund, s.account_reference, s.name, s.address, s.postcode, s.balance, "
+        "s.balance_date, s.stop_message, CASE WHEN s.stop_message IS NULL THEN NULL "
+        "ELSE 'file' END, s.phonetic_key, :sid FROM account_sync_row s "
+        "WHERE s.sync_id = :sid AND NOT EXISTS (SELECT 1 FROM account_holder a "
+        "WHERE a.fund_code = :fund AND a.account_reference = s.account_reference) "
+        "ORDER BY s.line_no"), p).rowcount
+    session.execute(_sql(
+        "INSERT INTO account_sync_change (sync_id, account_holder_id, account_reference, kind)"
+        " SELECT :sid, a.id, a.account_reference, 'new' FROM account_holder a "
+        "WHERE a.last_sync_id = :sid AND a.fund_code = :fund ORDER BY a.id"), p)
+    # 2. changed (and reopened) accounts: the change list first, then the accounts
+    _insert_changed(session, dialect, fields, stop, changed, p)
+    sets = ", ".join([f"{f} = s.{f}" for f in fields] +
+                     [f"stop_message = {stop}", f"stop_source = {source}",
+                      "closed_at = NULL", "last_sync_id = :sid"]
+                     + (["phonetic_key = s.phonetic_key"] if "name" in fields else []))
+    changed_n = session.execute(_sql(
+        f"UPDATE account_holder AS a SET {sets} FROM account_sync_row s "  # noqa: S608
+        f"WHERE s.sync_id = :sid AND a.fund_code = :fund "
+        f"AND a.account_reference = s.account_reference AND {changed}"), p).rowcount
+    # 3. accounts a complete file no longer lists: closed, never deleted
+    closed = 0
+    if profile.complete:
+        missing = ("a.fund_code = :fund AND a.closed_at IS NULL AND NOT EXISTS (SELECT 1 "
+                   "FROM account_sync_row s WHERE s.sync_id = :sid "
+                   "AND s.account_reference = a.account_reference)")
+        session.execute(_sql(
+            "INSERT INTO account_sync_change (sync_id, account_holder_id, account_reference, "  # noqa: S608
+            f"kind, before) SELECT :sid, a.id, a.account_reference, 'closed', "
+            f"{_json_of(dialect, 'a', watched)} FROM account_holder a WHERE {missing} "
+            f"ORDER BY a.id"), p)
+        closed = session.execute(_sql(
+            f"UPDATE account_holder AS a SET closed_at = :now, last_sync_id = :sid "  # noqa: S608
+            f"WHERE {missing}").bindparams(*tp), p).rowcount
+    return new, changed_n, closed
 
 
 def _insert_changed(session, dialect, fields, stop, changed, p) -> None:

@@ -1,0 +1,99 @@
+"""account-holder sync: no per-row foreign keys on the staged lines and the change list
+
+account_sync_row holds a file's parsed lines between the check and the apply (a million for a
+large council). Its foreign key to account_sync cost a look-up per staged line (most of the
+staging time) and its (sync_id, account_reference) index is not used (the lines are joined by
+hash, all of a sync at once): the key goes, and the index becomes one on sync_id alone.
+account_sync_change (the change list, a row per account created, changed or closed) loses its
+foreign key to account_sync too: only the apply writes it, for the sync it holds locked, and
+syncs are never deleted; the key's check for each row cost as much as the row.
+
+Revision ID: 0021_accsync_staging
+Revises: 0020_fund_groups
+Create Date: 2026-12-06 19:20:00.000000
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision = '0021_accsync_staging'
+down_revision = '0020_fund_groups'
+branch_labels = None
+depends_on = None
+
+_BIGID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+
+
+def _staging(with_key: bool) -> sa.Table:
+    """account_sync_row as it is after (or, with_key, before) this migration (SQLite rebuilds)."""
+    extra = ([sa.ForeignKeyConstraint(['sync_id'], ['account_sync.id'], ondelete='CASCADE'),
+              sa.Index('ix_account_sync_row_sync_ref', 'sync_id', 'account_reference')]
+             if with_key else [sa.Index('ix_account_sync_row_sync', 'sync_id')])
+    return sa.Table(
+        'account_sync_row', sa.MetaData(),
+        sa.Column('id', _BIGID, nullable=False),
+        sa.Column('sync_id', sa.Integer(), nullable=False),
+        sa.Column('line_no', sa.Integer(), nullable=False),
+        sa.Column('account_reference', sa.String(length=30), nullable=False),
+        sa.Column('name', sa.String(length=200), nullable=True),
+        sa.Column('address', sa.Text(), nullable=True),
+        sa.Column('postcode', sa.String(length=10), nullable=True),
+        sa.Column('balance', sa.BigInteger(), nullable=True),
+        sa.Column('balance_date', sa.Date(), nullable=True),
+        sa.Column('stop_message', sa.String(length=200), nullable=True),
+        sa.Column('phonetic_key', sa.String(length=4), nullable=True),
+        sa.PrimaryKeyConstraint('id'),
+        *extra)
+
+
+def _changes(with_key: bool) -> sa.Table:
+    """account_sync_change after (or, with_key, before) this migration (SQLite rebuilds)."""
+    extra = ([sa.ForeignKeyConstraint(['sync_id'], ['account_sync.id'])] if with_key else [])
+    return sa.Table(
+        'account_sync_change', sa.MetaData(),
+        sa.Column('id', _BIGID, nullable=False),
+        sa.Column('sync_id', sa.Integer(), nullable=False),
+        sa.Column('account_holder_id', sa.Integer(), nullable=False),
+        sa.Column('account_reference', sa.String(length=30), nullable=False),
+        sa.Column('kind', sa.String(length=10), nullable=False),
+        sa.Column('before', sa.Text(), nullable=True),
+        sa.Column('after', sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint('id'),
+        sa.Index('ix_account_sync_change_sync', 'sync_id', 'id'),
+        sa.Index('ix_account_sync_change_account_holder_id', 'account_holder_id'),
+        *extra)
+
+
+def upgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        op.drop_constraint('account_sync_change_sync_id_fkey', 'account_sync_change',
+                           type_='foreignkey')
+        op.drop_constraint('account_sync_row_sync_id_fkey', 'account_sync_row',
+                           type_='foreignkey')
+        op.drop_index('ix_account_sync_row_sync_ref', table_name='account_sync_row')
+        op.create_index('ix_account_sync_row_sync', 'account_sync_row', ['sync_id'])
+        return
+    # SQLite keeps a foreign key in the table's definition: the tables are rebuilt without it
+    with op.batch_alter_table('account_sync_row', copy_from=_staging(False), recreate='always'):
+        pass
+    with op.batch_alter_table('account_sync_change', copy_from=_changes(False),
+                              recreate='always'):
+        pass
+
+
+def downgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        op.drop_index('ix_account_sync_row_sync', table_name='account_sync_row')
+        op.create_index('ix_account_sync_row_sync_ref', 'account_sync_row',
+                        ['sync_id', 'account_reference'])
+        op.execute("DELETE FROM account_sync_row WHERE sync_id NOT IN (SELECT id FROM account_sync)")
+        op.create_foreign_key('account_sync_row_sync_id_fkey', 'account_sync_row', 'account_sync',
+                              ['sync_id'], ['id'], ondelete='CASCADE')
+        op.create_foreign_key('account_sync_change_sync_id_fkey', 'account_sync_change',
+                              'account_sync', ['sync_id'], ['id'])
+        return
+    with op.batch_alter_table('account_sync_row', copy_from=_staging(True), recreate='always'):
+        pass
+    with op.batch_alter_table('account_sync_change', copy_from=_changes(True), recreate='always'):
+        pass
