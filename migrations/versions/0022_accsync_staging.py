@@ -8,8 +8,8 @@ account_sync_change (the change list, a row per account created, changed or clos
 foreign key to account_sync too: only the apply writes it, for the sync it holds locked, and
 syncs are never deleted; the key's check for each row cost as much as the row.
 
-Revision ID: 0021_accsync_staging
-Revises: 0020_fund_groups
+Revision ID: 0022_accsync_staging
+Revises: 0021_dashboard_index
 Create Date: 2026-12-06 19:20:00.000000
 
 """
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0021_accsync_staging'
-down_revision = '0020_fund_groups'
+revision = '0022_accsync_staging'
+down_revision = '0021_dashboard_index'
 branch_labels = None
 depends_on = None
 
