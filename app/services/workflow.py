@@ -650,12 +650,16 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     IMS_REFUND_ESCALATION. Raises NotFound (no such process), ValidationError (bad data, no
     approval limit covers the amount).
     """
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        session.flush()  # the limits read below see the session's changes, as a query would
     conn = session.connection()
     reserve_id = conn.dialect.name == "postgresql"
     amount = data.get("amount_pence")
-    # the band of the action and amount the operator will most likely be asked for
+    # the band of the action and amount the operator will most likely be asked for (an amount
+    # no column holds is left to the operator, which refuses it as before)
     route_key = ((str(data.get("action", subject_type)), amount)
-                 if isinstance(amount, int) and not isinstance(amount, bool) else None)
+                 if isinstance(amount, int) and not isinstance(amount, bool)
+                 and abs(amount) <= limits.MAX_PENCE else None)
     params = {"process_id": process_id}
     if route_key is not None:
         params.update(route_action=route_key[0], route_amount=route_key[1])
