@@ -16,7 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.domain.errors import ConfigurationError, Conflict, ValidationError
@@ -153,6 +153,25 @@ def seed_approval_limits(session: Session) -> int:
     return added
 
 
+def _band_of(column):
+    """``column`` of the band covering the amount ``route_amount`` of the action ``route_action``
+    (a scalar subquery: NULL when no band covers it)."""
+    return (select(column)
+            .where(ApprovalLimit.action == bindparam("route_action"),
+                   ApprovalLimit.min_amount <= bindparam("route_amount"),
+                   (ApprovalLimit.max_amount.is_(None))
+                   | (ApprovalLimit.max_amount >= bindparam("route_amount")))
+            .order_by(ApprovalLimit.min_amount.desc(), ApprovalLimit.id.desc())
+            .limit(1).scalar_subquery())
+
+
+#: The route's columns (approvals required, roles as stored) for a caller that reads them in a
+#: statement of its own, binding ``route_action`` and ``route_amount``; then ``check_route``.
+ROUTE_COLUMNS = (_band_of(ApprovalLimit.approvals_required).label("route_required"),
+                 _band_of(ApprovalLimit.roles).label("route_roles"))
+_ROUTE_Q = select(*ROUTE_COLUMNS)
+
+
 def route_for(session: Session, action: str, amount_pence: int) -> tuple[int, list[str]]:
     """(approvals required, roles in approval order) for an action and amount.
 
@@ -160,24 +179,26 @@ def route_for(session: Session, action: str, amount_pence: int) -> tuple[int, li
     the band asks for fewer approvals than the four-eyes floor (a scheme stored before the floor
     existed, or changed in the database): the request is refused rather than waved through.
     """
-    limit = session.scalars(
-        select(ApprovalLimit)
-        .where(ApprovalLimit.action == action, ApprovalLimit.min_amount <= amount_pence,
-               (ApprovalLimit.max_amount.is_(None)) | (ApprovalLimit.max_amount >= amount_pence))
-        .order_by(ApprovalLimit.min_amount.desc())
-        .limit(1)).first()
-    if limit is None:
+    required, roles = session.execute(_ROUTE_Q, {"route_action": action,
+                                                 "route_amount": amount_pence}).one()
+    return check_route(action, amount_pence, required, roles)
+
+
+def check_route(action: str, amount_pence: int, required: int | None,
+                roles: str | None) -> tuple[int, list[str]]:
+    """``route_for`` on the band's columns already read (``ROUTE_COLUMNS``; None: no band)."""
+    if required is None:
         raise ValidationError(f"No approval limit covers a {action} of {amount_pence} pence.",
                               {"amount": ["No approval limit covers this amount."]})
     floor = minimum_approvals(action, amount_pence)
-    if limit.approvals_required < floor:
+    if required < floor:
         raise ValidationError(
             f"The approval limits give {ACTION_NOUNS.get(action, action)} of "
-            f"{gbp(amount_pence)} {limit.approvals_required} approvals, fewer than the "
+            f"{gbp(amount_pence)} {required} approvals, fewer than the "
             f"{floor} the four-eyes rule requires, so nothing was saved. A Workflow "
             f"Administrator must propose corrected limits.",
             {"amount": ["The approval limits for this amount are below the four-eyes minimum."]})
-    return limit.approvals_required, limit.role_list
+    return required, [r.strip() for r in (roles or "").split(",") if r.strip()]
 
 
 # --------------------------------------------------------------------------- whole schemes

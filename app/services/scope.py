@@ -361,8 +361,9 @@ def subject_funds(session, subject_type: str, subject_id) -> set[str] | None:
     if subject_type == "refund" and sid is not None:
         from app.models.refund import Refund
 
-        txn_id = session.scalar(select(Refund.transaction_id).where(Refund.id == sid))
-        code = session.scalar(select(Transaction.fund_code).where(Transaction.id == txn_id))
+        code = session.scalar(select(Transaction.fund_code)
+                              .join(Refund, Refund.transaction_id == Transaction.id)
+                              .where(Refund.id == sid))
         return {code} if code else set()
     if subject_type == "write_off" and sid is not None:
         from app.models.suspense import SuspenseItem
@@ -397,9 +398,26 @@ def codes_for_username(session, username: str) -> frozenset[str] | None:
     """The fund codes the user named holds (None: all funds)."""
     from flask_appbuilder.security.sqla.models import User
 
-    user_id = session.scalar(select(User.id).where(User.username == username))
+    row = session.execute(select(User.id, UserFundAccess.all_funds)
+                          .outerjoin(UserFundAccess, UserFundAccess.user_id == User.id)
+                          .where(User.username == username)).first()
     # no such user: no scope to apply (the workflow's own checks refuse one without roles)
-    return None if user_id is None else codes_for_user(session, user_id)
+    if row is None or row.all_funds:
+        return None
+    return frozenset(session.scalars(
+        select(Fund.code).join(fund_group_fund, fund_group_fund.c.fund_id == Fund.id)
+        .join(user_fund_group, user_fund_group.c.group_id == fund_group_fund.c.group_id)
+        .where(user_fund_group.c.user_id == row.id)))
+
+
+def subject_allowed_for(session, subject_type: str, subject_id, username: str) -> bool:
+    """``subject_allowed`` for the user named (not the signed-in one): whether they hold every
+    fund of the subject. The user's funds are read only for a subject about some fund."""
+    funds = subject_funds(session, subject_type, subject_id)
+    if not funds:
+        return True
+    codes = codes_for_username(session, username)
+    return codes is None or funds <= codes
 
 
 def lane_for_funds(session, subject_type: str, subject_id, role: str) -> str:

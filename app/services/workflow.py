@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -43,7 +43,12 @@ from app.security import roles as R
 from app.services import approval_limits as limits
 from app.services import audit
 from app.services.locking import for_update, write_lock
-from app.services.scope import codes_for_username, lane_for_funds, subject_allowed
+from app.services.scope import (
+    codes_for_username,
+    lane_for_funds,
+    subject_allowed,
+    subject_allowed_for,
+)
 from app.workflow_engine import (
     SERIALIZER_VERSION,
     DefinitionError,
@@ -115,10 +120,18 @@ class RunContext:
     """What service operators may use: the session of the running use case."""
 
     session: Session
+    #: (action, amount) -> the band's (approvals required, roles) read with the definition at
+    #: start (limits.ROUTE_COLUMNS), so the route costs no statement of its own
+    routes: dict[tuple[str, int], tuple] = field(default_factory=dict)
 
 
 def _op_approval_route(ctx: RunContext, data: dict, action, amount_pence) -> dict:
-    required, roles = limits.route_for(ctx.session, str(action), int(amount_pence))
+    key = (str(action), int(amount_pence))
+    band = ctx.routes.get(key)
+    if band is not None:
+        required, roles = limits.check_route(*key, *band)
+    else:
+        required, roles = limits.route_for(ctx.session, *key)
     return {"approvals_required": required, "approval_roles": roles, "approval_step": 0,
             "current_role": ""}
 
@@ -326,6 +339,11 @@ _ACTIVE_REF = select(WorkflowDefinition.id, WorkflowDefinition.version).where(
 #: only when a version is found), so the instance row can be written with the step's other rows
 _ACTIVE_REF_AND_NEW_ID = _ACTIVE_REF.add_columns(
     func.nextval(func.pg_get_serial_sequence(_INSTANCES.name, _INSTANCES.c.id.name)))
+#: ...and the approval-limit band of the request's action and amount (its last two columns), read
+#: in the same round trip for the approval_route operator
+_START_REFS = {(False, False): _ACTIVE_REF, (True, False): _ACTIVE_REF_AND_NEW_ID,
+               (False, True): _ACTIVE_REF.add_columns(*limits.ROUTE_COLUMNS),
+               (True, True): _ACTIVE_REF_AND_NEW_ID.add_columns(*limits.ROUTE_COLUMNS)}
 _TASK_AND_INSTANCE = (
     select(WorkflowTask, WorkflowInstance)
     .join(WorkflowInstance, WorkflowTask.instance_id == WorkflowInstance.id)
@@ -632,14 +650,26 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     IMS_REFUND_ESCALATION. Raises NotFound (no such process), ValidationError (bad data, no
     approval limit covers the amount).
     """
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        session.flush()  # the limits read below see the session's changes, as a query would
     conn = session.connection()
     reserve_id = conn.dialect.name == "postgresql"
-    definition = conn.execute(_ACTIVE_REF_AND_NEW_ID if reserve_id else _ACTIVE_REF,
-                              {"process_id": process_id}).first()
+    amount = data.get("amount_pence")
+    # the band of the action and amount the operator will most likely be asked for (an amount
+    # no column holds is left to the operator, which refuses it as before)
+    route_key = ((str(data.get("action", subject_type)), amount)
+                 if isinstance(amount, int) and not isinstance(amount, bool)
+                 and abs(amount) <= limits.MAX_PENCE else None)
+    params = {"process_id": process_id}
+    if route_key is not None:
+        params.update(route_action=route_key[0], route_amount=route_key[1])
+    definition = conn.execute(_START_REFS[reserve_id, route_key is not None], params).first()
     if definition is None:
         raise NotFound(f"No workflow '{process_id}' is deployed.")
     definition_id, version = definition[:2]
-    amount = data.get("amount_pence")
+    context = RunContext(session)
+    if route_key is not None:
+        context.routes[route_key] = tuple(definition[-2:])
     if amount is not None and (isinstance(amount, bool) or not isinstance(amount, int)):
         raise ValidationError("amount_pence must be integer pence.",
                               {"amount_pence": ["Give integer pence."]})
@@ -655,7 +685,7 @@ def start_workflow(session: Session, process_id: str, subject_type: str, subject
     now = utcnow()
     try:
         run = WorkflowRun.start(str(definition_id), lambda: _spec_json(session, definition_id),
-                                data, RunContext(session))
+                                data, context)
     except EngineError as exc:
         raise ValidationError(f"The workflow could not start: {_cause(exc)}",
                               {"workflow": [_cause(exc)]}) from None
@@ -762,8 +792,7 @@ def check_may_complete(session: Session, task: WorkflowTask, instance: WorkflowI
     """Raise Forbidden unless ``username`` may complete ``task`` (lane role, four-eyes)."""
     if roles is None or decided is None:
         roles, decided = decider_facts(session, username, task)
-    if not subject_allowed(session, instance.subject_type, instance.subject_id,
-                           codes_for_username(session, username)):
+    if not subject_allowed_for(session, instance.subject_type, instance.subject_id, username):
         raise NotFound("No such task.")  # an approver holds the funds of what they approve
     _check_decider(task, instance, username, roles, decided)
 
@@ -830,8 +859,7 @@ def _complete_task(session, task_id, username, decision, comment) -> CompletionR
     if row is None:
         raise NotFound("No such task.")
     task, instance = row
-    if not subject_allowed(session, instance.subject_type, instance.subject_id,
-                           codes_for_username(session, username)):
+    if not subject_allowed_for(session, instance.subject_type, instance.subject_id, username):
         raise NotFound("No such task.")  # an approver holds the funds of what they approve
     now = utcnow()
     facts = _claim(session, task, username, now, decision, comment)

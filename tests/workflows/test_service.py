@@ -4,7 +4,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.domain.errors import Conflict, Forbidden, NotFound, ValidationError
 from app.models.audit import AuditEvent
@@ -308,3 +308,52 @@ def test_escalation_duration_comes_from_config_when_not_given(app, session):
     [task] = ready_tasks(session, instance.id)
     seconds = task.due_at.timestamp() - time.time()
     assert 2 * 3600 - 120 < seconds <= 2 * 3600
+
+
+def test_start_routes_by_limits_changed_earlier_in_its_transaction(session):
+    """The band read with the definition at start sees the session's unflushed changes, as the
+    operator's own query did."""
+    deploy_demo(session)
+    session.commit()
+    limit = session.scalar(select(ApprovalLimit).where(
+        ApprovalLimit.action == "suspense_allocation", ApprovalLimit.min_amount == 0))
+    try:
+        limit.approvals_required, limit.roles = 1, "Head of Finance"  # not flushed
+        instance = wf.start_workflow(session, "approval_demo", "wf_test", "route-pending", "clerk",
+                                     {"amount_pence": 5_000, "reason": "r",
+                                      "action": "suspense_allocation"})
+        [task] = ready_tasks(session, instance.id)
+        assert task.role == "Head of Finance"
+    finally:
+        session.rollback()
+    session.expire_all()
+    assert session.get(ApprovalLimit, limit.id).approvals_required == 0
+
+
+def test_a_route_the_start_did_not_read_is_looked_up_by_the_operator(session):
+    """A BPMN passing the operator other values than the request's action and amount is routed
+    by those values (the operator queries the limits itself)."""
+    xml = variant(demo_xml()).replace(
+        b'<spiffworkflow:parameter id="action" type="str" value="action" />',
+        b'<spiffworkflow:parameter id="action" type="str" value="&quot;write_off&quot;" />', 1)
+    assert b"&quot;write_off&quot;" in xml
+    wf.deploy_definition(session, xml, "wfadmin")
+    try:
+        instance = wf.start_workflow(session, "approval_demo", "wf_test", "route-other", "clerk",
+                                     {"amount_pence": 20_000, "reason": "r", "action": "refund"})
+        session.commit()
+        [task] = ready_tasks(session, instance.id)
+        assert task.role == "Head of Finance"  # write-offs over £100 (refunds: Finance Manager)
+    finally:
+        deploy_demo(session)
+
+
+def test_start_refuses_an_action_no_limit_covers_and_saves_nothing(session):
+    deploy_demo(session)
+    session.commit()
+    before = session.scalar(select(func.count(WorkflowInstance.id)))
+    with pytest.raises(ValidationError, match="No approval limit covers a no_such_action of 100"):
+        wf.start_workflow(session, "approval_demo", "wf_test", "route-missing", "clerk",
+                          {"amount_pence": 100, "reason": "r", "action": "no_such_action"})
+    session.rollback()
+    assert session.scalar(select(func.count(WorkflowInstance.id))) == before
