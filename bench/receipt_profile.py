@@ -114,6 +114,19 @@ def main() -> None:
     prof.disable()
     out = io.StringIO()
     st = pstats.Stats(prof, stream=out)
+    by_package: Counter = Counter()
+    calls: Counter = Counter()
+    for (filename, _, _), (_, ncalls, tottime, _, _) in st.stats.items():
+        key = filename.split("site-packages/")[-1].split("/")[0] if "site-packages" in filename \
+            else ("app." + filename.split("/app/")[-1].split("/")[0]
+                  if "/app/" in filename else os.path.basename(filename))
+        by_package[key] += tottime
+        calls[key] += ncalls
+    total = sum(by_package.values())
+    print("CPU (profiled, so inflated by calls) by package, per receipt:")
+    for key, t in by_package.most_common(20):
+        print(f"  {key:28s} {t / args.receipts * 1000:7.2f} ms  {t / total:5.1%}  "
+              f"{calls[key] / args.receipts:7.0f} calls")
     st.sort_stats("cumulative").print_stats(args.top)
     st.sort_stats("tottime").print_stats(args.top)
     print(out.getvalue())

@@ -198,7 +198,14 @@ def _new_group(session: Session, kind: str, legs: list[Leg], *, actor: str,
         raise ValidationError(f"Unknown posting kind {kind!r}.", {"kind": ["Unknown kind."]})
     _check_legs(legs)
     wanted = accounting_date or periods.today()
-    used = periods.resolve(session, wanted, strict=strict_date)
+    if number is None and session.get_bind().dialect.name == "postgresql":
+        # the period's lock and state and the group's number in one round trip
+        prefix = PREFIXES[kind]
+        used, n = periods.resolve_numbered(session, wanted, _pg_sequence(session, prefix),
+                                           strict=strict_date)
+        number = f"{prefix}{n:06d}"
+    else:
+        used = periods.resolve(session, wanted, strict=strict_date)
     group = PostingGroup(kind=kind, number=number or next_number(session, PREFIXES[kind]),
                          created_by=actor, office_code=office_code, reason=reason,
                          import_id=import_id, reverses_id=reverses.id if reverses else None,

@@ -17,7 +17,7 @@ from app.models.reference import Fund, Office, PaymentMethod, VatCode
 from app.services import audit, clearing
 from app.services import ledger as L
 from app.services import refcache
-from app.services.validation import date_outside_window, validate_reference
+from app.services.validation import date_outside_window, normalise_reference, validate_reference
 
 #: Method kinds that are bookkeeping, not money in; they cannot be used to take a payment.
 NON_RECEIPT_KINDS = ("journal", "transfer", "refund", "write_off")
@@ -224,6 +224,10 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
         elif len(lines) > MAX_LINES:
             errors.setdefault("lines", []).append(f"At most {MAX_LINES} lines on one receipt.")
             lines = []
+        # every line's fund and account holder in one query each (validate_reference reads them)
+        refcache.prefetch(session, [(line.get("fund_code"), normalise_reference(
+            line.get("account_reference"))) for line in lines if isinstance(line, dict)
+            and isinstance(line.get("account_reference"), (str, type(None)))])
         cleaned = []
         for i, line in enumerate(lines):
             c = check_line(session, line, f"lines[{i}]", errors,

@@ -275,8 +275,7 @@ def validate_reference(session: Session, fund_code: str | None, reference: str |
 
     # 5. Account exists; stop
     if fund is not None and ref:
-        account = session.scalar(select(AccountHolder).where(
-            AccountHolder.fund_code == fund.code, AccountHolder.account_reference == ref))
+        account = refcache.account(session, fund.code, ref)
         res.account = account
         if account is None and fund.account_must_exist:
             res.add("account_reference", f"No account {ref} exists in fund {fund.code}.",
