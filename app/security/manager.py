@@ -46,6 +46,8 @@ READ_ONLY_MESSAGE = ("Roles and permissions are defined in code (app/security/ro
 
 #: where a request keeps the (permission, view) pairs of the roles it checked
 _PERMISSION_CACHE = "_ims_role_permissions"
+#: the permission pairs' queries, built once (by kind and role model)
+_PAIRS_QUERIES: dict = {}
 
 
 
@@ -436,28 +438,38 @@ class ImsSecurityManager(SecurityManager):
         cache = g.setdefault(_PERMISSION_CACHE, {})
         pairs = cache.get("public_pairs")
         if pairs is None:
-            pairs = cache["public_pairs"] = frozenset(self.session.query(
-                self.permission_model.name, self.viewmenu_model.name)
-                .select_from(self.permissionview_model)
-                .join(assoc_permissionview_role, self.permissionview_model.id
-                      == assoc_permissionview_role.c.permission_view_id)
-                .join(self.role_model, self.role_model.id == assoc_permissionview_role.c.role_id)
-                .join(self.permission_model).join(self.viewmenu_model)
-                .filter(self.role_model.name == self.auth_role_public).all())
+            pairs = cache["public_pairs"] = frozenset(self.session.execute(
+                self._pairs_query("public"), {"name": self.auth_role_public}).tuples())
         return pairs
+
+    def _pairs_query(self, which: str):
+        """The (permission, view) pairs of roles by ids ("ids") or of the role named ("public"):
+        built once, so SQLAlchemy compiles it once."""
+        cached = _PAIRS_QUERIES.get((which, self.role_model))
+        if cached is not None:
+            return cached
+        from sqlalchemy import bindparam, select
+
+        pv, pvr = self.permissionview_model, assoc_permissionview_role
+        q = (select(self.permission_model.name, self.viewmenu_model.name).select_from(pv)
+             .join(pvr, pv.id == pvr.c.permission_view_id)
+             .join(self.permission_model, self.permission_model.id == pv.permission_id)
+             .join(self.viewmenu_model, self.viewmenu_model.id == pv.view_menu_id))
+        if which == "public":
+            q = q.join(self.role_model, self.role_model.id == pvr.c.role_id).where(
+                self.role_model.name == bindparam("name"))
+        else:
+            q = q.where(pvr.c.role_id.in_(bindparam("ids", expanding=True)))
+        _PAIRS_QUERIES[(which, self.role_model)] = q
+        return q
 
     def permissions_of_roles(self, role_ids) -> frozenset[tuple[str, str]]:
         key = frozenset(role_ids)
         cache = g.setdefault(_PERMISSION_CACHE, {})
         pairs = cache.get(key)
         if pairs is None:
-            pairs = cache[key] = frozenset(self.session.query(
-                self.permission_model.name, self.viewmenu_model.name)
-                .select_from(self.permissionview_model)
-                .join(assoc_permissionview_role, self.permissionview_model.id
-                      == assoc_permissionview_role.c.permission_view_id)
-                .join(self.permission_model).join(self.viewmenu_model)
-                .filter(assoc_permissionview_role.c.role_id.in_(sorted(key))).all())
+            pairs = cache[key] = frozenset(self.session.execute(
+                self._pairs_query("ids"), {"ids": sorted(key)}).tuples())
         return pairs
 
     def register_views(self):

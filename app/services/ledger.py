@@ -215,15 +215,40 @@ def _new_group(session: Session, kind: str, legs: list[Leg], *, actor: str,
     return group
 
 
-_INSERT_LINES = LedgerLine.__table__.insert()
+_LINE_COLUMNS = ("group_id", "account", "amount", "fund_code", "account_reference",
+                 "transaction_id")
+#: INSERT of n ledger lines with bound parameters, by n: built once each, so SQLAlchemy
+#: compiles each once (a statement made with .values(rows) is built afresh every time)
+_INSERT_LINES: dict[int, object] = {}
+
+
+def _insert_lines(n: int):
+    stmt = _INSERT_LINES.get(n)
+    if stmt is None:
+        from sqlalchemy import bindparam
+
+        table = LedgerLine.__table__
+        stmt = _INSERT_LINES[n] = table.insert().values([
+            {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in _LINE_COLUMNS}
+            for i in range(n)])
+    return stmt
 
 
 def _write_lines(session: Session, group: PostingGroup, legs: list[Leg]) -> None:
     # one statement for all the legs: the database checks each statement's groups balance
-    session.execute(_INSERT_LINES.values([
-        dict(group_id=group.id, account=leg.account, amount=leg.amount, fund_code=leg.fund_code,
-             account_reference=leg.account_reference, transaction_id=leg.transaction_id)
-        for leg in legs]))
+    params = {}
+    for i, leg in enumerate(legs):
+        params.update({f"group_id_{i}": group.id, f"account_{i}": leg.account,
+                       f"amount_{i}": leg.amount, f"fund_code_{i}": leg.fund_code,
+                       f"account_reference_{i}": leg.account_reference,
+                       f"transaction_id_{i}": leg.transaction_id})
+    if len(legs) <= 100:
+        session.execute(_insert_lines(len(legs)), params)
+    else:  # a large group: a statement of its own
+        session.execute(LedgerLine.__table__.insert().values([
+            dict(group_id=group.id, account=leg.account, amount=leg.amount,
+                 fund_code=leg.fund_code, account_reference=leg.account_reference,
+                 transaction_id=leg.transaction_id) for leg in legs]))
     session.expire(group, ["lines"])
 
 
