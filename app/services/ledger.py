@@ -189,9 +189,10 @@ def post_group(session: Session, kind: str, legs: Iterable[Leg], *, actor: str,
 def _new_group(session: Session, kind: str, legs: list[Leg], *, actor: str,
                office_code: str | None, reason: str | None = None, import_id: int | None = None,
                number: str | None = None, reverses: PostingGroup | None = None,
-               accounting_date: date | None = None, strict_date: bool = False) -> PostingGroup:
+               accounting_date: date | None = None, strict_date: bool = False,
+               add: bool = True) -> PostingGroup:
     """The group of ``legs`` (checked), in its period, numbered, added to the session (not
-    flushed)."""
+    flushed; not added with ``add=False``)."""
     from app.services import periods
 
     if kind not in GROUP_KINDS:
@@ -211,7 +212,12 @@ def _new_group(session: Session, kind: str, legs: list[Leg], *, actor: str,
                          import_id=import_id, reverses_id=reverses.id if reverses else None,
                          accounting_date=used)
     group.requested_accounting_date = wanted
-    session.add(group)
+    if add:
+        session.add(group)
+    else:
+        from app.models.base import utcnow
+
+        group.created_at = utcnow()
     return group
 
 
@@ -278,10 +284,10 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
     order). Flushes and audits; the caller commits."""
     legs = list(legs)
     group = _new_group(session, kind, legs, actor=actor, office_code=office_code,
-                       accounting_date=accounting_date, strict_date=strict_date)
+                       accounting_date=accounting_date, strict_date=strict_date, add=False)
     rates = _vat_rates(session, {row["vat_code"] for row in income
                                  if row.get("vat_code") and row.get("vat_amount") is None})
-    txns = []
+    rows = []
     for row in income:
         row = dict(row)
         leg = legs[row.pop("leg")]
@@ -293,9 +299,22 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
                 or leg.account_reference != row.get("account_reference")
                 or leg.transaction_id is not None):
             raise ValueError("An income row must match the fund leg that credits it.")
-        txns.append(_income(row, group, rates))
-    session.add_all(txns)
-    session.flush()  # the group, then its transactions: one INSERT for them all
+        rows.append(_income_values(row, group, rates))
+    # the group, then its transactions (one INSERT for them all), as Core statements: the rows
+    # join the session as persistent objects holding the values written (no flush to plan)
+    session.flush()  # whatever the caller left pending goes first, as a flush would order it
+    group_values = {c: getattr(group, c) for c in _GROUP_COLUMNS}
+    group.id = session.execute(_INSERT_GROUP, group_values).scalar_one()
+    _attach(session, group)
+    txns = []
+    if rows:
+        for r in rows:
+            r["posting_group_id"] = group.id
+        ids = session.execute(_INSERT_INCOME, rows).scalars().all()
+        for r, new_id in zip(rows, ids, strict=True):
+            txn = Transaction(id=new_id, **r)
+            _attach(session, txn)
+            txns.append(txn)
     by_leg = {}
     for row, txn in zip(income, txns):
         by_leg[row["leg"]] = txn.id
@@ -316,22 +335,40 @@ def _vat_rates(session: Session, codes: set[str]) -> dict:
     return rates
 
 
-def _income(row: dict, group: PostingGroup, rates: dict) -> Transaction:
-    """The Transaction record_income makes of its keyword arguments (VAT from ``rates``)."""
+_GROUP_COLUMNS = ("kind", "number", "created_at", "created_by", "office_code", "reason",
+                  "import_id", "reverses_id", "accounting_date")
+_INSERT_GROUP = PostingGroup.__table__.insert().returning(PostingGroup.__table__.c.id)
+_INSERT_INCOME = Transaction.__table__.insert().returning(Transaction.__table__.c.id,
+                                                          sort_by_parameter_order=True)
+
+
+def _attach(session: Session, obj) -> None:
+    """``obj``, whose row was just inserted with the values it holds, into the session as a
+    persistent object (as after a flush; attributes not set load when first read)."""
+    from sqlalchemy.orm import make_transient_to_detached
+
+    make_transient_to_detached(obj)
+    session.add(obj)
+
+
+def _income_values(row: dict, group: PostingGroup, rates: dict) -> dict:
+    """The income_transaction row record_income writes for its keyword arguments (VAT from
+    ``rates``)."""
+    from app.models.base import utcnow
+
     amount, vat_code, vat_amount = row["amount"], row.get("vat_code"), row.get("vat_amount")
     if vat_amount is None:
         vat_amount = vat_of(Money(amount), rates[vat_code]).pence if vat_code else 0
     office_code = row.get("office_code")
-    return Transaction(receipt_number=group.number, fund_code=row["fund_code"],
-                       account_reference=row.get("account_reference"), amount=amount,
-                       vat_code=vat_code, vat_amount=vat_amount,
-                       payment_method_code=row["payment_method_code"],
-                       narrative=row.get("narrative"), transaction_date=row["transaction_date"],
-                       external_reference=row.get("external_reference"),
-                       office_code=office_code if office_code is not None else group.office_code,
-                       created_by=row["created_by"], import_id=group.import_id,
-                       posting_group=group,
-                       source_transaction_id=row.get("source_transaction_id"))
+    return dict(receipt_number=group.number, fund_code=row["fund_code"],
+                account_reference=row.get("account_reference"), amount=amount,
+                vat_code=vat_code, vat_amount=vat_amount,
+                payment_method_code=row["payment_method_code"],
+                narrative=row.get("narrative"), transaction_date=row["transaction_date"],
+                external_reference=row.get("external_reference"),
+                office_code=office_code if office_code is not None else group.office_code,
+                created_by=row["created_by"], created_at=utcnow(), import_id=group.import_id,
+                source_transaction_id=row.get("source_transaction_id"))
 
 
 def is_reversed(session: Session, group: PostingGroup | int) -> bool:
