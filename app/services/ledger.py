@@ -278,10 +278,11 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
     """``post_group`` for a group whose credit legs record income (a receipt): ``income[i]`` is
     ``record_income``'s keyword arguments (but ``group``) for the line credited by the leg at
     ``income[i]["leg"]``, which must credit that fund and reference that amount. The same rows
-    and audit event as post_group then record_income per line, in fewer statements: the group
-    and its transactions in one flush, then every ledger line in one statement, each credit
-    line naming its transaction from the start. Returns (group, transactions in income's
-    order). Flushes and audits; the caller commits."""
+    and audit event as post_group then record_income per line, in fewer statements: the group,
+    then its transactions in one INSERT, then every ledger line in one INSERT, each credit line
+    naming its transaction from the start (was: per line an INSERT, a SELECT of its ledger line
+    and an UPDATE of it). Returns (group, transactions in income's order), persistent objects
+    of the session. Flushes and audits; the caller commits."""
     legs = list(legs)
     group = _new_group(session, kind, legs, actor=actor, office_code=office_code,
                        accounting_date=accounting_date, strict_date=strict_date, add=False)

@@ -1,14 +1,16 @@
-"""Reference rows (funds, payment methods) read once per database transaction.
+"""Reference rows (funds, payment methods, VAT codes, account holders) read once per database
+transaction.
 
 A receipt reads its payment method for the receipt, again for each line's checks and for its
 debit leg, and each line's fund with its validator and VAT code: the same rows, in the same
-transaction; ``prefetch`` reads every line's fund and account holder in one query each
-(the account holders are kept for this transaction too). ``fund``, ``method`` and ``vat`` read each code once per transaction of the session and
-hand back the same ORM object (what the identity map would hand back anyway, without the
-query). The cache is dropped when the session's outermost transaction ends (commit or
-rollback), so the next transaction reads the rows afresh: a change by an Administrator counts
-from the next request, as it would without the cache. Rows not found are not remembered (a
-fund created later in the same transaction is found).
+transaction. ``prefetch`` reads every line's fund and account holder in one query each (the
+account holders found, and those not found, are kept for the transaction too); ``fund``,
+``method`` and ``vat`` read each code once per transaction of the session and hand back the same
+ORM object (what the identity map would hand back anyway, without the query). The cache is
+dropped when the session's outermost transaction ends (commit or rollback), so the next
+transaction reads the rows afresh: a change by an Administrator counts from the next request, as
+it would without the cache. Rows not found are not remembered (a fund created later in the same
+transaction is found), but for a prefetch's account holders.
 """
 
 from __future__ import annotations
