@@ -189,9 +189,10 @@ class ReceiptApi(_Base):
         session = db.session
         user = current_username()
         data = json_body()
-        fp = fingerprint(data)
+        fp = None
         key = request.headers.get("Idempotency-Key")
         if key is not None:
+            fp = fingerprint(data)
             key = key.strip()
             if not key or len(key) > 200:
                 raise ValidationError("Idempotency-Key must be 1 to 200 characters.",
@@ -224,11 +225,12 @@ class ReceiptApi(_Base):
         body = {"receipt_number": result.receipt_number, "total": str(Money(result.total)),
                 "accounting_date": result.accounting_date.isoformat(),
                 "period_message": result.period_message,
-                "transactions": [{"id": t.id, "fund_code": t.fund_code,
-                                  "account_reference": t.account_reference,
-                                  "amount": pence_to_str(t.amount),
-                                  "vat_code": t.vat_code, "vat_amount": pence_to_str(t.vat_amount)}
-                                 for t in result.transactions]}
+                "transactions": [{"id": t["id"], "fund_code": t["fund_code"],
+                                  "account_reference": t["account_reference"],
+                                  "amount": pence_to_str(t["amount"]),
+                                  "vat_code": t["vat_code"],
+                                  "vat_amount": pence_to_str(t["vat_amount"])}
+                                 for t in result.lines]}
         if pending is not None:
             session.execute(update(IdempotencyKey.__table__)
                             .where(IdempotencyKey.__table__.c.id == pending.id)

@@ -46,6 +46,8 @@ READ_ONLY_MESSAGE = ("Roles and permissions are defined in code (app/security/ro
 
 #: where a request keeps the (permission, view) pairs of the roles it checked
 _PERMISSION_CACHE = "_ims_role_permissions"
+#: the permission pairs' queries, built once (by kind and role model)
+_PAIRS_QUERIES: dict = {}
 
 
 
@@ -445,18 +447,48 @@ class ImsSecurityManager(SecurityManager):
             cache["public"] = list(super().get_public_permissions() or [])
         return cache["public"]
 
+    def is_item_public(self, permission_name, view_name):
+        """Whether the Public role holds the permission: FAB asks before every check (and
+        @protect before reading the token); the Public role's (permission, view) pairs are read
+        in one query, once a request."""
+        return (permission_name, view_name) in self.public_pairs()
+
+    def public_pairs(self) -> frozenset[tuple[str, str]]:
+        cache = g.setdefault(_PERMISSION_CACHE, {})
+        pairs = cache.get("public_pairs")
+        if pairs is None:
+            pairs = cache["public_pairs"] = frozenset(self.session.execute(
+                self._pairs_query("public"), {"name": self.auth_role_public}).tuples())
+        return pairs
+
+    def _pairs_query(self, which: str):
+        """The (permission, view) pairs of roles by ids ("ids") or of the role named ("public"):
+        built once, so SQLAlchemy compiles it once."""
+        cached = _PAIRS_QUERIES.get((which, self.role_model))
+        if cached is not None:
+            return cached
+        from sqlalchemy import bindparam, select
+
+        pv, pvr = self.permissionview_model, assoc_permissionview_role
+        q = (select(self.permission_model.name, self.viewmenu_model.name).select_from(pv)
+             .join(pvr, pv.id == pvr.c.permission_view_id)
+             .join(self.permission_model, self.permission_model.id == pv.permission_id)
+             .join(self.viewmenu_model, self.viewmenu_model.id == pv.view_menu_id))
+        if which == "public":
+            q = q.join(self.role_model, self.role_model.id == pvr.c.role_id).where(
+                self.role_model.name == bindparam("name"))
+        else:
+            q = q.where(pvr.c.role_id.in_(bindparam("ids", expanding=True)))
+        _PAIRS_QUERIES[(which, self.role_model)] = q
+        return q
+
     def permissions_of_roles(self, role_ids) -> frozenset[tuple[str, str]]:
         key = frozenset(role_ids)
         cache = g.setdefault(_PERMISSION_CACHE, {})
         pairs = cache.get(key)
         if pairs is None:
-            pairs = cache[key] = frozenset(self.session.query(
-                self.permission_model.name, self.viewmenu_model.name)
-                .select_from(self.permissionview_model)
-                .join(assoc_permissionview_role, self.permissionview_model.id
-                      == assoc_permissionview_role.c.permission_view_id)
-                .join(self.permission_model).join(self.viewmenu_model)
-                .filter(assoc_permissionview_role.c.role_id.in_(sorted(key))).all())
+            pairs = cache[key] = frozenset(self.session.execute(
+                self._pairs_query("ids"), {"ids": sorted(key)}).tuples())
         return pairs
 
     def register_views(self):
@@ -465,6 +497,28 @@ class ImsSecurityManager(SecurityManager):
             if isinstance(view, ResetMyPasswordView) and self.is_auth_limited:
                 # guessing the current password is limited like guessing it at login
                 self.limiter.limit(self.auth_rate_limit, methods=["POST"])(view.blueprint)
+
+    # ----------------------------------------------------------------------- API tokens' users
+    def load_user_jwt(self, _jwt_header, jwt_data):
+        """The user an API token names (active users only), read with their roles and groups'
+        roles in one query: the permission check and the services read them next."""
+        try:
+            user_id = int(jwt_data["sub"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        from sqlalchemy import select
+        from sqlalchemy.orm import joinedload
+
+        user_model, group_model = self.user_model, self.group_model
+        user = self.session.scalars(
+            select(user_model).where(user_model.id == user_id).options(
+                joinedload(user_model.roles),
+                joinedload(user_model.groups).joinedload(group_model.roles))
+        ).unique().first()
+        if user is not None and user.is_active:
+            g.user = user  # as FAB's own loader does
+            return user
+        return None
 
     # ----------------------------------------------------------------------- sessions
     def create_login_manager(self, app):

@@ -28,7 +28,7 @@ from app.models.ledger import (
     Transaction,
 )
 from app.models.reference import VatCode
-from app.services import audit
+from app.services import audit, refcache
 from app.services.locking import for_update
 
 BANK = "BANK"
@@ -175,35 +175,201 @@ def post_group(session: Session, kind: str, legs: Iterable[Leg], *, actor: str,
     period (group.accounting_date; group.requested_accounting_date keeps the date asked for),
     or, with ``strict_date`` (an API request that named the date), refused with a 422. The
     period stays locked against closing until the caller commits (app/services/periods.py)."""
+    legs = list(legs)
+    group = _new_group(session, kind, legs, actor=actor, office_code=office_code, reason=reason,
+                       import_id=import_id, number=number, reverses=reverses,
+                       accounting_date=accounting_date, strict_date=strict_date)
+    session.flush()
+    _write_lines(session, group, legs)
+    _audit_group(session, group, legs, import_id=import_id, reverses=reverses, reason=reason,
+                 actor=actor)
+    return group
+
+
+def _new_group(session: Session, kind: str, legs: list[Leg], *, actor: str,
+               office_code: str | None, reason: str | None = None, import_id: int | None = None,
+               number: str | None = None, reverses: PostingGroup | None = None,
+               accounting_date: date | None = None, strict_date: bool = False,
+               add: bool = True) -> PostingGroup:
+    """The group of ``legs`` (checked), in its period, numbered, added to the session (not
+    flushed; not added with ``add=False``)."""
     from app.services import periods
 
-    legs = list(legs)
     if kind not in GROUP_KINDS:
         raise ValidationError(f"Unknown posting kind {kind!r}.", {"kind": ["Unknown kind."]})
     _check_legs(legs)
     wanted = accounting_date or periods.today()
-    used = periods.resolve(session, wanted, strict=strict_date)
+    if number is None and session.get_bind().dialect.name == "postgresql":
+        # the period's lock and state and the group's number in one round trip
+        prefix = PREFIXES[kind]
+        used, n = periods.resolve_numbered(session, wanted, _pg_sequence(session, prefix),
+                                           strict=strict_date)
+        number = f"{prefix}{n:06d}"
+    else:
+        used = periods.resolve(session, wanted, strict=strict_date)
     group = PostingGroup(kind=kind, number=number or next_number(session, PREFIXES[kind]),
                          created_by=actor, office_code=office_code, reason=reason,
                          import_id=import_id, reverses_id=reverses.id if reverses else None,
                          accounting_date=used)
     group.requested_accounting_date = wanted
-    session.add(group)
-    session.flush()
+    if add:
+        session.add(group)
+    else:
+        from app.models.base import utcnow
+
+        group.created_at = utcnow()
+    return group
+
+
+_LINE_COLUMNS = ("group_id", "account", "amount", "fund_code", "account_reference",
+                 "transaction_id")
+#: INSERT of n ledger lines with bound parameters, by n: built once each, so SQLAlchemy
+#: compiles each once (a statement made with .values(rows) is built afresh every time)
+_INSERT_LINES: dict[int, object] = {}
+
+
+def _insert_lines(n: int):
+    stmt = _INSERT_LINES.get(n)
+    if stmt is None:
+        from sqlalchemy import bindparam
+
+        table = LedgerLine.__table__
+        stmt = _INSERT_LINES[n] = table.insert().values([
+            {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in _LINE_COLUMNS}
+            for i in range(n)])
+    return stmt
+
+
+def _write_lines(session: Session, group: PostingGroup, legs: list[Leg]) -> None:
     # one statement for all the legs: the database checks each statement's groups balance
-    session.execute(LedgerLine.__table__.insert().values([
-        dict(group_id=group.id, account=leg.account, amount=leg.amount, fund_code=leg.fund_code,
-             account_reference=leg.account_reference, transaction_id=leg.transaction_id)
-        for leg in legs]))
+    params = {}
+    for i, leg in enumerate(legs):
+        params.update({f"group_id_{i}": group.id, f"account_{i}": leg.account,
+                       f"amount_{i}": leg.amount, f"fund_code_{i}": leg.fund_code,
+                       f"account_reference_{i}": leg.account_reference,
+                       f"transaction_id_{i}": leg.transaction_id})
+    if len(legs) <= 100:
+        session.execute(_insert_lines(len(legs)), params)
+    else:  # a large group: a statement of its own
+        session.execute(LedgerLine.__table__.insert().values([
+            dict(group_id=group.id, account=leg.account, amount=leg.amount,
+                 fund_code=leg.fund_code, account_reference=leg.account_reference,
+                 transaction_id=leg.transaction_id) for leg in legs]))
     session.expire(group, ["lines"])
+
+
+def _audit_group(session: Session, group: PostingGroup, legs: list[Leg], *,
+                 import_id: int | None, reverses: PostingGroup | None, reason: str | None,
+                 actor: str) -> None:
+    used, wanted = group.accounting_date, group.requested_accounting_date
     audit.record(session, "post", "PostingGroup", group.id, after={
-        "kind": kind, "number": group.number, "office_code": office_code, "import_id": import_id,
-        "accounting_date": used.isoformat(),
+        "kind": group.kind, "number": group.number, "office_code": group.office_code,
+        "import_id": import_id, "accounting_date": used.isoformat(),
         "moved_from_closed_period": wanted.isoformat() if used != wanted else None,
         "reverses": reverses.number if reverses else None,
         "legs": [f"{l.account}:{l.fund_code or ''}:{l.account_reference or ''}:{Money(l.amount)}"
                  for l in legs]}, reason=reason, actor=actor)
-    return group
+
+
+def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: list[dict], *,
+                      actor: str, office_code: str | None = None,
+                      accounting_date: date | None = None, strict_date: bool = False
+                      ) -> tuple[PostingGroup, list[Transaction]]:
+    """``post_group`` for a group whose credit legs record income (a receipt): ``income[i]`` is
+    ``record_income``'s keyword arguments (but ``group``) for the line credited by the leg at
+    ``income[i]["leg"]``, which must credit that fund and reference that amount. The same rows
+    and audit event as post_group then record_income per line, in fewer statements: the group,
+    then its transactions in one INSERT, then every ledger line in one INSERT, each credit line
+    naming its transaction from the start (was: per line an INSERT, a SELECT of its ledger line
+    and an UPDATE of it). Returns (group, transactions in income's order), persistent objects
+    of the session. Flushes and audits; the caller commits."""
+    legs = list(legs)
+    group = _new_group(session, kind, legs, actor=actor, office_code=office_code,
+                       accounting_date=accounting_date, strict_date=strict_date, add=False)
+    rates = _vat_rates(session, {row["vat_code"] for row in income
+                                 if row.get("vat_code") and row.get("vat_amount") is None})
+    rows = []
+    for row in income:
+        row = dict(row)
+        leg = legs[row.pop("leg")]
+        amount = row["amount"]
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise ValidationError("Income amount must be more than zero.",
+                                  {"amount": ["Must be more than zero."]})
+        if (leg.account != FUND or leg.amount != -amount or leg.fund_code != row["fund_code"]
+                or leg.account_reference != row.get("account_reference")
+                or leg.transaction_id is not None):
+            raise ValueError("An income row must match the fund leg that credits it.")
+        rows.append(_income_values(row, group, rates))
+    # the group, then its transactions (one INSERT for them all), as Core statements: the rows
+    # join the session as persistent objects holding the values written (no flush to plan)
+    session.flush()  # whatever the caller left pending goes first, as a flush would order it
+    group_values = {c: getattr(group, c) for c in _GROUP_COLUMNS}
+    group.id = session.execute(_INSERT_GROUP, group_values).scalar_one()
+    _attach(session, group)
+    txns = []
+    if rows:
+        for r in rows:
+            r["posting_group_id"] = group.id
+        ids = session.execute(_INSERT_INCOME, rows).scalars().all()
+        for r, new_id in zip(rows, ids, strict=True):
+            txn = Transaction(id=new_id, **r)
+            _attach(session, txn)
+            txns.append(txn)
+    by_leg = {}
+    for row, txn in zip(income, txns):
+        by_leg[row["leg"]] = txn.id
+    legs = [Leg(l.account, l.amount, l.fund_code, l.account_reference, by_leg[i])
+            if i in by_leg else l for i, l in enumerate(legs)]
+    _write_lines(session, group, legs)
+    _audit_group(session, group, legs, import_id=None, reverses=None, reason=None, actor=actor)
+    return group, txns
+
+
+def _vat_rates(session: Session, codes: set[str]) -> dict:
+    rates = {}
+    for code in sorted(codes):
+        row = refcache.vat(session, code)
+        if row is None:
+            raise ValidationError(f"Unknown VAT code {code}.", {"vat_code": ["Unknown VAT code."]})
+        rates[code] = row.rate
+    return rates
+
+
+_GROUP_COLUMNS = ("kind", "number", "created_at", "created_by", "office_code", "reason",
+                  "import_id", "reverses_id", "accounting_date")
+_INSERT_GROUP = PostingGroup.__table__.insert().returning(PostingGroup.__table__.c.id)
+_INSERT_INCOME = Transaction.__table__.insert().returning(Transaction.__table__.c.id,
+                                                          sort_by_parameter_order=True)
+
+
+def _attach(session: Session, obj) -> None:
+    """``obj``, whose row was just inserted with the values it holds, into the session as a
+    persistent object (as after a flush; attributes not set load when first read)."""
+    from sqlalchemy.orm import make_transient_to_detached
+
+    make_transient_to_detached(obj)
+    session.add(obj)
+
+
+def _income_values(row: dict, group: PostingGroup, rates: dict) -> dict:
+    """The income_transaction row record_income writes for its keyword arguments (VAT from
+    ``rates``)."""
+    from app.models.base import utcnow
+
+    amount, vat_code, vat_amount = row["amount"], row.get("vat_code"), row.get("vat_amount")
+    if vat_amount is None:
+        vat_amount = vat_of(Money(amount), rates[vat_code]).pence if vat_code else 0
+    office_code = row.get("office_code")
+    return dict(receipt_number=group.number, fund_code=row["fund_code"],
+                account_reference=row.get("account_reference"), amount=amount,
+                vat_code=vat_code, vat_amount=vat_amount,
+                payment_method_code=row["payment_method_code"],
+                narrative=row.get("narrative"), transaction_date=row["transaction_date"],
+                external_reference=row.get("external_reference"),
+                office_code=office_code if office_code is not None else group.office_code,
+                created_by=row["created_by"], created_at=utcnow(), import_id=group.import_id,
+                source_transaction_id=row.get("source_transaction_id"))
 
 
 def is_reversed(session: Session, group: PostingGroup | int) -> bool:

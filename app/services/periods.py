@@ -147,6 +147,33 @@ def resolve_many(session: Session, dates, *, strict: bool = False,
     return result
 
 
+def resolve_numbered(session: Session, wanted: dt.date, sequence: str, *,
+                     strict: bool = False) -> tuple[dt.date, int]:
+    """PostgreSQL: ``resolve(session, wanted)`` and the next value of ``sequence`` (a number
+    sequence of app/services/ledger.py) in one round trip, when the month is open (the common
+    case): the month's shared lock and the number in one statement, then the month's state read
+    by a second statement, which under READ COMMITTED takes its snapshot after the lock was
+    granted (two statements without parameters: the simple query protocol runs them in turn).
+    A closed month goes the way of ``resolve``."""
+    start = month_start(wanted)
+    result = session.connection().exec_driver_sql(
+        f"SELECT nextval('{sequence}'), pg_advisory_xact_lock_shared({PERIOD_LOCK}, "
+        f"{start.year * 100 + start.month}); "
+        f"SELECT 1 FROM accounting_period WHERE start_date = '{start.isoformat()}' "
+        f"AND status = 'closed'")
+    try:
+        cursor = result.cursor
+        number = int(cursor.fetchone()[0])
+        if not cursor.nextset():
+            raise RuntimeError("The period query returned no result.")
+        closed = cursor.fetchone() is not None
+    finally:
+        result.close()
+    if not closed:
+        return wanted, number
+    return resolve(session, wanted, strict=strict), number
+
+
 def moved_message(wanted: dt.date | None, used: dt.date | None) -> str | None:
     """What a page or response says when a posting went into a later period (else None)."""
     if wanted is None or used is None or wanted == used:

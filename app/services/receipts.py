@@ -16,7 +16,8 @@ from app.models.ledger import PostingGroup, Transaction
 from app.models.reference import Fund, Office, PaymentMethod, VatCode
 from app.services import audit, clearing
 from app.services import ledger as L
-from app.services.validation import date_outside_window, validate_reference
+from app.services import refcache
+from app.services.validation import date_outside_window, normalise_reference, validate_reference
 
 #: Method kinds that are bookkeeping, not money in; they cannot be used to take a payment.
 NON_RECEIPT_KINDS = ("journal", "transfer", "refund", "write_off")
@@ -59,34 +60,38 @@ def parse_amount(value, field: str) -> int:
 
 @dataclass
 class ReceiptResult:
+    """A posted receipt. Its figures (number, total, dates, and ``lines``: each transaction's
+    id, fund, reference, amount and VAT) are kept as posted, so reading them after the commit
+    costs no query; ``group`` and ``transactions`` are the ORM rows (reloaded on access after
+    a commit)."""
+
     group: PostingGroup
     transactions: list[Transaction]
 
-    @property
-    def receipt_number(self) -> str:
-        return self.group.number
-
-    @property
-    def total(self) -> int:
-        return sum(t.amount for t in self.transactions)
-
-    @property
-    def accounting_date(self) -> dt.date | None:
-        return self.group.accounting_date
+    def __post_init__(self):
+        g = self.group
+        self.receipt_number: str = g.number
+        self.accounting_date: dt.date | None = g.accounting_date
+        self.requested_accounting_date: dt.date | None = g.requested_accounting_date
+        self.lines: list[dict] = [
+            {"id": t.id, "fund_code": t.fund_code, "account_reference": t.account_reference,
+             "amount": t.amount, "vat_code": t.vat_code, "vat_amount": t.vat_amount,
+             "payment_method_code": t.payment_method_code} for t in self.transactions]
+        self.total: int = sum(line["amount"] for line in self.lines)
 
     @property
     def period_message(self) -> str | None:
         """Set when the transaction date was in a closed period (posted into the next open one)."""
         from app.services.periods import moved_message
 
-        return moved_message(self.group.requested_accounting_date, self.group.accounting_date)
+        return moved_message(self.requested_accounting_date, self.accounting_date)
 
 
 def _method(session: Session, code, errors: dict, field: str = "payment_method_code") -> PaymentMethod | None:
     if not code or not isinstance(code, str):
         errors.setdefault(field, []).append("Choose a payment method.")
         return None
-    method = session.scalar(select(PaymentMethod).where(PaymentMethod.code == code.strip().upper()))
+    method = refcache.method(session, code)
     if method is None:
         errors.setdefault(field, []).append(f"Unknown payment method {code!r}.")
     elif method.disabled:
@@ -219,6 +224,10 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
         elif len(lines) > MAX_LINES:
             errors.setdefault("lines", []).append(f"At most {MAX_LINES} lines on one receipt.")
             lines = []
+        # every line's fund and account holder in one query each (validate_reference reads them)
+        refcache.prefetch(session, [(line.get("fund_code"), normalise_reference(
+            line.get("account_reference"))) for line in lines if isinstance(line, dict)
+            and isinstance(line.get("account_reference"), (str, type(None)))])
         cleaned = []
         for i, line in enumerate(lines):
             c = check_line(session, line, f"lines[{i}]", errors,
@@ -265,8 +274,8 @@ def post_receipt(session: Session, cleaned: list[dict], *, payment_method_code: 
     suspense = suspense or []
     total = sum(c["amount"] for c in cleaned) + sum(s["amount"] for s in suspense)
     if method_kind is None:
-        method_kind = session.scalar(select(PaymentMethod.kind).where(
-            PaymentMethod.code == payment_method_code))
+        m = refcache.method(session, payment_method_code)
+        method_kind = m.kind if m is not None else None
     legs = [clearing.receipt_debit_leg(method_kind, total, office_code=office_code,
                                        provider=provider, method_code=payment_method_code)] + [
         L.Leg(L.FUND, -c["amount"], c["fund_code"], c["account_reference"]) for c in cleaned]
@@ -275,17 +284,16 @@ def post_receipt(session: Session, cleaned: list[dict], *, payment_method_code: 
 
         susp_fund = get_setting(session, SUSPENSE_FUND) or "SUSP"
         legs += [L.Leg(L.SUSPENSE, -s["amount"], susp_fund) for s in suspense]
-    group = L.post_group(session, "receipt", legs, actor=actor, office_code=office_code,
-                         accounting_date=accounting_date or transaction_date,
-                         strict_date=strict_date)
-    txns = []
-    for c in cleaned:
-        txns.append(L.record_income(
-            session, group=group, fund_code=c["fund_code"],
-            account_reference=c["account_reference"], amount=c["amount"],
-            payment_method_code=payment_method_code, transaction_date=transaction_date,
-            narrative=c.get("narrative"), vat_code=c.get("vat_code"),
-            external_reference=external_reference, office_code=office_code, created_by=actor))
+    group, txns = L.post_income_group(
+        session, "receipt", legs, [
+            dict(leg=i + 1, fund_code=c["fund_code"], account_reference=c["account_reference"],
+                 amount=c["amount"], payment_method_code=payment_method_code,
+                 transaction_date=transaction_date, narrative=c.get("narrative"),
+                 vat_code=c.get("vat_code"), external_reference=external_reference,
+                 office_code=office_code, created_by=actor)
+            for i, c in enumerate(cleaned)],
+        actor=actor, office_code=office_code, accounting_date=accounting_date or transaction_date,
+        strict_date=strict_date)
     for t, c in zip(txns, cleaned, strict=True):
         audit.record(session, "receipt", "Transaction", t.id, after={
             "receipt_number": group.number, "fund_code": t.fund_code,

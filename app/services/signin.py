@@ -553,18 +553,20 @@ def _user_id_of(session: Session, username: str | None) -> int | None:
 
 def receipt_rules(session: Session, username: str | None) -> tuple[set[str] | None, str | None]:
     """(the payment methods ``username`` may take or None for any, their default office), in
-    two small queries: what a receipt checks for the user taking it."""
+    one small query: what a receipt checks for the user taking it."""
     if not username:
         return None, None
     User = _user_model()
-    row = session.execute(select(User.id, UserSignin.default_office_code)
-                          .outerjoin(UserSignin, UserSignin.user_id == User.id)
-                          .where(User.username == username)).first()
-    if row is None:
+    rows = session.execute(select(UserSignin.default_office_code,
+                                  UserPaymentMethod.payment_method_code)
+                           .select_from(User)
+                           .outerjoin(UserSignin, UserSignin.user_id == User.id)
+                           .outerjoin(UserPaymentMethod, UserPaymentMethod.user_id == User.id)
+                           .where(User.username == username)).all()
+    if not rows:
         return None, None
-    codes = set(session.scalars(select(UserPaymentMethod.payment_method_code).where(
-        UserPaymentMethod.user_id == row[0])))
-    return codes or None, row[1]
+    codes = {code for _, code in rows if code is not None}
+    return codes or None, rows[0][0]
 
 
 def allowed_method_codes(session: Session, username: str | None) -> set[str] | None:

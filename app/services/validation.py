@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.domain.check_digits import CheckDigitRule
 from app.domain.money import Money
 from app.models.reference import AccountHolder, Fund, PaymentMethod, ReferenceValidator
+from app.services import refcache
 
 _CLASSES = {
     "alpha": re.compile(r"^[A-Za-z]*$"),
@@ -223,9 +224,7 @@ def validate_reference(session: Session, fund_code: str | None, reference: str |
     """Validate a payment to fund_code/reference of amount pence by method. All checks run."""
     res = ValidationResult(reference=normalise_reference(reference))
     ref = res.reference
-    fund = None
-    if fund_code:
-        fund = session.scalar(select(Fund).where(Fund.code == str(fund_code).strip().upper()))
+    fund = refcache.fund(session, fund_code) if fund_code else None
     res.fund = fund
     if fund is None:
         res.add("fund_code", f"Unknown fund {fund_code!r}." if fund_code else "Choose a fund.",
@@ -235,8 +234,7 @@ def validate_reference(session: Session, fund_code: str | None, reference: str |
 
     method = None
     if method_code:
-        method = session.scalar(select(PaymentMethod).where(
-            PaymentMethod.code == str(method_code).strip().upper()))
+        method = refcache.method(session, method_code)
         res.method = method
         if method is None:
             res.add("payment_method_code", f"Unknown payment method {method_code!r}.",
@@ -277,8 +275,7 @@ def validate_reference(session: Session, fund_code: str | None, reference: str |
 
     # 5. Account exists; stop
     if fund is not None and ref:
-        account = session.scalar(select(AccountHolder).where(
-            AccountHolder.fund_code == fund.code, AccountHolder.account_reference == ref))
+        account = refcache.account(session, fund.code, ref)
         res.account = account
         if account is None and fund.account_must_exist:
             res.add("account_reference", f"No account {ref} exists in fund {fund.code}.",

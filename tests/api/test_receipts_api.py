@@ -184,3 +184,52 @@ def test_failed_receipt_releases_its_idempotency_key(api):
     assert again.json == first.json
     assert api("cashier").post("/api/v1/receipts", json=good,
                                headers={"Idempotency-Key": "x" * 201}).status_code == 422
+
+
+def test_receipt_rows_in_few_statements(api, session, db):
+    """A two-line receipt through the API writes its group, each credit line naming its
+    transaction from the start, the transactions and three audit events, within a budget of
+    SQL statements (issue 22: the receipts bench is CPU-bound; each statement costs)."""
+    from sqlalchemy import event
+
+    from app.models.audit import AuditEvent
+
+    ref = ctax_ref(session, 22)
+    body = {"payment_method_code": "CARD", "office_code": "CIVIC", "lines": [
+        {"fund_code": "CTAX", "account_reference": ref, "amount": "10.00"},
+        {"fund_code": "TWS", "account_reference": "TW22", "amount": "24.00",
+         "narrative": "sacks"}]}
+    client = api("cashier")
+    assert client.post("/api/v1/receipts", json=body).status_code == 201  # warm: sequences
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        r = client.post("/api/v1/receipts", json=body)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert r.status_code == 201, r.json
+    # the test client's /logout/ before the request runs a few more; the receipt itself: ~22
+    assert len(statements) <= 30, "\n".join(statements)
+    session.rollback()
+    group = session.scalar(select(PostingGroup).where(PostingGroup.number == r.json["receipt_number"]))
+    lines = session.scalars(select(LedgerLine).where(LedgerLine.group_id == group.id)
+                            .order_by(LedgerLine.id)).all()
+    ids = [t["id"] for t in r.json["transactions"]]
+    assert [(l.account, l.amount, l.transaction_id) for l in lines] == [
+        ("CARD_CLEARING", 3400, None), ("FUND", -1000, ids[0]), ("FUND", -2400, ids[1])]
+    txns = session.scalars(select(Transaction).where(Transaction.id.in_(ids))
+                           .order_by(Transaction.id)).all()
+    assert [(t.posting_group_id, t.receipt_number, t.amount, t.vat_code, t.vat_amount,
+             t.narrative, t.office_code, t.created_by) for t in txns] == [
+        (group.id, group.number, 1000, "O", 0, None, "CIVIC", "cashier"),
+        (group.id, group.number, 2400, "S", 400, "sacks", "CIVIC", "cashier")]
+    events = session.scalars(select(AuditEvent).where(
+        ((AuditEvent.entity == "PostingGroup") & (AuditEvent.entity_id == str(group.id)))
+        | ((AuditEvent.entity == "Transaction") & AuditEvent.entity_id.in_([str(i) for i in ids])))
+        .order_by(AuditEvent.id)).all()
+    assert [(e.action, e.actor) for e in events] == [("post", "cashier"), ("receipt", "cashier"),
+                                                      ("receipt", "cashier")]
