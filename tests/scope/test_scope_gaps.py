@@ -281,6 +281,17 @@ def test_api_bodies_naming_another_groups_fund_are_404(client, api, session, gap
     assert resp.status_code == 404
     session.expire_all()
     assert session.get(type(item), item.id).status == "unallocated"
+    # a journal of the user's own income to another group's fund
+    from app.models.ledger import Transaction
+
+    txn = _txn(session, a["code"], f"GJ{tag}")
+    before = _count(session, Transaction, fund_code=b["code"])
+    resp = m.post("/api/v1/journals/", json={"transaction_id": txn.id, "reason": "tamper",
+                                             "targets": [{"fund_code": b["code"],
+                                                          "account_reference": "GJX",
+                                                          "amount": "10.00"}]})
+    assert resp.status_code == 404
+    assert _count(session, Transaction, fund_code=b["code"]) == before
 
 
 def test_upgrade_gives_existing_notifications_their_records_funds(app, session, gaps):
