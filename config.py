@@ -39,6 +39,11 @@ class Config:
     # checkpoints they signed, after a change of key and `ims audit-rekey`.
     IMS_AUDIT_KEY = os.environ.get("IMS_AUDIT_KEY", DEFAULT_AUDIT_KEY)
     IMS_AUDIT_PREVIOUS_KEYS = os.environ.get("IMS_AUDIT_PREVIOUS_KEYS", "")
+    # Key that encrypts the users' TOTP secrets in the database (empty: SECRET_KEY). After a
+    # change, put the earlier key in IMS_TOTP_PREVIOUS_KEYS (comma-separated) so that existing
+    # secrets still open (they are sealed again with the new key at their next set-up).
+    IMS_TOTP_KEY = os.environ.get("IMS_TOTP_KEY", "")
+    IMS_TOTP_PREVIOUS_KEYS = os.environ.get("IMS_TOTP_PREVIOUS_KEYS", "")
     SQLALCHEMY_DATABASE_URI = _normalise_db_url(
         os.environ.get("DATABASE_URL", "sqlite:///" + os.path.join(BASE_DIR, "instance", "ims.db"))
     )

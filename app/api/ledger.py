@@ -16,7 +16,7 @@ from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.money import Money, pence_to_str
 from app.extensions import db
 from app.models.ledger import IdempotencyKey, Transaction
-from app.services.scope import fund_allowed
+from app.services.scope import fund_allowed, require_fund
 from app.services import journals as J
 from app.services import ledger as L
 from app.services import receipts as RC
@@ -90,6 +90,7 @@ class ReferenceValidationApi(_Base):
                       warnings: {type: array, items: {type: string}}
                       on_stop: {type: boolean}
                       account_name: {type: string, nullable: true}
+            404: {$ref: '#/components/responses/404'}
             422: {$ref: '#/components/responses/422'}
         """
         data = json_body()
@@ -101,6 +102,8 @@ class ReferenceValidationApi(_Base):
             raise ValidationError("fund_code and reference are text.",
                                   {"fund_code": ["Give a fund code."]})
         method = data.get("payment_method_code")
+        if fund_code.strip():
+            require_fund(fund_code.strip().upper())  # another group's accounts: 404, as if none
         res = validate_reference(db.session, fund_code, reference, amount,
                                  method if isinstance(method, str) else None,
                                  may_override_stop=may_override_stop())

@@ -248,6 +248,9 @@ class SuspenseAllocationApi(BaseApi):
                             value: {$ref: '#/components/schemas/Money'}
                       reconciliation:
                         type: object
+                        nullable: true
+                        description: null for a user of fund groups (the control account
+                          holds every fund's suspense; its reconciliation is central work)
                         properties:
                           ledger_balance: {$ref: '#/components/schemas/Money'}
                           open_remaining: {$ref: '#/components/schemas/Money'}
@@ -259,7 +262,8 @@ class SuspenseAllocationApi(BaseApi):
         """
         bands = [{**b, "value": str(Money(b["value"]))} for b in S.age_report(db.session)]
         rec = S.reconciliation(db.session)
-        rec = {k: (str(Money(v)) if k in ("ledger_balance", "open_remaining", "reserved",
-                                          "items_total", "difference") else v)
-               for k, v in rec.items()}
+        if rec is not None:
+            rec = {k: (str(Money(v)) if k in ("ledger_balance", "open_remaining", "reserved",
+                                              "items_total", "difference") else v)
+                   for k, v in rec.items()}
         return self.response(200, bands=bands, reconciliation=rec)

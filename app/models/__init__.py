@@ -47,7 +47,7 @@ from app.models.ledger import (  # noqa: F401
     PostingGroup,
     Transaction,
 )
-from app.models.notification import Notification  # noqa: F401,E402
+from app.models.notification import Notification, NotificationFund  # noqa: F401,E402
 from app.models.operations import WorkerHeartbeat  # noqa: F401
 from app.models.personal import LegalHold, PersonalData  # noqa: F401
 from app.models.portal import PortalBasket  # noqa: F401

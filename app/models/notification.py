@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask_appbuilder import Model
-from sqlalchemy import Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import UTCDateTime, utcnow
 
@@ -24,6 +24,20 @@ class Notification(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow,
                                                  index=True)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the funds of the record it is about (none: about no fund); app/services/notifications.py
+    funds = relationship("NotificationFund", cascade="all, delete-orphan")
 
     def __repr__(self) -> str:
         return f"{self.username}: {self.message[:40]}"
+
+
+class NotificationFund(Model):
+    """A fund a notification is about (the fund of the refund, write-off or suspense allocation
+    it refers to; scope.CENTRAL for central work). A user sees the notification only when they
+    hold every fund it is about (app/services/scope.py notification_condition)."""
+
+    __tablename__ = "notification_fund"
+
+    notification_id: Mapped[int] = mapped_column(
+        ForeignKey("notification.id", ondelete="CASCADE"), primary_key=True)
+    fund_code: Mapped[str] = mapped_column(String(20), primary_key=True)

@@ -23,8 +23,9 @@ class UserSignin(Model):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("ab_user.id", ondelete="CASCADE"),
                                          primary_key=True)
-    #: the TOTP secret (base32); confirmed once ``totp_enabled_at`` is set
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    #: the TOTP secret (base32), sealed (app/security/secret_box.py: Fernet); confirmed once
+    #: ``totp_enabled_at`` is set
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: the last time step a code was accepted for (a code is accepted once)
     totp_last_step: Mapped[int | None] = mapped_column(Integer)

@@ -323,11 +323,12 @@ class AuthDBView(fab_views.AuthDBView):
         if p is None or not p.totp_secret:
             secret = signin.start_totp_setup(db.session, user)
         else:
-            secret = p.totp_secret
+            secret = signin.totp_secret(p)
         return self.render_template(
             "ims/login_two_factor.html", appbuilder=self.appbuilder,
             title=_("Set up two-factor sign-in"), error=error,
-            setup={"secret": secret, "uri": signin.provisioning_uri(user, secret)}
+            setup={"secret": secret, "uri": signin.provisioning_uri(user, secret),
+                   "qr": signin.qr_code_data_uri(signin.provisioning_uri(user, secret))}
         ), 200 if error is None else 401
 
     # ----------------------------------------------------------------------- single sign-on

@@ -51,6 +51,7 @@ from app.models.workflow import WorkflowEvent, WorkflowInstance, WorkflowTask
 from app.security import roles as R
 from app.services import audit
 from app.services import ledger as L
+from app.services import scope as SC
 from app.services import workflow as wf
 from app.services.clearing import TILL_KINDS
 from app.services.locking import for_update
@@ -129,12 +130,18 @@ def open_receipts(session: Session, cashier: str, office_code: str | None,
     return [(t, k) for t, k in session.execute(stmt).all()]
 
 
-def template_rows(session: Session, office_code: str | None) -> list[CashUpTemplateRow]:
+def template_rows(session: Session, office_code: str | None, *,
+                  scoped: bool = True) -> list[CashUpTemplateRow]:
+    """The office's enabled template rows; ``scoped``: only those of the current user's funds
+    (a Cashier of a fund group counts their own funds' rows, app/services/scope.py)."""
     if not office_code:
         return []
-    return list(session.scalars(select(CashUpTemplateRow).where(
+    stmt = select(CashUpTemplateRow).where(
         CashUpTemplateRow.office_code == office_code, CashUpTemplateRow.disabled.is_(False))
-        .order_by(CashUpTemplateRow.sort_order, CashUpTemplateRow.id)))
+    if scoped:
+        stmt = SC.restrict(stmt, CashUpTemplateRow.fund_code)
+    return list(session.scalars(stmt.order_by(CashUpTemplateRow.sort_order,
+                                              CashUpTemplateRow.id)))
 
 
 def till_summary(session: Session, cashier: str, office_code: str | None,
@@ -279,7 +286,7 @@ def parse_lines(session: Session, raw, office_code: str | None, errors: dict) ->
     if not isinstance(raw, list):
         errors.setdefault("lines", []).append("Give the template lines as a list.")
         return []
-    rows = {r.id: r for r in template_rows(session, office_code)}
+    rows = {r.id: r for r in template_rows(session, office_code, scoped=False)}
     out, seen = [], set()
     for i, line in enumerate(raw):
         p = f"lines[{i}]"
@@ -292,6 +299,7 @@ def parse_lines(session: Session, raw, office_code: str | None, errors: dict) ->
             errors.setdefault(f"{p}.template_row_id", []).append(
                 "Not one of this office's cash-up rows.")
             continue
+        SC.require_fund(row.fund_code)  # a row of another group's fund: 404, as if none
         if rid in seen:
             errors.setdefault(f"{p}.template_row_id", []).append("This row is given twice.")
             continue

@@ -1,7 +1,10 @@
 """Notifications: in-app messages for users or whole roles, and e-mail when SMTP is configured.
 
 ``notify(session, usernames_or_roles, message, link)`` adds one Notification per recipient inside
-the caller's transaction (it flushes, never commits). E-mails are queued on the session and sent
+the caller's transaction (it flushes, never commits). ``about=(type, id)`` names the record it
+is about (a refund, write-off or suspense allocation: the workflow subject types); the record's
+funds are kept with it and a user sees it only when they hold them all (fund groups,
+app/services/scope.py), whatever role it was sent to. E-mails are queued on the session and sent
 only after that transaction commits, so a rolled-back use case never mails anybody. Sending is
 skipped when MAIL_SERVER is empty.
 """
@@ -19,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFound
 from app.models.base import utcnow
-from app.models.notification import Notification
+from app.models.notification import Notification, NotificationFund
 from app.security import roles as R
 
 log = logging.getLogger(__name__)
@@ -66,17 +69,31 @@ def recipients(session: Session, usernames_or_roles: Iterable[str] | str,
     return sorted(out.items())
 
 
+def subject_funds(session: Session, about) -> list[str]:
+    """The funds of the record ``about`` = (subject type, id) (none: about no fund)."""
+    if not about:
+        return []
+    from app.services.scope import subject_funds as funds_of
+
+    subject_type, subject_id = about
+    return sorted(funds_of(session, subject_type, subject_id) or ())
+
+
 def notify(session: Session, usernames_or_roles: Iterable[str] | str, message: str,
            link: str | None = None, *, exclude: Iterable[str] = (),
-           subject: str | None = None) -> list[Notification]:
+           subject: str | None = None, about: tuple[str, object] | None = None
+           ) -> list[Notification]:
     """Notify users (by username) and roles (every active member); flushes, does not commit.
 
     ``exclude`` names users who must not be told (e.g. the person who acted). Unknown names are
-    ignored. Returns the notifications added.
+    ignored. ``subject`` is the e-mail's subject line; ``about`` = (subject type, id) the record
+    the message is about, whose funds limit who sees it. Returns the notifications added.
     """
     added = []
+    funds = subject_funds(session, about)
     for username, email in recipients(session, usernames_or_roles, exclude):
-        note = Notification(username=username, message=message, link=link, created_at=utcnow())
+        note = Notification(username=username, message=message, link=link, created_at=utcnow(),
+                            funds=[NotificationFund(fund_code=code) for code in funds])
         session.add(note)
         added.append(note)
         if email:
@@ -86,14 +103,25 @@ def notify(session: Session, usernames_or_roles: Iterable[str] | str, message: s
     return added
 
 
+def _scoped(session: Session, username: str) -> tuple:
+    """WHERE clauses: ``username``'s notifications that are about none but their own funds."""
+    from app.services import scope as SC
+
+    current = SC._current_user()
+    codes = SC.allowed_fund_codes() if current is not None and current.username == username \
+        else SC.codes_for_username(session, username)
+    cond = SC.notification_condition(Notification, codes)
+    return (Notification.username == username, *(() if cond is None else (cond,)))
+
+
 def unread_count(session: Session, username: str) -> int:
     return int(session.scalar(select(func.count(Notification.id)).where(
-        Notification.username == username, Notification.read_at.is_(None))) or 0)
+        *_scoped(session, username), Notification.read_at.is_(None))) or 0)
 
 
 def for_user(session: Session, username: str, limit: int = 200,
              unread_only: bool = False) -> list[Notification]:
-    q = select(Notification).where(Notification.username == username)
+    q = select(Notification).where(*_scoped(session, username))
     if unread_only:
         q = q.where(Notification.read_at.is_(None))
     return list(session.scalars(q.order_by(Notification.created_at.desc(),
@@ -103,14 +131,14 @@ def for_user(session: Session, username: str, limit: int = 200,
 def mark_read(session: Session, username: str, notification_id: int | None = None) -> int:
     """Mark one (or, without an id, every) notification of ``username`` read; commits.
 
-    Raises NotFound for an id that is not the user's own.
+    Raises NotFound for an id that is not the user's own (or is about another group's funds).
     """
     try:
-        q = update(Notification).where(Notification.username == username,
-                                       Notification.read_at.is_(None))
+        mine = _scoped(session, username)
+        q = update(Notification).where(*mine, Notification.read_at.is_(None))
         if notification_id is not None:
-            note = session.get(Notification, notification_id)
-            if note is None or note.username != username:
+            if session.scalar(select(Notification.id).where(
+                    Notification.id == notification_id, *mine)) is None:
                 raise NotFound("No such notification.")
             q = q.where(Notification.id == notification_id)
         n = session.execute(q.values(read_at=utcnow())
@@ -201,8 +229,9 @@ def _op_notify_approvers(ctx, data: dict) -> dict:
         else f"A {what} awaits approval by a {role}."
     if data.get("escalated_from") and R.NEXT_ROLE_UP.get(data["escalated_from"]) == role:
         text += f" (Escalated: not approved in time by a {data['escalated_from']}.)"
+    about = (data["subject_type"], data.get("subject_id")) if data.get("subject_type") else None
     notify(ctx.session, [role], text, "/tasks/",
-           exclude=[data.get("requester") or ""])
+           exclude=[data.get("requester") or ""], about=about)
     return {}
 
 

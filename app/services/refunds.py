@@ -402,21 +402,22 @@ def on_refund_outcome(session: Session, subject_id: str, outcome: str,
                     posting=group.number, workflow_instance=instance.id)
         notify(session, [refund.requested_by],
                f"Refund {refund.id} of {gbp(refund.amount)} was approved.",
-               refund_link(refund.id))
+               refund_link(refund.id), about=(SUBJECT_TYPE, refund.id))
         if refund.method == RefundMethod.CARD:
             session.info.setdefault(PAY_QUEUE, []).append(refund.id)
         else:
             notify(session, [R.MANAGER],
                    f"Refund {refund.id} ({refund.method.upper()}, {gbp(refund.amount)}) is "
                    f"approved and waiting for a refund payment run.", "/refund-payment-runs/",
-                   exclude=[refund.requested_by])
+                   exclude=[refund.requested_by], about=(SUBJECT_TYPE, refund.id))
     else:
         refund.rejection_reason = comment or "Rejected."
         _transition(session, refund, RefundStatus.REJECTED, actor, refund.rejection_reason,
                     workflow_instance=instance.id)
         notify(session, [refund.requested_by],
                f"Refund {refund.id} of {gbp(refund.amount)} was rejected by {actor}: "
-               f"{refund.rejection_reason}", refund_link(refund.id))
+               f"{refund.rejection_reason}", refund_link(refund.id),
+               about=(SUBJECT_TYPE, refund.id))
 
 
 wf.register_subject(SUBJECT_TYPE, refund_summary, on_refund_outcome)
@@ -490,7 +491,7 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
                         idempotency_key=key)
             notify(session, [refund.requested_by],
                    f"Refund {refund.id} of {gbp(refund.amount)} was paid back to the card.",
-                   refund_link(refund.id))
+                   refund_link(refund.id), about=(SUBJECT_TYPE, refund.id))
         else:
             approval = session.get(PostingGroup, refund.approval_group_id)
             reason = f"Card refund {refund.id} failed: {result.message}"[:1000]
@@ -502,7 +503,8 @@ def pay_card_refund(session: Session, refund_id, *, actor: str = "system",
                         provider=provider.name, idempotency_key=key)
             notify(session, [refund.requested_by, R.MANAGER],
                    f"Refund {refund.id} of {gbp(refund.amount)} could not be paid to the card: "
-                   f"{result.message} It can be retried.", refund_link(refund.id))
+                   f"{result.message} It can be retried.", refund_link(refund.id),
+                   about=(SUBJECT_TYPE, refund.id))
         session.commit()
         return refund
     except Exception:
@@ -664,7 +666,7 @@ def create_payment_run(session: Session, *, refund_ids, actor: str,
             how = "BACS" if r.method == RefundMethod.BACS else "cheque"
             notify(session, [r.requested_by],
                    f"Refund {r.id} of {gbp(r.amount)} was paid by {how} in run {number}.",
-                   refund_link(r.id))
+                   refund_link(r.id), about=(SUBJECT_TYPE, r.id))
         audit.record(session, "refund_payment_run.create", "RefundPaymentRun", run.id, after={
             "number": number, "refunds": [r.id for r in payable],
             "bacs_total": str(Money(run.bacs_total)), "cheque_total": str(Money(run.cheque_total)),

@@ -9,7 +9,10 @@ raises OutOfScope, a 404 (not 403: whether the record exists does not leak).
 Central work (GL export, accounting periods, the trial balance, refund payment runs, the
 clearing accounts' cash-up views) is for users with all funds: ``CENTRAL_PATHS`` lists it and
 ``install_scope`` refuses it to everyone else with 404, in one request hook, so a new central
-page needs only its prefix here.
+page needs only its prefix here. The same hook refuses (404, before the view runs, so nothing is
+saved) a FAB model view's add/edit form or a model API's post/put whose fund field names a fund
+outside the user's scope: ``scope_fab_views`` notes those fields (``FUND_FIELDS``) for every
+model view and API with a fund, so a new one is covered without code of its own.
 """
 
 from __future__ import annotations
@@ -165,30 +168,105 @@ def is_central_path(path: str) -> bool:
                for p in CENTRAL_PATHS)
 
 
+def _request_user():
+    """The signed-in user, or the user of the request's API token (read now: the endpoint's
+    own check refuses a bad token later)."""
+    if _current_user() is None and request.headers.get("Authorization"):
+        from flask_jwt_extended import get_current_user, verify_jwt_in_request
+
+        try:
+            verify_jwt_in_request(optional=True)
+            user = get_current_user()
+        except Exception:  # noqa: BLE001 - refused by the endpoint itself
+            return None
+        if user is not None:
+            g.user = user
+    return _current_user()
+
+
 def install_scope(app) -> None:
-    """Central work for users with all funds only (404 to the others)."""
+    """Central work for users with all funds only, and no FAB form or model API body naming a
+    fund outside the user's scope (404 to the others)."""
 
     @app.before_request
     def central_work_for_all_funds():
         g.pop("_ims_fund_scope", None)  # worked out afresh for each request
-        if not is_central_path(request.path):
+        if is_central_path(request.path):
+            if _request_user() is not None and not has_all_funds():
+                raise OutOfScope()
             return
-        if _current_user() is None and request.headers.get("Authorization"):
-            # an API token: read it now (the endpoint's own check refuses a bad one later)
-            from flask_jwt_extended import get_current_user, verify_jwt_in_request
-
-            try:
-                verify_jwt_in_request(optional=True)
-                user = get_current_user()
-            except Exception:  # noqa: BLE001 - refused by the endpoint itself
-                return
-            if user is not None:
-                g.user = user
-        if _current_user() is not None and not has_all_funds():
-            raise OutOfScope()
+        if request.method in WRITE_METHODS and request.endpoint in FUND_FIELDS:
+            if _request_user() is not None and not has_all_funds():
+                require_submitted_funds(FUND_FIELDS[request.endpoint])
 
 
 # -- FAB's model views and model APIs ----------------------------------------------------------
+
+WRITE_METHODS = ("POST", "PUT", "PATCH")
+#: endpoint of a FAB model view's add/edit form or a model API's post/put -> its fund fields,
+#: (field name, "id" | "code"): a relation to Fund (the form or API gives the fund's id) or a
+#: fund_code column (the fund's code). Filled by scope_fab_views.
+FUND_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {}
+
+
+def _submitted(name: str) -> list:
+    """The values a form or a JSON body gives for field ``name``."""
+    values = list(request.form.getlist(name)) if request.form else []
+    body = request.get_json(silent=True) if request.is_json else None
+    if isinstance(body, dict) and name in body:
+        value = body[name]
+        values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def require_submitted_funds(fields) -> None:
+    """OutOfScope (404, nothing saved) when the request's form or JSON body names a fund outside
+    the user's scope in one of ``fields`` (any value not a fund of theirs: an unknown fund is as
+    unknown as another group's, so neither leaks)."""
+    codes = allowed_fund_codes()
+    if codes is None:
+        return
+    ids = None
+    for name, kind in fields:
+        for value in _submitted(name):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue  # no fund chosen: the form's own validation speaks
+            if kind == "code":
+                if not isinstance(value, str) or value.strip().upper() not in codes:
+                    raise OutOfScope()
+                continue
+            if isinstance(value, dict):  # {"id": n} in some API bodies
+                value = value.get("id")
+            ids = allowed_fund_ids() if ids is None else ids
+            text = str(value).strip()
+            if isinstance(value, bool) or not text.isdigit() or int(text) not in ids:
+                raise OutOfScope()
+
+
+def _fund_fields(model, columns) -> tuple[tuple[str, str], ...]:
+    from sqlalchemy import inspect as sa_inspect
+
+    try:
+        relations = {r.key for r in sa_inspect(model).relationships if r.mapper.class_ is Fund}
+    except Exception:  # noqa: BLE001 - not a mapped class
+        return ()
+    return tuple((c, "id") if c in relations else (c, "code") for c in columns or ()
+                 if c in relations or c == "fund_code")
+
+
+def _register_fund_fields(view, model) -> None:
+    """Note the fund fields of ``view``'s add and edit (a model view's forms, a model API's
+    post and put) for the request hook of install_scope."""
+    if model is Fund:  # a fund's own record: its pk is scoped by the base filter
+        return
+    endpoint = getattr(view, "endpoint", None) or type(view).__name__
+    pairs = (("add", "add_columns"), ("edit", "edit_columns")) if hasattr(view, "add_form") \
+        else (("post", "add_columns"), ("put", "edit_columns"))
+    for method, attr in pairs:
+        fields = _fund_fields(model, getattr(view, attr, None))
+        if fields:
+            FUND_FIELDS[f"{endpoint}.{method}"] = fields
+
 
 def _fab_filter_class():
     from flask_appbuilder.models.filters import BaseFilter
@@ -263,6 +341,7 @@ def scope_fab_views(appbuilder) -> list[str]:
             continue
         model = datamodel.obj
         _scope_fund_choices(view, model, FundScopeFilter)
+        _register_fund_fields(view, model)
         if model is Fund:
             column = "code"
         elif hasattr(model, "fund_code"):
@@ -392,6 +471,23 @@ def subject_allowed(session, subject_type: str, subject_id, codes=...) -> bool:
         return True
     funds = subject_funds(session, subject_type, subject_id)
     return funds is None or funds <= set(codes)
+
+
+def notification_condition(model, codes=...):
+    """Notifications a user of ``codes`` may see: those about no fund, and those about funds
+    they all hold (a notification's funds: app/models/notification.py NotificationFund)."""
+    from sqlalchemy import exists
+
+    from app.models.notification import NotificationFund
+
+    codes = allowed_fund_codes() if codes is ... else codes
+    if codes is None:
+        return None
+    other = select(NotificationFund.notification_id).where(
+        NotificationFund.notification_id == model.id)
+    if codes:
+        other = other.where(NotificationFund.fund_code.not_in(sorted(codes)))
+    return ~exists(other)
 
 
 def codes_for_username(session, username: str) -> frozenset[str] | None:

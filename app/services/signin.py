@@ -31,6 +31,7 @@ from app.models.signin import (
     UserRecoveryCode,
     UserSignin,
 )
+from app.security import secret_box
 from app.services import audit
 
 log = logging.getLogger(__name__)
@@ -173,25 +174,40 @@ def start_totp_setup(session: Session, user) -> str:
     if p.totp_enabled_at and p.totp_secret:
         raise ValidationError("Two-factor sign-in is already set up.",
                               {"code": ["Two-factor sign-in is already set up."]})
-    p.totp_secret = pyotp.random_base32()
+    secret = pyotp.random_base32()
+    p.totp_secret = secret_box.seal(secret)  # encrypted at rest (app/security/secret_box.py)
     p.totp_enabled_at = None
     p.totp_last_step = None
     session.commit()
-    return p.totp_secret
+    return secret
+
+
+def totp_secret(p: UserSignin | None) -> str | None:
+    """The user's TOTP secret in plain text (it is stored sealed), or None."""
+    return secret_box.unseal(p.totp_secret) if p is not None else None
 
 
 def provisioning_uri(user, secret: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=_issuer())
 
 
+def qr_code_data_uri(uri: str) -> str:
+    """The otpauth address as a QR code: an SVG drawn on the server (segno, pure Python), as a
+    data: URI for an <img> (the page's Content-Security-Policy allows data: images)."""
+    import segno
+
+    return segno.make(uri, error="m").svg_data_uri(border=4, dark="#0b0c0c", light="#ffffff",
+                                                    omitsize=True)
+
+
 def _step(at: datetime | None = None) -> int:
     return int((at or utcnow()).timestamp()) // 30
 
 
-def _matching_step(secret: str, code: str) -> int | None:
+def _matching_step(secret: str | None, code: str) -> int | None:
     """The time step (now, or one either side for clock drift) whose code is ``code``."""
     code = "".join((code or "").split())
-    if not code.isdigit() or len(code) != 6:
+    if not secret or not code.isdigit() or len(code) != 6:
         return None
     totp = pyotp.TOTP(secret)
     now = _step()
@@ -208,7 +224,7 @@ def confirm_totp_setup(session: Session, user, code: str) -> list[str]:
     if p is None or not p.totp_secret or p.totp_enabled_at:
         raise ValidationError("Start setting up two-factor sign-in first.",
                               {"code": ["Start setting up two-factor sign-in first."]})
-    step = _matching_step(p.totp_secret, code)
+    step = _matching_step(totp_secret(p), code)
     if step is None:
         session.rollback()
         raise ValidationError("The code is not correct.", {"code": ["The code is not correct."]})
@@ -278,7 +294,7 @@ def check_second_factor(session: Session, user, code: str) -> str:
     ok = False
     reason = "wrong_code"
     if cleaned.isdigit() and len(cleaned) == 6:
-        step = _matching_step(p.totp_secret, cleaned)
+        step = _matching_step(totp_secret(p), cleaned)
         if step is not None and (p.totp_last_step is None or step > p.totp_last_step):
             p.totp_last_step = step
             ok = True

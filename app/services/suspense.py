@@ -275,7 +275,7 @@ def allocate(session: Session, item_id, lines, *, actor: str, note=None,
                 "suspense_item_id": item.id})
             alloc.workflow_instance_id = instance.id
             _notify(session, roles[:1], f"Suspense allocation {alloc.id} of {gbp(total)} "
-                    f"awaits approval", f"/suspense/{item.id}")
+                    f"awaits approval", f"/suspense/{item.id}", about=(SUBJECT, alloc.id))
         audit.record(session, "allocate" if alloc.status == "posted" else "allocation.request",
                      "SuspenseItem", item.id, before=before, after={
                          **_snapshot(item), "allocation": alloc.id, "amount": str(Money(total)),
@@ -340,7 +340,8 @@ def _allocation_outcome(session: Session, subject_id: str, outcome: str, instanc
                         "amount": str(Money(alloc.amount)), "workflow_instance": instance.id},
                  reason=alloc.decision_comment, actor=actor)
     _notify(session, [alloc.requested_by],
-            f"Suspense allocation {alloc.id} was {outcome}", f"/suspense/{item.id}")
+            f"Suspense allocation {alloc.id} was {outcome}", f"/suspense/{item.id}",
+            about=(SUBJECT, alloc.id))
 
 
 def _last_comment(session: Session, instance) -> str | None:
@@ -385,14 +386,16 @@ def ensure_deployed(session: Session, process_id: str) -> None:
                              commit=False)
 
 
-def _notify(session: Session, who: list[str], message: str, link: str) -> None:
-    """Tell people through the notifications feature when it is installed (best effort)."""
+def _notify(session: Session, who: list[str], message: str, link: str,
+            about: tuple[str, object] | None = None) -> None:
+    """Tell people through the notifications feature when it is installed (best effort);
+    ``about`` = (subject type, id) limits it to those who hold the record's funds."""
     try:
         from app.services.notifications import notify
     except ImportError:
         return
     if who:
-        notify(session, list(who), message, link)
+        notify(session, list(who), message, link, about=about)
 
 
 # --------------------------------------------------------------------------- notes, assignment
@@ -555,13 +558,16 @@ BANDS = [  # label, min days, max days (None: no upper bound)
 
 
 def age_report(session: Session, today: dt.date | None = None) -> list[dict]:
-    """Count and remaining value of open items per age band."""
+    """Count and remaining value of open items per age band: the items the user may see
+    (unallocated ones and those of their fund groups, app/services/scope.py)."""
     today = today or dt.date.today()
     remaining = SuspenseItem.amount - SuspenseItem.reserved_amount - SuspenseItem.cleared_amount
+    scoped = SC.suspense_condition(SuspenseItem)
     out = []
     for label, lo, hi in BANDS:
         conds = [SuspenseItem.status.in_(OPEN_STATUSES),
-                 SuspenseItem.transaction_date <= today - dt.timedelta(days=lo)]
+                 SuspenseItem.transaction_date <= today - dt.timedelta(days=lo),
+                 *(() if scoped is None else (scoped,))]
         if hi is not None:
             conds.append(SuspenseItem.transaction_date >= today - dt.timedelta(days=hi))
         count, value = session.execute(select(func.count(SuspenseItem.id),
@@ -571,11 +577,16 @@ def age_report(session: Session, today: dt.date | None = None) -> list[dict]:
     return out
 
 
-def reconciliation(session: Session) -> dict:
+def reconciliation(session: Session) -> dict | None:
     """The SUSPENSE control account against the open items. They must agree:
 
     credit balance of SUSPENSE = Σ remaining of open items + Σ reserved (awaiting approval).
+
+    The control account holds every fund's suspense: its reconciliation is central work, None
+    for a user of fund groups (app/services/scope.py).
     """
+    if not SC.has_all_funds():
+        return None
     ledger_credit = -L.balance_of(session, L.SUSPENSE)
     remaining, reserved, items = session.execute(select(
         func.coalesce(func.sum(SuspenseItem.amount - SuspenseItem.reserved_amount

@@ -638,7 +638,8 @@ def _report_blocked(session: Session, instance: WorkflowInstance, reason: str) -
     log.warning("workflow instance %s blocked: %s", instance.id, reason)
     notify(session, [R.HEAD, instance.requester],
            f"Blocked and rejected (nothing was applied): {reason}",
-           f"/workflow-instances/{instance.id}")
+           f"/workflow-instances/{instance.id}",
+           about=(instance.subject_type, instance.subject_id))
 
 
 def start_workflow(session: Session, process_id: str, subject_type: str, subject_id,

@@ -144,7 +144,7 @@ def request_write_off(session: Session, *, amount, reason, actor: str, suspense_
             roles = sorted(set(session.scalars(select(WorkflowTask.role).where(
                 WorkflowTask.instance_id == instance.id, WorkflowTask.status == "ready"))))
             S._notify(session, roles, f"Write-off {wo.id} of {gbp(pence)} awaits approval",
-                      f"/write-offs/{wo.id}")
+                      f"/write-offs/{wo.id}", about=(SUBJECT, wo.id))
         if commit:
             session.commit()
         else:
@@ -227,7 +227,7 @@ def _outcome(session: Session, subject_id: str, outcome: str, instance) -> None:
                      reason=wo.decision_comment, actor=actor)
     session.flush()
     S._notify(session, [wo.requested_by], f"Write-off {wo.id} was {outcome}",
-              f"/write-offs/{wo.id}")
+              f"/write-offs/{wo.id}", about=(SUBJECT, wo.id))
 
 
 def _summary(session: Session, subject_id: str) -> dict:

@@ -149,6 +149,8 @@ class ReceiptView(BaseView):
         ref = data.get("account_reference") if isinstance(data.get("account_reference"), str) else ""
         fund = data.get("fund_code") if isinstance(data.get("fund_code"), str) else ""
         method = data.get("payment_method_code") if isinstance(data.get("payment_method_code"), str) else None
+        if fund.strip():
+            SC.require_fund(fund.strip().upper())  # another group's accounts: 404, as if none
         res = validate_reference(db.session, fund or None, ref or None, amount, method or None,
                                  may_override_stop=may_override_stop())
         for fld, msgs in res.field_errors.items():

@@ -88,10 +88,23 @@ class ReferenceDataView(ImsModelView):
         self.edit_form = _checked_form(self.edit_form, self.datamodel.obj)
 
     def pre_add(self, item):
-        check_reference_row(db.session, item)
+        check_reference_row(db.session, _with_foreign_keys(item))
 
     def pre_update(self, item):
-        check_reference_row(db.session, item)
+        check_reference_row(db.session, _with_foreign_keys(item))
+
+
+def _with_foreign_keys(item):
+    """The form set relations (an account holder's fund); their key columns (fund_code) are
+    filled only at flush, after pre_add: copy them now so that the rules see the choice."""
+    mapper = inspect(type(item))
+    for rel in mapper.relationships:
+        target = None if rel.uselist else getattr(item, rel.key, None)
+        if target is None:
+            continue
+        for local, remote in rel.local_remote_pairs:
+            setattr(item, mapper.get_property_by_column(local).key, getattr(target, remote.key))
+    return item
 
 
 class FundView(ReferenceDataView):

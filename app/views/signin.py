@@ -38,13 +38,15 @@ class MySigninView(BaseView):
         s = db.session
         user = _me()
         p = signin.profile(s, user.id)
-        pending = p.totp_secret if p is not None and p.totp_secret and not p.totp_enabled_at \
-            else None
+        pending = signin.totp_secret(p) if p is not None and p.totp_secret \
+            and not p.totp_enabled_at else None
         body = self.render_template(
             "signin/my_signin.html", user=user, profile=p,
             totp_on=signin.totp_enabled(s, user), totp_required=signin.totp_required(s, user),
             sso=signin.is_sso_user(s, user), pending_secret=pending,
             pending_uri=signin.provisioning_uri(user, pending) if pending else None,
+            pending_qr=signin.qr_code_data_uri(signin.provisioning_uri(user, pending))
+            if pending else None,
             recovery_left=signin.unused_recovery_codes(s, user.id),
             events=signin.recent_signins(s, user.id), groups=signin.idp_groups(s, user.id),
             settings=signin.till_settings(s, user.id), error=error)
