@@ -86,7 +86,7 @@ def test_upgrade_seals_stored_secrets_and_downgrade_opens_them(app, tmp_path):
     from sqlalchemy import create_engine
 
     path = (pathlib.Path(__file__).parents[2] / "migrations" / "versions"
-            / "0022_scope20_totp_secrets_sealed.py")
+            / "0024_totp_secrets_sealed.py")
     spec = importlib.util.spec_from_file_location("m0022", path)
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)

@@ -305,7 +305,7 @@ def test_upgrade_gives_existing_notifications_their_records_funds(app, session, 
     from tests.integration.test_refunds import deploy_refund_workflow
 
     path = (pathlib.Path(__file__).parents[2] / "migrations" / "versions"
-            / "0021_scope20_notification_funds.py")
+            / "0023_notification_funds.py")
     spec = importlib.util.spec_from_file_location("m0021", path)
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)

@@ -5,8 +5,8 @@ notification_fund (notification_id, fund_code). Existing notifications about a r
 write-off or a suspense item (found by their link) are given that record's funds; the others
 are about no fund and stay visible to their recipient.
 
-Revision ID: 0021_scope20_notification_funds
-Revises: 0020_fund_groups
+Revision ID: 0023_notification_funds
+Revises: 0022_accsync_staging
 Create Date: 2026-12-06 19:00:00.000000
 
 """
@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0021_scope20_notification_funds'
-down_revision = '0020_fund_groups'
+revision = '0023_notification_funds'
+down_revision = '0022_accsync_staging'
 branch_labels = None
 depends_on = None
 

@@ -3,8 +3,8 @@ every secret stored in plain text is sealed with the key in force (IMS_TOTP_KEY,
 SECRET_KEY: app/security/secret_box.py). The downgrade opens them again (it needs the same key)
 and narrows the column back.
 
-Revision ID: 0022_scope20_totp_secrets_sealed
-Revises: 0021_scope20_notification_funds
+Revision ID: 0024_totp_secrets_sealed
+Revises: 0023_notification_funds
 Create Date: 2026-12-06 19:30:00.000000
 
 """
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0022_scope20_totp_secrets_sealed'
-down_revision = '0021_scope20_notification_funds'
+revision = '0024_totp_secrets_sealed'
+down_revision = '0023_notification_funds'
 branch_labels = None
 depends_on = None
 
