@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, exists, func, select
+from sqlalchemy import bindparam, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from app.domain.errors import ValidationError
@@ -170,10 +170,16 @@ def filtered(f: SearchFilters):
         stmt = stmt.where(T.created_by == f.user)
     if f.office:
         stmt = stmt.where(T.office_code == f.office)
-    if f.narrative:  # the narratives' own table, through its trigram index (PostgreSQL)
+    if f.narrative:
+        # a semi-join on the narratives' own table, through its trigram index (PostgreSQL). The
+        # pattern is written into the statement (escaped as a literal): planned with its value
+        # every time, as the index's selectivity depends on it. With a parameter, a statement
+        # prepared and run a few times gets a generic plan, which scans every narrative.
         N = TransactionNarrative
+        pattern = bindparam(None, _like(f.narrative), type_=N.narrative.type,
+                            literal_execute=True)
         stmt = stmt.where(T.id.in_(select(N.transaction_id).where(
-            N.narrative.ilike(_like(f.narrative), escape="\\")).correlate(None)))
+            N.narrative.ilike(pattern, escape="\\")).correlate(None)))
     if f.date_from:
         stmt = stmt.where(T.transaction_date >= f.date_from)
     if f.date_to:

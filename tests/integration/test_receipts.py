@@ -111,6 +111,27 @@ def test_search_filters_and_export(session):
         assert [r[S.EXPORT_COLUMNS.index("receipt_number")] for r in rows[1:]] == expect
 
 
+def test_narrative_search_takes_any_text_literally(session):
+    """The pattern is written into the statement as an escaped literal: quotes, backslashes,
+    % and _ are matched as themselves and cannot change the query."""
+    tag = unique("Q", 9)
+    text_ = f"50% off O'Brien \\ a_b {tag}"
+    take_receipt(session, payment_method_code="CHQ", actor="cashier", office_code="LIB",
+                 lines=[{"fund_code": "TWS", "account_reference": f"Q{tag}", "amount": "1.11",
+                         "narrative": text_},
+                        {"fund_code": "TWS", "account_reference": f"Q{tag}", "amount": "2.22",
+                         "narrative": f"500 off OXBrien x axb {tag}"}])
+
+    def hits(term):
+        return [t.amount for t in S.search(session, S.parse_filters({"narrative": term})).rows]
+
+    assert hits(text_.lower()) == [111]
+    assert hits(f"o'brien \\ a_b {tag}") == [111]
+    assert sorted(hits(tag)) == [111, 222]
+    for term in (f"50% off o'brien {tag}", f"a%b {tag}", f"' OR ''=' {tag}", f"{tag}\\"):
+        assert hits(term) == [], term
+
+
 def test_narrative_search_can_use_the_narratives_trigram_index(session):
     """PostgreSQL: "narrative contains" is a semi-join on transaction_narrative that its
     trigram index serves (the planner would pick a scan of the small test table, so scans are
