@@ -8,7 +8,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import bindparam, case, exists, func, select
 from sqlalchemy.orm import Session, aliased
@@ -144,6 +144,18 @@ def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _narratives_matching(term: str):
+    """SELECT of the ids of the transactions whose narrative contains ``term`` (any case),
+    which PostgreSQL finds through transaction_narrative's trigram index.
+
+    The pattern is written into the statement (escaped, as a literal): each search is planned
+    with its value, on which the index's selectivity depends. As a parameter, a statement the
+    driver has prepared and run a few times gets a generic plan, which scans every narrative."""
+    N = TransactionNarrative
+    pattern = bindparam(None, _like(term), type_=N.narrative.type, literal_execute=True)
+    return select(N.transaction_id).where(N.narrative.ilike(pattern, escape="\\")).correlate(None)
+
+
 def filtered(f: SearchFilters):
     """A SELECT of Transaction rows matching f (unsorted)."""
     T = Transaction
@@ -170,16 +182,8 @@ def filtered(f: SearchFilters):
         stmt = stmt.where(T.created_by == f.user)
     if f.office:
         stmt = stmt.where(T.office_code == f.office)
-    if f.narrative:
-        # a semi-join on the narratives' own table, through its trigram index (PostgreSQL). The
-        # pattern is written into the statement (escaped as a literal): planned with its value
-        # every time, as the index's selectivity depends on it. With a parameter, a statement
-        # prepared and run a few times gets a generic plan, which scans every narrative.
-        N = TransactionNarrative
-        pattern = bindparam(None, _like(f.narrative), type_=N.narrative.type,
-                            literal_execute=True)
-        stmt = stmt.where(T.id.in_(select(N.transaction_id).where(
-            N.narrative.ilike(pattern, escape="\\")).correlate(None)))
+    if f.narrative:  # a semi-join on the narratives' own table
+        stmt = stmt.where(T.id.in_(_narratives_matching(f.narrative)))
     if f.date_from:
         stmt = stmt.where(T.transaction_date >= f.date_from)
     if f.date_to:
@@ -204,6 +208,18 @@ def _ordered(stmt, f: SearchFilters):
 COUNT_CAP = 10_000
 
 
+def _counted(f: SearchFilters, base):
+    """What search() counts (up to COUNT_CAP + 1 rows): ``base``, or for a search by narrative
+    alone by a user who sees every fund, the matching narratives themselves. Every narrative
+    has its transaction (a reference the database checks), so the count is the same, without
+    joining income_transaction: the planner joins a common word's thousands of matches by a
+    scan of that whole table."""
+    alone = replace(f, narrative=None, sort="transaction_date", direction="desc") == SearchFilters()
+    if f.narrative and alone and condition(Transaction.fund_code) is None:
+        return _narratives_matching(f.narrative)
+    return base.order_by(None)
+
+
 @dataclass
 class Page:
     rows: list[Transaction]
@@ -223,7 +239,7 @@ def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 5
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size or 50)))
     base = filtered(f)
     counted = int(session.scalar(select(func.count()).select_from(
-        base.order_by(None).limit(COUNT_CAP + 1).subquery())) or 0)
+        _counted(f, base).limit(COUNT_CAP + 1).subquery())) or 0)
     rows = session.scalars(_ordered(base, f).limit(page_size + 1)
                            .offset((page - 1) * page_size)).all()
     capped = counted > COUNT_CAP
