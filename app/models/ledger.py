@@ -123,7 +123,9 @@ class Transaction(Model):
     """One line of income (a receipt line, an import row, a journal or transfer target).
 
     ``narrative`` is read from transaction_narrative (a correlated subquery loaded with the
-    row); it is written there by ledger.record_income and the import writers, never here."""
+    row); it is written there by ledger.record_income and the import writers, never here. A
+    query selecting it without the entity says ``select_from(Transaction)``, so that the
+    subquery correlates."""
 
     __tablename__ = "income_transaction"
     __table_args__ = (
