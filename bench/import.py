@@ -193,7 +193,7 @@ def copy_baseline(app, path: str, posted: int) -> float:
                     txns.append((i, number, rec[4] or "TWS", rec[1], amount, None, 0, "BACS",
                                  day, "bench", now, 1, i))
                     if rec[3]:
-                        narrs.append((i, rec[3]))
+                        narrs.append((i, rec[3], rec[4] or "TWS"))
         cols = {
             "posting_group": ("id", "kind", "number", "created_at", "created_by", "import_id"),
             "ledger_line": ("id", "group_id", "account", "fund_code", "account_reference",
@@ -202,7 +202,7 @@ def copy_baseline(app, path: str, posted: int) -> float:
                                    "amount", "vat_code", "vat_amount", "payment_method_code",
                                    "transaction_date", "created_by", "created_at",
                                    "import_id", "posting_group_id"),
-            "transaction_narrative": ("transaction_id", "narrative"),
+            "transaction_narrative": ("transaction_id", "narrative", "fund_code"),
             "suspense_item": ("id", "amount", "reference_text", "narrative", "reason",
                               "fund_code", "transaction_date", "import_id", "line_number",
                               "posting_group_id", "status", "created_at")}

@@ -107,13 +107,23 @@ class TransactionNarrative(Model):
     """A transaction's narrative, kept out of the append-only income row: a narrative is free
     text that may name a person, so retention erases it (deletes this row) while the income row,
     the ledger and the audit chain stay as they are. A transaction without a narrative has no
-    row. Never changed once written (a trigger refuses UPDATE): kept as recorded, or erased."""
+    row. Never changed once written (a trigger refuses UPDATE): kept as recorded, or erased.
+
+    ``fund_code`` repeats the transaction's fund (not personal data), so that a search of one
+    fund group's narratives filters by fund and pattern in one index (PostgreSQL: the GIN index
+    ix_transaction_narrative_fund_trgm on (fund_code, narrative), btree_gin). The transaction's
+    fund is the fund: every writer (ledger.record_income, the import writers, migration 0021)
+    writes it with the narrative, from the same value, in the same statement or transaction,
+    and neither row is ever changed (income_transaction is append-only, this table refuses
+    UPDATE), so the two cannot diverge."""
 
     __tablename__ = "transaction_narrative"
 
     transaction_id: Mapped[int] = mapped_column(ForeignKey("income_transaction.id"),
                                                 primary_key=True, autoincrement=False)
     narrative: Mapped[str] = mapped_column(String(500), nullable=False)
+    #: the transaction's fund_code (a copy, for the scoped search's index; see above)
+    fund_code: Mapped[str] = mapped_column(String(10), nullable=False)
 
     def __repr__(self) -> str:
         return f"narrative of transaction {self.transaction_id}"
@@ -474,9 +484,13 @@ def install_search_indexes(conn) -> None:
 
     conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     if inspect(conn).has_table("transaction_narrative"):
+        # one index for both searches: by pattern alone (all funds), and by fund and pattern (a
+        # user of some fund groups): btree_gin lets a GIN index hold the fund code as well
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS btree_gin")
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_transaction_narrative_trgm")
         conn.exec_driver_sql("""
-            CREATE INDEX IF NOT EXISTS ix_transaction_narrative_trgm
-            ON transaction_narrative USING gin (narrative gin_trgm_ops)
+            CREATE INDEX IF NOT EXISTS ix_transaction_narrative_fund_trgm
+            ON transaction_narrative USING gin (fund_code, narrative gin_trgm_ops)
         """)
     conn.exec_driver_sql("""
         CREATE INDEX IF NOT EXISTS ix_income_transaction_reference_trgm

@@ -303,7 +303,8 @@ def record_income(session: Session, *, group: PostingGroup, fund_code: str,
     session.flush()
     narrative = narrative or None
     if narrative:
-        session.execute(_INSERT_NARRATIVE, {"transaction_id": txn.id, "narrative": narrative})
+        session.execute(_INSERT_NARRATIVE, {"transaction_id": txn.id, "narrative": narrative,
+                                             "fund_code": fund_code})
     set_committed_value(txn, "narrative", narrative)  # known: no query to read it back
     ref_match = (LedgerLine.account_reference.is_(None) if account_reference is None
                  else LedgerLine.account_reference == account_reference)

@@ -4,8 +4,10 @@ A narrative is free text that may name a person (issue 19): it moves from
 income_transaction.narrative into transaction_narrative (transaction_id, narrative; a row only for
 a transaction with a narrative), an erasable table, so retention erases a narrative by deleting
 its row and income_transaction becomes strictly append-only again (the guard's one exception,
-setting the narrative to NULL, goes). On PostgreSQL the narratives get the trigram index the
-column had, for "contains" searches, and their reference to the transaction is checked per
+setting the narrative to NULL, goes). Each narrative row keeps its transaction's fund_code (not
+personal data; written with the narrative, never changed) so that on PostgreSQL one GIN index
+(fund_code, narrative gin_trgm_ops; btree_gin) serves "contains" searches both for all funds and
+for a user of some fund groups (the trigram index the column had), and their reference to the transaction is checked per
 statement like the ledger's own (app/models/ledger.py install_ledger_triggers). Empty narratives
 are not copied (they hold nothing).
 
@@ -33,10 +35,11 @@ def upgrade():
         'transaction_narrative',
         sa.Column('transaction_id', sa.Integer(), autoincrement=False, nullable=False),
         sa.Column('narrative', sa.String(length=500), nullable=False),
+        sa.Column('fund_code', sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(['transaction_id'], ['income_transaction.id']),
         sa.PrimaryKeyConstraint('transaction_id'))
-    op.execute("INSERT INTO transaction_narrative (transaction_id, narrative) "
-               "SELECT id, narrative FROM income_transaction "
+    op.execute("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
+               "SELECT id, narrative, fund_code FROM income_transaction "
                "WHERE narrative IS NOT NULL AND narrative <> '' ORDER BY id")
     if postgres:
         op.execute("DROP INDEX IF EXISTS ix_income_transaction_narrative_trgm")
@@ -84,6 +87,7 @@ def downgrade():
                    "ON transaction_narrative")
         op.execute("DROP FUNCTION IF EXISTS ims_narrative_transactions_exist()")
         op.execute("DROP FUNCTION IF EXISTS ims_narrative_unchanged()")
+        # (btree_gin stays installed: an extension other objects may use; harmless)
     else:
         op.execute("DROP TRIGGER IF EXISTS income_transaction_no_update")
         op.execute("DROP TRIGGER IF EXISTS transaction_narrative_no_update")

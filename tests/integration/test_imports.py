@@ -69,9 +69,11 @@ def test_narratives_are_written_apart_each_to_its_own_row(app, session, fund):
     assert len(with_narrative) == 21
     for t in txs:
         assert t.narrative == (f"paid {t.account_reference}" if t.id in with_narrative else None)
-    kept = session.scalars(select(TransactionNarrative.transaction_id).where(
-        TransactionNarrative.transaction_id.in_([t.id for t in txs]))).all()
+    kept = dict(session.execute(select(TransactionNarrative.transaction_id,
+                                       TransactionNarrative.fund_code).where(
+        TransactionNarrative.transaction_id.in_([t.id for t in txs]))).all())
     assert set(kept) == with_narrative
+    assert set(kept.values()) == {fund}  # each with its transaction's fund
     items = session.scalars(select(SuspenseItem).where(SuspenseItem.import_id == batch.id)).all()
     assert sorted(i.narrative for i in items) == sorted(f"held {i}" for i in range(3, 40, 5))
 

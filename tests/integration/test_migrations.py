@@ -114,9 +114,9 @@ def test_narratives_move_out_of_the_income_rows_and_back(empty_database_url):
         assert "narrative" not in {c["name"] for c in inspect(engine).get_columns(
             "income_transaction")}
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT transaction_id, narrative FROM transaction_narrative "
-                                     "ORDER BY transaction_id")).all() == [
-                (1, "Paid by Siân Migration")]
+            assert conn.execute(text("SELECT transaction_id, narrative, fund_code "
+                                     "FROM transaction_narrative ORDER BY transaction_id")
+                                ).all() == [(1, "Paid by Siân Migration", "HRA")]
             for stmt in ("UPDATE income_transaction SET external_reference = NULL WHERE id = 1",
                          "DELETE FROM income_transaction WHERE id = 1"):
                 with pytest.raises(DatabaseError, match="append-only"):

@@ -109,6 +109,15 @@ def test_narrative_search_counts_the_groups_funds_only(api, session, two):
                         transaction_date=dt.date.today(), narrative=f"Paid {word} {side}",
                         created_by="cashier")
     session.commit()
+    from sqlalchemy import select
+
+    from app.models.ledger import Transaction, TransactionNarrative as N
+
+    # each narrative keeps its transaction's fund (the scoped search filters on that copy)
+    assert set(session.execute(select(N.narrative, N.fund_code, Transaction.fund_code).join(
+        Transaction, Transaction.id == N.transaction_id).where(N.narrative.like(f"%{word}%")))
+               ) == {(f"Paid {word} {side}", two[side]["code"], two[side]["code"])
+                     for side in ("A", "B")}
     mine = api(two["clerk"]).get(f"/api/v1/transactions/?narrative={word.lower()}").json
     assert mine["count"] == 1 and [t["fund_code"] for t in mine["result"]] == [two["A"]["code"]]
     everyone = api("clerk").get(f"/api/v1/transactions/?narrative={word}").json
