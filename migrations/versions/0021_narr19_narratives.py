@@ -1,15 +1,16 @@
 """transaction_narrative: payment narratives out of the append-only income rows
 
 A narrative is free text that may name a person (issue 19): it moves from
-income_transaction.narrative into transaction_narrative (transaction_id, narrative; a row only for
-a transaction with a narrative), an erasable table, so retention erases a narrative by deleting
-its row and income_transaction becomes strictly append-only again (the guard's one exception,
-setting the narrative to NULL, goes). Each narrative row keeps its transaction's fund_code (not
-personal data; written with the narrative, never changed) so that on PostgreSQL one GIN index
+income_transaction.narrative into transaction_narrative (transaction_id, narrative, fund_code; a
+row only for a transaction with a narrative), an erasable table, so retention erases a narrative
+by deleting its row and income_transaction becomes strictly append-only again (the guard's one
+exception, setting the narrative to NULL, goes). Each row keeps its transaction's fund_code (not
+personal data; written with the narrative, never changed), so that on PostgreSQL one GIN index
 (fund_code, narrative gin_trgm_ops; btree_gin) serves "contains" searches both for all funds and
-for a user of some fund groups (the trigram index the column had), and their reference to the transaction is checked per
-statement like the ledger's own (app/models/ledger.py install_ledger_triggers). Empty narratives
-are not copied (they hold nothing).
+for a user of some fund groups, in place of the trigram index the column had. The narratives'
+reference to the transaction is checked per statement like the ledger's own
+(app/models/ledger.py install_ledger_triggers). Empty narratives are not copied (they hold
+nothing).
 
 The downgrade puts the column back with the narratives still kept, and the guard that lets
 retention set it to NULL.
