@@ -120,7 +120,8 @@ def raw_baseline(app, path: str) -> float:
         return time.perf_counter() - t0
 
 
-LEDGER_TABLES = ("posting_group", "income_transaction", "ledger_line", "suspense_item")
+LEDGER_TABLES = ("posting_group", "income_transaction", "transaction_narrative", "ledger_line",
+                 "suspense_item")
 
 
 def _copy_tables(conn):
@@ -170,7 +171,7 @@ def copy_baseline(app, path: str, posted: int) -> float:
             copies = _copy_tables(conn)
         quiesce(app)
         now = dt.datetime.now(dt.timezone.utc)
-        groups, txns, lines, susp = [], [], [], []
+        groups, txns, narrs, lines, susp = [], [], [], [], []
         t0 = time.perf_counter()
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
@@ -190,26 +191,28 @@ def copy_baseline(app, path: str, posted: int) -> float:
                 else:
                     lines.append((2 * i, i, "FUND", rec[4] or "TWS", rec[1], -amount, i))
                     txns.append((i, number, rec[4] or "TWS", rec[1], amount, None, 0, "BACS",
-                                 rec[3], day, "bench", now, 1, i))
+                                 day, "bench", now, 1, i))
+                    if rec[3]:
+                        narrs.append((i, rec[3], rec[4] or "TWS"))
         cols = {
             "posting_group": ("id", "kind", "number", "created_at", "created_by", "import_id"),
             "ledger_line": ("id", "group_id", "account", "fund_code", "account_reference",
                             "amount", "transaction_id"),
             "income_transaction": ("id", "receipt_number", "fund_code", "account_reference",
                                    "amount", "vat_code", "vat_amount", "payment_method_code",
-                                   "narrative", "transaction_date", "created_by", "created_at",
+                                   "transaction_date", "created_by", "created_at",
                                    "import_id", "posting_group_id"),
+            "transaction_narrative": ("transaction_id", "narrative", "fund_code"),
             "suspense_item": ("id", "amount", "reference_text", "narrative", "reason",
                               "fund_code", "transaction_date", "import_id", "line_number",
                               "posting_group_id", "status", "created_at")}
         data = {"posting_group": groups, "ledger_line": lines, "income_transaction": txns,
-                "suspense_item": susp}
+                "transaction_narrative": narrs, "suspense_item": susp}
         if db.engine.dialect.name == "postgresql":
             raw = db.engine.raw_connection()
             try:
                 cur = raw.cursor()
-                for name in ("posting_group", "income_transaction", "ledger_line",
-                             "suspense_item"):
+                for name in LEDGER_TABLES:
                     with cur.copy(f"COPY bench_copy_{name} ({', '.join(cols[name])}) "
                                   "FROM STDIN") as cp:
                         for row in data[name]:
@@ -219,8 +222,7 @@ def copy_baseline(app, path: str, posted: int) -> float:
                 raw.close()
         else:
             with db.engine.begin() as conn:
-                for name in ("posting_group", "income_transaction", "ledger_line",
-                             "suspense_item"):
+                for name in LEDGER_TABLES:
                     table = copies[name]
                     rows = [dict(zip(cols[name], r)) for r in data[name]]
                     for k in range(0, len(rows), 5000):

@@ -46,6 +46,7 @@ from app.models.ledger import (  # noqa: F401
     NumberSequence,
     PostingGroup,
     Transaction,
+    TransactionNarrative,
 )
 from app.models.notification import Notification, NotificationFund  # noqa: F401,E402
 from app.models.operations import WorkerHeartbeat  # noqa: F401

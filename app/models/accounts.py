@@ -144,7 +144,7 @@ class AccountSyncChange(Model):
 
     Written only by the apply, a million rows for a first load, with the id of the sync it
     holds locked; syncs are never deleted. So there is no foreign key to account_sync: its
-    check for each row cost as much as writing the row (migration 0021)."""
+    check for each row cost as much as writing the row (migration 0022)."""
 
     __tablename__ = "account_sync_change"
     __table_args__ = (Index("ix_account_sync_change_sync", "sync_id", "id"),)

@@ -26,7 +26,7 @@ from sqlalchemy import (
     Text,
     select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, column_property, mapped_column, relationship
 
 from app.models.base import UTCDateTime, partial_index, utcnow
 from app.models.ddl import database_object
@@ -42,7 +42,9 @@ def _where_not_null(column: str) -> dict:
 #: The models still declare them (SQLite keeps them as written; relationships use them).
 STATEMENT_CHECKED_REFERENCES = (("income_transaction", "posting_group_id", "posting_group"),
                                 ("ledger_line", "group_id", "posting_group"),
-                                ("ledger_line", "transaction_id", "income_transaction"))
+                                ("ledger_line", "transaction_id", "income_transaction"),
+                                ("transaction_narrative", "transaction_id",
+                                 "income_transaction"))
 
 #: The partial index ix_ledger_line_account_fund's condition, as a query must state it (SQLite
 #: uses a partial index only for a query that has its condition as written).
@@ -106,8 +108,39 @@ DASHBOARD_COLUMNS = ("fund_code", "payment_method_code", "amount", "posting_grou
                      "source_transaction_id", "receipt_number")
 
 
+class TransactionNarrative(Model):
+    """A transaction's narrative, kept out of the append-only income row: a narrative is free
+    text that may name a person, so retention erases it (deletes this row) while the income row,
+    the ledger and the audit chain stay as they are. A transaction without a narrative has no
+    row. Never changed once written (a trigger refuses UPDATE): kept as recorded, or erased.
+
+    ``fund_code`` repeats the transaction's fund (not personal data), so that a search of one
+    fund group's narratives filters by fund and pattern in one index (PostgreSQL: the GIN index
+    ix_transaction_narrative_fund_trgm on (fund_code, narrative), btree_gin). The transaction's
+    fund is the fund: every writer (ledger.record_income, the import writers, migration 0025)
+    writes it with the narrative, from the same value, in the same statement or transaction,
+    and neither row is ever changed (income_transaction is append-only, this table refuses
+    UPDATE), so the two cannot diverge."""
+
+    __tablename__ = "transaction_narrative"
+
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("income_transaction.id"),
+                                                primary_key=True, autoincrement=False)
+    narrative: Mapped[str] = mapped_column(String(500), nullable=False)
+    #: the transaction's fund_code (a copy, for the scoped search's index; see above)
+    fund_code: Mapped[str] = mapped_column(String(10), nullable=False)
+
+    def __repr__(self) -> str:
+        return f"narrative of transaction {self.transaction_id}"
+
+
 class Transaction(Model):
-    """One line of income (a receipt line, an import row, a journal or transfer target)."""
+    """One line of income (a receipt line, an import row, a journal or transfer target).
+
+    ``narrative`` is read from transaction_narrative (a correlated subquery loaded with the
+    row); it is written there by ledger.record_income and the import writers, never here. A
+    query selecting it without the entity says ``select_from(Transaction)``, so that the
+    subquery correlates."""
 
     __tablename__ = "income_transaction"
     __table_args__ = (
@@ -135,7 +168,6 @@ class Transaction(Model):
     vat_code: Mapped[str | None] = mapped_column(String(10))
     vat_amount: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     payment_method_code: Mapped[str] = mapped_column(String(10), nullable=False)
-    narrative: Mapped[str | None] = mapped_column(String(500))
     transaction_date: Mapped[date] = mapped_column(Date, nullable=False)
     external_reference: Mapped[str | None] = mapped_column(String(100))
     office_code: Mapped[str | None] = mapped_column(String(10), index=True)
@@ -151,6 +183,11 @@ class Transaction(Model):
     posting_group: Mapped[PostingGroup] = relationship(foreign_keys=[posting_group_id])
     source_transaction: Mapped["Transaction | None"] = relationship(
         remote_side=[id], foreign_keys=[source_transaction_id])
+    #: read only: the narrative kept in transaction_narrative (None: none, or erased)
+    narrative: Mapped[str | None] = column_property(
+        select(TransactionNarrative.narrative)
+        .where(TransactionNarrative.transaction_id == id)
+        .correlate_except(TransactionNarrative).scalar_subquery())
 
     @classmethod
     def of_import(cls, import_id: int):
@@ -233,14 +270,19 @@ def install_ledger_triggers(conn) -> None:
     triggers), so an existence check gives the same guarantee.
 
     ledger_line.transaction_id may be filled in once (NULL -> id) when the income row it credits
-    is recorded; nothing else about a ledger line can change. income_transaction.narrative may be
-    erased (value -> NULL) by retention, since a narrative may hold a name; nothing else about an
-    income row can change.
+    is recorded; nothing else about a ledger line can change. Nothing about an income row can
+    change: its narrative, which may hold a name, is kept in transaction_narrative, whose rows
+    retention deletes (erasure) and nothing updates; a narrative's transaction must exist
+    (checked per statement on PostgreSQL, like the ledger's references).
 
     SQLite has no statement-level triggers: a row trigger notes the first ledger line a
     transaction writes, and app/models/sqlite.py checks when it commits that the groups of that
     line and of every later one balance.
     """
+    from sqlalchemy import inspect
+
+    # transaction_narrative arrived with migration 0025; earlier migrations run this too
+    narratives = inspect(conn).has_table("transaction_narrative")
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("""
             CREATE OR REPLACE FUNCTION ims_ledger_append_only() RETURNS trigger AS $$
@@ -314,28 +356,19 @@ def install_ledger_triggers(conn) -> None:
             END; $$ LANGUAGE plpgsql;
         """)
         for table, column, _ in STATEMENT_CHECKED_REFERENCES:
-            conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
-                                 f"{table}_{column}_fkey")
-        # income_transaction: one change only, erasing a narrative (retention, which may hold a
-        # name: app/services/retention.py); nothing else about the row can change
-        conn.exec_driver_sql("""
-            CREATE OR REPLACE FUNCTION ims_income_transaction_guard() RETURNS trigger AS $$
-            BEGIN
-              IF TG_OP = 'DELETE' OR NEW.narrative IS NOT NULL
-                 OR (to_jsonb(NEW) - 'narrative') IS DISTINCT FROM (to_jsonb(OLD) - 'narrative')
-              THEN
-                RAISE EXCEPTION 'income_transaction is append-only';
-              END IF;
-              RETURN NEW;
-            END; $$ LANGUAGE plpgsql;
-        """)
-        for table, guard in (("posting_group", "ims_ledger_append_only"),
-                             ("income_transaction", "ims_income_transaction_guard")):
+            if table != "transaction_narrative" or narratives:
+                conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT IF EXISTS "
+                                     f"{table}_{column}_fkey")
+        # no change at all to a posting group or an income row (a narrative, which may hold a
+        # name, is not in the row: transaction_narrative, below)
+        for table in ("posting_group", "income_transaction"):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
             conn.exec_driver_sql(f"""
                 CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-                FOR EACH ROW EXECUTE FUNCTION {guard}()
+                FOR EACH ROW EXECUTE FUNCTION ims_ledger_append_only()
             """)
+        # (0019 to 0020: the income row's guard let retention set its narrative to NULL)
+        conn.exec_driver_sql("DROP FUNCTION IF EXISTS ims_income_transaction_guard()")
         for table in ("posting_group", "income_transaction", "ledger_line"):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
             conn.exec_driver_sql(f"""
@@ -369,27 +402,59 @@ def install_ledger_triggers(conn) -> None:
             REFERENCING NEW TABLE AS ims_new_income FOR EACH STATEMENT
             EXECUTE FUNCTION ims_transaction_groups_exist()
         """)
+        if narratives:
+            # every narrative's transaction exists (one probe of its primary key per row, per
+            # statement: an import writes a chunk's narratives in one statement)
+            conn.exec_driver_sql("""
+                CREATE OR REPLACE FUNCTION ims_narrative_transactions_exist() RETURNS trigger AS $$
+                DECLARE missing integer;
+                BEGIN
+                  EXECUTE 'SELECT a.transaction_id FROM ims_new_narrative a
+                           CROSS JOIN LATERAL (SELECT count(*) AS found FROM income_transaction t
+                                               WHERE t.id = a.transaction_id) e
+                           WHERE e.found = 0 LIMIT 1' INTO missing;
+                  IF missing IS NOT NULL THEN
+                    RAISE EXCEPTION 'transaction_narrative refers to transaction %%, which does not exist',
+                      missing USING ERRCODE = 'foreign_key_violation';
+                  END IF;
+                  RETURN NULL;
+                END; $$ LANGUAGE plpgsql;
+            """)
+            conn.exec_driver_sql("""
+                CREATE OR REPLACE FUNCTION ims_narrative_unchanged() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION
+                  'transaction_narrative is never changed (retention erases a narrative by deleting it)';
+                END; $$ LANGUAGE plpgsql;
+            """)
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS transaction_narrative_references "
+                                 "ON transaction_narrative")
+            conn.exec_driver_sql("""
+                CREATE TRIGGER transaction_narrative_references AFTER INSERT
+                ON transaction_narrative REFERENCING NEW TABLE AS ims_new_narrative
+                FOR EACH STATEMENT EXECUTE FUNCTION ims_narrative_transactions_exist()
+            """)
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS transaction_narrative_no_update "
+                                 "ON transaction_narrative")
+            conn.exec_driver_sql("""
+                CREATE TRIGGER transaction_narrative_no_update BEFORE UPDATE
+                ON transaction_narrative FOR EACH ROW EXECUTE FUNCTION ims_narrative_unchanged()
+            """)
     else:
-        for table, ops in (("posting_group", ("UPDATE", "DELETE")),
-                           ("income_transaction", ("DELETE",))):
-            for op in ops:
+        # (0019 to 0020: income_transaction_no_update let retention set the narrative to NULL)
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS income_transaction_no_update")
+        for table in ("posting_group", "income_transaction"):
+            for op in ("UPDATE", "DELETE"):
                 conn.exec_driver_sql(f"""
                     CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
                     BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END
                 """)
-        # income_transaction: an UPDATE may only erase the narrative (every column of the table
-        # as it stands compared; a migration adding a column installs this again)
-        from sqlalchemy import inspect
-
-        others = [c["name"] for c in inspect(conn).get_columns("income_transaction")
-                  if c["name"] != "narrative"]
-        changed = " OR ".join(f"NEW.{c} IS NOT OLD.{c}" for c in others)
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS income_transaction_no_update")
-        conn.exec_driver_sql(f"""
-            CREATE TRIGGER income_transaction_no_update BEFORE UPDATE ON income_transaction
-            WHEN NEW.narrative IS NOT NULL OR {changed}
-            BEGIN SELECT RAISE(ABORT, 'income_transaction is append-only'); END
-        """)
+        if narratives:
+            conn.exec_driver_sql("""
+                CREATE TRIGGER IF NOT EXISTS transaction_narrative_no_update BEFORE UPDATE
+                ON transaction_narrative BEGIN SELECT RAISE(ABORT,
+                'transaction_narrative is never changed (retention erases a narrative by deleting it)');
+                END
+            """)
         conn.exec_driver_sql("""
             CREATE TRIGGER IF NOT EXISTS ledger_line_no_delete BEFORE DELETE ON ledger_line
             BEGIN SELECT RAISE(ABORT, 'ledger_line is append-only'); END
@@ -419,14 +484,23 @@ def install_ledger_triggers(conn) -> None:
 
 @database_object
 def install_search_indexes(conn) -> None:
-    """Trigram GIN indexes for "contains" searches on narrative and reference (PostgreSQL)."""
+    """Trigram GIN indexes for "contains" searches on narrative and reference (PostgreSQL).
+    The narratives' is on transaction_narrative (migration 0025; before, on income_transaction,
+    whose narrative column that migration moved)."""
     if conn.dialect.name != "postgresql":
         return
+    from sqlalchemy import inspect
+
     conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
-    conn.exec_driver_sql("""
-        CREATE INDEX IF NOT EXISTS ix_income_transaction_narrative_trgm
-        ON income_transaction USING gin (narrative gin_trgm_ops)
-    """)
+    if inspect(conn).has_table("transaction_narrative"):
+        # one index for both searches: by pattern alone (all funds), and by fund and pattern (a
+        # user of some fund groups): btree_gin lets a GIN index hold the fund code as well
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS btree_gin")
+        conn.exec_driver_sql("DROP INDEX IF EXISTS ix_transaction_narrative_trgm")
+        conn.exec_driver_sql("""
+            CREATE INDEX IF NOT EXISTS ix_transaction_narrative_fund_trgm
+            ON transaction_narrative USING gin (fund_code, narrative gin_trgm_ops)
+        """)
     conn.exec_driver_sql("""
         CREATE INDEX IF NOT EXISTS ix_income_transaction_reference_trgm
         ON income_transaction USING gin (account_reference gin_trgm_ops)

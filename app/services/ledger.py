@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import case, exists, func, select, text, update
+from sqlalchemy import case, exists, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.ids import parse_id
@@ -26,6 +27,7 @@ from app.models.ledger import (
     NumberSequence,
     PostingGroup,
     Transaction,
+    TransactionNarrative,
 )
 from app.models.reference import VatCode
 from app.services import audit, refcache
@@ -309,13 +311,20 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
     _attach(session, group)
     txns = []
     if rows:
+        # a narrative goes to transaction_narrative (erasable), not into the append-only row
+        narratives = [r.pop("narrative", None) or None for r in rows]
         for r in rows:
             r["posting_group_id"] = group.id
         ids = session.execute(_INSERT_INCOME, rows).scalars().all()
-        for r, new_id in zip(rows, ids, strict=True):
+        for r, new_id, narrative in zip(rows, ids, narratives, strict=True):
             txn = Transaction(id=new_id, **r)
             _attach(session, txn)
+            set_committed_value(txn, "narrative", narrative)  # known: no query to read it back
             txns.append(txn)
+        written = [{"transaction_id": t.id, "narrative": n, "fund_code": t.fund_code}
+                   for t, n in zip(txns, narratives, strict=True) if n]
+        if written:
+            session.execute(_INSERT_NARRATIVE, written)
     by_leg = {}
     for row, txn in zip(income, txns):
         by_leg[row["leg"]] = txn.id
@@ -433,6 +442,9 @@ def available_amount(session: Session, transaction: Transaction) -> int:
     return transaction.amount - moved_out(session, transaction.id) - reserved(session, transaction.id)
 
 
+_INSERT_NARRATIVE = insert(TransactionNarrative.__table__)
+
+
 def record_income(session: Session, *, group: PostingGroup, fund_code: str,
                   account_reference: str | None, amount: int, payment_method_code: str,
                   transaction_date: date, narrative: str | None = None,
@@ -441,7 +453,8 @@ def record_income(session: Session, *, group: PostingGroup, fund_code: str,
                   source_transaction_id: int | None = None,
                   vat_amount: int | None = None) -> Transaction:
     """Record one line of income posted in group; links the group's matching credit line to it.
-    Its receipt number and import are its group's (searches find them through the group)."""
+    Its receipt number and import are its group's (searches find them through the group). A
+    narrative goes to transaction_narrative (erasable), not into the append-only row."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise ValidationError("Income amount must be more than zero.", {"amount": ["Must be more than zero."]})
     if vat_amount is None:
@@ -454,13 +467,18 @@ def record_income(session: Session, *, group: PostingGroup, fund_code: str,
     txn = Transaction(receipt_number=group.number, fund_code=fund_code,
                       account_reference=account_reference, amount=amount, vat_code=vat_code,
                       vat_amount=vat_amount, payment_method_code=payment_method_code,
-                      narrative=narrative, transaction_date=transaction_date,
+                      transaction_date=transaction_date,
                       external_reference=external_reference,
                       office_code=office_code if office_code is not None else group.office_code,
                       created_by=created_by, import_id=group.import_id,
                       posting_group_id=group.id, source_transaction_id=source_transaction_id)
     session.add(txn)
     session.flush()
+    narrative = narrative or None
+    if narrative:
+        session.execute(_INSERT_NARRATIVE, {"transaction_id": txn.id, "narrative": narrative,
+                                             "fund_code": fund_code})
+    set_committed_value(txn, "narrative", narrative)  # known: no query to read it back
     ref_match = (LedgerLine.account_reference.is_(None) if account_reference is None
                  else LedgerLine.account_reference == account_reference)
     line_id = session.scalar(select(LedgerLine.id).where(

@@ -5,9 +5,10 @@ Each kind of record (KINDS) keeps its personal values for a number of years afte
 financial year (1 April–31 March) it is dated in: the setting ``retention_years_<kind>``, six by
 default. `ims tick` (and an Administrator, from the retention page or the API) anonymises what is
 due: the personal values are erased (the record's columns set to NULL, an account holder's name
-to ANONYMISED_NAME, the audit trail's personal values in ``personal_data`` erased), while
-amounts, references, dates and the ledger stay as they are. One audit event records that it
-happened, with counts per kind and no personal data.
+to ANONYMISED_NAME, a payment's narrative deleted from ``transaction_narrative``, the audit
+trail's personal values in ``personal_data`` erased), while amounts, references, dates and the
+ledger stay as they are: nothing updates an income row (append-only, with no exception). One
+audit event records that it happened, with counts per kind and no personal data.
 
 Records matching a legal hold in force (an account reference, or a person's name) are skipped.
 """
@@ -20,7 +21,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from sqlalchemy import Boolean, and_, false, func, or_, select, update
+from sqlalchemy import Boolean, and_, delete, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.errors import NotFound, ValidationError
@@ -28,7 +29,7 @@ from app.domain.i18n import N_
 from app.models.accounts import AccountSyncChange
 from app.models.audit import AuditEvent
 from app.models.card_payment import FINAL_STATUSES, CardPayment, PaymentRequest
-from app.models.ledger import Transaction
+from app.models.ledger import Transaction, TransactionNarrative
 from app.models.personal import HOLD_MATCHES, LegalHold
 from app.models.reference import AccountHolder, Setting
 from app.models.refund import Refund
@@ -54,7 +55,8 @@ class Kind:
     #: the date the retention period runs from (a date or a moment)
     date_col: object
     reference_col: object
-    #: columns holding personal values, and what anonymising sets them to
+    #: columns holding personal values, and what anonymising sets them to (an income
+    #: transaction's narrative is not a column of its row: see NARRATIVE)
     personal: dict
     #: the audit entity whose personal_data rows are erased with the record (None: none)
     audit_entity: str | None = None
@@ -62,10 +64,18 @@ class Kind:
     only: object = None
 
     def has_personal(self):
+        if self.key == "transaction":
+            return exists(select(NARRATIVE.transaction_id).where(
+                NARRATIVE.transaction_id == Transaction.id))
         cols = [getattr(self.model, c) for c in self.personal]
         if self.key == "account_holder":
             return self.model.name != ANONYMISED_NAME
         return or_(*[c.is_not(None) for c in cols])
+
+
+#: an income transaction's narrative, kept in a table of its own: anonymising deletes the row
+#: (the income row is append-only; the ledger and the audit chain never held the narrative)
+NARRATIVE = TransactionNarrative
 
 
 KINDS: dict[str, Kind] = {k.key: k for k in (
@@ -164,6 +174,9 @@ def _matches_reference(kind: Kind, reference: str):
 
 
 def _matches_person(kind: Kind, name: str):
+    if kind.key == "transaction":
+        return exists(select(NARRATIVE.transaction_id).where(
+            NARRATIVE.transaction_id == Transaction.id, _contains(NARRATIVE.narrative, name)))
     cols = [getattr(kind.model, c) for c in kind.personal if c not in ("phonetic_key",
                                                                        "sort_code",
                                                                        "account_number")]
@@ -350,6 +363,11 @@ def run(session: Session, *, actor: str, today: dt.date | None = None, dry_run: 
         ids = list(session.scalars(select(m.id).where(where).order_by(m.id).limit(batch)))
         for n in range(0, len(ids), 500):
             chunk = ids[n:n + 500]
+            if kind.key == "transaction":  # the narrative's row goes; the income row stays
+                nt = NARRATIVE.__table__
+                st.anonymised += session.execute(delete(nt).where(
+                    nt.c.transaction_id.in_(chunk))).rowcount or 0
+                continue
             st.anonymised += session.execute(
                 update(m.__table__).where(m.__table__.c.id.in_(chunk), kind.has_personal())
                 .values(**kind.personal)).rowcount or 0
@@ -439,7 +457,8 @@ def subject_access(session: Session, query: str) -> SubjectAccess:
     refs = {h.account_reference for h in holders} | {ref}
 
     txns = list(session.scalars(select(Transaction).where(or_(
-        Transaction.account_reference.in_(refs), _contains(Transaction.narrative, q)))
+        Transaction.account_reference.in_(refs), Transaction.id.in_(
+            select(NARRATIVE.transaction_id).where(_contains(NARRATIVE.narrative, q)))))
         .order_by(Transaction.id).limit(LIMIT)))
     s["transactions"] = [{
         "id": t.id, "receipt": t.receipt_number or "", "date": t.transaction_date.isoformat(),

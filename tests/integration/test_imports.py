@@ -45,6 +45,39 @@ def _ctax_refs(session, n):
     return [make_reference(v, rng) for _ in range(n)]
 
 
+def test_narratives_are_written_apart_each_to_its_own_row(app, session, fund):
+    """A posted row's narrative goes to transaction_narrative (erasable), matched to its own
+    transaction also when suspense rows and rows without a narrative are among them; a row
+    without a narrative has no narrative row; suspense items keep theirs."""
+    from app.models.ledger import TransactionNarrative
+
+    tag = unique("N", 7)
+    lines = ["transaction_date,account_reference,amount,narrative,fund_code"]
+    for i in range(40):
+        if i % 5 == 3:  # no fund: to suspense
+            lines.append(f"2026-01-05,{tag}U{i},1.{i:02d},held {i},")
+        elif i % 3 == 0:
+            lines.append(f"2026-01-05,{tag}R{i},2.{i:02d},,{fund}")
+        else:
+            lines.append(f"2026-01-05,{tag}R{i},2.{i:02d},paid {tag}R{i},{fund}")
+    batch = _receive(app, session, "\n".join(lines) + "\n")
+    batch = svc.process_import(session, batch.id, actor="clerk")
+    assert batch.status == "succeeded", batch.errors_json
+    assert (batch.rows_posted, batch.rows_suspense) == (32, 8)
+    txs = session.scalars(select(Transaction).where(Transaction.of_import(batch.id))).all()
+    with_narrative = {t.id for t in txs if int(t.account_reference[len(tag) + 1:]) % 3}
+    assert len(with_narrative) == 21
+    for t in txs:
+        assert t.narrative == (f"paid {t.account_reference}" if t.id in with_narrative else None)
+    kept = dict(session.execute(select(TransactionNarrative.transaction_id,
+                                       TransactionNarrative.fund_code).where(
+        TransactionNarrative.transaction_id.in_([t.id for t in txs]))).all())
+    assert set(kept) == with_narrative
+    assert set(kept.values()) == {fund}  # each with its transaction's fund
+    items = session.scalars(select(SuspenseItem).where(SuspenseItem.import_id == batch.id)).all()
+    assert sorted(i.narrative for i in items) == sorted(f"held {i}" for i in range(3, 40, 5))
+
+
 def test_posts_rows_and_sends_unmatched_to_suspense(app, session, fund):
     tag = unique("Z", 7)
     refs = _ctax_refs(session, 1)

@@ -174,10 +174,15 @@ def test_ledger_references_are_checked_per_statement_on_postgres(session):
     transaction or group that does not exist, are refused; TRUNCATE is refused too."""
     if session.get_bind().dialect.name != "postgresql":
         pytest.skip("the reference triggers are PostgreSQL only")
-    fks = {fk["name"] for table in ("ledger_line", "income_transaction")
+    fks = {fk["name"] for table in ("ledger_line", "income_transaction", "transaction_narrative")
            for fk in inspect(session.connection()).get_foreign_keys(table)}
     assert not fks & {"ledger_line_group_id_fkey", "ledger_line_transaction_id_fkey",
-                      "income_transaction_posting_group_id_fkey"}
+                      "income_transaction_posting_group_id_fkey",
+                      "transaction_narrative_transaction_id_fkey"}
+    with pytest.raises(IntegrityError, match="transaction 987654321, which does not exist"):
+        session.execute(text("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
+                             "VALUES (987654321, 'nobody', 'HRA')"))
+    session.rollback()
     missing = session.scalar(select(func.max(PostingGroup.id))) + 1000
     lines = LedgerLine.__table__.insert()
     with pytest.raises(IntegrityError, match=f"posting group {missing}, which does not exist"):

@@ -86,3 +86,63 @@ def test_every_revision_has_a_message():
             text = open(os.path.join(versions, name), encoding="utf-8").read()
             first = text.splitlines()[0].strip('"')
             assert first and first != "empty message", name
+
+
+def test_narratives_move_out_of_the_income_rows_and_back(empty_database_url):
+    """0025: income_transaction.narrative moves to transaction_narrative (a row per non-empty
+    narrative) and income rows become strictly append-only; the downgrade puts the narratives
+    back in the column, with the guard that lets retention erase one."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
+    url = empty_database_url
+    up = _flask(url, "db", "upgrade", "0020_fund_groups")
+    assert up.returncode == 0, up.stderr[-3000:]
+    engine = create_engine(url)
+    insert = text("INSERT INTO income_transaction (id, receipt_number, fund_code, amount, "
+                  "vat_amount, payment_method_code, narrative, transaction_date, created_by, "
+                  "created_at, posting_group_id) VALUES (:i, 'RMIG1', 'HRA', 100, 0, 'CHQ', :n, "
+                  "'2026-01-05', 'test', CURRENT_TIMESTAMP, 1)")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO posting_group (id, kind, number, created_at, created_by) "
+                          "VALUES (1, 'receipt', 'RMIG1', CURRENT_TIMESTAMP, 'test')"))
+        for i, narrative in ((1, "Paid by Siân Migration"), (2, None), (3, "")):
+            conn.execute(insert, {"i": i, "n": narrative})
+    try:
+        up = _flask(url, "db", "upgrade")
+        assert up.returncode == 0, up.stderr[-3000:]
+        assert "narrative" not in {c["name"] for c in inspect(engine).get_columns(
+            "income_transaction")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT transaction_id, narrative, fund_code "
+                                     "FROM transaction_narrative ORDER BY transaction_id")
+                                ).all() == [(1, "Paid by Siân Migration", "HRA")]
+            for stmt in ("UPDATE income_transaction SET external_reference = NULL WHERE id = 1",
+                         "DELETE FROM income_transaction WHERE id = 1"):
+                with pytest.raises(DatabaseError, match="append-only"):
+                    conn.execute(text(stmt))
+                conn.rollback()
+            with pytest.raises(DatabaseError, match="never changed"):
+                conn.execute(text("UPDATE transaction_narrative SET narrative = 'x'"))
+            conn.rollback()
+        check = _flask(url, "db", "check")
+        assert check.returncode == 0, (check.stdout + check.stderr)[-3000:]
+
+        down = _flask(url, "db", "downgrade", "0020_fund_groups")
+        assert down.returncode == 0, down.stderr[-3000:]
+        assert "transaction_narrative" not in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT id, narrative FROM income_transaction ORDER BY id")
+                                ).all() == [(1, "Paid by Siân Migration"), (2, None), (3, None)]
+            with pytest.raises(DatabaseError, match="append-only"):
+                conn.execute(text("UPDATE income_transaction SET amount = 5 WHERE id = 1"))
+            conn.rollback()
+            # 0019's guard again: erasing a narrative is the one change allowed
+            conn.execute(text("UPDATE income_transaction SET narrative = NULL WHERE id = 1"))
+            conn.commit()
+        up = _flask(url, "db", "upgrade")
+        assert up.returncode == 0, up.stderr[-3000:]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM transaction_narrative")).scalar() == 0
+    finally:
+        engine.dispose()

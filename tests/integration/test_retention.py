@@ -64,17 +64,54 @@ def test_audited_personal_values_are_tokens_of_an_erasable_table(session):
     assert not P.check(session)
 
 
-def test_income_rows_stay_append_only_except_erasing_the_narrative(session):
-    seed_past_retention(session)
-    txn = session.scalar(select(Transaction).order_by(Transaction.id.desc()))
+def test_income_rows_are_strictly_append_only_and_narratives_kept_apart(session):
+    """No UPDATE at all of an income row (not even erasing a text column: the narrative, which
+    may hold a name, is not in the row); a narrative is kept in transaction_narrative, only for
+    a transaction that has one and exists, and is never changed there (only deleted)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import IntegrityError
+
+    from app.models.ledger import TransactionNarrative
+    from app.services.receipts import post_receipt
+
+    assert "narrative" not in {c["name"] for c in inspect(session.connection())
+                               .get_columns("income_transaction")}
+    ref = unique("HRA")[:10]
+    result = post_receipt(session, [
+        {"fund_code": "HRA", "account_reference": ref, "amount": 1_100, "vat_code": None,
+         "narrative": f"Paid by Eirlys {ref}"},
+        {"fund_code": "HRA", "account_reference": ref, "amount": 1_200, "vat_code": None,
+         "narrative": None},
+        {"fund_code": "HRA", "account_reference": ref, "amount": 1_300, "vat_code": None,
+         "narrative": ""}], payment_method_code="CHQ", actor="cashier",
+        transaction_date=dt.date.today(), office_code="CIVIC", method_kind="cheque")
+    session.commit()
+    ids = [t.id for t in result.transactions]
+    kept = dict(session.execute(select(TransactionNarrative.transaction_id,
+                                       TransactionNarrative.narrative)
+                                .where(TransactionNarrative.transaction_id.in_(ids))).all())
+    assert kept == {ids[0]: f"Paid by Eirlys {ref}"}
+    session.expire_all()
+    assert [session.get(Transaction, i).narrative for i in ids] == [
+        f"Paid by Eirlys {ref}", None, None]
     for stmt in ("UPDATE income_transaction SET amount = amount + 1 WHERE id = :id",
-                 "UPDATE income_transaction SET narrative = 'changed' WHERE id = :id",
-                 "UPDATE income_transaction SET narrative = NULL, account_reference = 'X' "
-                 "WHERE id = :id",
+                 "UPDATE income_transaction SET external_reference = NULL WHERE id = :id",
+                 "UPDATE income_transaction SET account_reference = NULL WHERE id = :id",
+                 "UPDATE income_transaction SET office_code = office_code WHERE id = :id",
                  "DELETE FROM income_transaction WHERE id = :id"):
         with pytest.raises(Exception, match="append-only"):
-            session.execute(text(stmt), {"id": txn.id})
+            session.execute(text(stmt), {"id": ids[0]})
         session.rollback()
+    with pytest.raises(Exception, match="never changed"):
+        session.execute(text("UPDATE transaction_narrative SET narrative = 'changed' "
+                             "WHERE transaction_id = :id"), {"id": ids[0]})
+    session.rollback()
+    missing = session.scalar(select(func.max(Transaction.id))) + 1000
+    with pytest.raises(IntegrityError):
+        session.execute(text("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
+                             "VALUES (:id, 'nobody', 'HRA')"), {"id": missing})
+        session.flush()
+    session.rollback()
 
 
 def _ledger_sums(session):
@@ -124,6 +161,8 @@ def test_anonymisation_of_demo_records_past_retention_with_a_legal_hold(session)
     assert dry.due == plan.due
     assert session.get(Transaction, txns[f"Paid by {GWEN}"].id).narrative  # nothing done
     ledger_before = _ledger_sums(session)
+    it = Transaction.__table__
+    rows_before = session.execute(select(it).where(it.c.id.in_(before)).order_by(it.c.id)).all()
     last_event = session.scalar(select(func.max(AuditEvent.id)))
 
     result = R.run(session, actor="admin", today=TODAY)
@@ -136,6 +175,13 @@ def test_anonymisation_of_demo_records_past_retention_with_a_legal_hold(session)
         assert (t.amount, t.account_reference, t.receipt_number, t.transaction_date) == kept
         assert t.narrative == (f"Paid by {IDRIS}" if tid == idris_txn.id else None)
     assert _ledger_sums(session) == ledger_before == (0, 0)
+    # the income rows, every column, exactly as they were (erasing deleted narrative rows only)
+    assert session.execute(select(it).where(it.c.id.in_(before)).order_by(it.c.id)
+                           ).all() == rows_before
+    from app.models.ledger import TransactionNarrative
+
+    assert set(session.scalars(select(TransactionNarrative.transaction_id).where(
+        TransactionNarrative.transaction_id.in_(before)))) == {idris_txn.id}
     holder = session.get(AccountHolder, holder.id)
     assert (holder.name, holder.address, holder.postcode) == (R.ANONYMISED_NAME, None, None)
     assert holder.account_reference == "HRA9000001"

@@ -94,6 +94,37 @@ def test_search_and_pages_show_the_groups_funds_only(client, two):
     assert two["A"]["code"] in form and two["B"]["code"] not in form and "CTAX" not in form
 
 
+def test_narrative_search_counts_the_groups_funds_only(api, session, two):
+    """A search by narrative alone is counted from the narratives (app/services/search.py
+    _count): a user of one group counts only the matches in its funds."""
+    from app.services import ledger as L
+
+    word = unique("Nscope", 12)
+    for side in ("A", "B"):
+        group = L.post_group(session, "receipt", [L.Leg(L.BANK, 700),
+                                                  L.Leg(L.FUND, -700, two[side]["code"], "ZN")],
+                             actor="cashier")
+        L.record_income(session, group=group, fund_code=two[side]["code"],
+                        account_reference="ZN", amount=700, payment_method_code="CARD",
+                        transaction_date=dt.date.today(), narrative=f"Paid {word} {side}",
+                        created_by="cashier")
+    session.commit()
+    from sqlalchemy import select
+
+    from app.models.ledger import Transaction, TransactionNarrative as N
+
+    # each narrative keeps its transaction's fund (the scoped search filters on that copy)
+    assert set(session.execute(select(N.narrative, N.fund_code, Transaction.fund_code).join(
+        Transaction, Transaction.id == N.transaction_id).where(N.narrative.like(f"%{word}%")))
+               ) == {(f"Paid {word} {side}", two[side]["code"], two[side]["code"])
+                     for side in ("A", "B")}
+    mine = api(two["clerk"]).get(f"/api/v1/transactions/?narrative={word.lower()}").json
+    assert mine["count"] == 1 and [t["fund_code"] for t in mine["result"]] == [two["A"]["code"]]
+    everyone = api("clerk").get(f"/api/v1/transactions/?narrative={word}").json
+    assert everyone["count"] == 2 and len(everyone["result"]) == 2
+    assert {t["narrative"] for t in everyone["result"]} == {f"Paid {word} A", f"Paid {word} B"}
+
+
 def test_tampered_fund_ids_are_404_and_save_nothing(client, api, session, two):
     a, b = two["A"], two["B"]
     before = session.scalar(select(func.count(Transaction.id)).where(Transaction.fund_code == b["code"]))

@@ -295,7 +295,7 @@ def test_api_bodies_naming_another_groups_fund_are_404(client, api, session, gap
 
 
 def test_upgrade_gives_existing_notifications_their_records_funds(app, session, gaps):
-    """Migration 0021's backfill: a notification from before it, linking to another group's
+    """Migration 0023's backfill: a notification from before it, linking to another group's
     refund, gets that refund's fund and is no longer shown to the group's user."""
     import importlib.util
     import pathlib

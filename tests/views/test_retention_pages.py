@@ -63,7 +63,7 @@ def test_pages_and_api_by_role_then_anonymise_from_the_page(session, as_user, ap
     assert page.status_code == 200 and b"retention-due" in page.data
     dry = client.post("/retention/dry-run")
     assert dry.status_code == 200 and b"retention-dry-run" in dry.data
-    assert session.scalar(select(Transaction.narrative).where(
+    assert session.scalar(select(Transaction.narrative).select_from(Transaction).where(
         Transaction.narrative == f"Paid by {GWEN}")) is not None
 
     # API: bad input, a hold, a dry run

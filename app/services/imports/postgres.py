@@ -22,7 +22,8 @@ WRITERS = 2
 # (a new database's first big import): statistics of near-empty tables would lead the look-ups
 # into full scans. Larger tables are left to autovacuum.
 _ANALYZE_BELOW = 50_000
-_ANALYZE = text("ANALYZE posting_group, ledger_line, income_transaction, suspense_item")
+_ANALYZE = text("ANALYZE posting_group, ledger_line, income_transaction, transaction_narrative, "
+                "suspense_item")
 _LEDGER_SIZE = text("SELECT reltuples FROM pg_class WHERE oid = 'ledger_line'::regclass")
 
 
@@ -57,7 +58,8 @@ _PG_STAGE = """
 # One statement writes the chunk from the staged rows: posting groups (ids from the table's own
 # sequence, in file order: posted rows, then suspense), receipts Dr BANK / Cr FUND with one
 # income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each
-# (an agent's file debits AGENT_CLEARING instead of BANK: clearing.import_debit).
+# (an agent's file debits AGENT_CLEARING instead of BANK: clearing.import_debit). A posted
+# row's narrative goes to transaction_narrative (erasable), not into its income row.
 _PG_POST = """
     WITH g AS (
         INSERT INTO posting_group (kind, number, created_at, created_by, office_code, import_id,
@@ -73,13 +75,17 @@ _PG_POST = """
         SELECT s.*, g.id AS group_id FROM ims_import_row s JOIN g ON g.number = s.number
     ), t AS (
         INSERT INTO income_transaction (receipt_number, fund_code, account_reference, amount,
-            vat_code, vat_amount, payment_method_code, narrative, transaction_date,
+            vat_code, vat_amount, payment_method_code, transaction_date,
             external_reference, office_code, created_by, created_at, import_id, posting_group_id)
         SELECT number, fund_code, account_reference, amount, vat_code, vat_amount,
-               payment_method_code, narrative, transaction_date, external_reference,
+               payment_method_code, transaction_date, external_reference,
                %(office)s, %(actor)s, %(now)s, %(bid)s, group_id
         FROM r WHERE NOT held ORDER BY line
         RETURNING id, posting_group_id
+    ), n AS (
+        INSERT INTO transaction_narrative (transaction_id, narrative, fund_code)
+        SELECT t.id, r.narrative, r.fund_code FROM t JOIN r ON r.group_id = t.posting_group_id
+        WHERE r.narrative IS NOT NULL ORDER BY t.id
     ), si AS (
         INSERT INTO suspense_item (amount, reference_text, narrative, reason, fund_code,
             transaction_date, import_id, line_number, posting_group_id, status, created_at)

@@ -28,16 +28,17 @@ def after_first_chunk(ws) -> None:
     """Nothing to do (PostgreSQL refreshes its planner statistics here)."""
 
 
-def stage(session: Session, rows) -> tuple[list, list, list]:
-    """The staged rows as the flat VALUES lists of _GROUPS, _TX and _SUSPENSE (one value per
-    placeholder), seq being the row's place in the chunk. Dates as SQLite keeps them (text),
-    converted once per date."""
+def stage(session: Session, rows) -> tuple[list, list, list, list]:
+    """The staged rows as the flat VALUES lists of _GROUPS, _TX, _SUSPENSE and _NARRATIVES (one
+    value per placeholder), seq being the row's place in the chunk. Dates as SQLite keeps them
+    (text), converted once per date."""
     to_text = Transaction.__table__.c.transaction_date.type._cached_bind_processor(
         session.get_bind().dialect) or (lambda v: v)
     dates: dict = {}
     groups: list = []
     txs: list = []
     held: list = []
+    narratives: list = []
     for seq, (line, is_held, number, fund, ref, amount, vat_code, vat, method, narrative, d,
               ext, ref_text, reason) in enumerate(rows):
         sd = dates.get(d)
@@ -48,8 +49,10 @@ def stage(session: Session, rows) -> tuple[list, list, list]:
             held += (seq, amount, ref_text, narrative, reason, fund, sd, line)
         else:
             groups += (seq, "import", number, d)
-            txs += (seq, number, fund, ref, amount, vat_code, vat, method, narrative, sd, ext)
-    return groups, txs, held
+            txs += (seq, number, fund, ref, amount, vat_code, vat, method, sd, ext)
+            if narrative:
+                narratives += (seq, narrative, fund)  # the transaction's fund
+    return groups, txs, held, narratives
 
 
 # The same postings as the PostgreSQL writer's: multi-row VALUES (bound in C, one step, so one
@@ -59,12 +62,16 @@ def stage(session: Session, rows) -> tuple[list, list, list]:
 _GROUPS = (4, "INSERT INTO posting_group (id, kind, number, created_at, created_by, "
               "office_code, import_id, accounting_date) SELECT ? + column1, column2, column3, "
               "?, ?, ?, ?, column4 FROM (VALUES {})")
-_TX = (11, "INSERT INTO income_transaction (id, posting_group_id, receipt_number, "
+_TX = (10, "INSERT INTO income_transaction (id, posting_group_id, receipt_number, "
            "fund_code, account_reference, amount, vat_code, vat_amount, "
-           "payment_method_code, narrative, transaction_date, external_reference, "
+           "payment_method_code, transaction_date, external_reference, "
            "office_code, created_by, created_at, import_id) "
            "SELECT ? + column1, ? + column1, column2, column3, column4, column5, column6, "
-           "column7, column8, column9, column10, column11, ?, ?, ?, ? FROM (VALUES {})")
+           "column7, column8, column9, column10, ?, ?, ?, ? FROM (VALUES {})")
+# a posted row's narrative (erasable, out of the append-only income row), when it has one,
+# with its transaction's fund (for the scoped search)
+_NARRATIVES = (3, "INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
+                  "SELECT ? + column1, column2, column3 FROM (VALUES {})")
 _SUSPENSE = (8, "INSERT INTO suspense_item (id, posting_group_id, amount, reference_text, "
                 "narrative, reason, fund_code, transaction_date, line_number, import_id, "
                 "status, created_at) SELECT ? + column1, ? + column1, column2, column3, "
@@ -109,6 +116,8 @@ def _insert_values(cur, statement: tuple[int, str], values: list, consts: tuple)
     """Run a multi-row VALUES insert over ``values`` (``width`` values a row), in statements of
     one size: as many rows as SQLite's limit on bound parameters allows, at most
     ROWS_PER_STATEMENT."""
+    if not values:  # e.g. a chunk without narratives
+        return
     width, sql = statement
     getlimit = getattr(cur.connection, "getlimit", None)  # Python 3.11+
     limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit else 999
@@ -129,7 +138,7 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     conn = session.connection()
     stamp = Transaction.__table__.c.created_at.type._cached_bind_processor(conn.dialect)
     now = stamp(now) if stamp else now
-    groups, txs, held = staged.rows
+    groups, txs, held, narratives = staged.rows
     # Bank (the statement's account's dimension), or Agent clearing for an agent's file
     debit = import_debit(batch.import_type, batch.bank_reference)
     n_posted = staged.counts[0]
@@ -151,6 +160,7 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
         groups[3::4] = [texts[d] for d in groups[3::4]]
         _insert_values(cur, _GROUPS, groups, (gbase, now, actor, office, batch.id))
         _insert_values(cur, _TX, txs, (tbase, gbase, office, actor, now, batch.id))
+        _insert_values(cur, _NARRATIVES, narratives, (tbase,))
         _insert_values(cur, _SUSPENSE, held, (sbase - n_posted, gbase, batch.id, now))
         if n_posted:
             ids = (tbase, tbase + n_posted - 1)

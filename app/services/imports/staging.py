@@ -25,7 +25,7 @@ class BatchInfo:
 class Staged:
     """A chunk ready to write: its rows in the form its database's writer takes (tuples as
     STAGE_COLUMNS for PostgreSQL's COPY; flat VALUES lists for SQLite), posted rows first."""
-    rows: list[tuple] | tuple[list, list, list]
+    rows: list[tuple] | tuple[list, list, list, list]
     n: int
     first_line: int
     last_line: int
