@@ -123,7 +123,8 @@ class AccountSyncRow(Model):
     ever read all together, joined by hash)."""
 
     __tablename__ = "account_sync_row"
-    __table_args__ = (Index("ix_account_sync_row_sync", "sync_id"),)
+    # (sync_id, account_reference): SQLite finds the accounts missing from a file through it
+    __table_args__ = (Index("ix_account_sync_row_sync_ref", "sync_id", "account_reference"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     sync_id: Mapped[int] = mapped_column(Integer, nullable=False)
