@@ -316,15 +316,11 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
         for r in rows:
             r["posting_group_id"] = group.id
         ids = session.execute(_INSERT_INCOME, rows).scalars().all()
-        for r, new_id, narrative in zip(rows, ids, narratives, strict=True):
+        for r, new_id in zip(rows, ids, strict=True):
             txn = Transaction(id=new_id, **r)
             _attach(session, txn)
-            set_committed_value(txn, "narrative", narrative)  # known: no query to read it back
             txns.append(txn)
-        written = [{"transaction_id": t.id, "narrative": n, "fund_code": t.fund_code}
-                   for t, n in zip(txns, narratives, strict=True) if n]
-        if written:
-            session.execute(_INSERT_NARRATIVE, written)
+        _write_narratives(session, txns, narratives)
     by_leg = {}
     for row, txn in zip(income, txns):
         by_leg[row["leg"]] = txn.id
@@ -445,6 +441,20 @@ def available_amount(session: Session, transaction: Transaction) -> int:
 _INSERT_NARRATIVE = insert(TransactionNarrative.__table__)
 
 
+def _write_narratives(session: Session, txns: list[Transaction], narratives: list) -> None:
+    """Each transaction's narrative (None or empty: none) into transaction_narrative, erasable,
+    not into the append-only row, in one statement; the objects know theirs without a query."""
+    rows = []
+    for txn, narrative in zip(txns, narratives, strict=True):
+        narrative = narrative or None
+        set_committed_value(txn, "narrative", narrative)
+        if narrative:
+            rows.append({"transaction_id": txn.id, "narrative": narrative,
+                         "fund_code": txn.fund_code})
+    if rows:
+        session.execute(_INSERT_NARRATIVE, rows)
+
+
 def record_income(session: Session, *, group: PostingGroup, fund_code: str,
                   account_reference: str | None, amount: int, payment_method_code: str,
                   transaction_date: date, narrative: str | None = None,
@@ -474,11 +484,7 @@ def record_income(session: Session, *, group: PostingGroup, fund_code: str,
                       posting_group_id=group.id, source_transaction_id=source_transaction_id)
     session.add(txn)
     session.flush()
-    narrative = narrative or None
-    if narrative:
-        session.execute(_INSERT_NARRATIVE, {"transaction_id": txn.id, "narrative": narrative,
-                                             "fund_code": fund_code})
-    set_committed_value(txn, "narrative", narrative)  # known: no query to read it back
+    _write_narratives(session, [txn], [narrative])
     ref_match = (LedgerLine.account_reference.is_(None) if account_reference is None
                  else LedgerLine.account_reference == account_reference)
     line_id = session.scalar(select(LedgerLine.id).where(
