@@ -67,13 +67,19 @@ def receipt():
         for line, amount in zip(lines, amounts):
             cur.execute(
                 "INSERT INTO income_transaction (receipt_number, fund_code, account_reference, "
-                "amount, vat_code, vat_amount, payment_method_code, narrative, transaction_date, "
+                "amount, vat_code, vat_amount, payment_method_code, transaction_date, "
                 "office_code, created_by, created_at, posting_group_id) VALUES "
-                "(%s, %s, %s, %s, NULL, 0, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                "(%s, %s, %s, %s, NULL, 0, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (number, line["fund_code"], line["account_reference"], amount,
-                 body["payment_method_code"], line.get("narrative"), now.date(),
+                 body["payment_method_code"], now.date(),
                  body.get("office_code"), actor, now, gid))
             tids.append(cur.fetchone()[0])
+        # narratives live in their own erasable table (as the IMS writes them)
+        narratives = [(tid, line["narrative"], line["fund_code"])
+                      for tid, line in zip(tids, lines) if line.get("narrative")]
+        if narratives:
+            cur.executemany("INSERT INTO transaction_narrative (transaction_id, narrative, "
+                            "fund_code) VALUES (%s, %s, %s)", narratives)
         rows = [(gid, "BANK", None, None, total, None)] + [
             (gid, "FUND", line["fund_code"], line["account_reference"], -amount, tid)
             for line, amount, tid in zip(lines, amounts, tids)]

@@ -237,13 +237,22 @@ def main() -> None:
     ims = results["IMS  POST /api/v1/receipts"]["per_s"]
     base_rate = results["baseline (Flask + JWT + psycopg)"]["per_s"]
     ratio = base_rate / ims if ims else float("inf")
-    print(f"  baseline / IMS: {ratio:.2f}x  [{'OK' if ratio <= 3 else 'over'} vs 3x]  "
+    # A side that answered anything but 201, or lost or doubled a receipt, measured something
+    # else: no ratio is claimed from it.
+    failed = [name for name in ("IMS  POST /api/v1/receipts", "baseline (Flask + JWT + psycopg)")
+              if set(results[name]["statuses"]) != {201}
+              or results[name]["in_db"] != results[name]["ok"]]
+    verdict = ("INVALID: errors from " + ", ".join(n.split("(")[0].strip() for n in failed)
+               if failed else "OK" if ratio <= 3 else "over")
+    print(f"  baseline / IMS: {ratio:.2f}x  [{verdict} vs 3x]  "
           f"({args.workers} gunicorn workers, {args.clients} clients, {args.seconds:.0f} s each)")
     ims_r, base_r = results["IMS  POST /api/v1/receipts"], results["baseline (Flask + JWT + psycopg)"]
     ims_cpu, base_cpu = ims_r["cpu_app"] + ims_r["cpu_db"], base_r["cpu_app"] + base_r["cpu_db"]
     print(f"  CPU per receipt, server + database: IMS {ims_cpu:.2f} ms, baseline {base_cpu:.2f} ms: "
           f"{ims_cpu / base_cpu if base_cpu else float('inf'):.2f}x (the clients' own CPU not "
           f"counted; steadier than the rates on a shared machine)")
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
