@@ -150,6 +150,8 @@ class Config:
     IMS_BACS_ORIGINATOR_ACCOUNT = os.environ.get("IMS_BACS_ORIGINATOR_ACCOUNT", "12345678")
     IMS_BACS_ORIGINATOR_NAME = os.environ.get("IMS_BACS_ORIGINATOR_NAME", "")
     IMS_WORKER_INTERVAL = int(os.environ.get("IMS_WORKER_INTERVAL", "30"))
+    # Between ticks the worker links newly written audit events into the chain this often (s).
+    IMS_AUDIT_CHAIN_INTERVAL = float(os.environ.get("IMS_AUDIT_CHAIN_INTERVAL", "2"))
     # GL export batches run by `ims tick`: daily (up to yesterday), monthly (up to the end of
     # last month) or off; in this layout (app/services/gl_layouts.py)
     GL_EXPORT_SCHEDULE = os.environ.get("GL_EXPORT_SCHEDULE", "daily")

@@ -86,6 +86,9 @@ def audit_verify(logs: tuple[str, ...]) -> None:
     for path in logs:
         with open(path, encoding="utf-8", errors="replace") as fh:
             logged += audit.logged_checkpoints(fh)
+    chained = audit.chain_pending(db.session)
+    if chained.linked:
+        click.echo(f"{chained.linked} events linked into the chain")
     result = audit.verify_chain(db.session, logged=logged)
     click.echo(result.message)
     if not result.valid:
@@ -98,8 +101,8 @@ def audit_verify(logs: tuple[str, ...]) -> None:
         click.echo(f"personal values altered since the audit trail recorded them (their digest "
                    f"no longer matches): personal_data {', '.join(map(str, altered[:20]))}")
         sys.exit(1)
-    if result.events:
-        cp = audit.write_checkpoint(db.session, result.events, result.last_event_id,
+    if result.linked:
+        cp = audit.write_checkpoint(db.session, result.linked, result.last_event_id,
                                     result.head_hash)
         click.echo(f"checkpoint {cp.id} signed: {cp.events} events to event {cp.last_event_id}")
 
@@ -248,7 +251,29 @@ def worker(interval: int | None, once: bool) -> None:
             click.echo(line)
         if once:
             return
-        time.sleep(interval)
+        _link_audit_events_until(time.monotonic() + interval)
+
+
+def _link_audit_events_until(deadline: float) -> None:
+    """Between ticks: link the audit events requests wrote into the chain every
+    IMS_AUDIT_CHAIN_INTERVAL seconds, so an event waits seconds, not a tick, to be chained."""
+    import logging
+
+    from app.extensions import db
+    from app.services import audit
+
+    every = current_app.config["IMS_AUDIT_CHAIN_INTERVAL"]
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(every, left))
+        if every >= left:
+            return
+        try:
+            audit.chain_pending(db.session)
+        except Exception:  # noqa: BLE001 - the worker goes on; the next round tries again
+            db.session.rollback()
+            logging.getLogger(__name__).exception("audit chaining failed")
+        finally:
+            db.session.remove()
 
 
 @ims_cli.command("import")

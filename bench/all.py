@@ -30,7 +30,7 @@ QUICK = {"search": ["--rows", "20000", "--runs", "20"], "pages": ["--rows", "200
          "portal": ["--checkouts", "50"], "gl_export": ["--lines", "20000"],
          "reports": ["--rows", "20000", "--runs", "2"], "accounts": ["--rows", "20000"],
          "reconcile": ["--lines", "2000", "--items", "10000"]}
-SUMMARY = re.compile(r"\[(OK|SLOW|over)[^\]]*\]|target|baseline|ratio|receipts/s|rows/s", re.I)
+SUMMARY = re.compile(r"\[(OK|SLOW|over|INVALID)[^\]]*\]|target|baseline|ratio|receipts/s|rows/s", re.I)
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The receipts benchmark's baseline: a bare Flask endpoint that checks the same JWT as the IMS
 (flask_jwt_extended, the same secret) and writes the same rows for a receipt — a posting group
 numbered from the same sequence, its ledger lines (Dr Bank, Cr each fund line), one income
-transaction per line and one keyed audit event per row group as the IMS writes (three for a
-two-line receipt) — with plain psycopg in one transaction per receipt. No validation, no ORM, no
+transaction per line and one sealed audit event (HMAC of its fields) per row group as the IMS
+writes (three for a two-line receipt) — with plain psycopg in one transaction per receipt. No validation, no ORM, no
 audit chain: what is left is the cost of the web stack and the database's own work.
 
     gunicorn -c deploy/gunicorn.conf.py bench.receipt_baseline:app     (bench/receipts.py runs it)
@@ -40,8 +40,8 @@ def _audit(cur, now, actor, action, entity, entity_id, after) -> None:
     digest = hmac.new(_KEY, f"{now}|{actor}|{action}|{entity}|{entity_id}|{body}".encode(),
                       hashlib.sha256).hexdigest()
     cur.execute("INSERT INTO audit_event (occurred_at, actor, action, entity, entity_id, after, "
-                "prev_hash, hash, key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (now, actor, action, entity, str(entity_id), body, "", digest, "bench"))
+                "mac, key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                (now, actor, action, entity, str(entity_id), body, digest, "bench"))
 
 
 @app.post("/api/v1/receipts")

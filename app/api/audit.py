@@ -37,6 +37,14 @@ class AuditApi(BaseApi):
                       checkpoints:
                         type: integer
                         description: checkpoints whose signature holds, compared with the chain
+                      linked:
+                        type: integer
+                        description: events linked into the chain by the worker
+                      awaiting:
+                        type: integer
+                        description: >
+                          the newest events, verified by their seals, not linked into the chain
+                          yet (the worker links them within seconds)
                       message: {type: string}
                       problems: {type: array, items: {type: string}}
                       broken_event_id:
@@ -46,7 +54,7 @@ class AuditApi(BaseApi):
         result = verify_chain(db.session)
         body = {"valid": result.valid, "events": result.events, "keyed": result.keyed,
                 "key_id": result.key_id, "checkpoints": result.checkpoints,
-                "message": result.message}
+                "linked": result.linked, "awaiting": result.awaiting, "message": result.message}
         if not result.valid:
             body["problems"] = [str(f) for f in result.findings]
             if result.broken_event_id is not None:

@@ -8,7 +8,7 @@ from app.models.accounts import (  # noqa: F401
     AccountSyncRow,
     MigrationRecord,
 )
-from app.models.audit import AuditCheckpoint, AuditEvent  # noqa: F401
+from app.models.audit import AuditChain, AuditCheckpoint, AuditEvent  # noqa: F401
 from app.models.cashup import (  # noqa: F401
     CashUp,
     CashUpCheque,

@@ -28,7 +28,7 @@ def install_database_objects(engine) -> None:
 
 
 #: the audit trail's tables: append-only, never truncated
-AUDIT_TABLES = ("audit_event", "audit_checkpoint")
+AUDIT_TABLES = ("audit_event", "audit_checkpoint", "audit_chain")
 
 
 @database_object
@@ -36,8 +36,8 @@ def audit_append_only(conn) -> None:
     """Refuse UPDATE, DELETE and (PostgreSQL) TRUNCATE on the audit trail and its checkpoints.
 
     SQLite has no TRUNCATE: its ``DELETE FROM`` without a condition fires the DELETE trigger.
-    audit_checkpoint is guarded when it exists (it arrived with migration 0006; earlier
-    migrations run this installer too).
+    audit_checkpoint and audit_chain are guarded when they exist (they arrived with migrations
+    0007 and 0026; earlier migrations run this installer too).
     """
     from sqlalchemy import inspect
 

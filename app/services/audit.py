@@ -1,24 +1,34 @@
 """Audit trail writer: session listeners for audited models, explicit events, the keyed hash
 chain, signed checkpoints of its head, verification and re-keying.
 
-Every event carries an HMAC-SHA256, under the audit key (``IMS_AUDIT_KEY``, which the database
-does not hold), of its fields and of the hash of the event before it, so whoever can write the
-database still cannot rewrite an event and recompute the hashes after it. Events written before
-the trail was keyed have a plain SHA-256 and no key id; `ims audit-rekey` verifies such a chain
-and continues it keyed, recording the switch as an ``audit.rekey`` event. Until then new events
-continue the chain unkeyed, and verification says the chain is not keyed.
+A request writes each event sealed with a MAC: HMAC-SHA256, under the audit key
+(``IMS_AUDIT_KEY``, which the database does not hold), of its fields. That is all it does: no
+lock, no read of the chain. Whoever can write the database but lacks the key can neither alter an
+event nor insert one that verifies.
 
-A session's events wait until just before its transaction commits and are then chained and
-written together: the chain's lock, which puts every writer's events in one order, is held from
-there to the commit, not from a use case's first event to its end (receipts taken at once wait
-for each other that long only). An event keeps the time it was recorded at.
+The worker (`ims tick`, `ims worker`, every few seconds) then links the sealed events, in event
+order, into the hash chain: each link, in ``audit_chain`` (a table of its own, so ``audit_event``
+stays insert-only), is an HMAC of the link before it, the event's id and its MAC. An event whose
+MAC does not hold is not linked. Deleting an event breaks the link after it; an event left out
+of the chain while later ones are in it is reported. Until it is linked, an event is as safe as
+any newest event before a checkpoint: its MAC shows alteration, not deletion.
+
+On PostgreSQL ids are handed out before commit, so the chaining step links only up to an id below
+which every writer has finished (a SHARE lock on the trail taken for a moment, waiting at most
+CHAIN_LOCK_TIMEOUT_MS): no event can later appear behind the chain's head. SQLite has one writer.
+
+Events written before migration 0026 carry their link in their own row (``prev_hash``, ``hash``:
+HMAC of the hash before and the fields; a plain SHA-256 before audit keys), and the chain runs on
+from the last of them. `ims audit-rekey` verifies a chain still unkeyed, or keyed with an earlier
+key, and continues it under the configured key, recording the switch as an ``audit.rekey``
+event; until then links go on with the chain's key and verification says so.
 
 Checkpoints (``audit_checkpoint``, and the same line in the application log) sign the chain's
-head: how many events, the last one's id and hash. Verification compares the chain with every
-checkpoint, so deleting the newest events, which leaves a shorter chain that still links, is
-reported naming the events missing. `ims tick` writes one when the head moved since the last
-(after checking the events written since), and `ims audit-verify` after a full verification;
-the request path writes none.
+head: how many events are linked, the last one's id and its link. Verification compares the chain
+with every checkpoint, so deleting the newest events, which leaves a shorter chain that still
+links, is reported naming the events missing. `ims tick` writes one when the head moved since the
+last (after linking the events written since and checking them), and `ims audit-verify` after a
+full verification; the request path writes none.
 """
 
 from __future__ import annotations
@@ -35,13 +45,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import event, func, insert, inspect, select
+from sqlalchemy import event, func, insert, inspect, select, text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from app.domain.errors import ConfigurationError
 from app.domain.i18n import N_
-from app.models.audit import KEY_ID_LENGTH, AuditCheckpoint, AuditEvent
+from app.models.audit import KEY_ID_LENGTH, AuditChain, AuditCheckpoint, AuditEvent
 from app.services.locking import write_lock
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("ims_actor", default=None)
@@ -169,7 +180,9 @@ def use_keyring(engine: Engine, keyring: Keyring) -> None:
 
 def keyring_for(bind) -> Keyring:
     """The keyring for a connection or session's database (the app's, as configured)."""
-    engine = bind.engine if isinstance(bind, Connection) else bind.get_bind()
+    engine = bind if isinstance(bind, Connection) else bind.get_bind()
+    if isinstance(engine, Connection):  # a session bound to a connection (import writers)
+        engine = engine.engine
     ring = _keyrings.get(engine)
     if ring is not None:
         return ring
@@ -190,74 +203,62 @@ def _payload(prev_hash: str, row: dict) -> bytes:
 
 
 #: An HMAC per key with the key already absorbed: each event copies it (half the cost of
-#: starting from the key), so an HMAC costs little more than the plain SHA-256 it replaces.
+#: starting from the key), so an HMAC costs little more than a plain SHA-256.
 _MACS: dict[bytes, hmac.HMAC] = {}
 
 
-def compute_hash(prev_hash: str, row: dict, key: bytes | None = None) -> str:
-    """The event's hash: HMAC-SHA256 under ``key``, or plain SHA-256 (events from before the
-    trail was keyed)."""
-    if key is None:
-        return hashlib.sha256(_payload(prev_hash, row)).hexdigest()
+def _hmac(key: bytes, data: bytes) -> str:
     mac = _MACS.get(key)
     if mac is None:
         mac = _MACS.setdefault(key, hmac.new(key, digestmod=hashlib.sha256))
     mac = mac.copy()
-    mac.update(_payload(prev_hash, row))
+    mac.update(data)
     return mac.hexdigest()
 
 
-_LAST = "ims_audit_last"  # (hash, key id) of the event this transaction wrote last
-_PREPARED = "ims_audit_prepared_hash"
-_NO_EVENTS = (None, None)
+def compute_hash(prev_hash: str, row: dict, key: bytes | None = None) -> str:
+    """The link of an event written before migration 0026 (in its own row): HMAC-SHA256 under
+    ``key`` of the hash before and its fields, or plain SHA-256 (events from before audit keys)."""
+    if key is None:
+        return hashlib.sha256(_payload(prev_hash, row)).hexdigest()
+    return _hmac(key, _payload(prev_hash, row))
 
 
-def _forget_last_hash(conn, *args) -> None:
-    conn.info.pop(_LAST, None)
-    conn.info.pop(_PREPARED, None)
+#: What an event's MAC covers starts with this (a MAC can never pass for a chain link, whose
+#: payload starts with a 64-digit hash).
+_EVENT_DOMAIN = "ims-audit-event"
 
 
-for _name in ("commit", "rollback", "rollback_savepoint"):
-    event.listen(Engine, _name, _forget_last_hash)
+def event_mac(row: dict, key: bytes) -> str:
+    """An event's seal, written with it: HMAC-SHA256 under the audit key of its fields."""
+    return _hmac(key, _payload(_EVENT_DOMAIN, row))
 
 
-#: the trail's table, for callers that write a prepared event in a statement of their own
+def link_hash(prev_hash: str, event_id: int, mac: str, key: bytes | None) -> str:
+    """An event's link in audit_chain: HMAC-SHA256 under ``key`` of the hash before it, the
+    event's id and its MAC (plain SHA-256 while a chain from before audit keys awaits
+    `ims audit-rekey`). The MAC stands for the fields, so the chain binds them in order."""
+    data = f"{prev_hash}|{event_id}|{mac}".encode("ascii")
+    return hashlib.sha256(data).hexdigest() if key is None else _hmac(key, data)
+
+
+#: the trail's tables, for callers that write a sealed event in a statement of their own
 AUDIT_TABLE = AuditEvent.__table__
+CHAIN_TABLE = AuditChain.__table__
 CHECKPOINT_TABLE = AuditCheckpoint.__table__
 # Built once: SQLAlchemy caches the compiled form per statement object, so each call only binds.
-_LAST_HASH_Q = select(AuditEvent.hash, AuditEvent.key_id).order_by(AuditEvent.id.desc()).limit(1)
 _INSERT_EVENT = insert(AUDIT_TABLE)
-#: PostgreSQL: take the chain's lock, then read the last hash, in one round trip. They are two
-#: statements (no parameters, so the simple query protocol runs them in turn): under READ COMMITTED
-#: the read takes its own snapshot after the lock is granted, so it sees the event written by
-#: whoever held the lock before. (One statement doing both would read with a snapshot taken
-#: before it waited for the lock.)
-_PG_LOCK_THEN_LAST_HASH = ("SELECT pg_advisory_xact_lock(84150731); "  # the chain's lock key
-                           "SELECT hash, key_id FROM audit_event ORDER BY id DESC LIMIT 1")
+_INSERT_LINKS = insert(CHAIN_TABLE)
+#: The chain's lock: one chaining step at a time (several workers may share one PostgreSQL).
+#: Requests never take it.
+CHAIN_LOCK = 84150731
 
 
-def _lock_and_last_hash(conn):
-    """Take the chain's lock for this transaction and return the last event's (hash, key id),
-    or None."""
-    if conn.dialect.name != "postgresql":  # SQLite: the write lock, held to commit, orders it
-        write_lock(conn)
-        return conn.execute(_LAST_HASH_Q).first()
-    result = conn.exec_driver_sql(_PG_LOCK_THEN_LAST_HASH)
-    try:
-        cursor = result.cursor  # positioned on the lock's result; the hash is the next one
-        if not cursor.nextset():
-            raise RuntimeError("The audit chain lock query returned no hash result.")
-        row = cursor.fetchone()
-    finally:
-        result.close()
-    return row
-
-
-def _key_after(conn, head, rekey: bool) -> tuple[str | None, bytes | None]:
-    """(key id, key) of the next event: the configured key for a new chain, one keyed with it,
+def _key_after(ring: Keyring, head: tuple[str | None, str | None], rekey: bool
+               ) -> tuple[str | None, bytes | None]:
+    """(key id, key) of the next link: the configured key for a new chain, one keyed with it,
     or the switch; a chain from before audit keys stays unkeyed until `ims audit-rekey`; a chain
     keyed with an earlier key goes on with it until then."""
-    ring = keyring_for(conn)
     last_hash, last_key = head
     if rekey or last_hash is None or last_key == ring.current_id:
         return ring.current_id, ring.current
@@ -266,7 +267,7 @@ def _key_after(conn, head, rekey: bool) -> tuple[str | None, bytes | None]:
     key = ring.keys.get(last_key)
     if key is None:
         raise ConfigurationError(
-            f"The audit trail's last event was hashed with audit key {last_key}, which this "
+            f"The audit trail's last link was made with audit key {last_key}, which this "
             "server does not have: every server needs the same IMS_AUDIT_KEY (after changing "
             "it, list the old one in IMS_AUDIT_PREVIOUS_KEYS and run `ims audit-rekey`).")
     return last_key, key
@@ -274,7 +275,7 @@ def _key_after(conn, head, rekey: bool) -> tuple[str | None, bytes | None]:
 
 def _content(action: str, entity: str, entity_id, before, after, reason=None,
              actor=None) -> dict:
-    """An event's fields as recorded now (its time, actor and reason), before it is chained."""
+    """An event's fields as recorded now (its time, actor and reason), before it is sealed."""
     return {
         "occurred_at": datetime.now(timezone.utc),
         "actor": (actor or current_actor())[:100],
@@ -287,47 +288,28 @@ def _content(action: str, entity: str, entity_id, before, after, reason=None,
     }
 
 
-def _chain(conn, row: dict, rekey: bool = False) -> dict:
-    """Link ``row`` (an event's fields) to the end of the chain: prev_hash, key id and hash.
-
-    The first event of a transaction takes the chain's lock (an advisory lock on PostgreSQL; SQLite
-    has one writer at a time) and reads the last hash; later events in the same transaction reuse
-    the hash they just linked to. Commit and rollback forget the cache.
-    """
-    if conn.info.get(_PREPARED):
-        raise RuntimeError("An audit event was prepared but not written: writing another one "
-                           "would fork the chain.")
-    head = conn.info.get(_LAST)
-    if head is None:
-        head = _lock_and_last_hash(conn) or _NO_EVENTS
-    kid, key = _key_after(conn, head, rekey)
-    row["prev_hash"] = head[0] or GENESIS
-    row["key_id"] = kid
-    row["hash"] = compute_hash(row["prev_hash"], row, key)
-    conn.info[_LAST] = (row["hash"], kid)
+def _seal(ring: Keyring, row: dict) -> dict:
+    """The row as written: its MAC under the current audit key; no link (the chaining step
+    adds it, in audit_chain)."""
+    row["key_id"] = ring.current_id
+    row["mac"] = event_mac(row, ring.current)
+    row["prev_hash"] = row["hash"] = None
     return row
 
 
-def _next_row(conn, action: str, entity: str, entity_id, before, after, reason=None,
-              actor=None, rekey: bool = False) -> dict:
-    """The row of the next event at the end of the chain (not written)."""
-    row = _chain(conn, _content(action, entity, entity_id, before, after, reason, actor), rekey)
-    return row
-
-
-def _append(conn, action: str, entity: str, entity_id, before, after, reason=None, actor=None,
-            rekey: bool = False) -> dict:
-    """Write one event at the end of the chain now (under the chain's lock until commit)."""
-    row = _next_row(conn, action, entity, entity_id, before, after, reason, actor, rekey)
-    conn.execute(_INSERT_EVENT, row)
-    return row
+def _append(session: Session, action: str, entity: str, entity_id, before, after, reason=None,
+            actor=None) -> int:
+    """Write one sealed event now; returns its id."""
+    row = _seal(keyring_for(session), _content(action, entity, entity_id, before, after, reason,
+                                               actor))
+    return session.execute(_INSERT_EVENT.returning(AUDIT_TABLE.c.id), row).scalar_one()
 
 
 # Events of a session's transaction wait in session.info until just before it commits, and are
-# then chained and written in one statement: the chain's lock (which orders every writer's
-# events) is held from then to the commit only, not from a use case's first event to its end.
-# Their time, actor and reason are those of the moment they were recorded. A query of the audit
-# trail in the same session writes them first, so the transaction always reads its own events.
+# then sealed and written in one statement. Their time, actor and reason are those of the moment
+# they were recorded. A query of the audit trail in the same session writes them first, so the
+# transaction always reads its own events. Writing takes no lock and reads nothing: receipts
+# taken at once do not wait for each other's events (the chain is made later, by the worker).
 _PENDING = "ims_audit_pending"
 
 
@@ -336,16 +318,13 @@ def _defer(session: Session, row: dict) -> None:
 
 
 def write_pending(session: Session) -> None:
-    """Chain and write the session's waiting events now (called before commit, before a read
+    """Seal and write the session's waiting events now (called before commit, before a read
     of the trail, and before an event a caller writes itself)."""
     if not session.info.get(_PENDING):
         return
-    conn = session.connection()
-    if conn.info.get(_PREPARED):
-        raise RuntimeError("An audit event was prepared but not written: chaining others now "
-                           "would fork the chain.")
+    ring = keyring_for(session)
     rows = session.info.pop(_PENDING)
-    session.execute(_INSERT_EVENT, [_chain(conn, row) for row in rows])
+    session.execute(_INSERT_EVENT, [_seal(ring, row) for row in rows])
 
 
 def _drop_unwritten(session: Session, transaction) -> None:
@@ -378,7 +357,7 @@ event.listen(Session, "do_orm_execute", _write_before_reading)
 def record(session: Session, action: str, entity: str, entity_id, before=None, after=None,
            reason: str | None = None, actor: str | None = None) -> None:
     """An explicit business event (posting, approval, reversal) of the session's transaction:
-    written, chained, just before it commits (nothing if it rolls back). Personal values
+    sealed and written just before it commits (nothing if it rolls back). Personal values
     (app/services/personal.py) are recorded as tokens of erasable rows."""
     from app.services.personal import tokenise
 
@@ -394,27 +373,122 @@ def record(session: Session, action: str, entity: str, entity_id, before=None, a
 def prepare(session: Session, action: str, entity: str, entity_id, before=None, after=None,
             reason: str | None = None, actor: str | None = None) -> dict:
     """``record`` for a caller that inserts the event (into ``AUDIT_TABLE``) within a statement of
-    its own, to save a round trip. Returns the row, linked to the end of the chain under the
-    chain's lock (the session's waiting events are written first). The caller must write it
-    next, in this transaction, then call ``written``; until then no other event can be chained on
-    the connection (that would fork the chain). Commit and rollback drop an unwritten row."""
+    its own, to save a round trip: returns the sealed row (the session's waiting events are
+    written first). The caller writes it in this transaction, then calls ``written``."""
     write_pending(session)
-    conn = session.connection()
-    row = _next_row(conn, action, entity, entity_id,
-                    None if before is None else {k: _jsonable(v) for k, v in before.items()},
-                    None if after is None else {k: _jsonable(v) for k, v in after.items()},
-                    reason, actor)
-    conn.info[_PREPARED] = row["hash"]
-    return row
+    return _seal(keyring_for(session), _content(
+        action, entity, entity_id,
+        None if before is None else {k: _jsonable(v) for k, v in before.items()},
+        None if after is None else {k: _jsonable(v) for k, v in after.items()},
+        reason, actor))
 
 
 def written(session: Session, row: dict) -> None:
-    """The prepared ``row`` was inserted: it is now the end of the chain."""
-    conn = session.connection()
-    if conn.info.get(_PREPARED) != row["hash"]:
-        raise RuntimeError("This audit event was not the one prepared on this connection.")
-    del conn.info[_PREPARED]
-    conn.info[_LAST] = (row["hash"], row["key_id"])
+    """The prepared ``row`` was inserted (kept for callers: a sealed event needs nothing more)."""
+    if not row.get("mac"):
+        raise RuntimeError("This audit event was not prepared (it has no MAC).")
+
+
+# ---------------------------------------------------------------------------------------------
+# chaining: the worker links sealed events into audit_chain, in event order
+
+#: How long the chaining step waits for writers in flight before trying again later.
+CHAIN_LOCK_TIMEOUT_MS = 200
+
+_HEAD_LINK_Q = select(CHAIN_TABLE.c.event_id, CHAIN_TABLE.c.hash, CHAIN_TABLE.c.key_id).order_by(
+    CHAIN_TABLE.c.event_id.desc()).limit(1)
+_HEAD_LEGACY_Q = select(AUDIT_TABLE.c.id, AUDIT_TABLE.c.hash, AUDIT_TABLE.c.key_id).where(
+    AUDIT_TABLE.c.hash.is_not(None)).order_by(AUDIT_TABLE.c.id.desc()).limit(1)
+_MAX_EVENT_Q = select(func.max(AUDIT_TABLE.c.id))
+
+
+def _chain_head(session: Session) -> tuple[int, str | None, str | None]:
+    """(event id, hash, key id) of the chain's last link: in audit_chain, or the last event
+    linked in its own row (before migration 0026); (0, None, None) for an empty chain."""
+    row = session.execute(_HEAD_LINK_Q).first() or session.execute(_HEAD_LEGACY_Q).first()
+    return (row[0], row[1], row[2]) if row else (0, None, None)
+
+
+def _settled_horizon(session: Session) -> int | None:
+    """The highest event id below which every event is committed or rolled back for good, so
+    the chain can link up to it without leaving one behind; None if writers in flight did not
+    finish within CHAIN_LOCK_TIMEOUT_MS (try again later). Commits the session.
+
+    PostgreSQL hands out ids before commit, so a later id may commit first: a SHARE lock on the
+    trail waits for the transactions writing to it to end (and holds new writers for the moment
+    it is held: one statement). SQLite has one writer at a time: what is visible is settled."""
+    if session.get_bind().dialect.name != "postgresql":
+        horizon = session.scalar(_MAX_EVENT_Q) or 0
+        session.commit()
+        return horizon
+    session.commit()
+    try:
+        session.execute(text(f"SET LOCAL lock_timeout = '{CHAIN_LOCK_TIMEOUT_MS}ms'"))
+        session.execute(text("LOCK TABLE audit_event IN SHARE MODE"))
+        horizon = session.scalar(_MAX_EVENT_Q) or 0
+    except OperationalError:
+        session.rollback()
+        return None
+    session.commit()
+    return horizon
+
+
+@dataclass
+class ChainResult:
+    linked: int = 0  # events linked into the chain
+    refused: list[int] = field(default_factory=list)  # events whose MAC does not hold
+    waiting: bool = False  # writers in flight: the rest is linked next time
+
+
+def chain_pending(session: Session, batch: int = 5000) -> ChainResult:
+    """Link the events written since the chain's head into audit_chain, in event order, under
+    the chain's lock (one chaining step at a time). An event whose MAC does not hold under its
+    key (forged or altered in the database) is not linked: it is logged as an error, and
+    verification reports it. Commits the session (the worker's, the CLI's)."""
+    result = ChainResult()
+    if (session.scalar(_MAX_EVENT_Q) or 0) <= _chain_head(session)[0]:
+        session.commit()
+        return result  # nothing new: no lock taken
+    horizon = _settled_horizon(session)
+    if horizon is None:
+        result.waiting = True
+        return result
+    ring = keyring_for(session)
+    t = AUDIT_TABLE.c
+    while True:
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            session.execute(select(func.pg_advisory_xact_lock(CHAIN_LOCK)))
+        else:
+            write_lock(conn)
+        head_id, head_hash, head_key = _chain_head(session)
+        rows = session.execute(
+            select(t.id, t.occurred_at, t.actor, t.action, t.entity, t.entity_id, t.before,
+                   t.after, t.reason, t.key_id, t.mac)
+            .where(t.id > head_id, t.id <= horizon).order_by(t.id).limit(batch)).mappings().all()
+        links = []
+        for row in rows:
+            key = ring.keys.get(row["key_id"]) if row["key_id"] else None
+            if (row["mac"] is None or key is None
+                    or not hmac.compare_digest(event_mac(row, key), row["mac"])):
+                if row["id"] not in result.refused:
+                    result.refused.append(row["id"])
+                    log.error("audit chain: event %s is not linked: its MAC does not hold "
+                              "(forged, or altered after it was written)", row["id"])
+                continue
+            kid, link_key = _key_after(ring, (head_hash, head_key),
+                                       rekey=row["action"] == REKEY_ACTION)
+            digest = link_hash(head_hash or GENESIS, row["id"], row["mac"], link_key)
+            links.append({"event_id": row["id"], "prev_hash": head_hash or GENESIS,
+                          "hash": digest, "key_id": kid,
+                          "chained_at": datetime.now(timezone.utc)})
+            head_hash, head_key = digest, kid
+        if links:
+            session.execute(_INSERT_LINKS, links)
+        session.commit()
+        result.linked += len(links)
+        if len(rows) < batch or not links:
+            return result
 
 
 def entity_name(obj) -> str:
@@ -530,6 +604,12 @@ _UNLINKED = N_("event %(id)s does not link to the event before it: events before
                "deleted, or it was altered")
 _ALTERED = N_("event %(id)s was altered after it was written: its hash does not match its "
               "contents")
+_FORGED = N_("event %(id)s does not match its seal (MAC): it was altered after it was written, "
+              "or written by someone without the audit key")
+_SKIPPED = N_("event %(id)s is not in the chain although later events are: its link was deleted, "
+              "or it was inserted afterwards")
+_AWAITING = N_("%(n)s newest events are not linked into the chain yet (the worker links them "
+               "within seconds)")
 _DOWNGRADED = N_("event %(id)s has a plain SHA-256 hash although the events before it are keyed: "
                  "it was rewritten")
 _UNKNOWN_KEY = N_("event %(id)s was hashed with audit key %(key)s, which is not configured "
@@ -639,35 +719,89 @@ def _checkpoint_of(row) -> Checkpoint:
 
 class _Walk:
     """Follows the chain event by event from a known point (its start, or a checkpoint's head),
-    keeping the first problem found."""
+    keeping the first problem found. ``count``, ``prev``, ``last_id`` and ``key_id`` describe the
+    chain walked (linked events); ``seen`` counts every event, and ``unlinked`` the sealed events
+    not linked yet (the chaining step links them; only the newest may wait)."""
 
     def __init__(self, ring: Keyring, prev: str = GENESIS, count: int = 0, last_id: int = 0,
                  key: str | None = None):
         self.ring = ring
         self.prev, self.count, self.last_id, self.key_id = prev, count, last_id, key
         self.problem: Finding | None = None
+        self.seen = 0
+        self.unlinked: list[int] = []
 
     def feed(self, row) -> None:
-        if self.problem is None:
-            self.problem = self._check(row)
-        self.count += 1
-        self.prev, self.last_id, self.key_id = row["hash"], row["id"], row["key_id"]
+        self.seen += 1
+        if row["mac"] is None:  # linked in its own row (written before migration 0026)
+            self._note(self._check_own_link(row))
+            self._advance(row["id"], row["hash"], row["key_id"])
+            return
+        sealed = self._check_seal(row)
+        if row["link_hash"] is None:
+            if sealed is None:
+                self.unlinked.append(row["id"])
+            self._note(sealed)
+            return
+        if self.unlinked:  # an event before this one was left out of the chain
+            eid = self.unlinked[0]
+            self._note(Finding(_SKIPPED, {"id": eid}, event_id=eid))
+        self._note(sealed or self._check_link(row))
+        self._advance(row["id"], row["link_hash"], row["link_key_id"])
 
-    def _check(self, row) -> Finding | None:
-        eid, kid = row["id"], row["key_id"]
-        if row["prev_hash"] != self.prev:
-            return Finding(_UNLINKED, {"id": eid}, event_id=eid)
-        key = None
+    def _note(self, problem: Finding | None) -> None:
+        if self.problem is None:
+            self.problem = problem
+
+    def _advance(self, event_id: int, digest: str, kid: str | None) -> None:
+        self.count += 1
+        self.prev, self.last_id, self.key_id = digest, event_id, kid
+
+    def _link_key(self, eid: int, kid: str | None, action: str
+                  ) -> tuple[bytes | None, Finding | None]:
+        """The key a link names, or what is wrong with it."""
         if kid is None:
             if self.key_id is not None:
-                return Finding(_DOWNGRADED, {"id": eid}, event_id=eid)
-        else:
-            key = self.ring.keys.get(kid)
-            if key is None:
-                return Finding(_UNKNOWN_KEY, {"id": eid, "key": kid}, event_id=eid)
-            if self.count and kid != self.key_id and row["action"] != REKEY_ACTION:
-                return Finding(_UNRECORDED_SWITCH, {"id": eid}, event_id=eid)
+                return None, Finding(_DOWNGRADED, {"id": eid}, event_id=eid)
+            return None, None
+        key = self.ring.keys.get(kid)
+        if key is None:
+            return None, Finding(_UNKNOWN_KEY, {"id": eid, "key": kid}, event_id=eid)
+        if self.count and kid != self.key_id and action != REKEY_ACTION:
+            return None, Finding(_UNRECORDED_SWITCH, {"id": eid}, event_id=eid)
+        return key, None
+
+    def _check_own_link(self, row) -> Finding | None:
+        eid = row["id"]
+        if row["hash"] is None:
+            return Finding(_FORGED, {"id": eid}, event_id=eid)
+        if row["prev_hash"] != self.prev:
+            return Finding(_UNLINKED, {"id": eid}, event_id=eid)
+        key, problem = self._link_key(eid, row["key_id"], row["action"])
+        if problem:
+            return problem
         if not hmac.compare_digest(compute_hash(self.prev, row, key), row["hash"]):
+            return Finding(_ALTERED, {"id": eid}, event_id=eid)
+        return None
+
+    def _check_seal(self, row) -> Finding | None:
+        eid, kid = row["id"], row["key_id"]
+        key = self.ring.keys.get(kid) if kid else None
+        if key is None:
+            return Finding(_UNKNOWN_KEY if kid else _FORGED, {"id": eid, "key": kid},
+                           event_id=eid)
+        if not hmac.compare_digest(event_mac(row, key), row["mac"]):
+            return Finding(_FORGED, {"id": eid}, event_id=eid)
+        return None
+
+    def _check_link(self, row) -> Finding | None:
+        eid = row["id"]
+        if row["link_prev"] != self.prev:
+            return Finding(_UNLINKED, {"id": eid}, event_id=eid)
+        key, problem = self._link_key(eid, row["link_key_id"], row["action"])
+        if problem:
+            return problem
+        if not hmac.compare_digest(link_hash(self.prev, eid, row["mac"], key), row["link_hash"]):
             return Finding(_ALTERED, {"id": eid}, event_id=eid)
         return None
 
@@ -702,8 +836,10 @@ class VerifyResult:
     keyed: bool = False
     key_id: str | None = None
     checkpoints: int = 0  # checkpoints whose signature holds, compared with the chain
-    last_event_id: int | None = None
+    last_event_id: int | None = None  # the chain's head (the last event linked)
     head_hash: str | None = None
+    linked: int = 0  # events in the chain (``events`` counts every event)
+    awaiting: int = 0  # the newest events, sealed, not linked yet
 
 
 class _Findings:
@@ -724,11 +860,17 @@ class _Findings:
             self.items.append(finding)
 
 
+_WALK_COLUMNS = (*AUDIT_TABLE.c, CHAIN_TABLE.c.prev_hash.label("link_prev"),
+                 CHAIN_TABLE.c.hash.label("link_hash"), CHAIN_TABLE.c.key_id.label("link_key_id"))
+
+
 def _rows_after(session: Session, after_id: int, batch: int) -> Iterator[list]:
+    """The events after ``after_id`` in order, each with its link (None when not linked)."""
     t = AUDIT_TABLE.c
+    joined = AUDIT_TABLE.outerjoin(CHAIN_TABLE, CHAIN_TABLE.c.event_id == t.id)
     while True:
-        rows = session.execute(select(AUDIT_TABLE).where(t.id > after_id).order_by(t.id)
-                               .limit(batch)).mappings().all()
+        rows = session.execute(select(*_WALK_COLUMNS).select_from(joined).where(t.id > after_id)
+                               .order_by(t.id).limit(batch)).mappings().all()
         if not rows:
             return
         yield rows
@@ -787,28 +929,31 @@ def _verify(session: Session, batch: int = 5000, logged: Iterable[Checkpoint] = 
         findings.append(Finding(_NOT_KEYED, {}, "unkeyed"))
     elif walk.count and walk.key_id != ring.current_id:
         findings.append(Finding(_OLD_KEY, {"key": walk.key_id}, "old_key"))
-    if not walk.count:
+    if not walk.seen:
         users = _users(session)
         if users:
             findings.append(Finding(_WIPED, {"users": users}, "wiped"))
-    result = VerifyResult(not findings, walk.count, findings=findings,
+    result = VerifyResult(not findings, walk.seen, findings=findings,
                           keyed=walk.key_id is not None, key_id=walk.key_id, checkpoints=checked,
                           last_event_id=walk.last_id or None,
-                          head_hash=walk.prev if walk.count else None)
+                          head_hash=walk.prev if walk.count else None, linked=walk.count,
+                          awaiting=len(walk.unlinked))
     if findings:
         result.broken_event_id = next((f.event_id for f in findings if f.event_id), None)
         result.message = "\n".join(str(f) for f in findings)
     else:
         result.findings = [summary(result)]
-        result.message = str(result.findings[0])
+        if result.awaiting:
+            result.findings.append(Finding(_AWAITING, {"n": result.awaiting}, "ok"))
+        result.message = "\n".join(str(f) for f in result.findings)
     return result, walk
 
 
 def summary(result: VerifyResult) -> Finding:
     """What a verification that found nothing says (a chain with events is keyed, or it would
     have said so)."""
-    if not result.events:
-        return Finding(_INTACT_EMPTY, {"events": 0}, "ok")
+    if not result.linked:
+        return Finding(_INTACT_EMPTY, {"events": result.events}, "ok")
     return Finding(_INTACT, {"events": result.events, "key": result.key_id,
                              "checkpoints": result.checkpoints}, "ok")
 
@@ -898,18 +1043,29 @@ class CheckpointResult:
     checkpoint: Checkpoint | None = None
 
 
+def _link_at(session: Session, event_id: int):
+    """(hash, key id) of an event's link: in audit_chain, or in its own row (before 0026)."""
+    row = session.execute(select(CHAIN_TABLE.c.hash, CHAIN_TABLE.c.key_id).where(
+        CHAIN_TABLE.c.event_id == event_id)).first()
+    if row is None:
+        t = AUDIT_TABLE.c
+        row = session.execute(select(t.hash, t.key_id).where(t.id == event_id,
+                                                             t.hash.is_not(None))).first()
+    return row
+
+
 def checkpoint(session: Session, batch: int = 5000) -> CheckpointResult:
-    """The tick's job: check the events written since the newest checkpoint (the whole chain if
-    there is none) and sign the head if it moved. What is wrong is logged as an error and
-    nothing is signed, except for checkpoints with a bad signature (the real chain's head is
-    still signed)."""
+    """The tick's job: link the events written since into the chain, check the events since the
+    newest checkpoint (the whole chain if there is none) and sign the head if it moved. What is
+    wrong is logged as an error and nothing is signed, except for checkpoints with a bad
+    signature (the real chain's head is still signed)."""
+    chained = chain_pending(session, batch)
     ring = keyring_for(session)
     found = _Findings()
     base = _latest_checkpoint(session, ring, found)
     walk = _Walk(ring)
     if base is not None:
-        t = AUDIT_TABLE.c
-        row = session.execute(select(t.hash, t.key_id).where(t.id == base.last_event_id)).first()
+        row = _link_at(session, base.last_event_id)
         if row is None or row.hash != base.head_hash:
             # The chain no longer holds what the checkpoint signed: name what is missing.
             problems = _tampering(verify_chain(session, batch).findings)
@@ -927,11 +1083,14 @@ def checkpoint(session: Session, batch: int = 5000) -> CheckpointResult:
         return _failed([walk.problem, *found.items])
     for problem in found.items:
         log.error("audit checkpoint table: %s", problem)
-    lines = [str(f) for f in found.items]
+    lines = [f"{chained.linked} events linked"]
+    if chained.waiting:
+        lines.append("writers in flight: the newest events wait for the next tick")
+    lines += [str(f) for f in found.items]
     written_cp = None
     if not walk.count:
         session.rollback()
-        lines.append("the trail is empty")
+        lines.append("the chain is empty")
     elif base is not None and walk.last_id == base.last_event_id:
         session.rollback()
         lines.append(f"no new events since checkpoint {base.id}")
@@ -964,49 +1123,44 @@ class RekeyResult:
 def rekey(session: Session, accept_broken: bool = False, batch: int = 5000) -> RekeyResult:
     """`ims audit-rekey`: verify the chain and continue it under the configured key, recording
     the switch as an ``audit.rekey`` event, then sign a checkpoint. Does nothing to a chain
-    already keyed with it or to an empty one (whose first event will be). A chain that does not
+    already keyed with it or to an empty one (whose first link will be). A chain that does not
     verify is left alone unless ``accept_broken`` (the event then records what was wrong; the
     break stays visible to every verification)."""
     ring = keyring_for(session)
-    t = AUDIT_TABLE.c
-    head = session.execute(select(t.key_id).order_by(t.id.desc()).limit(1)).first()
-    if head is None:
-        return RekeyResult(True, f"The audit trail is empty: its first event will be keyed with "
+    chain_pending(session, batch)  # what was written so far goes on with the chain's key
+    head_id, _, head_key = _chain_head(session)
+    if not head_id:
+        session.rollback()
+        return RekeyResult(True, f"The audit chain is empty: its first link will be keyed with "
                                  f"audit key {ring.current_id}.")
-    if head.key_id == ring.current_id:
+    if head_key == ring.current_id:
+        session.rollback()
         return RekeyResult(True, f"The audit trail is already keyed with audit key "
                                  f"{ring.current_id}: nothing to do.")
-    # Walk the chain without the chain's lock (writers go on meanwhile), then, holding it, the
-    # events written since: the switch links to the head that was verified.
     result, walk = _verify(session, batch)
     problems = _tampering(result.findings)
-    conn = session.connection()
-    _lock_and_last_hash(conn)
-    for rows in _rows_after(session, walk.last_id, batch):
-        for r in rows:
-            walk.feed(r)
-    if walk.problem and walk.problem not in problems:
-        problems.insert(0, walk.problem)
     if problems and not accept_broken:
         session.rollback()
         return RekeyResult(False, "\n".join(str(p) for p in problems) + "\nThe audit trail was "
                            "not re-keyed (--accept-broken re-keys it all the same, recording "
                            "what is wrong).")
-    conn.info[_LAST] = (walk.prev, walk.key_id)
     reason = (f"Verified {walk.count} events; continued under audit key {ring.current_id}."
               if not problems else
               f"Continued under audit key {ring.current_id} although verification found: "
               + "; ".join(str(p) for p in problems))
-    row = _append(conn, REKEY_ACTION, "AuditTrail", None,
-                  before={"scheme": "hmac-sha256" if walk.key_id else "sha256",
-                          "key_id": walk.key_id},
-                  after={"scheme": "hmac-sha256", "key_id": ring.current_id,
-                         "events_verified": walk.count},
-                  reason=reason, rekey=True)
+    event_id = _append(session, REKEY_ACTION, "AuditTrail", None,
+                       before={"scheme": "hmac-sha256" if walk.key_id else "sha256",
+                               "key_id": walk.key_id},
+                       after={"scheme": "hmac-sha256", "key_id": ring.current_id,
+                              "events_verified": walk.count},
+                       reason=reason)
     session.commit()
-    event_id = session.scalar(select(t.id).where(t.hash == row["hash"]))
-    cp = write_checkpoint(session, walk.count + 1, event_id, row["hash"])
-    return RekeyResult(True, f"{walk.count} events verified; event {event_id} records the "
+    # Linked with the configured key (the event is the switch); events written meanwhile by
+    # others are linked before it with the chain's key, or after it with the new one.
+    chain_pending(session, batch)
+    after, walk = _verify(session, batch)
+    cp = write_checkpoint(session, walk.count, walk.last_id, walk.prev)
+    return RekeyResult(True, f"{result.linked} events verified; event {event_id} records the "
                              f"switch to audit key {ring.current_id}; checkpoint {cp.id} signed.",
                        event_id, cp)
 

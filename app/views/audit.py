@@ -23,14 +23,16 @@ class AuditEventView(ImsModelView):
     show_title = _l("Audit event")
     list_columns = ["id", "occurred_at", "actor", "action", "entity", "entity_id", "reason"]
     show_columns = ["id", "occurred_at", "actor", "action", "entity", "entity_id", "before",
-                    "after", "reason", "prev_hash", "hash", "key_id"]
+                    "after", "reason", "mac", "key_id", "chain_prev_hash", "chain_hash"]
     search_columns = ["occurred_at", "actor", "action", "entity", "entity_id", "reason"]
     base_order = ("id", "desc")
     show_template = "appbuilder/general/model/show.html"
     label_columns = {"id": _l("Event"), "occurred_at": _l("When"), "actor": _l("Who"),
                      "action": _l("Action"), "entity": _l("Record type"),
                      "entity_id": _l("Record id"), "before": _l("Before"), "after": _l("After"),
-                     "reason": _l("Reason"), "prev_hash": _l("Previous hash"), "hash": _l("Hash"),
+                     "reason": _l("Reason"), "mac": _l("Seal (MAC)"),
+                     "chain_prev_hash": _l("Previous link in the chain"),
+                     "chain_hash": _l("Link in the chain (blank until the worker links it)"),
                      "key_id": _l("Audit key")}
 
     @expose("/verify/")

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from app.models.audit import AuditEvent
 from app.models.reference import Fund, VatCode
@@ -114,7 +114,32 @@ def test_verify_api_for_auditor_and_not_clerk(api):
     assert resp.json["events"] > 0
     assert resp.json["keyed"] is True
     assert "chain intact" in resp.json["message"]
+    assert resp.json["linked"] + resp.json["awaiting"] == resp.json["events"]
     assert api("clerk").get("/api/v1/audit/verify").status_code == 403
+
+
+def test_the_worker_links_new_events_between_ticks(app, session):
+    """`ims worker` links the events requests wrote every IMS_AUDIT_CHAIN_INTERVAL seconds, not
+    only at its tick."""
+    import time
+
+    from app.cli import _link_audit_events_until
+    from app.models.audit import AuditChain
+    from app.services import audit
+
+    tag = unique("between")
+    audit.record(session, "test.between", "Test", tag, actor="tester")
+    session.commit()
+    event_id = session.scalar(select(AuditEvent.id).where(AuditEvent.entity_id == tag))
+    assert session.get(AuditChain, event_id) is None
+    app.config["IMS_AUDIT_CHAIN_INTERVAL"] = 0.1
+    try:
+        _link_audit_events_until(time.monotonic() + 0.5)
+    finally:
+        app.config["IMS_AUDIT_CHAIN_INTERVAL"] = 2.0
+    session.expire_all()
+    assert session.get(AuditChain, event_id) is not None
+    assert verify_chain(session).valid
 
 
 def test_tick_signs_a_checkpoint_of_the_head_and_logs_it(app, session, caplog):
@@ -137,8 +162,10 @@ def test_tick_signs_a_checkpoint_of_the_head_and_logs_it(app, session, caplog):
     result = verify_chain(session)
     assert result.valid, result.message
     newest = audit._latest_checkpoint(session, audit.keyring_for(session), audit._Findings())
-    assert line == (f"audit-checkpoint: checkpoint {newest.id}: {result.events} events to event "
-                    f"{result.last_event_id}")
+    assert result.awaiting == 0 and result.linked == result.events  # the tick linked them all
+    assert line.startswith("audit-checkpoint: ") and " events linked; " in line
+    assert line.endswith(f"checkpoint {newest.id}: {result.events} events to event "
+                         f"{result.last_event_id}")
     assert newest.log_line() in caplog.text
     assert (newest.events, newest.last_event_id, newest.head_hash) == (
         result.events, result.last_event_id, result.head_hash)
@@ -208,19 +235,38 @@ def test_auditor_browses_trail_with_filters(as_user):
     assert b"chain intact, keyed with audit key" in verified.data
 
 
-def test_concurrent_writers_keep_one_unbroken_chain(app, session):
-    """Writers in parallel transactions each take the chain's lock (an advisory lock on
-    PostgreSQL, the write lock on SQLite) before reading the last hash; every event still links
-    to the one written before it."""
+def test_an_event_page_shows_its_seal_and_its_link(app, as_user, session):
+    from app.services import audit
+
+    tag = unique("show")
+    audit.record(session, "test.show", "Test", tag, actor="tester")
+    session.commit()
+    event = session.scalar(select(AuditEvent).where(AuditEvent.entity_id == tag))
+    client = as_user("auditor")
+    page = client.get(f"/auditeventview/show/{event.id}")
+    assert page.status_code == 200
+    assert b"Seal (MAC)" in page.data and event.mac.encode() in page.data
+    audit.chain_pending(session)
+    link = session.get(audit.AuditChain, event.id)
+    page = client.get(f"/auditeventview/show/{event.id}")
+    assert link.hash.encode() in page.data and link.prev_hash.encode() in page.data
+
+
+def test_concurrent_writers_and_the_chaining_step_keep_one_unbroken_chain(app, session):
+    """Writers in parallel transactions write sealed events while the chaining step runs again
+    and again beside them: afterwards every event is linked exactly once, in event order, no two
+    links claim the same predecessor, and the chain verifies."""
     import threading
     import time
 
     from app.extensions import db
+    from app.models.audit import AuditChain
     from app.services import audit
 
     tag = unique("chain")
     errors = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(5)
+    done = threading.Event()
 
     def writer(i):
         with app.app_context():
@@ -229,7 +275,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(app, session):
                 for n in range(5):
                     audit.record(db.session, "test.concurrent", "Test", f"{tag}-{i}-{n}",
                                  after={"n": n}, actor="tester")
-                    time.sleep(0.002)  # hold the lock a moment so the others queue behind it
+                    time.sleep(0.002)
                     audit.record(db.session, "test.concurrent", "Test", f"{tag}-{i}-{n}b",
                                  after={"n": n}, actor="tester")
                     db.session.commit()
@@ -238,43 +284,107 @@ def test_concurrent_writers_keep_one_unbroken_chain(app, session):
             finally:
                 db.session.remove()
 
+    def chainer():
+        with app.app_context():
+            try:
+                barrier.wait()
+                while not done.is_set():
+                    audit.chain_pending(db.session)
+                    time.sleep(0.005)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
-    for t in threads:
+    chaining = threading.Thread(target=chainer)
+    for t in [*threads, chaining]:
         t.start()
     for t in threads:
         t.join()
+    done.set()
+    chaining.join()
     assert not errors, errors
-    rows = session.execute(select(AuditEvent.prev_hash, AuditEvent.hash).where(
+    assert not audit.chain_pending(session).refused
+    ids = session.scalars(select(AuditEvent.id).where(
         AuditEvent.action == "test.concurrent", AuditEvent.entity_id.like(f"{tag}-%"))).all()
-    assert len(rows) == 40
-    assert len({prev for prev, _ in rows}) == 40  # no two events claim the same predecessor
-    assert verify_chain(session).valid
+    assert len(ids) == 40
+    links = session.execute(select(AuditChain.event_id, AuditChain.prev_hash)
+                            .where(AuditChain.event_id.in_(ids))).all()
+    assert sorted(e for e, _ in links) == sorted(ids)  # each linked, once
+    assert len({prev for _, prev in links}) == 40  # no two claim the same predecessor
+    result = verify_chain(session)
+    assert result.valid, result.message
+    assert result.awaiting == 0 and result.linked == result.events
 
 
-def test_a_prepared_event_is_written_by_its_caller_before_any_other(session):
-    """audit.prepare links an event the caller inserts in a statement of its own; until it says
-    the row is written no other event may be chained (that would fork the chain): one recorded
-    meanwhile waits, and is chained after it at commit."""
+def test_writers_do_not_wait_for_each_other_and_the_chain_waits_for_writers(app, session):
+    """PostgreSQL hands out event ids before commit. A writer whose transaction is still open
+    does not hold up another writer (no chain lock on the request path); the chaining step does
+    not link past the open writer's event (it would be left behind the head), and links both, in
+    id order, once it commits."""
     import pytest
+    from sqlalchemy import text
 
+    from app.extensions import db
+    from app.models.audit import AuditChain
+    from app.services import audit
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: ids are settled at commit")
+    audit.chain_pending(session)
+    tag = unique("inflight")
+    from sqlalchemy.orm import Session as PlainSession
+
+    slow = PlainSession(db.engine)
+    fast = PlainSession(db.engine)
+    try:
+        audit.record(slow, "test.slow", "Test", tag, actor="tester")
+        audit.write_pending(slow)  # written, not committed: its id is taken
+        slow_id = slow.scalar(select(func.max(AuditEvent.id)))
+        fast.execute(text("SET LOCAL lock_timeout = '2s'"))
+        audit.record(fast, "test.fast", "Test", tag, actor="tester")
+        fast.commit()  # does not wait for the open writer
+        fast_id = session.scalar(select(AuditEvent.id).where(AuditEvent.entity_id == tag))
+        assert fast_id > slow_id
+        waited = audit.chain_pending(session)
+        assert waited.waiting and not session.get(AuditChain, fast_id)
+        slow.commit()
+        linked = audit.chain_pending(session)
+        assert not linked.waiting and linked.linked >= 2
+        chain = session.scalars(select(AuditChain).where(
+            AuditChain.event_id.in_([slow_id, fast_id])).order_by(AuditChain.event_id)).all()
+        assert [c.event_id for c in chain] == [slow_id, fast_id]
+        assert chain[1].prev_hash == chain[0].hash  # in id order
+        assert verify_chain(session).valid
+    finally:
+        slow.close()
+        fast.close()
+
+
+def test_a_prepared_event_is_written_by_its_caller(session):
+    """audit.prepare seals an event the caller inserts in a statement of its own (the session's
+    waiting events are written first); the chaining step links them all in order."""
+    from app.models.audit import AuditChain
     from app.services import audit
 
     tag = unique("prep")
+    audit.record(session, "test.before", "Test", tag, actor="tester")
     row = audit.prepare(session, "test.prepared", "Test", tag, after={"n": 1}, actor="tester")
+    assert row["mac"] and row["hash"] is None
     audit.record(session, "test.other", "Test", tag, actor="tester")
-    with pytest.raises(RuntimeError):
-        audit.write_pending(session)
     session.connection().execute(audit.AUDIT_TABLE.insert(), row)
     audit.written(session, row)
-    audit.record(session, "test.after", "Test", tag, actor="tester")
     session.commit()
     actions = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == tag)
                               .order_by(AuditEvent.id)).all()
-    assert actions == ["test.prepared", "test.other", "test.after"]
+    assert actions == ["test.before", "test.prepared", "test.other"]
     audit.prepare(session, "test.dropped", "Test", tag, actor="tester")
-    session.rollback()  # nothing was written; the next event links to the real end of the chain
-    audit.record(session, "test.after_rollback", "Test", tag, actor="tester")
-    session.commit()
+    session.rollback()  # nothing was written
+    audit.chain_pending(session)
+    ids = session.scalars(select(AuditEvent.id).where(AuditEvent.entity_id == tag)).all()
+    assert session.scalar(select(func.count()).select_from(AuditChain).where(
+        AuditChain.event_id.in_(ids))) == 3
     assert verify_chain(session).valid
 
 
@@ -290,7 +400,7 @@ def test_events_wait_for_commit_and_go_with_a_rollback(session):
     before = dt.datetime.now(dt.timezone.utc)
     audit.record(session, "test.first", "Test", tag, actor="tester")
     audit.record(session, "test.second", "Test", tag, actor="tester")
-    assert not session.connection().info.get("ims_audit_last")  # nothing chained yet, no lock
+    assert len(session.info.get("ims_audit_pending")) == 2  # waiting in the session, unwritten
     seen = session.scalars(select(AuditEvent.action).where(AuditEvent.entity_id == tag)
                            .order_by(AuditEvent.id)).all()
     assert seen == ["test.first", "test.second"]  # the transaction reads its own events

@@ -1,7 +1,8 @@
 """The audit trail against someone who can write to the database: TRUNCATE is refused; deleting
-the newest events, rewriting events and recomputing the hashes after them (plain SHA-256, or
-HMAC under a key other than the audit key), or forging a checkpoint, is reported naming what is
-missing or altered; `ims audit-rekey` keys a chain from before audit keys.
+the newest events, rewriting events and recomputing their seals and the links after them (plain
+SHA-256, or HMAC under a key other than the audit key), inserting a forged event, or forging a
+checkpoint, is reported naming what is missing or altered; a forged event is never linked into
+the chain; `ims audit-rekey` keys a chain from before audit keys.
 
 Each test tampers with a database of its own holding only the audit tables (a schema of its own
 on PostgreSQL, a file on SQLite), with the triggers the migrations install. An attacker with DDL
@@ -28,13 +29,15 @@ from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session
 
 from app.domain.errors import ConfigurationError
-from app.models.audit import AuditCheckpoint, AuditEvent
+from app.models.audit import AuditChain, AuditCheckpoint, AuditEvent
 from app.models.ddl import audit_append_only
 from app.services import audit
 from config import BASE_DIR
 
 EVENTS = AuditEvent.__table__
 CHECKPOINTS = AuditCheckpoint.__table__
+CHAIN = AuditChain.__table__
+GUARDED = ("audit_event", "audit_checkpoint", "audit_chain")
 
 
 class Trail:
@@ -46,36 +49,45 @@ class Trail:
         self.session = Session(engine)
         self.pg = engine.dialect.name == "postgresql"
 
-    def write(self, n: int, tag: str = "e") -> list[int]:
-        """n events written as the app writes them; returns the ids of all events."""
+    def write(self, n: int, tag: str = "e", link: bool = True) -> list[int]:
+        """n events written as the app writes them, then linked by the chaining step as the
+        worker does (unless not ``link``); returns the ids of all events."""
         for i in range(n):
             audit.record(self.session, "test.event", "Test", f"{tag}{i}", after={"n": i},
                          actor="tester")
         self.session.commit()
+        if link:
+            audit.chain_pending(self.session)
         return self.ids()
 
     def ids(self) -> list[int]:
         return list(self.session.scalars(select(EVENTS.c.id).order_by(EVENTS.c.id)))
 
     def rows(self) -> list[dict]:
+        """Every event with its link (link_prev, link_hash, link_key_id; None if not linked)."""
         return [dict(r) for r in self.session.execute(
-            select(EVENTS).order_by(EVENTS.c.id)).mappings()]
+            select(*audit._WALK_COLUMNS).select_from(
+                EVENTS.outerjoin(CHAIN, CHAIN.c.event_id == EVENTS.c.id))
+            .order_by(EVENTS.c.id)).mappings()]
+
+    def head(self) -> str:
+        """The hash of the chain's last link."""
+        return audit._chain_head(self.session)[1]
 
     def unguard(self) -> None:
         """What an attacker with DDL rights does first: get rid of the append-only triggers."""
         if self.pg:
-            for table in ("audit_event", "audit_checkpoint"):
+            for table in GUARDED:
                 self.session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER USER"))
         else:
-            for table in ("audit_event", "audit_checkpoint"):
+            for table in GUARDED:
                 for op in ("update", "delete"):
                     self.session.execute(text(f"DROP TRIGGER {table}_no_{op}"))
         self.session.commit()
 
     def legacy(self, n: int) -> list[int]:
         """n events as the IMS wrote them before audit keys: plain SHA-256, no key id."""
-        prev = self.session.scalar(select(EVENTS.c.hash).order_by(EVENTS.c.id.desc()).limit(1))
-        prev = prev or audit.GENESIS
+        prev = audit._chain_head(self.session)[1] or audit.GENESIS
         for i in range(n):
             row = _row(f"legacy{i}", prev)
             row["key_id"] = None
@@ -119,7 +131,7 @@ def trail(app):
         path = os.path.join(BASE_DIR, "instance", f"audit-tamper-{uuid.uuid4().hex[:8]}.db")
         engine = create_engine(f"sqlite:///{path}")
         cli_url = f"sqlite:///{path}"
-    Model.metadata.create_all(engine, tables=[EVENTS, CHECKPOINTS])
+    Model.metadata.create_all(engine, tables=[EVENTS, CHECKPOINTS, CHAIN])
     with engine.begin() as conn:
         audit_append_only(conn)
     audit.use_keyring(engine, audit.keyring_from_config(app.config))
@@ -134,45 +146,71 @@ def trail(app):
         os.remove(path)
 
 
-def _plain_sha256(prev: str, row: dict) -> str:
-    return audit.compute_hash(prev, row)
+WRONG_KEY = b"not-the-audit-key-" + b"x" * 20
 
 
-def _rechain(trail: Trail, from_id: int, hasher, key_id=..., after='{"n":"forged"}') -> None:
-    """Rewrite event ``from_id`` (its ``after``) and recompute the hashes of it and every event
-    after it with ``hasher``, giving them ``key_id`` (unless left out: they keep theirs)."""
-    rows = trail.rows()
+def _forge(kind: str, data: bytes) -> str:
+    """What an attacker without the audit key can compute: a plain SHA-256, or an HMAC under a
+    key of their own."""
+    if kind == "sha256":
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(WRONG_KEY, data, hashlib.sha256).hexdigest()
+
+
+def _rechain(trail: Trail, from_id: int, kind: str, key_id=..., after='{"n":"forged"}') -> None:
+    """Rewrite event ``from_id`` (its ``after``) and recompute, with ``kind``, its seal (or its
+    own hash, for an event from before migration 0026) and every link after it, giving what it
+    recomputes ``key_id`` (unless left out: they keep theirs)."""
     prev = None
-    for row in rows:
+    for row in trail.rows():
+        link = row["link_hash"] if row["mac"] else row["hash"]
         if row["id"] < from_id:
+            prev = link
+            continue
+        prev = prev or audit.GENESIS
+        if row["id"] == from_id:
+            row["after"] = after
+        if key_id is not ...:
+            row["key_id"] = row["link_key_id"] = key_id
+        if row["mac"] is None:  # linked in its own row
+            row["prev_hash"] = prev
+            row["hash"] = _forge(kind, audit._payload(prev, row))
+            trail.session.execute(text(
+                "UPDATE audit_event SET after = :after, prev_hash = :prev_hash, hash = :hash, "
+                "key_id = :key_id WHERE id = :id"), row)
             prev = row["hash"]
             continue
         if row["id"] == from_id:
-            row["after"] = after
-        row["prev_hash"] = prev or audit.GENESIS
-        if key_id is not ...:
-            row["key_id"] = key_id
-        row["hash"] = hasher(row["prev_hash"], row)
-        trail.session.execute(text(
-            "UPDATE audit_event SET after = :after, prev_hash = :prev_hash, hash = :hash, "
-            "key_id = :key_id WHERE id = :id"), row)
-        prev = row["hash"]
+            row["mac"] = _forge(kind, audit._payload(audit._EVENT_DOMAIN, row))
+            trail.session.execute(text(
+                "UPDATE audit_event SET after = :after, mac = :mac, key_id = :key_id "
+                "WHERE id = :id"), row)
+        if row["link_hash"] is not None:
+            row["link_prev"] = prev
+            row["link_hash"] = _forge(kind, f"{prev}|{row['id']}|{row['mac']}".encode())
+            trail.session.execute(text(
+                "UPDATE audit_chain SET prev_hash = :link_prev, hash = :link_hash, "
+                "key_id = :link_key_id WHERE event_id = :id"), row)
+            prev = row["link_hash"]
     trail.session.commit()
 
 
 # ---------------------------------------------------------------------------------------------
 
-def test_truncate_update_and_delete_are_refused_on_both_tables(trail):
+def test_truncate_update_and_delete_are_refused_on_the_trail_its_chain_and_checkpoints(trail):
     ids = trail.write(3)
     audit.checkpoint(trail.session)
     statements = [("UPDATE audit_event SET actor = 'x' WHERE id = :i", {"i": ids[0]}),
                   ("DELETE FROM audit_event WHERE id = :i", {"i": ids[-1]}),
                   ("DELETE FROM audit_event", {}),
                   ("UPDATE audit_checkpoint SET events = 99", {}),
-                  ("DELETE FROM audit_checkpoint", {})]
+                  ("DELETE FROM audit_checkpoint", {}),
+                  ("UPDATE audit_chain SET hash = 'x' WHERE event_id = :i", {"i": ids[0]}),
+                  ("DELETE FROM audit_chain WHERE event_id = :i", {"i": ids[-1]})]
     if trail.pg:
         statements += [("TRUNCATE audit_event", {}), ("TRUNCATE audit_checkpoint", {}),
-                       ("TRUNCATE audit_event, audit_checkpoint", {})]
+                       ("TRUNCATE audit_chain", {}),
+                       ("TRUNCATE audit_event, audit_checkpoint, audit_chain", {})]
     for sql, params in statements:
         with pytest.raises(DatabaseError, match="append-only"):
             trail.session.execute(text(sql), params)
@@ -185,7 +223,8 @@ def test_truncate_update_and_delete_are_refused_on_both_tables(trail):
 def test_new_chain_is_keyed_and_verifies_against_its_checkpoints(app, trail):
     ids = trail.write(4)
     ring = audit.keyring_from_config(app.config)
-    assert {r["key_id"] for r in trail.rows()} == {ring.current_id}
+    assert {r["key_id"] for r in trail.rows()} == {ring.current_id}  # sealed with the key
+    assert {r["link_key_id"] for r in trail.rows()} == {ring.current_id}  # and linked with it
     first = audit.checkpoint(trail.session)
     assert first.ok and first.checkpoint.events == 4 and first.checkpoint.last_event_id == ids[-1]
     assert "no new events" in audit.checkpoint(trail.session).summary  # head did not move
@@ -203,9 +242,10 @@ def test_deleting_the_newest_events_is_named(trail, caplog, tmp_path):
     with caplog.at_level(logging.INFO, logger="ims.audit"):
         cp = audit.checkpoint(trail.session).checkpoint
     assert cp.log_line() in caplog.text  # the log's copy, outside the database
-    head = trail.rows()[-1]["hash"]
+    head = trail.head()
     trail.unguard()
     trail.session.execute(text("DELETE FROM audit_event WHERE id >= :i"), {"i": ids[9]})
+    trail.session.execute(text("DELETE FROM audit_chain WHERE event_id >= :i"), {"i": ids[9]})
     trail.session.commit()
 
     result = audit.verify_chain(trail.session)
@@ -250,25 +290,19 @@ def test_deleting_the_newest_events_is_named(trail, caplog, tmp_path):
     assert f"checkpoint {cp.id} of the log is missing" in cli.stdout
 
 
-def _wrong_key_hmac(prev, row):
-    return hmac.new(b"not-the-audit-key-" + b"x" * 20, audit._payload(prev, row),
-                    hashlib.sha256).hexdigest()
-
-
-@pytest.mark.parametrize("hasher, key_id, says", [
-    (_plain_sha256, ..., "was altered after it was written"),
-    (_plain_sha256, None, "has a plain SHA-256 hash although the events before it are keyed"),
-    (_wrong_key_hmac, ..., "was altered after it was written"),
-    (_wrong_key_hmac, audit.key_id(b"not-the-audit-key-" + b"x" * 20),
-     "which is not configured"),
+@pytest.mark.parametrize("kind, key_id, says", [
+    ("sha256", ..., "does not match its seal"),
+    ("sha256", None, "does not match its seal"),
+    ("wrong-key", ..., "does not match its seal"),
+    ("wrong-key", audit.key_id(WRONG_KEY), "which is not configured"),
 ], ids=["sha256", "sha256-unkeyed", "hmac-wrong-key", "hmac-wrong-key-own-id"])
-def test_a_rewritten_and_rechained_event_is_named(trail, hasher, key_id, says):
+def test_a_rewritten_and_rechained_event_is_named(trail, kind, key_id, says):
     ids = trail.write(10)
     cp = audit.checkpoint(trail.session).checkpoint
     trail.unguard()
-    _rechain(trail, ids[3], hasher, key_id)
+    _rechain(trail, ids[3], kind, key_id)
     rows = trail.rows()
-    assert [r["prev_hash"] for r in rows[1:]] == [r["hash"] for r in rows[:-1]]  # links hold
+    assert [r["link_prev"] for r in rows[1:]] == [r["link_hash"] for r in rows[:-1]]  # links hold
 
     result = audit.verify_chain(trail.session)
     assert not result.valid
@@ -277,6 +311,82 @@ def test_a_rewritten_and_rechained_event_is_named(trail, hasher, key_id, says):
     assert says in result.message.splitlines()[0]
     assert f"event {ids[9]} does not match checkpoint {cp.id}" in result.message
     assert not audit.checkpoint(trail.session).ok
+
+
+def test_a_relinked_chain_under_another_key_is_named(trail):
+    """Events left as they were, but the links from the fourth on recomputed without the key."""
+    ids = trail.write(6)
+    trail.unguard()
+    rows = trail.rows()
+    prev = rows[2]["link_hash"]
+    for row in rows[3:]:
+        digest = _forge("wrong-key", f"{prev}|{row['id']}|{row['mac']}".encode())
+        trail.session.execute(text("UPDATE audit_chain SET prev_hash = :p, hash = :h "
+                                   "WHERE event_id = :i"), {"p": prev, "h": digest, "i": row["id"]})
+        prev = digest
+    trail.session.commit()
+    result = audit.verify_chain(trail.session)
+    assert not result.valid and result.broken_event_id == ids[3]
+    assert result.message == f"event {ids[3]} was altered after it was written: its hash does " \
+                             "not match its contents"
+
+
+def test_a_forged_event_is_never_linked_and_is_named(trail, caplog):
+    """INSERT is all it takes to add an event: without the audit key its seal cannot be right,
+    so the chaining step leaves it out (and says so), and verification names it."""
+    ids = trail.write(3)
+    forged = {**_row("forged", audit.GENESIS), "prev_hash": None, "key_id": audit.keyring_for(
+        trail.session).current_id}
+    forged["mac"] = _forge("wrong-key", audit._payload(audit._EVENT_DOMAIN, forged))
+    trail.session.execute(insert(EVENTS).values(forged))
+    trail.session.commit()
+    forged_id = trail.ids()[-1]
+    with caplog.at_level(logging.ERROR, logger="ims.audit"):
+        result = audit.chain_pending(trail.session)
+    assert result.refused == [forged_id] and result.linked == 0
+    assert f"event {forged_id} is not linked" in caplog.text
+    assert trail.session.get(AuditChain, forged_id) is None
+    check = audit.verify_chain(trail.session)
+    assert not check.valid and check.broken_event_id == forged_id
+    assert check.message == (f"event {forged_id} does not match its seal (MAC): it was altered "
+                             "after it was written, or written by someone without the audit key")
+    # The app writes on: its events are linked past the forged one, which stays named.
+    trail.write(2, tag="after")
+    assert all(r["link_hash"] for r in trail.rows() if r["id"] != forged_id)
+    assert audit.verify_chain(trail.session).broken_event_id == forged_id
+    assert not audit.checkpoint(trail.session).ok
+    assert ids == trail.ids()[:3]
+
+
+def test_an_event_left_out_of_the_chain_is_named(trail):
+    """Deleting one link from the middle (the event stays): the next link no longer follows
+    the chain, and the event is reported as left out."""
+    ids = trail.write(5)
+    trail.unguard()
+    trail.session.execute(text("DELETE FROM audit_chain WHERE event_id = :i"), {"i": ids[2]})
+    trail.session.commit()
+    result = audit.verify_chain(trail.session)
+    assert not result.valid and result.broken_event_id == ids[2]
+    assert result.message.splitlines()[0] == (
+        f"event {ids[2]} is not in the chain although later events are: its link was deleted, "
+        "or it was inserted afterwards")
+
+
+def test_unlinked_newest_events_verify_and_an_altered_one_is_named(trail):
+    """Events the worker has not linked yet verify by their seal; altering one is named."""
+    trail.write(2)
+    ids = trail.write(3, tag="new", link=False)
+    result = audit.verify_chain(trail.session)
+    assert result.valid, result.message
+    assert (result.events, result.linked, result.awaiting) == (5, 2, 3)
+    assert "3 newest events are not linked into the chain yet" in result.message
+    trail.unguard()
+    trail.session.execute(text("UPDATE audit_event SET actor = 'mallory' WHERE id = :i"),
+                          {"i": ids[3]})
+    trail.session.commit()
+    result = audit.verify_chain(trail.session)
+    assert not result.valid and result.broken_event_id == ids[3]
+    assert "does not match its seal" in result.message
 
 
 def test_a_forged_checkpoint_is_reported(app, trail):
@@ -288,9 +398,9 @@ def test_a_forged_checkpoint_is_reported(app, trail):
     # It claims the chain ended at event 3 (as if the rest were never written), under the real
     # key's id, signed with another key.
     trail.session.execute(insert(CHECKPOINTS).values(
-        created_at=at, events=3, last_event_id=ids[2], head_hash=rows[2]["hash"],
+        created_at=at, events=3, last_event_id=ids[2], head_hash=rows[2]["link_hash"],
         key_id=ring.current_id,
-        signature=audit._sign(b"guessed-key-" + b"y" * 30, at, 3, ids[2], rows[2]["hash"])))
+        signature=audit._sign(b"guessed-key-" + b"y" * 30, at, 3, ids[2], rows[2]["link_hash"])))
     trail.session.commit()
     forged = trail.session.scalar(select(CHECKPOINTS.c.id).order_by(CHECKPOINTS.c.id.desc()))
 
@@ -320,27 +430,28 @@ def test_rekey_continues_an_unkeyed_chain_keyed(app, trail):
     result = audit.verify_chain(trail.session)
     assert not result.valid and not result.keyed
     assert "the chain is not keyed" in result.message
-    # Until the switch, new events continue the chain as it is.
+    # Until the switch, new events continue the chain as it is (each is sealed with the key).
     trail.write(1, tag="before-rekey")
-    assert trail.rows()[-1]["key_id"] is None
+    assert trail.rows()[-1]["link_key_id"] is None
+    assert trail.rows()[-1]["key_id"] == ring.current_id
 
     done = audit.rekey(trail.session)
     assert done.ok, done.message
     switch = trail.rows()[-1]
     assert switch["id"] == done.event_id and switch["action"] == audit.REKEY_ACTION
-    assert switch["key_id"] == ring.current_id
+    assert switch["key_id"] == switch["link_key_id"] == ring.current_id
     assert json.loads(switch["after"])["events_verified"] == 6
     assert done.checkpoint.last_event_id == switch["id"] and done.checkpoint.events == 7
     assert "already keyed" in audit.rekey(trail.session).message
 
     ids = trail.write(2, tag="after-rekey")
-    assert {r["key_id"] for r in trail.rows()[-2:]} == {ring.current_id}
+    assert {r["link_key_id"] for r in trail.rows()[-2:]} == {ring.current_id}
     result = audit.verify_chain(trail.session)
     assert result.valid, result.message
     assert result.keyed and result.events == 9
 
     # An unkeyed event after the switch is tampering (INSERT is all it takes).
-    prev = trail.rows()[-1]["hash"]
+    prev = trail.head()
     sneaked = {**_row("sneaked", prev), "key_id": None}
     sneaked["hash"] = audit.compute_hash(prev, sneaked)
     trail.session.execute(insert(EVENTS).values(sneaked))
@@ -356,7 +467,7 @@ def test_rekey_continues_an_unkeyed_chain_keyed(app, trail):
     assert audit.verify_chain(trail.session).valid
 
     # Rewriting the unkeyed part, even with consistent SHA-256 hashes, breaks the switch.
-    _rechain(trail, trail.ids()[1], _plain_sha256, None)
+    _rechain(trail, trail.ids()[1], "sha256", None)
     result = audit.verify_chain(trail.session)
     assert not result.valid
     assert result.broken_event_id == switch["id"]
@@ -402,23 +513,27 @@ def test_a_changed_key_goes_on_with_the_old_one_until_rekey(app, trail):
     trail.write(3)
     audit.checkpoint(trail.session)
     new_key = "a-new-audit-key-after-rotation-0123456789"
-    # A server with only the new key refuses to write to a chain keyed with another.
+    # A server with only the new key seals what it writes with it, but refuses to link it to
+    # a chain keyed with another.
     audit.use_keyring(trail.engine, audit.Keyring(new_key))
+    trail.write(1, link=False)
     with pytest.raises(ConfigurationError, match="IMS_AUDIT_KEY"):
-        trail.write(1)
+        audit.chain_pending(trail.session)
     trail.session.rollback()
+    assert trail.rows()[-1]["link_hash"] is None
     # With the old key among the previous ones, it goes on with the old key until re-keyed.
     audit.use_keyring(trail.engine, audit.Keyring(new_key, ["something-else", app.config[
         "IMS_AUDIT_KEY"]]))
     trail.write(1)
-    assert trail.rows()[-1]["key_id"] == old.current_id
+    assert [r["link_key_id"] for r in trail.rows()[-2:]] == [old.current_id] * 2
+    assert trail.rows()[-1]["key_id"] == audit.key_id(new_key.encode())  # sealed with the new
     result = audit.verify_chain(trail.session)
     assert not result.valid and "earlier audit key" in result.message
     done = audit.rekey(trail.session)
     assert done.ok, done.message
     trail.write(1)
     new_id = audit.key_id(new_key.encode())
-    assert [r["key_id"] for r in trail.rows()[-2:]] == [new_id, new_id]
+    assert [r["link_key_id"] for r in trail.rows()[-2:]] == [new_id, new_id]
     result = audit.verify_chain(trail.session)
     assert result.valid, result.message
     assert result.checkpoints == 2  # the old key's checkpoint and the switch's
