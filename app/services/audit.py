@@ -14,8 +14,9 @@ of the chain while later ones are in it is reported. Until it is linked, an even
 any newest event before a checkpoint: its MAC shows alteration, not deletion.
 
 On PostgreSQL ids are handed out before commit, so the chaining step links only up to an id below
-which every writer has finished (a SHARE lock on the trail taken for a moment, waiting at most
-CHAIN_LOCK_TIMEOUT_MS): no event can later appear behind the chain's head. SQLite has one writer.
+which every writer has finished (a SHARE lock on the trail, asked for with NOWAIT so it never
+queues ahead of writers, held for one statement): no event can later appear behind the chain's
+head. SQLite has one writer.
 
 Events written before migration 0026 carry their link in their own row (``prev_hash``, ``hash``:
 HMAC of the hash before and the fields; a plain SHA-256 before audit keys), and the chain runs on
@@ -39,6 +40,7 @@ import hmac
 import json
 import logging
 import re
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -392,7 +394,8 @@ def written(session: Session, row: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # chaining: the worker links sealed events into audit_chain, in event order
 
-#: How long the chaining step waits for writers in flight before trying again later.
+#: How long the chaining step tries for a moment without writers in flight before trying again
+#: at its next run.
 CHAIN_LOCK_TIMEOUT_MS = 200
 
 _HEAD_LINK_Q = select(CHAIN_TABLE.c.event_id, CHAIN_TABLE.c.hash, CHAIN_TABLE.c.key_id).order_by(
@@ -411,26 +414,35 @@ def _chain_head(session: Session) -> tuple[int, str | None, str | None]:
 
 def _settled_horizon(session: Session) -> int | None:
     """The highest event id below which every event is committed or rolled back for good, so
-    the chain can link up to it without leaving one behind; None if writers in flight did not
-    finish within CHAIN_LOCK_TIMEOUT_MS (try again later). Commits the session.
+    the chain can link up to it without leaving one behind; None if no moment without a writer
+    in flight came within CHAIN_LOCK_TIMEOUT_MS (try again later). Commits the session.
 
-    PostgreSQL hands out ids before commit, so a later id may commit first: a SHARE lock on the
-    trail waits for the transactions writing to it to end (and holds new writers for the moment
-    it is held: one statement). SQLite has one writer at a time: what is visible is settled."""
+    PostgreSQL hands out ids before commit, so a later id may commit first. A SHARE lock on the
+    trail can only be had when no transaction that wrote to it is still open; it is asked for
+    with NOWAIT, again and again for a moment, so that it never queues: a writer is never held
+    behind the chaining step, only for the instant the lock is held (one statement), and a long
+    transaction (an import) just delays linking. SQLite has one writer at a time: what is
+    visible is settled."""
     if session.get_bind().dialect.name != "postgresql":
         horizon = session.scalar(_MAX_EVENT_Q) or 0
         session.commit()
         return horizon
     session.commit()
-    try:
-        session.execute(text(f"SET LOCAL lock_timeout = '{CHAIN_LOCK_TIMEOUT_MS}ms'"))
-        session.execute(text("LOCK TABLE audit_event IN SHARE MODE"))
-        horizon = session.scalar(_MAX_EVENT_Q) or 0
-    except OperationalError:
-        session.rollback()
-        return None
-    session.commit()
-    return horizon
+    deadline = time.monotonic() + CHAIN_LOCK_TIMEOUT_MS / 1000
+    while True:
+        try:
+            session.execute(_LOCK_TRAIL_NOWAIT)
+            horizon = session.scalar(_MAX_EVENT_Q) or 0
+            session.commit()
+            return horizon
+        except OperationalError:  # a writer is in flight (lock_not_available)
+            session.rollback()
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
+
+
+_LOCK_TRAIL_NOWAIT = text("LOCK TABLE audit_event IN SHARE MODE NOWAIT")
 
 
 @dataclass

@@ -323,6 +323,9 @@ def test_writers_do_not_wait_for_each_other_and_the_chain_waits_for_writers(app,
     does not hold up another writer (no chain lock on the request path); the chaining step does
     not link past the open writer's event (it would be left behind the head), and links both, in
     id order, once it commits."""
+    import threading
+    import time
+
     import pytest
     from sqlalchemy import text
 
@@ -342,20 +345,36 @@ def test_writers_do_not_wait_for_each_other_and_the_chain_waits_for_writers(app,
         audit.record(slow, "test.slow", "Test", tag, actor="tester")
         audit.write_pending(slow)  # written, not committed: its id is taken
         slow_id = slow.scalar(select(func.max(AuditEvent.id)))
-        fast.execute(text("SET LOCAL lock_timeout = '2s'"))
+        # The chaining step tries for a moment without writers in flight (there is none: the
+        # slow one is open); meanwhile a writer is not held behind it, nor behind the open one.
+        audit.record(fast, "test.visible", "Test", tag + "v", actor="tester")
+        fast.commit()  # something new to link, behind the open writer's event
+        tries = []
+        chainer = PlainSession(db.engine)
+        trying = threading.Thread(target=lambda: tries.append(audit.chain_pending(chainer)))
+        trying.start()
+        time.sleep(0.05)
+        fast.execute(text("SET LOCAL lock_timeout = '50ms'"))
         audit.record(fast, "test.fast", "Test", tag, actor="tester")
-        fast.commit()  # does not wait for the open writer
-        fast_id = session.scalar(select(AuditEvent.id).where(AuditEvent.entity_id == tag))
+        fast.commit()  # would fail on the lock timeout if it queued behind anything
+        trying.join()
+        chainer.close()
+        assert tries[0].waiting and tries[0].linked == 0
+        fast_id = session.scalar(select(AuditEvent.id).where(AuditEvent.entity_id == tag,
+                                                             AuditEvent.action == "test.fast"))
         assert fast_id > slow_id
         waited = audit.chain_pending(session)
         assert waited.waiting and not session.get(AuditChain, fast_id)
         slow.commit()
         linked = audit.chain_pending(session)
-        assert not linked.waiting and linked.linked >= 2
-        chain = session.scalars(select(AuditChain).where(
-            AuditChain.event_id.in_([slow_id, fast_id])).order_by(AuditChain.event_id)).all()
-        assert [c.event_id for c in chain] == [slow_id, fast_id]
-        assert chain[1].prev_hash == chain[0].hash  # in id order
+        assert not linked.waiting and linked.linked >= 3
+        mine = session.scalars(select(AuditEvent.id).where(AuditEvent.entity_id.in_(
+            [tag, tag + "v"])).order_by(AuditEvent.id)).all()
+        assert mine[0] == slow_id and mine[-1] == fast_id and len(mine) == 3
+        chain = session.scalars(select(AuditChain).where(AuditChain.event_id >= slow_id)
+                                .order_by(AuditChain.event_id)).all()
+        assert [c.event_id for c in chain][:3] == mine
+        assert all(b.prev_hash == a.hash for a, b in zip(chain, chain[1:]))  # in id order
         assert verify_chain(session).valid
     finally:
         slow.close()
