@@ -192,8 +192,8 @@ REASON = "No fund matches the reference (no fund code, rule or pattern)."
 def copy_baseline(app, path: str, posted: int) -> float:
     """The same rows the import writes — a posting group and two ledger lines per file line, a
     transaction for each of the first ``posted`` lines and a suspense item for the rest — parsed
-    with the csv module and written into tables with the same indexes: COPY on PostgreSQL,
-    executemany on SQLite. No rules, validation, duplicate look-ups, audit or triggers."""
+    with the csv module and written into tables with the same indexes: COPY (binary) on
+    PostgreSQL, executemany on SQLite. No rules, validation, duplicate look-ups, audit or triggers."""
     import csv
     import datetime as dt
 
@@ -249,8 +249,13 @@ def copy_baseline(app, path: str, posted: int) -> float:
             try:
                 cur = raw.cursor()
                 for name in LEDGER_TABLES:
+                    # COPY's binary format, as the import's (app/services/imports/postgres.py)
+                    cur.execute("SELECT attname, atttypid FROM pg_attribute WHERE attrelid = "
+                                f"'bench_copy_{name}'::regclass AND attnum > 0")
+                    oids = dict(cur.fetchall())
                     with cur.copy(f"COPY bench_copy_{name} ({', '.join(cols[name])}) "
-                                  "FROM STDIN") as cp:
+                                  "FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types([oids[c] for c in cols[name]])
                         for row in data[name]:
                             cp.write_row(row)
                 raw.commit()
