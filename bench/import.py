@@ -193,7 +193,8 @@ def copy_baseline(app, path: str, posted: int) -> float:
     """The same rows the import writes — a posting group and two ledger lines per file line, a
     transaction for each of the first ``posted`` lines and a suspense item for the rest — parsed
     with the csv module and written into tables with the same indexes: COPY (binary) on
-    PostgreSQL, executemany on SQLite. No rules, validation, duplicate look-ups, audit or triggers."""
+    PostgreSQL, the driver's executemany of tuples on SQLite (before, SQLAlchemy's executemany of
+    dicts, which took four times as long as the driver's: 11 s for 100,000 lines, 2.7 s now). No rules, validation, duplicate look-ups, audit or triggers."""
     import csv
     import datetime as dt
 
@@ -201,17 +202,31 @@ def copy_baseline(app, path: str, posted: int) -> float:
 
     with app.app_context():
         with db.engine.begin() as conn:
-            copies = _copy_tables(conn)
+            _copy_tables(conn)
         quiesce(app)
         now = dt.datetime.now(dt.timezone.utc)
+        pg = db.engine.dialect.name == "postgresql"
+        # SQLite keeps dates and times as text: the driver is given them as the import writes
+        # them (the columns' own conversions, once per value, as the import does)
+        from app.models.ledger import Transaction
+
+        columns = Transaction.__table__.c
+        as_day = (None if pg else columns.transaction_date.type._cached_bind_processor(
+            db.engine.dialect)) or (lambda v: v)
+        as_time = (None if pg else columns.created_at.type._cached_bind_processor(
+            db.engine.dialect)) or (lambda v: v)
         groups, txns, narrs, lines, susp = [], [], [], [], []
+        days: dict = {}
         t0 = time.perf_counter()
+        now = as_time(now)
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
             next(reader)
             for i, rec in enumerate(reader, start=1):
-                y, m, d = rec[0].split("-")
-                day = dt.date(int(y), int(m), int(d))
+                day = days.get(rec[0])
+                if day is None:
+                    y, m, d = rec[0].split("-")
+                    day = days[rec[0]] = as_day(dt.date(int(y), int(m), int(d)))
                 amount = int(rec[2].replace(".", ""))
                 held = i > posted
                 number = f"{'S' if held else 'I'}1-{i}"
@@ -244,11 +259,11 @@ def copy_baseline(app, path: str, posted: int) -> float:
                               "posting_group_id", "status", "created_at")}
         data = {"posting_group": groups, "ledger_line": lines, "income_transaction": txns,
                 "transaction_narrative": narrs, "suspense_item": susp}
-        if db.engine.dialect.name == "postgresql":
-            raw = db.engine.raw_connection()
-            try:
-                cur = raw.cursor()
-                for name in LEDGER_TABLES:
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for name in LEDGER_TABLES:
+                if pg:
                     # COPY's binary format, as the import's (app/services/imports/postgres.py)
                     cur.execute("SELECT attname, atttypid FROM pg_attribute WHERE attrelid = "
                                 f"'bench_copy_{name}'::regclass AND attnum > 0")
@@ -258,16 +273,12 @@ def copy_baseline(app, path: str, posted: int) -> float:
                         cp.set_types([oids[c] for c in cols[name]])
                         for row in data[name]:
                             cp.write_row(row)
-                raw.commit()
-            finally:
-                raw.close()
-        else:
-            with db.engine.begin() as conn:
-                for name in LEDGER_TABLES:
-                    table = copies[name]
-                    rows = [dict(zip(cols[name], r)) for r in data[name]]
-                    for k in range(0, len(rows), 5000):
-                        conn.execute(table.insert(), rows[k:k + 5000])
+                else:  # the driver's executemany of the rows as they are
+                    cur.executemany(f"INSERT INTO bench_copy_{name} ({', '.join(cols[name])}) "
+                                    f"VALUES ({', '.join('?' * len(cols[name]))})", data[name])
+            raw.commit()
+        finally:
+            raw.close()
         elapsed = time.perf_counter() - t0
         with db.engine.begin() as conn:
             for name in reversed(LEDGER_TABLES):
