@@ -242,6 +242,27 @@ def _insert_lines(n: int):
     return stmt
 
 
+#: (dialect name, n) -> the SQL of _insert_lines(n) and its parameters' order (None: by name).
+#: SQLAlchemy keeps no compiled form of a multi-row VALUES (it has no cache key): it would
+#: compile the INSERT for every group.
+_COMPILED_LINES: dict[tuple[str, int], tuple[str, tuple[str, ...] | None] | None] = {}
+
+
+def _compiled_lines(dialect, n: int) -> tuple[str, tuple[str, ...] | None] | None:
+    key = (dialect.name, n)
+    found = _COMPILED_LINES.get(key, False)
+    if found is False:
+        compiled = _insert_lines(n).compile(dialect=dialect)
+        if any(b.type._cached_bind_processor(dialect) is not None
+               for b in compiled.binds.values()):
+            found = None  # values the driver cannot take as they are: SQLAlchemy's way
+        else:
+            found = (compiled.string,
+                     tuple(compiled.positiontup) if compiled.positional else None)
+        _COMPILED_LINES[key] = found
+    return found
+
+
 def _write_lines(session: Session, group: PostingGroup, legs: list[Leg]) -> None:
     # one statement for all the legs: the database checks each statement's groups balance
     params = {}
@@ -250,7 +271,13 @@ def _write_lines(session: Session, group: PostingGroup, legs: list[Leg]) -> None
                        f"amount_{i}": leg.amount, f"fund_code_{i}": leg.fund_code,
                        f"account_reference_{i}": leg.account_reference,
                        f"transaction_id_{i}": leg.transaction_id})
-    if len(legs) <= 100:
+    conn = session.connection()
+    compiled = _compiled_lines(conn.dialect, len(legs)) if len(legs) <= 100 else None
+    if compiled is not None:
+        sql, order = compiled
+        conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order is not None
+                             else params)
+    elif len(legs) <= 100:
         session.execute(_insert_lines(len(legs)), params)
     else:  # a large group: a statement of its own
         session.execute(LedgerLine.__table__.insert().values([

@@ -13,7 +13,7 @@ from app import metrics
 from app.domain.errors import NotFound, ValidationError
 from app.domain.money import Money, vat_of
 from app.models.ledger import PostingGroup, Transaction
-from app.models.reference import Fund, Office, PaymentMethod, VatCode
+from app.models.reference import Fund, PaymentMethod, VatCode
 from app.services import audit, clearing
 from app.services import ledger as L
 from app.services import refcache
@@ -216,7 +216,7 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
                 f"You may not take payments by {method.code}.")
         if not office_code:
             office_code = default_office
-        if office_code and session.scalar(select(Office.id).where(Office.code == office_code)) is None:
+        if office_code and not refcache.office_exists(session, office_code):
             errors.setdefault("office_code", []).append(f"Unknown office {office_code!r}.")
         if not isinstance(lines, list) or not lines:
             errors.setdefault("lines", []).append("Add at least one line.")
