@@ -13,9 +13,10 @@ The version costs no statement of its own: it is read as the pool hands a connec
 is also the pool's "pre-ping" (a connection that cannot answer is replaced, as pool_pre_ping
 did), and that is when each request's transaction starts. Within a transaction that changes a
 watched table (through the session: a flush, or a statement run by ``session.execute``) the
-version is read again, so that the transaction sees its own change; what it then reads is kept
-under the version its change made, which no one else sees unless it commits (versions are
-random, never reused).
+version is read again, so that the transaction sees its own change. A miss reads the version
+again before it loads the row: what a transaction reads after a change of its own (however it
+was made) is kept under the version that change made, which no one else sees unless it commits
+(versions are random, never reused).
 
 What is kept must not be changed by whoever reads it: ``Snapshot`` copies of ORM rows (their
 columns and chosen relations, read-only), frozensets, tuples. Without the version table (a
@@ -133,11 +134,7 @@ def _state(session: Session) -> list | None:
     if version is None:
         session.info[_STATE_KEY] = [None, None]
         return None
-    engine = conn.engine
-    store = _stores.get(engine)
-    if store is None or store.version != version:
-        store = _stores[engine] = _Store(version)
-    state = session.info[_STATE_KEY] = [version, store]
+    state = session.info[_STATE_KEY] = [version, _store(conn.engine, version)]
     return state
 
 
@@ -158,19 +155,35 @@ def get(session: Session, key: Hashable, load: Callable[[], Any]) -> Any:
     state = _state(session)
     if state is None:
         return load()
-    version, store = state
-    rows = store.rows
     try:
-        return rows[key]
+        return state[1].rows[key]
     except KeyError:
         pass
+    # a miss (rare: a worker's first requests, the first after a change): what is read now is
+    # kept under the version this transaction sees now (its own, if it changed a watched table
+    # in a way the session did not see, such as raw SQL)
+    version = _read(session.connection())
+    if version is None:
+        return load()
+    if version != state[0]:
+        state[1] = _store(session.connection().engine, version)
+    state[0] = version  # (the very object: a flush during the load replaces it)
+    store = state[1]
     value = load()
     if state[0] is not version:  # the load flushed a change of a watched table: not for others
         return value
+    rows = store.rows
     if len(rows) >= MAX_ENTRIES:
         rows.clear()
     rows[key] = value
     return value
+
+
+def _store(engine: Engine, version: int) -> _Store:
+    store = _stores.get(engine)
+    if store is None or store.version != version:
+        store = _stores[engine] = _Store(version)
+    return store
 
 
 def clear() -> None:
