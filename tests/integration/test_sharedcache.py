@@ -194,3 +194,59 @@ def test_no_version_table_reads_the_database(app, session):
 
         with db.engine.begin() as conn:
             cache_version_triggers(conn)
+
+
+def test_another_worker_sees_a_change_at_its_next_transaction(app, session):
+    """Two workers: two engines (pools, caches) on one database."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from app.extensions import db
+
+    other = create_engine(db.engine.url, **({"connect_args": {"timeout": 30}}
+                                            if db.engine.dialect.name == "sqlite" else {}))
+    sharedcache.install(other)
+    try:
+        with Session(other) as s2:
+            kept = refcache.method(s2, "CHQ")
+            s2.commit()
+            assert refcache.method(s2, "CHQ") is kept  # from the second worker's cache
+            s2.commit()
+            method = session.scalar(select(PaymentMethod).where(PaymentMethod.code == "CHQ"))
+            old = method.minimum_amount
+            method.minimum_amount = 123
+            session.commit()  # the first worker's change
+            try:
+                fresh = refcache.method(s2, "CHQ")
+                assert fresh is not kept and fresh.minimum_amount == 123
+            finally:
+                s2.rollback()
+                session.scalar(select(PaymentMethod).where(
+                    PaymentMethod.code == "CHQ")).minimum_amount = old
+                session.commit()
+    finally:
+        other.dispose()
+
+
+def test_a_connection_gone_while_pooled_is_replaced_at_checkout(app, session):
+    """The version read at checkout is the pool's ping: a dead connection is not handed out."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from app.extensions import db
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL: a server that can end a pooled connection")
+    engine = create_engine(db.engine.url, pool_size=1, max_overflow=0)  # no pool_pre_ping
+    sharedcache.install(engine)
+    killer = create_engine(db.engine.url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with killer.connect() as k:  # the pooled connection's server process ends
+            assert k.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+        with engine.connect() as conn:  # the one pooled connection is dead: another is made
+            assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
+    finally:
+        killer.dispose()
+        engine.dispose()
