@@ -95,6 +95,10 @@ def create_app(config_class=None) -> Flask:
 
     from app.extensions import appbuilder, csrf, db, migrate
 
+    # the pool's pre-ping is the shared cache's version read (app/services/sharedcache.py)
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+        k: v for k, v in (app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {}).items()
+        if k != "pool_pre_ping"}
     db.init_app(app)
     csrf.init_app(app)
     # migrations/env.py points Alembic at flask_appbuilder.Model.metadata, not db.metadata.
@@ -102,6 +106,10 @@ def create_app(config_class=None) -> Flask:
                      render_as_batch=True)
     with app.app_context():
         from app import models  # noqa: F401  (register every table on Model.metadata)
+        from app.services import sharedcache
+
+        for engine in db.engines.values():
+            sharedcache.install(engine)
         from app.services.audit import install_audit_listeners
 
         install_audit_listeners(db.session)

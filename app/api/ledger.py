@@ -8,7 +8,7 @@ import json
 from flask import request
 from flask_appbuilder.api import BaseApi, expose
 from flask_appbuilder.security.decorators import protect
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.api.base import domain_errors, page_arguments
@@ -112,6 +112,23 @@ class ReferenceValidationApi(_Base):
                 "account_name": res.account.name if res.account is not None else None}
         db.session.rollback()
         return self.response(200, **body)
+
+
+def _receipt_body(result) -> dict:
+    return {"receipt_number": result.receipt_number, "total": str(Money(result.total)),
+            "accounting_date": result.accounting_date.isoformat(),
+            "period_message": result.period_message,
+            "transactions": [{"id": t["id"], "fund_code": t["fund_code"],
+                              "account_reference": t["account_reference"],
+                              "amount": pence_to_str(t["amount"]), "vat_code": t["vat_code"],
+                              "vat_amount": pence_to_str(t["vat_amount"])}
+                             for t in result.lines]}
+
+
+_KEY_ANSWERED = (update(IdempotencyKey.__table__)
+                 .where(IdempotencyKey.__table__.c.id == bindparam("key_id"))
+                 .values(status_code=bindparam("answer_status"),
+                         response_body=bindparam("answer_body")))
 
 
 class ReceiptApi(_Base):
@@ -218,28 +235,23 @@ class ReceiptApi(_Base):
                 if first is not None:
                     return first
                 raise
-        result = RC.take_receipt(
+        answered = {}
+
+        def keep_response(result):
+            body = answered["body"] = _receipt_body(result)
+            if pending is not None:
+                # the key's response, in the receipt's own transaction (one commit)
+                session.execute(_KEY_ANSWERED, {"key_id": pending.id, "answer_status": 201,
+                                                "answer_body": json.dumps(body)})
+
+        RC.take_receipt(
             session, lines=data.get("lines"), payment_method_code=data.get("payment_method_code"),
             actor=user, may_override_stop=may_override_stop(),
             office_code=data.get("office_code") if isinstance(data.get("office_code"), str) else None,
             transaction_date=data.get("transaction_date"),
             external_reference=data.get("external_reference"),
-            accounting_date=data.get("accounting_date"))
-        body = {"receipt_number": result.receipt_number, "total": str(Money(result.total)),
-                "accounting_date": result.accounting_date.isoformat(),
-                "period_message": result.period_message,
-                "transactions": [{"id": t["id"], "fund_code": t["fund_code"],
-                                  "account_reference": t["account_reference"],
-                                  "amount": pence_to_str(t["amount"]),
-                                  "vat_code": t["vat_code"],
-                                  "vat_amount": pence_to_str(t["vat_amount"])}
-                                 for t in result.lines]}
-        if pending is not None:
-            session.execute(update(IdempotencyKey.__table__)
-                            .where(IdempotencyKey.__table__.c.id == pending.id)
-                            .values(status_code=201, response_body=json.dumps(body)))
-            session.commit()
-        return self.response(201, **body)
+            accounting_date=data.get("accounting_date"), before_commit=keep_response)
+        return self.response(201, **answered["body"])
 
     def _replay(self, session, key, user, fp):
         row = session.scalar(select(IdempotencyKey).where(

@@ -9,6 +9,7 @@ from app.models.accounts import (  # noqa: F401
     MigrationRecord,
 )
 from app.models.audit import AuditChain, AuditCheckpoint, AuditEvent  # noqa: F401
+from app.models.cache import CacheVersion  # noqa: F401
 from app.models.cashup import (  # noqa: F401
     CashUp,
     CashUpCheque,

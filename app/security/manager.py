@@ -400,6 +400,60 @@ class AuthDBView(fab_views.AuthDBView):
         return response
 
 
+class ApiUser:
+    """The user of an API token as the request sees it (``g.user``): id, username, names,
+    email, whether active, roles and groups (with their roles), copied from the ORM user. Kept
+    between requests by the shared cache, so it is read-only; any other attribute reads the
+    ORM user (``full``) of the request's session."""
+
+    __slots__ = ("id", "username", "first_name", "last_name", "email", "active", "roles",
+                 "groups", "__weakref__")
+
+    is_authenticated = True
+    is_anonymous = False
+
+    @classmethod
+    def of(cls, user) -> "ApiUser":
+        from app.services.sharedcache import snapshot
+
+        me = object.__new__(cls)
+        for name in ("id", "username", "first_name", "last_name", "email", "active"):
+            object.__setattr__(me, name, getattr(user, name))
+        # lists, as FAB's get_user_roles adds them up (user.roles + groups' roles)
+        object.__setattr__(me, "roles", [snapshot(r) for r in user.roles])
+        object.__setattr__(me, "groups", [snapshot(gr, {"roles": None}) for gr in user.groups])
+        return me
+
+    def __setattr__(self, name, value):
+        raise AttributeError("The API user of a request is read-only.")
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.active)
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def full(self):
+        """The ORM user, read in the request's session."""
+        return current_app.appbuilder.sm.get_user_by_id(self.id)
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.full(), name)
+
+    def __eq__(self, other) -> bool:
+        return getattr(other, "id", None) == self.id and hasattr(other, "username") \
+            and other.username == self.username
+
+    def __hash__(self) -> int:
+        return hash(("ApiUser", self.id))
+
+    def __repr__(self) -> str:
+        return self.username
+
+
 def _token_refused(message: str):
     return jsonify(message=message), 401
 
@@ -436,8 +490,9 @@ class ImsSecurityManager(SecurityManager):
         """Whether any of the roles holds the permission: FAB asks once per menu entry, button
         and endpoint (30-odd EXISTS queries a page); this reads all the roles' (permission, view)
         pairs in one query and answers the request's other checks from them. The pairs live on
-        ``g`` for one request (cleared as each request starts), so a change made by
-        `ims sync-roles` or to a user's roles counts from the next request."""
+        ``g`` for one request (cleared as each request starts) and in the worker's shared cache
+        (app/services/sharedcache.py) while the database's cache version stands: a change made
+        by `ims sync-roles` or to a user's roles counts from the next request."""
         return (permission_name, view_name) in self.permissions_of_roles(role_ids)
 
     def get_public_permissions(self):
@@ -458,8 +513,12 @@ class ImsSecurityManager(SecurityManager):
         cache = g.setdefault(_PERMISSION_CACHE, {})
         pairs = cache.get("public_pairs")
         if pairs is None:
-            pairs = cache["public_pairs"] = frozenset(self.session.execute(
-                self._pairs_query("public"), {"name": self.auth_role_public}).tuples())
+            from app.services import sharedcache
+
+            name = self.auth_role_public
+            pairs = cache["public_pairs"] = sharedcache.get(
+                self.session, ("public_pairs", name), lambda: frozenset(self.session.execute(
+                    self._pairs_query("public"), {"name": name}).tuples()))
         return pairs
 
     def _pairs_query(self, which: str):
@@ -488,8 +547,11 @@ class ImsSecurityManager(SecurityManager):
         cache = g.setdefault(_PERMISSION_CACHE, {})
         pairs = cache.get(key)
         if pairs is None:
-            pairs = cache[key] = frozenset(self.session.execute(
-                self._pairs_query("ids"), {"ids": sorted(key)}).tuples())
+            from app.services import sharedcache
+
+            pairs = cache[key] = sharedcache.get(
+                self.session, ("role_pairs", key), lambda: frozenset(self.session.execute(
+                    self._pairs_query("ids"), {"ids": sorted(key)}).tuples()))
         return pairs
 
     def register_views(self):
@@ -501,12 +563,24 @@ class ImsSecurityManager(SecurityManager):
 
     # ----------------------------------------------------------------------- API tokens' users
     def load_user_jwt(self, _jwt_header, jwt_data):
-        """The user an API token names (active users only), read with their roles and groups'
-        roles in one query: the permission check and the services read them next."""
+        """The user an API token names (active users only), with their roles and groups' roles:
+        the permission check and the services read them next. An ``ApiUser``, a read-only copy
+        kept in the worker's shared cache (app/services/sharedcache.py) until the user, their
+        roles or groups change; read in one query when not kept."""
         try:
             user_id = int(jwt_data["sub"])
         except (KeyError, TypeError, ValueError):
             return None
+        from app.services import sharedcache
+
+        user = sharedcache.get(self.session, ("api_user", user_id),
+                               lambda: self._api_user(user_id))
+        if user is not None and user.is_active:
+            g.user = user  # as FAB's own loader does
+            return user
+        return None
+
+    def _api_user(self, user_id: int):
         from sqlalchemy import select
         from sqlalchemy.orm import joinedload
 
@@ -516,10 +590,7 @@ class ImsSecurityManager(SecurityManager):
                 joinedload(user_model.roles),
                 joinedload(user_model.groups).joinedload(group_model.roles))
         ).unique().first()
-        if user is not None and user.is_active:
-            g.user = user  # as FAB's own loader does
-            return user
-        return None
+        return ApiUser.of(user) if user is not None else None
 
     # ----------------------------------------------------------------------- sessions
     def create_login_manager(self, app):

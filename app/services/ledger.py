@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import case, exists, func, insert, select, text, update
+from sqlalchemy import bindparam, case, exists, func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -225,38 +225,61 @@ def _new_group(session: Session, kind: str, legs: list[Leg], *, actor: str,
 
 _LINE_COLUMNS = ("group_id", "account", "amount", "fund_code", "account_reference",
                  "transaction_id")
-#: INSERT of n ledger lines with bound parameters, by n: built once each, so SQLAlchemy
-#: compiles each once (a statement made with .values(rows) is built afresh every time)
-_INSERT_LINES: dict[int, object] = {}
+#: (table, columns, rows, returning, dialect) -> (SQL, parameters' order or None for named,
+#: bind processors) of a multi-row INSERT, or None where it goes SQLAlchemy's way
+_DRIVER_INSERTS: dict[tuple, tuple | None] = {}
 
 
-def _insert_lines(n: int):
-    stmt = _INSERT_LINES.get(n)
-    if stmt is None:
-        from sqlalchemy import bindparam
-
-        table = LedgerLine.__table__
-        stmt = _INSERT_LINES[n] = table.insert().values([
-            {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in _LINE_COLUMNS}
-            for i in range(n)])
-    return stmt
+def _driver_insert(session: Session, table, columns: tuple[str, ...], rows: list[dict], *,
+                   returning: bool = False):
+    """INSERT ``rows`` (dicts of ``columns``) into ``table`` in one statement whose SQL is
+    compiled once per database and size and run through the driver; with ``returning``, the new
+    ids in the rows' order. SQLAlchemy keeps no compiled form of a multi-row VALUES (it has no
+    cache key), and even a cached statement costs a good part of its run in SQLAlchemy's
+    execution context, which these statements, written on every receipt, do without. Returns
+    False when the statement must go SQLAlchemy's way (RETURNING of several rows on a database
+    but PostgreSQL, whose sequence numbers the rows in their order; more than 100 rows)."""
+    conn = session.connection()
+    dialect = conn.dialect
+    key = (table.name, columns, len(rows), returning, dialect.name)
+    found = _DRIVER_INSERTS.get(key, False)
+    if found is False:
+        found = None
+        if len(rows) <= 100 and (not returning or len(rows) == 1
+                                 or dialect.name == "postgresql"):
+            stmt = table.insert().values([
+                {c: bindparam(f"{c}_{i}", type_=table.c[c].type) for c in columns}
+                for i in range(len(rows))])
+            if returning:
+                stmt = stmt.returning(table.c.id)
+            compiled = stmt.compile(dialect=dialect)
+            found = (compiled.string,
+                     tuple(compiled.positiontup) if compiled.positional else None,
+                     dict(compiled._bind_processors))
+        _DRIVER_INSERTS[key] = found
+    if found is None:
+        return False
+    sql, order, processors = found
+    params = {f"{c}_{i}": row[c] for i, row in enumerate(rows) for c in columns}
+    for name, process in processors.items():
+        params[name] = process(params[name])
+    result = conn.exec_driver_sql(sql, tuple(params[k] for k in order) if order is not None
+                                  else params)
+    if returning:
+        # ids from the table's sequence, taken in the rows' order (the order RETURNING lists
+        # them in is not promised)
+        return sorted(result.scalars().all())
+    return None
 
 
 def _write_lines(session: Session, group: PostingGroup, legs: list[Leg]) -> None:
     # one statement for all the legs: the database checks each statement's groups balance
-    params = {}
-    for i, leg in enumerate(legs):
-        params.update({f"group_id_{i}": group.id, f"account_{i}": leg.account,
-                       f"amount_{i}": leg.amount, f"fund_code_{i}": leg.fund_code,
-                       f"account_reference_{i}": leg.account_reference,
-                       f"transaction_id_{i}": leg.transaction_id})
-    if len(legs) <= 100:
-        session.execute(_insert_lines(len(legs)), params)
-    else:  # a large group: a statement of its own
-        session.execute(LedgerLine.__table__.insert().values([
-            dict(group_id=group.id, account=leg.account, amount=leg.amount,
-                 fund_code=leg.fund_code, account_reference=leg.account_reference,
-                 transaction_id=leg.transaction_id) for leg in legs]))
+    rows = [{"group_id": group.id, "account": leg.account, "amount": leg.amount,
+             "fund_code": leg.fund_code, "account_reference": leg.account_reference,
+             "transaction_id": leg.transaction_id} for leg in legs]
+    if _driver_insert(session, LedgerLine.__table__, _LINE_COLUMNS, rows) is False:
+        # a large group: a statement of its own
+        session.execute(LedgerLine.__table__.insert().values(rows))
     session.expire(group, ["lines"])
 
 
@@ -307,7 +330,10 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
     # join the session as persistent objects holding the values written (no flush to plan)
     session.flush()  # whatever the caller left pending goes first, as a flush would order it
     group_values = {c: getattr(group, c) for c in _GROUP_COLUMNS}
-    group.id = session.execute(_INSERT_GROUP, group_values).scalar_one()
+    ids = _driver_insert(session, PostingGroup.__table__, _GROUP_COLUMNS, [group_values],
+                         returning=True)
+    group.id = ids[0] if ids is not False else \
+        session.execute(_INSERT_GROUP, group_values).scalar_one()
     _attach(session, group)
     txns = []
     if rows:
@@ -315,7 +341,10 @@ def post_income_group(session: Session, kind: str, legs: Iterable[Leg], income: 
         narratives = [r.pop("narrative", None) or None for r in rows]
         for r in rows:
             r["posting_group_id"] = group.id
-        ids = session.execute(_INSERT_INCOME, rows).scalars().all()
+        ids = _driver_insert(session, Transaction.__table__, _INCOME_COLUMNS, rows,
+                             returning=True)
+        if ids is False:
+            ids = session.execute(_INSERT_INCOME, rows).scalars().all()
         for r, new_id in zip(rows, ids, strict=True):
             txn = Transaction(id=new_id, **r)
             _attach(session, txn)
@@ -343,6 +372,10 @@ def _vat_rates(session: Session, codes: set[str]) -> dict:
 
 _GROUP_COLUMNS = ("kind", "number", "created_at", "created_by", "office_code", "reason",
                   "import_id", "reverses_id", "accounting_date")
+_INCOME_COLUMNS = ("receipt_number", "fund_code", "account_reference", "amount", "vat_code",
+                   "vat_amount", "payment_method_code", "transaction_date", "external_reference",
+                   "office_code", "created_by", "created_at", "import_id",
+                   "source_transaction_id", "posting_group_id")
 _INSERT_GROUP = PostingGroup.__table__.insert().returning(PostingGroup.__table__.c.id)
 _INSERT_INCOME = Transaction.__table__.insert().returning(Transaction.__table__.c.id,
                                                           sort_by_parameter_order=True)
@@ -439,6 +472,7 @@ def available_amount(session: Session, transaction: Transaction) -> int:
 
 
 _INSERT_NARRATIVE = insert(TransactionNarrative.__table__)
+_NARRATIVE_COLUMNS = ("transaction_id", "narrative", "fund_code")
 
 
 def _write_narratives(session: Session, txns: list[Transaction], narratives: list) -> None:
@@ -451,7 +485,8 @@ def _write_narratives(session: Session, txns: list[Transaction], narratives: lis
         if narrative:
             rows.append({"transaction_id": txn.id, "narrative": narrative,
                          "fund_code": txn.fund_code})
-    if rows:
+    if rows and _driver_insert(session, TransactionNarrative.__table__, _NARRATIVE_COLUMNS,
+                               rows) is False:
         session.execute(_INSERT_NARRATIVE, rows)
 
 

@@ -13,7 +13,7 @@ from app import metrics
 from app.domain.errors import NotFound, ValidationError
 from app.domain.money import Money, vat_of
 from app.models.ledger import PostingGroup, Transaction
-from app.models.reference import Fund, Office, PaymentMethod, VatCode
+from app.models.reference import Fund, PaymentMethod, VatCode
 from app.services import audit, clearing
 from app.services import ledger as L
 from app.services import refcache
@@ -175,7 +175,7 @@ def check_line(session: Session, line: dict, prefix: str, errors: dict, *,
 def take_receipt(session: Session, *, lines: list, payment_method_code, actor: str,
                  may_override_stop: bool = False, office_code: str | None = None,
                  transaction_date=None, external_reference: str | None = None,
-                 accounting_date=None) -> ReceiptResult:
+                 accounting_date=None, before_commit=None) -> ReceiptResult:
     """Validate every line, then post Dr the method's clearing account (Cash in hand for cash and
     cheques, Card clearing, Agent clearing; Bank for bank transfers) / Cr Fund:account per line
     under one receipt number.
@@ -187,6 +187,9 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
     The transaction date is the accounting date: in a closed period the receipt posts on the
     first day of the first open period (result.period_message says so). ``accounting_date``
     (API only) asks for a date explicitly: in a closed period that is refused (422).
+
+    ``before_commit(result)``, when given, runs after the posting and before the commit, in the
+    receipt's transaction (the API stores an idempotency key's response with the receipt).
     """
     errors: dict[str, list[str]] = {}
     try:
@@ -216,7 +219,7 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
                 f"You may not take payments by {method.code}.")
         if not office_code:
             office_code = default_office
-        if office_code and session.scalar(select(Office.id).where(Office.code == office_code)) is None:
+        if office_code and not refcache.office_exists(session, office_code):
             errors.setdefault("office_code", []).append(f"Unknown office {office_code!r}.")
         if not isinstance(lines, list) or not lines:
             errors.setdefault("lines", []).append("Add at least one line.")
@@ -247,6 +250,8 @@ def take_receipt(session: Session, *, lines: list, payment_method_code, actor: s
                               transaction_date=tdate, office_code=office_code,
                               external_reference=external_reference, method_kind=method.kind,
                               accounting_date=adate or tdate, strict_date=adate is not None)
+        if before_commit is not None:
+            before_commit(result)
         session.commit()
         metrics.receipt_posted(result.total)
         return result

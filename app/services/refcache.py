@@ -1,16 +1,14 @@
-"""Reference rows (funds, payment methods, VAT codes, account holders) read once per database
-transaction.
+"""Reference rows (funds, payment methods, offices, VAT codes, account holders) for the checks
+of a receipt and the like.
 
-A receipt reads its payment method for the receipt, again for each line's checks and for its
-debit leg, and each line's fund with its validator and VAT code: the same rows, in the same
-transaction. ``prefetch`` reads every line's fund and account holder in one query each (the
-account holders found, and those not found, are kept for the transaction too); ``fund``,
-``method`` and ``vat`` read each code once per transaction of the session and hand back the same
-ORM object (what the identity map would hand back anyway, without the query). The cache is
-dropped when the session's outermost transaction ends (commit or rollback), so the next
-transaction reads the rows afresh: a change by an Administrator counts from the next request, as
-it would without the cache. Rows not found are not remembered (a fund created later in the same
-transaction is found), but for a prefetch's account holders.
+Funds (with their validator chain and VAT code), payment methods, VAT codes and offices change
+rarely: each worker keeps them between requests in the shared cache (app/services/sharedcache.py)
+while the database's cache version stands, as read-only ``Snapshot`` copies (reads work as on the
+ORM row; a change to one of these tables, by anyone, counts from the next request). Within a
+transaction each code is looked up once (``session.info``). ``prefetch`` reads every line's
+account holder in one query (the account holders found, and those not found, are kept for the
+transaction: account holders change with every sync and are not shared). The per-transaction
+part is dropped when the session's outermost transaction ends (commit or rollback).
 """
 
 from __future__ import annotations
@@ -18,7 +16,9 @@ from __future__ import annotations
 from sqlalchemy import and_, bindparam, event, or_, select
 from sqlalchemy.orm import Session, joinedload
 
-from app.models.reference import AccountHolder, Fund, PaymentMethod, VatCode
+from app.models.reference import AccountHolder, Fund, Office, PaymentMethod, VatCode
+from app.services import sharedcache
+from app.services.sharedcache import snapshot
 
 _KEY = "ims_reference_rows"
 
@@ -30,19 +30,22 @@ def _cache(session: Session) -> dict:
     return cache
 
 
-def fund(session: Session, code: str | None) -> Fund | None:
-    """The fund of ``code`` (stripped, upper case) with its validator and VAT code loaded, or
-    None."""
+def fund(session: Session, code: str | None):
+    """The fund of ``code`` (stripped, upper case), a Snapshot with its validator chain and VAT
+    code, or None."""
     if not code:
         return None
     code = str(code).strip().upper()
-    cache = _cache(session)
-    row = cache.get(("fund", code))
-    if row is None:
-        row = session.scalar(_FUNDS, {"codes": [code]})
-        if row is not None:
-            _keep_fund(cache, row)
-    return row
+    return sharedcache.get(session, ("fund", code), lambda: _fund_snapshot(session.scalar(
+        _FUNDS, {"codes": [code]})))
+
+
+#: what a fund's snapshot holds besides its columns
+_FUND_RELATIONS = {"validator": {"next_validator": "*"}, "vat": None}
+
+
+def _fund_snapshot(row: Fund | None):
+    return snapshot(row, _FUND_RELATIONS)
 
 
 _FUNDS = (select(Fund).where(Fund.code.in_(bindparam("codes", expanding=True)))
@@ -56,24 +59,37 @@ _NONE = object()
 
 
 def prefetch(session: Session, pairs) -> None:
-    """Read the funds, and the account holders, of ``pairs`` of (fund code, normalised
-    reference) in one query each (a receipt's lines), for ``fund`` and ``account`` to find."""
+    """Look up the funds, and read the account holders in one query, of ``pairs`` of (fund
+    code, normalised reference) (a receipt's lines), for ``fund`` and ``account`` to find."""
     cache = _cache(session)
     codes = {str(f).strip().upper() for f, _ in pairs if isinstance(f, str) and f.strip()}
-    wanted = sorted(c for c in codes if ("fund", c) not in cache)
-    if wanted:
-        for row in session.scalars(_FUNDS, {"codes": wanted}):
-            _keep_fund(cache, row)
+    known = {code for code in codes if fund(session, code) is not None}
     refs = sorted({(str(f).strip().upper(), r) for f, r in pairs
-                   if isinstance(f, str) and ("fund", str(f).strip().upper()) in cache and r})
+                   if isinstance(f, str) and str(f).strip().upper() in known and r})
     refs = [(f, r) for f, r in refs if ("account", f, r) not in cache]
     if refs:
         for f, r in refs:
             cache[("account", f, r)] = _NONE
-        cond = or_(*[and_(AccountHolder.fund_code == f, AccountHolder.account_reference == r)
-                     for f, r in refs])
-        for row in session.scalars(select(AccountHolder).where(cond)):
+        for row in session.scalars(_accounts_query(len(refs)), {
+                f"{k}_{i}": v for i, (f, r) in enumerate(refs)
+                for k, v in (("f", f), ("r", r))}):
             cache[("account", row.fund_code, row.account_reference)] = row
+
+
+#: SELECT of n account holders by (fund, reference), by n: built once each (so SQLAlchemy
+#: neither builds nor keys it afresh per receipt)
+_ACCOUNTS: dict[int, object] = {}
+
+
+def _accounts_query(n: int):
+    stmt = _ACCOUNTS.get(n)
+    if stmt is None:
+        stmt = select(AccountHolder).where(or_(*[
+            and_(AccountHolder.fund_code == bindparam(f"f_{i}"),
+                 AccountHolder.account_reference == bindparam(f"r_{i}")) for i in range(n)]))
+        if n <= 50:
+            _ACCOUNTS[n] = stmt
+    return stmt
 
 
 def account(session: Session, fund_code: str, reference: str) -> AccountHolder | None:
@@ -85,37 +101,30 @@ def account(session: Session, fund_code: str, reference: str) -> AccountHolder |
     return None if row is _NONE else row
 
 
-def _keep_fund(cache: dict, row: Fund) -> None:
-    cache[("fund", row.code)] = row
-    if row.vat is not None:
-        cache[("vat", row.vat.code)] = row.vat
-
-
-def vat(session: Session, code: str | None) -> VatCode | None:
-    """The VAT code ``code`` (as given), or None."""
+def vat(session: Session, code: str | None):
+    """The VAT code ``code`` (as given), a Snapshot, or None."""
     if not code:
         return None
-    cache = _cache(session)
-    row = cache.get(("vat", code))
-    if row is None:
-        row = session.scalar(_VAT, {"code": code})
-        if row is not None:
-            cache[("vat", code)] = row
-    return row
+    return sharedcache.get(session, ("vat", code),
+                           lambda: snapshot(session.scalar(_VAT, {"code": code})))
 
 
-def method(session: Session, code: str | None) -> PaymentMethod | None:
-    """The payment method of ``code`` (stripped, upper case), or None."""
+def method(session: Session, code: str | None):
+    """The payment method of ``code`` (stripped, upper case), a Snapshot, or None."""
     if not code:
         return None
     code = str(code).strip().upper()
-    cache = _cache(session)
-    row = cache.get(("method", code))
-    if row is None:
-        row = session.scalar(_METHOD, {"code": code})
-        if row is not None:
-            cache[("method", code)] = row
-    return row
+    return sharedcache.get(session, ("method", code),
+                           lambda: snapshot(session.scalar(_METHOD, {"code": code})))
+
+
+def office_exists(session: Session, code: str) -> bool:
+    """Whether an office of ``code`` (as given) exists."""
+    return sharedcache.get(session, ("office", code), lambda: session.scalar(
+        _OFFICE, {"code": code}) is not None)
+
+
+_OFFICE = select(Office.id).where(Office.code == bindparam("code"))
 
 
 def forget(session: Session) -> None:

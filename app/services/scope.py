@@ -69,7 +69,15 @@ def _current_user():
 
 
 def codes_for_user(session, user_id: int) -> frozenset[str] | None:
-    """The fund codes user ``user_id`` holds, or None when they hold all funds."""
+    """The fund codes user ``user_id`` holds, or None when they hold all funds (kept by the
+    worker's shared cache until fund access, groups or funds change)."""
+    from app.services import sharedcache
+
+    return sharedcache.get(session, ("fund_scope", user_id),
+                           lambda: _read_codes_for_user(session, user_id))
+
+
+def _read_codes_for_user(session, user_id: int) -> frozenset[str] | None:
     if session.scalar(select(UserFundAccess.all_funds).where(
             UserFundAccess.user_id == user_id)):
         return None

@@ -572,6 +572,15 @@ def receipt_rules(session: Session, username: str | None) -> tuple[set[str] | No
     one small query: what a receipt checks for the user taking it."""
     if not username:
         return None, None
+    from app.services import sharedcache
+
+    allowed, office = sharedcache.get(session, ("receipt_rules", username),
+                                      lambda: _read_receipt_rules(session, username))
+    return (set(allowed) if allowed is not None else None), office
+
+
+def _read_receipt_rules(session: Session, username: str) -> tuple[frozenset[str] | None,
+                                                                  str | None]:
     User = _user_model()
     rows = session.execute(select(UserSignin.default_office_code,
                                   UserPaymentMethod.payment_method_code)
@@ -581,7 +590,7 @@ def receipt_rules(session: Session, username: str | None) -> tuple[set[str] | No
                            .where(User.username == username)).all()
     if not rows:
         return None, None
-    codes = {code for _, code in rows if code is not None}
+    codes = frozenset(code for _, code in rows if code is not None)
     return codes or None, rows[0][0]
 
 
