@@ -186,6 +186,27 @@ def test_dashboard_counts_receipts_not_journals(session):
     assert tws["amount"] >= 250
 
 
+def test_a_reversed_receipt_leaves_the_dashboard(session):
+    """Money in counts what was not reversed: reversing a receipt takes it out of the totals and
+    the receipt count again (the anti-join against reversals)."""
+    from app.models.ledger import PostingGroup
+    from app.services.ledger import reverse_group
+
+    today = dt.date.today()
+    before = S.dashboard(session, today)
+    out = take_receipt(session, payment_method_code="CASH", actor="cashier",
+                       lines=[{"fund_code": "TWS", "account_reference": "DB9", "amount": "6.00"}])
+    taken = S.dashboard(session, today)
+    assert taken["today_total"] - before["today_total"] == 600
+    group = session.get(PostingGroup, out.group.id)
+    reverse_group(session, group, actor="manager", reason="keyed twice")
+    session.commit()
+    after = S.dashboard(session, today)
+    assert after["today_total"] == before["today_total"]
+    assert after["month_total"] == before["month_total"]
+    assert after["today_receipts"] == before["today_receipts"]
+
+
 def test_dashboard_folds_one_grouped_query_into_its_tables(session):
     """Figures by fund and by method agree with each other and with the totals, for today and
     the 30-day window; a receipt dated 40 days ago counts in neither."""
