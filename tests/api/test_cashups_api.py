@@ -14,7 +14,9 @@ from app.services import ledger as L
 from app.services.receipts import take_receipt
 from tests.conftest import unique
 
-TODAY = dt.date.today().isoformat()
+def _today() -> str:
+    """Today, when asked (a value fixed at import goes stale when the run passes midnight)."""
+    return dt.date.today().isoformat()
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def _receipt(session, office, amount="10.00", method="CASH"):
 
 
 def _body(office, **kw):
-    return {"office_code": office, "till_date": TODAY, "bag_number": unique("API", 10),
+    return {"office_code": office, "till_date": _today(), "bag_number": unique("API", 10),
             "denominations": {"10.00": 1}, **kw}
 
 
