@@ -376,19 +376,13 @@ def prepare(session: Session, action: str, entity: str, entity_id, before=None, 
             reason: str | None = None, actor: str | None = None) -> dict:
     """``record`` for a caller that inserts the event (into ``AUDIT_TABLE``) within a statement of
     its own, to save a round trip: returns the sealed row (the session's waiting events are
-    written first). The caller writes it in this transaction, then calls ``written``."""
+    written first). The caller writes it in this transaction; nothing more is needed."""
     write_pending(session)
     return _seal(keyring_for(session), _content(
         action, entity, entity_id,
         None if before is None else {k: _jsonable(v) for k, v in before.items()},
         None if after is None else {k: _jsonable(v) for k, v in after.items()},
         reason, actor))
-
-
-def written(session: Session, row: dict) -> None:
-    """The prepared ``row`` was inserted (kept for callers: a sealed event needs nothing more)."""
-    if not row.get("mac"):
-        raise RuntimeError("This audit event was not prepared (it has no MAC).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -412,7 +406,7 @@ def _chain_head(session: Session) -> tuple[int, str | None, str | None]:
     return (row[0], row[1], row[2]) if row else (0, None, None)
 
 
-def _settled_horizon(session: Session) -> int | None:
+def _settled_horizon(session: Session, latest: int) -> int | None:
     """The highest event id below which every event is committed or rolled back for good, so
     the chain can link up to it without leaving one behind; None if no moment without a writer
     in flight came within CHAIN_LOCK_TIMEOUT_MS (try again later). Commits the session.
@@ -422,12 +416,10 @@ def _settled_horizon(session: Session) -> int | None:
     with NOWAIT, again and again for a moment, so that it never queues: a writer is never held
     behind the chaining step, only for the instant the lock is held (one statement), and a long
     transaction (an import) just delays linking. SQLite has one writer at a time: what is
-    visible is settled."""
-    if session.get_bind().dialect.name != "postgresql":
-        horizon = session.scalar(_MAX_EVENT_Q) or 0
-        session.commit()
-        return horizon
+    visible (``latest``, the highest id just read) is settled."""
     session.commit()
+    if session.get_bind().dialect.name != "postgresql":
+        return latest
     deadline = time.monotonic() + CHAIN_LOCK_TIMEOUT_MS / 1000
     while True:
         try:
@@ -458,10 +450,11 @@ def chain_pending(session: Session, batch: int = 5000) -> ChainResult:
     key (forged or altered in the database) is not linked: it is logged as an error, and
     verification reports it. Commits the session (the worker's, the CLI's)."""
     result = ChainResult()
-    if (session.scalar(_MAX_EVENT_Q) or 0) <= _chain_head(session)[0]:
+    latest = session.scalar(_MAX_EVENT_Q) or 0
+    if latest <= _chain_head(session)[0]:
         session.commit()
         return result  # nothing new: no lock taken
-    horizon = _settled_horizon(session)
+    horizon = _settled_horizon(session, latest)
     if horizon is None:
         result.waiting = True
         return result
@@ -1170,7 +1163,10 @@ def rekey(session: Session, accept_broken: bool = False, batch: int = 5000) -> R
     # Linked with the configured key (the event is the switch); events written meanwhile by
     # others are linked before it with the chain's key, or after it with the new one.
     chain_pending(session, batch)
-    after, walk = _verify(session, batch)
+    walk.unlinked.clear()  # linked now: walked below, on from the head verified
+    for rows in _rows_after(session, walk.last_id, batch):
+        for r in rows:
+            walk.feed(r)
     cp = write_checkpoint(session, walk.count, walk.last_id, walk.prev)
     return RekeyResult(True, f"{result.linked} events verified; event {event_id} records the "
                              f"switch to audit key {ring.current_id}; checkpoint {cp.id} signed.",

@@ -581,8 +581,6 @@ def _project(session: Session, instance: WorkflowInstance, run: WorkflowRun, act
                {**new_row, **changes})
     else:
         _write(session.connection(), instance.id, changes, events, new_tasks, audit_row)
-    if audit_row is not None:
-        audit.written(session, audit_row)
     for key, value in changes.items():  # the object matches its row again
         set_committed_value(instance, key, value)
     loaded = [key for key in ("tasks", "events") if key in instance.__dict__]
