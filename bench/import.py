@@ -243,7 +243,7 @@ def copy_baseline(app, path: str, posted: int) -> float:
                     txns.append((i, number, rec[4] or "TWS", rec[1], amount, "S", amount // 6,
                                  "BACS", day, "bench", now, "BANK", 1, i))
                     if rec[3]:
-                        narrs.append((i, rec[3], rec[4] or "TWS"))
+                        narrs.append((i, rec[3], rec[4] or "TWS", day))
         cols = {
             "posting_group": ("id", "kind", "number", "created_at", "created_by",
                               "office_code", "import_id", "accounting_date"),
@@ -253,7 +253,8 @@ def copy_baseline(app, path: str, posted: int) -> float:
                                    "amount", "vat_code", "vat_amount", "payment_method_code",
                                    "transaction_date", "created_by", "created_at",
                                    "office_code", "import_id", "posting_group_id"),
-            "transaction_narrative": ("transaction_id", "narrative", "fund_code"),
+            "transaction_narrative": ("transaction_id", "narrative", "fund_code",
+                                      "transaction_date"),
             "suspense_item": ("id", "amount", "reference_text", "narrative", "reason",
                               "fund_code", "transaction_date", "import_id", "line_number",
                               "posting_group_id", "status", "created_at")}

@@ -75,11 +75,11 @@ def receipt():
                  body.get("office_code"), actor, now, gid))
             tids.append(cur.fetchone()[0])
         # narratives live in their own erasable table (as the IMS writes them)
-        narratives = [(tid, line["narrative"], line["fund_code"])
+        narratives = [(tid, line["narrative"], line["fund_code"], now.date())
                       for tid, line in zip(tids, lines) if line.get("narrative")]
         if narratives:
             cur.executemany("INSERT INTO transaction_narrative (transaction_id, narrative, "
-                            "fund_code) VALUES (%s, %s, %s)", narratives)
+                            "fund_code, transaction_date) VALUES (%s, %s, %s, %s)", narratives)
         rows = [(gid, "BANK", None, None, total, None)] + [
             (gid, "FUND", line["fund_code"], line["account_reference"], -amount, tid)
             for line, amount, tid in zip(lines, amounts, tids)]

@@ -64,15 +64,15 @@ def load(app, rows: int, seed: int = 11, first_id: int = 1) -> tuple[float, dict
                 ref = f"{fund[:2]}{rng.randint(0, rows // 3):08d}"
                 refs[i] = (fund, ref)
                 amount = rng.randint(100, 200_000)
+                day = start + dt.timedelta(days=rng.randint(0, 730))
                 narratives.append((i, f"{rng.choice(WORDS)} {rng.choice(SURNAMES)} "
-                                      f"inv{rng.randint(0, 10_000_000):07d}", fund))
-                cp.write_row((i, f"R{i:08d}", fund, ref, amount, "O", 0, rng.choice(METHODS),
-                              start + dt.timedelta(days=rng.randint(0, 730)),
+                                      f"inv{rng.randint(0, 10_000_000):07d}", fund, day))
+                cp.write_row((i, f"R{i:08d}", fund, ref, amount, "O", 0, rng.choice(METHODS), day,
                               rng.choice(["CIVIC", "LIB", "CC", "WEB"]),
                               rng.choice(["cashier", "clerk", "bench"]), now, i))
         # narratives live in their own (erasable) table, one row per transaction that has one
-        with cur.copy("COPY transaction_narrative (transaction_id, narrative, fund_code) "
-                     "FROM STDIN") as cp:
+        with cur.copy("COPY transaction_narrative (transaction_id, narrative, fund_code, "
+                      "transaction_date) FROM STDIN") as cp:
             for row in narratives:
                 cp.write_row(row)
         amounts = {}

@@ -120,7 +120,12 @@ class TransactionNarrative(Model):
     fund is the fund: every writer (ledger.record_income, the import writers, migration 0025)
     writes it with the narrative, from the same value, in the same statement or transaction,
     and neither row is ever changed (income_transaction is append-only, this table refuses
-    UPDATE), so the two cannot diverge."""
+    UPDATE), so the two cannot diverge.
+
+    ``transaction_date`` repeats the transaction's date the same way (written with it, never
+    changed), so that a search by narrative finds its page of newest matches from this table
+    alone (search._narrative_page): sorting thousands of matches by a date read from each
+    one's income row cost a look-up of that row per match."""
 
     __tablename__ = "transaction_narrative"
 
@@ -129,6 +134,8 @@ class TransactionNarrative(Model):
     narrative: Mapped[str] = mapped_column(String(500), nullable=False)
     #: the transaction's fund_code (a copy, for the scoped search's index; see above)
     fund_code: Mapped[str] = mapped_column(String(10), nullable=False)
+    #: the transaction's transaction_date (a copy, for the search's sort; see above)
+    transaction_date: Mapped[date] = mapped_column(Date, nullable=False)
 
     def __repr__(self) -> str:
         return f"narrative of transaction {self.transaction_id}"

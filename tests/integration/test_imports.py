@@ -48,7 +48,8 @@ def _ctax_refs(session, n):
 def test_narratives_are_written_apart_each_to_its_own_row(app, session, fund):
     """A posted row's narrative goes to transaction_narrative (erasable), matched to its own
     transaction also when suspense rows and rows without a narrative are among them; a row
-    without a narrative has no narrative row; suspense items keep theirs."""
+    without a narrative has no narrative row; suspense items keep theirs. Each narrative keeps
+    its transaction's fund and date (for the scoped search and its sort)."""
     from app.models.ledger import TransactionNarrative
 
     tag = unique("N", 7)
@@ -59,7 +60,7 @@ def test_narratives_are_written_apart_each_to_its_own_row(app, session, fund):
         elif i % 3 == 0:
             lines.append(f"2026-01-05,{tag}R{i},2.{i:02d},,{fund}")
         else:
-            lines.append(f"2026-01-05,{tag}R{i},2.{i:02d},paid {tag}R{i},{fund}")
+            lines.append(f"2026-01-{5 + i % 7:02d},{tag}R{i},2.{i:02d},paid {tag}R{i},{fund}")
     batch = _receive(app, session, "\n".join(lines) + "\n")
     batch = svc.process_import(session, batch.id, actor="clerk")
     assert batch.status == "succeeded", batch.errors_json
@@ -69,11 +70,15 @@ def test_narratives_are_written_apart_each_to_its_own_row(app, session, fund):
     assert len(with_narrative) == 21
     for t in txs:
         assert t.narrative == (f"paid {t.account_reference}" if t.id in with_narrative else None)
-    kept = dict(session.execute(select(TransactionNarrative.transaction_id,
-                                       TransactionNarrative.fund_code).where(
-        TransactionNarrative.transaction_id.in_([t.id for t in txs]))).all())
+    N = TransactionNarrative
+    kept = {row[0]: row[1:] for row in session.execute(
+        select(N.transaction_id, N.fund_code, N.transaction_date).where(
+            N.transaction_id.in_([t.id for t in txs])))}
     assert set(kept) == with_narrative
-    assert set(kept.values()) == {fund}  # each with its transaction's fund
+    # each with its transaction's fund and date
+    assert {i: kept[i] for i in with_narrative} == {
+        t.id: (fund, t.transaction_date) for t in txs if t.id in with_narrative}
+    assert len({d for _f, d in kept.values()}) == 7
     items = session.scalars(select(SuspenseItem).where(SuspenseItem.import_id == batch.id)).all()
     assert sorted(i.narrative for i in items) == sorted(f"held {i}" for i in range(3, 40, 5))
 

@@ -180,8 +180,8 @@ def test_ledger_references_are_checked_per_statement_on_postgres(session):
                       "income_transaction_posting_group_id_fkey",
                       "transaction_narrative_transaction_id_fkey"}
     with pytest.raises(IntegrityError, match="transaction 987654321, which does not exist"):
-        session.execute(text("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
-                             "VALUES (987654321, 'nobody', 'HRA')"))
+        session.execute(text("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code, "
+                             "transaction_date) VALUES (987654321, 'nobody', 'HRA', '2026-04-01')"))
     session.rollback()
     missing = session.scalar(select(func.max(PostingGroup.id))) + 1000
     lines = LedgerLine.__table__.insert()

@@ -3,6 +3,7 @@
 import csv
 import datetime as dt
 import io
+from dataclasses import replace
 
 import pytest
 from openpyxl import load_workbook
@@ -297,3 +298,53 @@ def test_search_counts_up_to_its_cap_and_says_more(session, monkeypatch):
     assert [t.id for t in capped.rows] == [t.id for t in everything.rows]
     last = S.search(session, S.parse_filters({}), everything.pages, 2)
     assert not last.has_next
+
+
+def test_narrative_search_pages_newest_first_from_the_narratives(session, monkeypatch):
+    """A search by narrative alone chooses its page by the date kept beside each narrative
+    (search._narrative_page): newest transaction date first whatever the ids' order, counted
+    in the same statement, pages past the last empty but counted, and beyond COUNT_CAP the
+    page is still the newest of all the matches, not of the first ones found."""
+    from app.models.ledger import Transaction, TransactionNarrative as N
+    from app.services import ledger as L
+
+    word = unique("Nsort", 12)
+    today = dt.date.today()
+    # created oldest-last for the first five (ids against dates), the newest two last
+    offsets = [3, 9, 9, 40, 60, 1, 0]
+    made = []
+    for i, days in enumerate(offsets):
+        group = L.post_group(session, "receipt", [L.Leg(L.BANK, 100 + i),
+                                                  L.Leg(L.FUND, -(100 + i), "TWS", "NS1")],
+                             actor="cashier")
+        made.append(L.record_income(session, group=group, fund_code="TWS",
+                                    account_reference="NS1", amount=100 + i,
+                                    payment_method_code="CASH",
+                                    transaction_date=today - dt.timedelta(days=days),
+                                    narrative=f"Paid {word} {i}", created_by="cashier"))
+    session.commit()
+    # each narrative keeps its transaction's date
+    assert {(n.transaction_id, n.transaction_date) for n in session.scalars(
+        select(N).where(N.narrative.like(f"%{word}%")))} == {(t.id, t.transaction_date)
+                                                             for t in made}
+    newest = [t.id for t in sorted(made, key=lambda t: (t.transaction_date, t.id), reverse=True)]
+    f = S.parse_filters({"narrative": word.lower()})
+    pages = [S.search(session, f, n, 3) for n in (1, 2, 3)]
+    assert [[t.id for t in p.rows] for p in pages] == [newest[:3], newest[3:6], newest[6:]]
+    assert [(p.total, p.has_next, p.total_capped) for p in pages] == [
+        (7, True, False), (7, True, False), (7, False, False)]
+    past = S.search(session, f, 5, 3)
+    assert past.rows == [] and past.total == 7 and not past.has_next
+    oldest = S.search(session, replace(f, direction="asc"), 1, 4)
+    assert [t.id for t in oldest.rows] == newest[::-1][:4]
+    by_id = S.search(session, replace(f, sort="id"), 1, 7)
+    assert [t.id for t in by_id.rows] == sorted(newest, reverse=True)
+    # the same rows as the general search (another sort takes that path)
+    by_amount = S.search(session, replace(f, sort="amount", direction="asc"), 1, 7)
+    assert [t.amount for t in by_amount.rows] == sorted(t.amount for t in made)
+    assert S.search(session, S.parse_filters({"narrative": unique("Nnone", 12)}), 1, 3).total == 0
+    monkeypatch.setattr(S, "COUNT_CAP", 3)
+    capped = S.search(session, f, 1, 2)
+    assert capped.total_capped and capped.total == 3 and capped.has_next
+    assert [t.id for t in capped.rows] == newest[:2]
+    assert isinstance(capped.rows[0], Transaction)

@@ -108,8 +108,9 @@ def test_income_rows_are_strictly_append_only_and_narratives_kept_apart(session)
     session.rollback()
     missing = session.scalar(select(func.max(Transaction.id))) + 1000
     with pytest.raises(IntegrityError):
-        session.execute(text("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
-                             "VALUES (:id, 'nobody', 'HRA')"), {"id": missing})
+        session.execute(text("INSERT INTO transaction_narrative (transaction_id, narrative, fund_code, "
+                             "transaction_date) VALUES (:id, 'nobody', 'HRA', '2026-04-01')"),
+                        {"id": missing})
         session.flush()
     session.rollback()
 

@@ -90,8 +90,8 @@ _PG_POST = """
         FROM r WHERE NOT held ORDER BY line
         RETURNING id, posting_group_id
     ), n AS (
-        INSERT INTO transaction_narrative (transaction_id, narrative, fund_code)
-        SELECT t.id, r.narrative, r.fund_code FROM t JOIN r ON r.group_id = t.posting_group_id
+        INSERT INTO transaction_narrative (transaction_id, narrative, fund_code, transaction_date)
+        SELECT t.id, r.narrative, r.fund_code, r.transaction_date FROM t JOIN r ON r.group_id = t.posting_group_id
         WHERE r.narrative IS NOT NULL ORDER BY t.id
     ), si AS (
         INSERT INTO suspense_item (amount, reference_text, narrative, reason, fund_code,

@@ -51,7 +51,7 @@ def stage(session: Session, rows) -> tuple[list, list, list, list]:
             groups += (seq, "import", number, d)
             txs += (seq, number, fund, ref, amount, vat_code, vat, method, sd, ext)
             if narrative:
-                narratives += (seq, narrative, fund)  # the transaction's fund
+                narratives += (seq, narrative, fund, sd)  # the transaction's fund and date
     return groups, txs, held, narratives
 
 
@@ -69,9 +69,10 @@ _TX = (10, "INSERT INTO income_transaction (id, posting_group_id, receipt_number
            "SELECT ? + column1, ? + column1, column2, column3, column4, column5, column6, "
            "column7, column8, column9, column10, ?, ?, ?, ? FROM (VALUES {})")
 # a posted row's narrative (erasable, out of the append-only income row), when it has one,
-# with its transaction's fund (for the scoped search)
-_NARRATIVES = (3, "INSERT INTO transaction_narrative (transaction_id, narrative, fund_code) "
-                  "SELECT ? + column1, column2, column3 FROM (VALUES {})")
+# with its transaction's fund and date (for the scoped search and its sort)
+_NARRATIVES = (4, "INSERT INTO transaction_narrative (transaction_id, narrative, fund_code, "
+                  "transaction_date) SELECT ? + column1, column2, column3, column4 "
+                  "FROM (VALUES {})")
 _SUSPENSE = (8, "INSERT INTO suspense_item (id, posting_group_id, amount, reference_text, "
                 "narrative, reason, fund_code, transaction_date, line_number, import_id, "
                 "status, created_at) SELECT ? + column1, ? + column1, column2, column3, "
