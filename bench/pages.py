@@ -9,6 +9,10 @@ refunds, write-offs, tasks) is loaded first, then the transactions with COPY (be
 loader). The app runs in werkzeug's threaded server on 127.0.0.1 (one process: this measures the
 IMS's own work per request, not gunicorn's); the client is requests with a session cookie.
 Baseline: the same server's /healthz (no database, no session) — the floor of the HTTP stack.
+
+Then the API's reads of one page of results (page_size 100, the most a settled question counts)
+and of one record, each with the bearer token of the role that uses it (POST
+/api/v1/security/login), against the same 100 ms target.
 """
 
 from __future__ import annotations
@@ -99,10 +103,51 @@ def pages(ids: dict) -> list[tuple[str, str, object]]:
     return out
 
 
+def api_reads(ids: dict) -> list[tuple[str, str, object]]:
+    """(role, name, path or path-maker) — the API's reads: a page of 100 results, or one record."""
+    today = dt.date.today()
+    rng = random.Random(4)
+    T = "/api/v1/transactions/"
+
+    def fund_week():
+        d0 = today - dt.timedelta(days=rng.randint(7, 700))
+        return (f"{T}?fund={rng.choice(FUNDS)}&date_from={d0.isoformat()}"
+                f"&date_to={(d0 + dt.timedelta(days=7)).isoformat()}&page_size=100")
+
+    out = [
+        ("clerk", "transactions, newest (100)", f"{T}?page_size=100"),
+        ("clerk", "transactions: fund + week (100)", fund_week),
+        ("clerk", "transactions: reference", f"{T}?account_reference={ids['ref']}&page_size=100"),
+        ("clerk", "transactions: common surname (100)",
+         lambda: f"{T}?narrative={rng.choice(SURNAMES).lower()}&page_size=100"),
+        ("clerk", "transaction", f"{T}{ids['txn']}"),
+        ("clerk", "suspense (100)", "/api/v1/suspense/?q=(page_size:100)"),
+        ("clerk", "imports (100)", "/api/v1/imports/?page_size=100"),
+        ("manager", "refunds (100)", "/api/v1/refunds/?page_size=100"),
+        ("manager", "write-offs (100)", "/api/v1/write-offs/?page_size=100"),
+        ("manager", "tasks", "/api/v1/tasks/"),
+    ]
+    if ids.get("suspense"):
+        out.append(("clerk", "suspense item", f"/api/v1/suspense/{ids['suspense']}"))
+    return out
+
+
+def _api_session(base: str, username: str):
+    import requests
+
+    r = requests.post(f"{base}/api/v1/security/login", json={
+        "username": username, "password": "Passw0rd!", "provider": "db"})
+    if r.status_code != 200:
+        sys.exit(f"API login as {username} failed: {r.status_code}")
+    s = requests.Session()
+    s.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    return s
+
+
 def measure(base: str, ids: dict, runs: int) -> list[tuple[str, float, float, int]]:
     import requests
 
-    sessions: dict[str, requests.Session] = {}
+    sessions: dict[tuple[str, bool], requests.Session] = {}
     results = []
     floor = [0.0]
     times = []
@@ -113,8 +158,12 @@ def measure(base: str, ids: dict, runs: int) -> list[tuple[str, float, float, in
     results.append(("baseline: /healthz (HTTP floor)", percentile(times, 50),
                     percentile(times, 95), 200))
     floor[0] = percentile(times, 50)
-    for role, name, path in pages(ids):
-        s = sessions.get(role) or sessions.setdefault(role, _login(base, role))
+    reads = [(role, name, path, False) for role, name, path in pages(ids)] + [
+        (role, f"API {name}", path, True) for role, name, path in api_reads(ids)]
+    for role, name, path, api in reads:
+        key = (role, api)
+        s = sessions.get(key) or sessions.setdefault(
+            key, (_api_session if api else _login)(base, role))
         make = path if callable(path) else (lambda p=path: p)
         for _ in range(3):
             s.get(base + make())
