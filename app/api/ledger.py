@@ -33,10 +33,14 @@ def json_body() -> dict:
     return data
 
 
-def transaction_json(session, t: Transaction) -> dict:
+def transaction_json(session, t: Transaction, available: int | None = None) -> dict:
+    """A transaction as the API gives it; ``available`` when the caller worked it out for a page
+    of them (L.available_amounts), else read here."""
+    if available is None:
+        available = L.available_amount(session, t)
     return {"id": t.id, "receipt_number": t.receipt_number, "fund_code": t.fund_code,
             "account_reference": t.account_reference, "amount": pence_to_str(t.amount),
-            "available_amount": pence_to_str(L.available_amount(session, t)),
+            "available_amount": pence_to_str(available),
             "vat_code": t.vat_code, "vat_amount": pence_to_str(t.vat_amount),
             "payment_method_code": t.payment_method_code, "narrative": t.narrative,
             "transaction_date": t.transaction_date.isoformat(),
@@ -44,6 +48,11 @@ def transaction_json(session, t: Transaction) -> dict:
             "created_by": t.created_by, "import_id": t.import_id,
             "source_transaction_id": t.source_transaction_id,
             "posting_group_id": t.posting_group_id}
+
+
+def _transactions_json(transactions) -> list[dict]:
+    available = L.available_amounts(db.session, transactions)
+    return [transaction_json(db.session, t, available[t.id]) for t in transactions]
 
 
 class _Base(BaseApi):
@@ -290,7 +299,7 @@ class ReceiptApi(_Base):
         view = RC.receipt_view(db.session, number)
         return self.response(200, receipt_number=view["group"].number,
                              total=str(Money(view["total"])), reversed=view["reversed"],
-                             transactions=[transaction_json(db.session, t) for t in view["transactions"]])
+                             transactions=_transactions_json(view["transactions"]))
 
 
 class TransactionApi(_Base):
@@ -337,7 +346,7 @@ class TransactionApi(_Base):
         p = S.search(db.session, f, page, page_size)
         return self.response(200, count=p.total, count_capped=p.total_capped, page=p.page,
                              page_size=p.page_size,
-                             result=[transaction_json(db.session, t) for t in p.rows])
+                             result=_transactions_json(p.rows))
 
     @expose("/<int:pk>", methods=["GET"])
     @protect()

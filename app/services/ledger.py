@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -53,7 +53,8 @@ PREFIXES = {"receipt": "R", "journal": "J", "transfer": "T", "import": "I", "sus
             "allocation": "A", "refund": "F", "refund_payment": "P", "write_off": "W",
             "reversal": "V", "cash_up": "E", "migration": "M", "reconciliation": "B"}
 
-_reservations: list[Callable[[Session, int], int]] = []
+#: fn(session, transaction ids) -> {transaction id: pence reserved against it}
+_reservations: list[Callable[[Session, Collection[int]], dict[int, int]]] = []
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,9 @@ class Leg:
     transaction_id: int | None = None
 
 
-def register_reservation(fn: Callable[[Session, int], int]) -> Callable[[Session, int], int]:
-    """Register fn(session, transaction_id) -> pence reserved against it (e.g. pending refunds)."""
+def register_reservation(fn: Callable[[Session, Collection[int]], dict[int, int]]):
+    """Register fn(session, transaction ids) -> {transaction id: pence reserved against it} (e.g.
+    pending refunds; ids with nothing reserved may be left out), one query for any number."""
     if fn not in _reservations:
         _reservations.append(fn)
     return fn
@@ -450,25 +452,55 @@ def lock_transaction(session: Session, transaction_id: int) -> Transaction:
     return txn
 
 
+def moved_out_of(session: Session, transaction_ids: Collection[int]) -> dict[int, int]:
+    """Pence journalled or transferred out of each transaction and not reversed (ids with none
+    left out), in one query."""
+    if not transaction_ids:
+        return {}
+    rev = aliased(PostingGroup)
+    return {tid: int(pence) for tid, pence in session.execute(
+        select(Transaction.source_transaction_id, func.sum(Transaction.amount))
+        .join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
+        .where(Transaction.source_transaction_id.in_(list(transaction_ids)),
+               ~exists(select(rev.id).where(rev.reverses_id == PostingGroup.id)))
+        .group_by(Transaction.source_transaction_id))}
+
+
 def moved_out(session: Session, transaction_id: int) -> int:
     """Pence journalled or transferred out of a transaction and not reversed."""
-    rev = aliased(PostingGroup)
-    return int(session.scalar(
-        select(func.coalesce(func.sum(Transaction.amount), 0))
-        .join(PostingGroup, PostingGroup.id == Transaction.posting_group_id)
-        .where(Transaction.source_transaction_id == transaction_id,
-               ~exists(select(rev.id).where(rev.reverses_id == PostingGroup.id)))) or 0)
+    return moved_out_of(session, [transaction_id]).get(transaction_id, 0)
+
+
+def reserved_against(session: Session, transaction_ids: Collection[int]) -> dict[int, int]:
+    """Pence reserved against each transaction by every registered reservation (one query each)."""
+    out: dict[int, int] = {}
+    for fn in _reservations:
+        for tid, pence in fn(session, transaction_ids).items():
+            out[tid] = out.get(tid, 0) + int(pence or 0)
+    return out
 
 
 def reserved(session: Session, transaction_id: int) -> int:
-    return sum(int(fn(session, transaction_id) or 0) for fn in _reservations)
+    return reserved_against(session, [transaction_id]).get(transaction_id, 0)
+
+
+def available_amounts(session: Session, transactions: Collection[Transaction]) -> dict[int, int]:
+    """Each transaction's available amount (available_amount) by id, in a query per part for any
+    number of transactions: a page of 100 search results costs four queries, not 400."""
+    if not transactions:
+        return {}
+    gids = {t.posting_group_id for t in transactions}
+    reversed_groups = set(session.scalars(select(PostingGroup.reverses_id).where(
+        PostingGroup.reverses_id.in_(gids))))
+    ids = [t.id for t in transactions if t.posting_group_id not in reversed_groups]
+    out, held = moved_out_of(session, ids), reserved_against(session, ids)
+    return {t.id: 0 if t.posting_group_id in reversed_groups
+            else t.amount - out.get(t.id, 0) - held.get(t.id, 0) for t in transactions}
 
 
 def available_amount(session: Session, transaction: Transaction) -> int:
     """amount − journals/transfers out (not reversed) − reservations (e.g. refunds); 0 if reversed."""
-    if is_reversed(session, transaction.posting_group_id):
-        return 0
-    return transaction.amount - moved_out(session, transaction.id) - reserved(session, transaction.id)
+    return available_amounts(session, [transaction])[transaction.id]
 
 
 _INSERT_NARRATIVE = insert(TransactionNarrative.__table__)

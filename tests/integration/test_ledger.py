@@ -263,8 +263,8 @@ def test_available_amount_with_reservation(session):
     session.commit()
     tid = t.id
 
-    def reservation(s, transaction_id):
-        return 1500 if transaction_id == tid else 0
+    def reservation(s, transaction_ids):
+        return {tid: 1500} if tid in transaction_ids else {}
 
     L.register_reservation(reservation)
     try:
