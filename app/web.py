@@ -64,4 +64,28 @@ def install_web_hooks(app: Flask) -> None:
         from flask_babel import get_locale
 
         return {"audit_history": audit_history, "council_name": app.config["COUNCIL_NAME"],
-                "get_locale": get_locale}
+                "get_locale": get_locale, "navigation_menu": navigation_menu}
+
+
+def navigation_menu():
+    """The navigation bar's menu (appbuilder/navbar_menu.html), rendered once per set of roles,
+    language and mount point in each worker and kept in the shared cache
+    (app/services/sharedcache.py) while the database's cache version stands: which entries show
+    depends only on the roles' permissions, whose every change (a role edited, `ims sync-roles`,
+    a user's roles) gives a new version. Rendering it asked FAB about each of its 40-odd entries
+    on every page (about a third of a register page's time)."""
+    from flask import current_app, render_template, request
+    from flask_babel import get_locale
+    from flask_login import current_user
+    from markupsafe import Markup
+
+    from app.extensions import db
+    from app.services import sharedcache
+
+    appbuilder = current_app.appbuilder
+    user = getattr(g, "user", None) or current_user
+    roles = (frozenset(r.id for r in user.roles)
+             if user is not None and getattr(user, "is_authenticated", False) else None)
+    key = ("navigation_menu", roles, str(get_locale()), request.script_root)
+    return Markup(sharedcache.get(db.session, key, lambda: render_template(
+        "appbuilder/navbar_menu.html", menu=appbuilder.menu)))

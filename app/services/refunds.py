@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from app.domain.errors import Conflict, NotFound, ValidationError
 from app.domain.i18n import N_
@@ -868,7 +868,9 @@ def parse_filters(args, parse_money=Money.parse) -> RegisterFilters:
 
 
 def search(session: Session, f: RegisterFilters, limit: int = 500) -> list[Refund]:
-    q = select(Refund)
+    """The register's refunds, newest first, each with its transaction (read in the same query:
+    the register and its CSV show each refund's fund and reference, which were a query a row)."""
+    q = select(Refund).options(joinedload(Refund.transaction))
     scoped = SC.transaction_condition(Refund.transaction_id)  # the user's fund groups
     if scoped is not None:
         q = q.where(scoped)

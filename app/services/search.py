@@ -423,17 +423,19 @@ def dashboard(session: Session, today: dt.date | None = None) -> dict:
 
     Two queries over the window's transactions only, each one range of the date index (which on
     PostgreSQL includes every column they read, so neither touches the table: the cost follows
-    the month's volume, never the history's): one grouped by fund, method and date, folded here
-    into the four tables, and one counting distinct receipts.
+    the month's volume, never the history's): one grouped by fund, method and whether the day
+    is today (a row per fund and method, and per fund and method taken today: about 160 rows
+    where grouping by date gave 2,400 at a million transactions), folded here into the four
+    tables, and one counting distinct receipts.
     """
     today = today or dt.date.today()
     start30 = today - dt.timedelta(days=29)
+    is_today = (Transaction.transaction_date == today).label("is_today")
     rows = session.execute(
-        select(Transaction.fund_code, Transaction.payment_method_code,
-               Transaction.transaction_date, func.sum(Transaction.amount), func.count())
+        select(Transaction.fund_code, Transaction.payment_method_code, is_today,
+               func.sum(Transaction.amount), func.count())
         .where(*_income_base(start30, today))
-        .group_by(Transaction.fund_code, Transaction.payment_method_code,
-                  Transaction.transaction_date)).all()
+        .group_by(Transaction.fund_code, Transaction.payment_method_code, is_today)).all()
     tables = {key: {} for key in ("today_by_fund", "month_by_fund", "today_by_method",
                                   "month_by_method")}
 
@@ -442,11 +444,11 @@ def dashboard(session: Session, today: dt.date | None = None) -> dict:
         cell["amount"] += amount
         cell["count"] += count
 
-    for fund, method, day, amount, count in rows:
+    for fund, method, on_today, amount, count in rows:
         amount, count = int(amount or 0), int(count)
         add(tables["month_by_fund"], fund, amount, count)
         add(tables["month_by_method"], method, amount, count)
-        if day == today:
+        if on_today:
             add(tables["today_by_fund"], fund, amount, count)
             add(tables["today_by_method"], method, amount, count)
     out = {key: sorted(cells.values(), key=lambda c: (-c["amount"], c["code"]))

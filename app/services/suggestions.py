@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from app.models.reference import AccountHolder, Fund
 from app.models.suspense import SuspenseItem
-from app.services.validation import check_reference_format, normalise_reference
+from app.services import refcache
+from app.services.validation import ReferenceCheck, normalise_reference
 
 MAX_REFERENCE_LENGTH = 30
 MAX_FUZZY_CANDIDATES = 300
@@ -78,10 +79,17 @@ def _near_misses(session: Session, ref: str) -> list[Suggestion]:
     if not cands:
         return []
     out: list[Suggestion] = []
-    funds = session.scalars(select(Fund).where(Fund.disabled.is_(False),
-                                               Fund.validator_id.is_not(None))).all()
-    for fund in funds:
-        valid = [c for c in cands if check_reference_format(fund.validator, c)[0]]
+    # each fund with its validator chain from the worker's cache (refcache), each chain compiled
+    # once for all the candidates: a query and a compile per fund and candidate before
+    codes = session.scalars(select(Fund.code).where(Fund.disabled.is_(False),
+                                                    Fund.validator_id.is_not(None))
+                            .order_by(Fund.id)).all()
+    for code in codes:
+        fund = refcache.fund(session, code)
+        if fund is None or fund.validator is None:
+            continue
+        check = ReferenceCheck(fund.validator).check
+        valid = [c for c in cands if check(c)[0]]
         if not valid:
             continue
         for a in session.scalars(select(AccountHolder).where(

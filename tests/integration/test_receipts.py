@@ -210,7 +210,8 @@ def test_a_reversed_receipt_leaves_the_dashboard(session):
 
 def test_dashboard_folds_one_grouped_query_into_its_tables(session):
     """Figures by fund and by method agree with each other and with the totals, for today and
-    the 30-day window; a receipt dated 40 days ago counts in neither."""
+    the 30-day window; a receipt dated 5 days ago counts in the window only, one dated 40 days
+    ago in neither."""
     today = dt.date.today()
     before = S.dashboard(session, today)
     take_receipt(session, payment_method_code="CHQ", actor="cashier",
@@ -219,9 +220,12 @@ def test_dashboard_folds_one_grouped_query_into_its_tables(session):
     take_receipt(session, payment_method_code="CASH", actor="cashier",
                  transaction_date=(today - dt.timedelta(days=40)).isoformat(),
                  lines=[{"fund_code": "TWS", "account_reference": "DB1", "amount": "9.00"}])
+    take_receipt(session, payment_method_code="CHQ", actor="cashier",  # this month, not today
+                 transaction_date=(today - dt.timedelta(days=5)).isoformat(),
+                 lines=[{"fund_code": "TWS", "account_reference": "DB1", "amount": "2.00"}])
     after = S.dashboard(session, today)
     assert after["today_total"] - before["today_total"] == 700
-    assert after["month_total"] - before["month_total"] == 700
+    assert after["month_total"] - before["month_total"] == 900
     assert after["today_receipts"] == before["today_receipts"] + 1  # one receipt, two lines
     for period in ("today", "month"):
         total = after[f"{period}_total"]
@@ -231,6 +235,9 @@ def test_dashboard_folds_one_grouped_query_into_its_tables(session):
         assert amounts == sorted(amounts, reverse=True)
     chq = lambda d: {r["code"]: r for r in d["today_by_method"]}.get("CHQ", {"count": 0})  # noqa: E731
     assert chq(after)["count"] == chq(before)["count"] + 2
+    month_chq = {r["code"]: r for r in after["month_by_method"]}["CHQ"]["count"]
+    assert month_chq == {r["code"]: r for r in before["month_by_method"]}.get(
+        "CHQ", {"count": 0})["count"] + 3
 
 
 def test_dashboard_receipt_counts_agree_with_the_receipt_groups(session):

@@ -99,3 +99,29 @@ def test_roles_page_is_the_matrix_in_words(client):
 def test_every_resource_has_words():
     assert set(RESOURCES) <= set(RESOURCE_WORDS), set(RESOURCES) - set(RESOURCE_WORDS)
     assert len(ROLES) == 8  # with Payment Integration (calling systems)
+
+
+def test_the_menu_kept_per_roles_follows_a_change_to_their_permissions(app, client, session):
+    """The menu is rendered once per set of roles and language (app/web.py navigation_menu) and
+    kept while the cache version stands: a permission given to a role shows in its menu on the
+    next page, and goes when taken away; each language has its own."""
+    sm = app.appbuilder.sm
+    login(client, "cashier")
+    assert "Workflows" not in _menu_labels(client.get("/receipts/new").get_data(as_text=True))
+    role = sm.find_role("Cashier")
+    entry = sm.find_permission_view_menu("menu_access", "Workflow definitions")
+    assert entry is not None and entry not in role.permissions
+    given = [entry]  # (the Workflows category the cashier has already: its My tasks)
+    try:
+        for pv in given:
+            sm.add_permission_role(role, pv)
+        menus = _menu_labels(client.get("/receipts/new").get_data(as_text=True))
+        assert "Workflows" in menus and "Take a payment" in menus
+        client.get("/lang/cy")
+        welsh = _menu_labels(client.get("/receipts/new").get_data(as_text=True))
+        assert "Take a payment" not in welsh and len(welsh) >= len(menus) - 2
+        client.get("/lang/en")
+    finally:
+        for pv in given:
+            sm.del_permission_role(role, pv)
+    assert "Workflows" not in _menu_labels(client.get("/receipts/new").get_data(as_text=True))
