@@ -55,3 +55,26 @@ def test_money_and_dates_formatted_for_en_gb_and_cy_gb(app):
         with force_locale("cy"):
             assert money(123456) == "£1,234.56"
             assert when(date(2026, 11, 25)) == "25 Tachwedd 2026"
+
+
+def test_money_written_directly_is_what_babel_writes(app):
+    """money() writes pounds for en_GB and cy_GB itself (app/formatting.py _PLAIN_POUNDS): the
+    same text as Babel's format_currency, for small, large, negative and string amounts."""
+    import random
+    from decimal import Decimal
+
+    from babel.numbers import format_currency
+    from flask_babel import force_locale
+
+    from app.formatting import money
+
+    rng = random.Random(22)
+    amounts = [0, 1, 9, 10, 99, 100, 101, 99999, 100000, 123456789012, -1, -100, -123456,
+               *(rng.randint(-10**12, 10**12) for _ in range(300))]
+    with app.test_request_context():
+        for lang, babel in (("en", "en_GB"), ("cy", "cy_GB")):
+            with force_locale(lang):
+                for pence in amounts:
+                    assert money(pence) == format_currency(Decimal(pence) / 100, "GBP",
+                                                           locale=babel), (lang, pence)
+                assert money(str(-2550)) == "-£25.50" and money(None) == "" and money("") == ""
