@@ -72,16 +72,22 @@ def _ids(app) -> dict:
                          "ORDER BY id DESC LIMIT 1")}
 
 
+def _fund_week(rng: random.Random, path: str, extra: str = ""):
+    """A path-maker: ``path`` searched by a random fund and a random week of the last two years."""
+    today = dt.date.today()
+
+    def make():
+        d0 = today - dt.timedelta(days=rng.randint(7, 700))
+        return (f"{path}?fund={rng.choice(FUNDS)}&date_from={d0.isoformat()}"
+                f"&date_to={(d0 + dt.timedelta(days=7)).isoformat()}{extra}")
+
+    return make
+
+
 def pages(ids: dict) -> list[tuple[str, str, object]]:
     """(role, name, path or path-maker) — the pages each role uses day to day."""
-    today = dt.date.today()
     rng = random.Random(3)
-
-    def fund_week():
-        d0 = today - dt.timedelta(days=rng.randint(7, 700))
-        return (f"/transactions/?fund={rng.choice(FUNDS)}&date_from={d0.isoformat()}"
-                f"&date_to={(d0 + dt.timedelta(days=7)).isoformat()}")
-
+    fund_week = _fund_week(rng, "/transactions/")
     out = [
         ("clerk", "dashboard", "/"),
         ("clerk", "transaction search: fund + week", fund_week),
@@ -105,15 +111,9 @@ def pages(ids: dict) -> list[tuple[str, str, object]]:
 
 def api_reads(ids: dict) -> list[tuple[str, str, object]]:
     """(role, name, path or path-maker) — the API's reads: a page of 100 results, or one record."""
-    today = dt.date.today()
     rng = random.Random(4)
     T = "/api/v1/transactions/"
-
-    def fund_week():
-        d0 = today - dt.timedelta(days=rng.randint(7, 700))
-        return (f"{T}?fund={rng.choice(FUNDS)}&date_from={d0.isoformat()}"
-                f"&date_to={(d0 + dt.timedelta(days=7)).isoformat()}&page_size=100")
-
+    fund_week = _fund_week(rng, T, "&page_size=100")
     out = [
         ("clerk", "transactions, newest (100)", f"{T}?page_size=100"),
         ("clerk", "transactions: fund + week (100)", fund_week),

@@ -148,8 +148,9 @@ def _like(term: str) -> str:
 
 def _narratives_matching(term: str, *also):
     """SELECT of the ids (and ``also``, columns of transaction_narrative) of the transactions
-    whose narrative contains ``term`` (any case) and whose fund is in the current user's scope, which PostgreSQL finds through
-    transaction_narrative's GIN index on (fund_code, narrative): a user of one fund group reads
+    whose narrative contains ``term`` (any case) and whose fund is in the current user's scope,
+    which PostgreSQL finds through transaction_narrative's GIN index on (fund_code, narrative):
+    a user of one fund group reads
     only that group's matches, not every fund's (a common surname matches thousands).
 
     The pattern is written into the statement (escaped, as a literal): each search is planned
@@ -309,6 +310,7 @@ def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 5
     page = max(1, int(page or 1))
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size or 50)))
     base = filtered(f)
+    counted = None
     if _narrative_alone(f):
         rows, counted = _narrative_page(session, f, page, page_size)
         if counted is not None:
@@ -316,9 +318,7 @@ def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 5
                         has_next=len(rows) > page_size)
         if rows:  # more than COUNT_CAP matches: the newest are found by the general page query
             counted = COUNT_CAP + 1
-        else:
-            counted = _count(session, f, base)
-    else:
+    if counted is None:
         counted = _count(session, f, base)
     rows = session.scalars(_ordered(base, f).limit(page_size + 1)
                            .offset((page - 1) * page_size)).all()
