@@ -48,6 +48,18 @@ def fresh_app(url: str | None):
     return app
 
 
+def existing_app(url: str):
+    """An app on url as it is (nothing wiped or created): for re-running a bench on data an
+    earlier run loaded (bench/pages.py --reuse)."""
+    from config import DevelopmentConfig, _normalise_db_url
+
+    cfg = type("BenchConfig", (DevelopmentConfig,), {})
+    cfg.SQLALCHEMY_DATABASE_URI = _normalise_db_url(url)
+    from app import create_app
+
+    return create_app(cfg)
+
+
 def percentile(values: list[float], p: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))

@@ -179,10 +179,70 @@ def measure(base: str, ids: dict, runs: int) -> list[tuple[str, float, float, in
     return results
 
 
+def _dashboard_figures(app, runs: int, summaries: bool) -> tuple[float, float]:
+    """p50/p95 of the dashboard's figures alone (search.dashboard, all funds), in process."""
+    from app.extensions import db
+    from app.services.search import dashboard
+
+    times = []
+    with app.app_context():
+        for _ in range(runs):
+            t = time.perf_counter()
+            dashboard(db.session, summaries=summaries)
+            times.append((time.perf_counter() - t) * 1000)
+            db.session.rollback()
+        db.session.remove()
+    return percentile(times, 50), percentile(times, 95)
+
+
+def _reused(url: str, rows: int):
+    """The app on ``url`` as it is, if it holds ``rows`` transactions or more (else None)."""
+    from sqlalchemy import create_engine, inspect, text
+
+    from _setup import existing_app
+    from config import _normalise_db_url
+
+    engine = create_engine(_normalise_db_url(url))
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("income_transaction"):
+                return None
+            held = conn.execute(text("SELECT count(*) FROM income_transaction")).scalar()
+    finally:
+        engine.dispose()
+    return existing_app(url) if held >= rows else None
+
+
+def _load(app, rows: int) -> float:
+    """The demo seed, then ``rows`` transactions (bench/search.py's loader); seconds taken."""
+    with app.app_context():
+        from sqlalchemy import text
+
+        from app.extensions import db
+        from app.services.demo_activity import seed_activity
+        from app.services.seed import seed_demo
+        from app.services.workflow import sync_workflows
+
+        seed_demo(db.session, app.appbuilder)
+        sync_workflows(db.session)
+        seed_activity(db.session, app.instance_path)
+        db.session.commit()
+        first = (db.session.execute(text(
+            "SELECT greatest((SELECT coalesce(max(id), 0) FROM posting_group), "
+            "(SELECT coalesce(max(id), 0) FROM income_transaction))")).scalar() or 0) + 1
+        db.session.remove()
+    with app.app_context():
+        load_s, _refs = load(app, rows, first_id=first)
+    return load_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", default="100000,1000000")
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--reuse", action="store_true",
+                        help="one size: keep the database if it holds that many transactions "
+                             "already (a re-run on an earlier run's data; nothing is wiped)")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL")
     if not url or not url.startswith("postgres"):
@@ -193,40 +253,39 @@ def main() -> None:
 
         for rows in sizes:
             subprocess.run([sys.executable, os.path.abspath(__file__), "--rows", str(rows),
-                            "--runs", str(args.runs)], check=True)
+                            "--runs", str(args.runs), *(["--reuse"] if args.reuse else [])],
+                           check=True)
         return
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     for rows in sizes:
-        app = fresh_app(url)
+        app = _reused(url, rows) if args.reuse else None
+        load_s = 0.0
+        if app is None:
+            app = fresh_app(url)
+            load_s = _load(app, rows)
         with app.app_context():
-            from sqlalchemy import text
-
             from app.extensions import db
-            from app.services.demo_activity import seed_activity
-            from app.services.seed import seed_demo
-            from app.services.workflow import sync_workflows
+            from app.services.income_days import summarise
 
-            seed_demo(db.session, app.appbuilder)
-            sync_workflows(db.session)
-            seed_activity(db.session, app.instance_path)
-            db.session.commit()
-            first = (db.session.execute(text(
-                "SELECT greatest((SELECT coalesce(max(id), 0) FROM posting_group), "
-                "(SELECT coalesce(max(id), 0) FROM income_transaction))")).scalar() or 0) + 1
+            summarise(db.session)  # what the worker's tick keeps summed (the past days' income)
             db.session.remove()
-        with app.app_context():
-            load_s, _refs = load(app, rows, first_id=first)
         app.config["IMS_DASHBOARD_CACHE_SECONDS"] = 0  # measure the work, not the cache
         base, server = _serve(app)
-        print(f"pages bench: {rows:,} transactions loaded in {load_s:.1f} s; "
+        print(f"pages bench: {rows:,} transactions " + (
+              f"loaded in {load_s:.1f} s; " if load_s else "(the database as an earlier run left it); ") +
               f"{args.runs} requests per page; dashboard cache off")
         for name, p50, p95, status in measure(base, _ids(app), args.runs):
             flag = "" if name.startswith("baseline") else (
                 "  [OK]" if p95 < TARGET_MS else f"  [SLOW vs {TARGET_MS} ms]")
             bad = f"  HTTP {status}" if status != 200 else ""
             print(f"  {name:48s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{flag}{bad}")
+        for label, summaries in (("with the worker's daily sums", True),
+                                 ("without them (no worker)", False)):
+            p50, p95 = _dashboard_figures(app, args.runs, summaries)
+            print(f"  dashboard figures {label:30s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
+                  "  (in process: the queries and their folding, no page)")
         server.shutdown()
 
 

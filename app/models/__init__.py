@@ -34,6 +34,12 @@ from app.models.gl import (  # noqa: F401
     GlLayout,
     PeriodRequest,
 )
+from app.models.income_day import (  # noqa: F401
+    IncomeDay,
+    IncomeDayChange,
+    IncomeDayReceipts,
+    IncomeDaySummarised,
+)
 from app.models.imports import (  # noqa: F401
     BankProfile,
     FundReferencePattern,
