@@ -12,6 +12,7 @@ lines from that id on are the transaction's own; the check empties the marker.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 from sqlalchemy import event
@@ -35,6 +36,10 @@ def _strict_sqlite(dbapi_connection, connection_record) -> None:
     # migrations/env.py turns foreign keys off around Alembic's batch table rebuilds only
     dbapi_connection.execute("PRAGMA foreign_keys = ON")
     dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # the test suite's throw-away files only (tests/conftest.py): SQLite's default, FULL, keeps
+    # every commit on disk before it returns, and a served database keeps it
+    if os.environ.get("IMS_SQLITE_SYNCHRONOUS") in ("OFF", "NORMAL"):
+        dbapi_connection.execute(f"PRAGMA synchronous = {os.environ['IMS_SQLITE_SYNCHRONOUS']}")
 
 
 @event.listens_for(Engine, "commit")

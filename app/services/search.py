@@ -212,6 +212,16 @@ def _ordered(stmt, f: SearchFilters):
 #: A search counts its matches up to this many; beyond, the page says "more than 10,000" (a
 #: count of every match of a broad search at a million rows costs more than the page itself).
 COUNT_CAP = 10_000
+#: ...and a search by narrative up to this many: every match of a text search costs a check of
+#: its text (about 3.5 microseconds each on PostgreSQL from the trigram index), so counting a
+#: common surname's matches to 10,001 at a million rows took 38 ms of a 90 ms page; to 1,001,
+#: about 5 ms. Past a thousand matches a clerk narrows the search rather than reads on.
+NARRATIVE_COUNT_CAP = 1_000
+
+
+def count_cap(f: SearchFilters) -> int:
+    """The most search() counts for ``f`` (read when called: tests lower the caps)."""
+    return NARRATIVE_COUNT_CAP if f.narrative else COUNT_CAP
 
 
 _SEQSCAN_OFF = text("SELECT current_setting('enable_seqscan'), "
@@ -233,7 +243,7 @@ def _index_scans(session: Session):
 
 
 def _count(session: Session, f: SearchFilters, base) -> int:
-    """How many rows search() finds, up to COUNT_CAP + 1.
+    """How many rows search() finds, up to count_cap(f) + 1.
 
     A search by narrative alone counts the matching narratives themselves: every narrative has
     its transaction (a reference the database checks) and its transaction's fund, so the count
@@ -242,16 +252,17 @@ def _count(session: Session, f: SearchFilters, base) -> int:
     narratives' own fund_code (_narratives_matching), read in the same GIN index as the pattern.
 
     For a user with all funds, PostgreSQL's planner prices a scan of the narrow narratives
-    table (stopping at COUNT_CAP + 1 matches) below the index, but ILIKE costs about half a
+    table (stopping at the cap's matches) below the index, but ILIKE costs about half a
     microsecond a row: at a million rows a common surname's count took 76 ms by that scan and 42
     ms by the index (p50, bench/search.py's data), so scans are ruled out for that one
     statement. A scoped count is planned on the index without this (the fund narrows it)."""
     alone = replace(f, narrative=None, sort="transaction_date", direction="desc") == SearchFilters()
+    cap = count_cap(f)
     if not (f.narrative and alone):
         return int(session.scalar(select(func.count()).select_from(
-            base.order_by(None).limit(COUNT_CAP + 1).subquery())) or 0)
+            base.order_by(None).limit(cap + 1).subquery())) or 0)
     stmt = select(func.count()).select_from(
-        _narratives_matching(f.narrative).limit(COUNT_CAP + 1).subquery())
+        _narratives_matching(f.narrative).limit(cap + 1).subquery())
     with _index_scans(session):
         return int(session.scalar(stmt) or 0)
 
@@ -264,18 +275,19 @@ def _narrative_alone(f: SearchFilters) -> bool:
 
 def _narrative_page(session: Session, f: SearchFilters, page: int, page_size: int):
     """The page of a search by narrative alone, and its count, in one statement: the matching
-    narratives (up to COUNT_CAP + 1, from the GIN index on PostgreSQL) are counted, the page's
+    narratives (up to NARRATIVE_COUNT_CAP + 1, from the GIN index on PostgreSQL) are counted, the page's
     ids chosen among them by the date and id kept beside each narrative, and only those rows
     read from income_transaction. Before, the count and the page each searched the index, and
     the page looked up every match's income row to sort them by date: a common surname's 6,000
     matches in one fund group of ten at a million rows cost 80-110 ms, now about 40 ms.
 
-    Returns (rows, count), count None when the matches are more than COUNT_CAP (the page
-    chosen among the first COUNT_CAP + 1 would not be the newest: the caller searches again)
+    Returns (rows, count), count None when the matches are more than the cap (the page
+    chosen among the first cap + 1 would not be the newest: the caller searches again)
     or unknown (no row on a page past the last)."""
     N = TransactionNarrative
+    cap = count_cap(f)
     matches = _narratives_matching(f.narrative, N.transaction_date) \
-        .limit(COUNT_CAP + 1).cte("matches")
+        .limit(cap + 1).cte("matches")
     keys = ([matches.c.transaction_date] if f.sort == "transaction_date" else []) \
         + [matches.c.transaction_id]
     chosen = (select(matches.c.transaction_id)
@@ -289,13 +301,13 @@ def _narrative_page(session: Session, f: SearchFilters, page: int, page_size: in
     if not found:
         return [], (0 if page == 1 else None)
     total = int(found[0][1])
-    return [row[0] for row in found], (total if total <= COUNT_CAP else None)
+    return [row[0] for row in found], (total if total <= cap else None)
 
 
 @dataclass
 class Page:
     rows: list[Transaction]
-    total: int  # exact, or COUNT_CAP when total_capped
+    total: int  # exact, or the search's count_cap when total_capped
     page: int
     page_size: int
     total_capped: bool = False
@@ -310,20 +322,21 @@ def search(session: Session, f: SearchFilters, page: int = 1, page_size: int = 5
     page = max(1, int(page or 1))
     page_size = max(1, min(MAX_PAGE_SIZE, int(page_size or 50)))
     base = filtered(f)
+    cap = count_cap(f)
     counted = None
     if _narrative_alone(f):
         rows, counted = _narrative_page(session, f, page, page_size)
         if counted is not None:
             return Page(rows[:page_size], counted, page, page_size,
                         has_next=len(rows) > page_size)
-        if rows:  # more than COUNT_CAP matches: the newest are found by the general page query
-            counted = COUNT_CAP + 1
+        if rows:  # more than the cap's matches: the newest are found by the general page query
+            counted = cap + 1
     if counted is None:
         counted = _count(session, f, base)
     rows = session.scalars(_ordered(base, f).limit(page_size + 1)
                            .offset((page - 1) * page_size)).all()
-    capped = counted > COUNT_CAP
-    return Page(list(rows[:page_size]), min(counted, COUNT_CAP), page, page_size,
+    capped = counted > cap
+    return Page(list(rows[:page_size]), min(counted, cap), page, page_size,
                 total_capped=capped, has_next=len(rows) > page_size)
 
 

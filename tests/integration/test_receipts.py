@@ -299,6 +299,8 @@ def test_search_counts_up_to_its_cap_and_says_more(session, monkeypatch):
     still pages on."""
     everything = S.search(session, S.parse_filters({}), 1, 2)
     assert everything.total >= 3 and not everything.total_capped and everything.has_next
+    monkeypatch.setattr(S, "NARRATIVE_COUNT_CAP", 2)  # a search by narrative's cap only
+    assert S.search(session, S.parse_filters({}), 1, 2).total == everything.total
     monkeypatch.setattr(S, "COUNT_CAP", 2)
     capped = S.search(session, S.parse_filters({}), 1, 2)
     assert capped.total_capped and capped.total == 2 and capped.has_next
@@ -311,7 +313,8 @@ def test_narrative_search_pages_newest_first_from_the_narratives(session, monkey
     """A search by narrative alone chooses its page by the date kept beside each narrative
     (search._narrative_page): newest transaction date first whatever the ids' order, counted
     in the same statement, pages past the last empty but counted, and beyond COUNT_CAP the
-    page is still the newest of all the matches, not of the first ones found."""
+    page is still the newest of all the matches, not of the first ones found. A narrative
+    search counts to NARRATIVE_COUNT_CAP (1,000), not COUNT_CAP."""
     from app.models.ledger import Transaction, TransactionNarrative as N
     from app.services import ledger as L
 
@@ -350,8 +353,9 @@ def test_narrative_search_pages_newest_first_from_the_narratives(session, monkey
     by_amount = S.search(session, replace(f, sort="amount", direction="asc"), 1, 7)
     assert [t.amount for t in by_amount.rows] == sorted(t.amount for t in made)
     assert S.search(session, S.parse_filters({"narrative": unique("Nnone", 12)}), 1, 3).total == 0
-    monkeypatch.setattr(S, "COUNT_CAP", 3)
+    monkeypatch.setattr(S, "NARRATIVE_COUNT_CAP", 3)
     capped = S.search(session, f, 1, 2)
     assert capped.total_capped and capped.total == 3 and capped.has_next
     assert [t.id for t in capped.rows] == newest[:2]
     assert isinstance(capped.rows[0], Transaction)
+    assert S.count_cap(f) == 3 and S.count_cap(S.parse_filters({})) == S.COUNT_CAP == 10_000

@@ -194,7 +194,7 @@ def test_search_page_says_more_than_the_cap(as_user, monkeypatch):
              "narrative": "morethancap"}])).status_code == 302
     page = c.get("/transactions/?narrative=morethancap").data.decode()
     assert "2 transactions" in page and "More than" not in page
-    monkeypatch.setattr(S, "COUNT_CAP", 1)
+    monkeypatch.setattr(S, "NARRATIVE_COUNT_CAP", 1)
     page = c.get("/transactions/?narrative=morethancap").data.decode()
     assert "More than 1 transactions" in page and "Page 1 of" not in page
     api = c.get("/api/v1/transactions/?narrative=morethancap&page_size=1").get_json()
