@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.models.reference import Fund
 from app.services.seed import make_reference
-from tests.conftest import browser_login
+from tests.conftest import browser_login, once_on_sqlite
 
 pytestmark = pytest.mark.browser
 
@@ -76,6 +76,7 @@ def test_cashier_receipt_then_clerk_journal_and_undo(app, page, live_url):
     assert "Undone by" in page.locator("#related-journals").inner_text()
 
 
+@once_on_sqlite
 def test_ledger_pages_have_no_serious_wcag_violations(page, live_url):
     from tests.browser.test_accessibility import _violations
 

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from app.models.card_payment import CardPayment
 from app.models.reference import AccountHolder
+from tests.conftest import once_on_sqlite
 from tests.integration.test_card_payments import smtp  # noqa: F401  (the real SMTP server)
 from tests.portal.fixtures import online  # noqa: F401
 
@@ -56,6 +57,7 @@ def _second_reference(session):
         AccountHolder.fund_code == "CTAX", AccountHolder.stop_message.is_(None)).limit(1))
 
 
+@once_on_sqlite
 @pytest.mark.parametrize("language", ["en", "cy"])
 def test_every_portal_page_is_accessible(page, live_url, session, online, language,  # noqa: F811
                                          csrf_on):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import browser_login
+from tests.conftest import browser_login, once_on_sqlite
 from tests.integration.test_refunds import deploy_refund_workflow, make_txn
 
 pytestmark = pytest.mark.browser
@@ -103,6 +103,7 @@ def test_card_refund_above_the_limit_then_bacs_refund_in_a_payment_run(session, 
     assert f"Refund {rid}" in notes and f"Refund {bid}" in notes
 
 
+@once_on_sqlite
 def test_refund_pages_have_no_serious_wcag_violations(session, page, live_url):
     from tests.browser.test_accessibility import _violations
     from tests.integration.test_refunds import approve_all, request
