@@ -197,9 +197,9 @@ def _dashboard_figures(app, runs: int, summaries: bool) -> tuple[float, float]:
 
 def _reused(url: str, rows: int):
     """The app on ``url`` as it is, if it holds ``rows`` transactions or more (else None)."""
+    from _setup import existing_app
     from sqlalchemy import create_engine, inspect, text
 
-    from _setup import existing_app
     from config import _normalise_db_url
 
     engine = create_engine(_normalise_db_url(url))

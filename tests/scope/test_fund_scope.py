@@ -224,6 +224,24 @@ def test_dashboard_cache_is_per_scope(app, session, two):
         r["code"] for r in figures["clerk"]["month_by_fund"]}
 
 
+def test_a_narrative_search_counts_further_within_a_fund_group(app, two):
+    """A user with all funds counts a search by narrative to NARRATIVE_COUNT_CAP; a user of a
+    fund group, whose matches the index narrows to the group's funds, to COUNT_CAP."""
+    from flask_login import login_user
+
+    from app.services import search as S
+
+    f = S.parse_filters({"narrative": "jones"})
+    caps = {}
+    for name in (two["clerk"], "clerk"):
+        with app.app_context(), app.test_request_context():  # a g of its own
+            login_user(app.appbuilder.sm.find_user(name))
+            caps[name] = (S.count_cap(f), S.count_cap(S.parse_filters({})))
+    assert caps == {two["clerk"]: (S.COUNT_CAP, S.COUNT_CAP),
+                    "clerk": (S.NARRATIVE_COUNT_CAP, S.COUNT_CAP)}
+    assert S.NARRATIVE_COUNT_CAP < S.COUNT_CAP
+
+
 def test_administrator_defines_groups_and_gives_them(app, client, api, session, two):
     from app.models.audit import AuditEvent
 
