@@ -111,7 +111,8 @@ class StatementLine(Model):
 
 class CardSettlement(Model):
     """A card provider's payments settled on one day, paid to the bank as one credit net of
-    fees (an expected bank credit of kind ``card_settlement``)."""
+    fees and of the card refunds it paid out that day (an expected bank credit of kind
+    ``card_settlement``)."""
 
     __tablename__ = "card_settlement"
     __table_args__ = (Index("uq_card_settlement_day", "provider", "settled_date", unique=True),)
@@ -122,6 +123,11 @@ class CardSettlement(Model):
     payments: Mapped[int] = mapped_column(Integer, nullable=False)
     gross: Mapped[int] = mapped_column(BigInteger, nullable=False)
     fees: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    #: card refunds the provider paid out of this settlement: how many, and their total
+    refund_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0,
+                                              server_default="0")
+    refunds: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0,
+                                         server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 

@@ -120,6 +120,9 @@ class Refund(Model):
     provider_refund_id: Mapped[str | None] = mapped_column(String(100))
     payment_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    #: a card refund: the provider's settlement it was netted off (card_settlement.id), as a
+    #: card payment's settlement_id
+    settlement_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     transaction = relationship("Transaction", foreign_keys=[transaction_id])
     payment_run: Mapped[RefundPaymentRun | None] = relationship(back_populates="refunds")

@@ -309,8 +309,18 @@ def add_statement(session: Session, *, actor: str, bank_account=None, statement_
 # --------------------------------------------------------------------------- expected credits
 def refresh_expected(session: Session, *, today: dt.date | None = None) -> dict:
     """Record the expected credits not yet recorded: card settlements (a provider's paid
-    payments settled on a day up to ``today``, net of their fees) and agent files (a processed
-    allpay file's total). Idempotent; the caller commits."""
+    payments settled on a day up to ``today``, net of their fees and of the card refunds the
+    provider paid out that day) and agent files (a processed allpay file's total). Idempotent;
+    the caller commits.
+
+    A card refund leaves CARD_CLEARING when it is paid (refunds.pay_card_refund); the provider
+    takes it from the next working day's settlement, so the bank receives the day's payments
+    less fees less refunds, and matching that credit clears what CARD_CLEARING holds. A day
+    whose refunds reach its payments less fees has no credit to expect (the provider would
+    debit the account): its payments and refunds are attached to the day's settlement all the
+    same, so a later refresh does not count them again."""
+    from app.models.refund import Refund, RefundMethod, RefundStatus
+
     today = today or _today()
     made = {"card_settlements": 0, "agent_files": 0}
     pending = session.execute(select(
@@ -324,9 +334,17 @@ def refresh_expected(session: Session, *, today: dt.date | None = None) -> dict:
         day = settled or next_working_day((paid_at or utcnow()).date())
         if day <= today:
             groups[(provider, day)].append((pid, amount, fee or 0))
-    for (provider, day), pays in sorted(groups.items()):
-        gross = sum(p[1] for p in pays)
-        fees = sum(p[2] for p in pays)
+    refunded: dict[tuple[str, dt.date], list] = defaultdict(list)
+    for rid, provider, amount, paid_at in session.execute(select(
+            Refund.id, Refund.provider, Refund.amount, Refund.paid_at).where(
+            Refund.method == RefundMethod.CARD.value, Refund.status == RefundStatus.PAID.value,
+            Refund.settlement_id.is_(None), Refund.provider.is_not(None),
+            Refund.paid_at.is_not(None))):
+        day = next_working_day(paid_at.date())
+        if day <= today:
+            refunded[(provider, day)].append((rid, amount))
+    for provider, day in sorted(set(groups) | set(refunded)):
+        pays, refunds = groups.get((provider, day), []), refunded.get((provider, day), [])
         settlement = session.scalar(select(CardSettlement).where(
             CardSettlement.provider == provider, CardSettlement.settled_date == day))
         credit = None
@@ -337,14 +355,26 @@ def refresh_expected(session: Session, *, today: dt.date | None = None) -> dict:
                 continue  # that day's settlement is already reconciled: late reports wait
         if settlement is None:
             settlement = CardSettlement(provider=provider, settled_date=day, payments=0, gross=0,
-                                        fees=0)
+                                        fees=0, refund_count=0, refunds=0)
             session.add(settlement)
             session.flush()
         settlement.payments += len(pays)
-        settlement.gross += gross
-        settlement.fees += fees
-        net = settlement.gross - settlement.fees
+        settlement.gross += sum(p[1] for p in pays)
+        settlement.fees += sum(p[2] for p in pays)
+        settlement.refund_count += len(refunds)
+        settlement.refunds += sum(r[1] for r in refunds)
+        if pays:
+            session.execute(update(CardPayment.__table__).where(
+                CardPayment.__table__.c.id.in_([p[0] for p in pays]))
+                .values(settlement_id=settlement.id))
+        if refunds:
+            session.execute(update(Refund.__table__).where(
+                Refund.__table__.c.id.in_([r[0] for r in refunds]))
+                .values(settlement_id=settlement.id))
+        net = settlement.gross - settlement.fees - settlement.refunds
         if net <= 0:
+            if credit is not None:  # refunds reported since took the day's credit to nothing
+                session.delete(credit)
             continue
         if credit is None:
             session.add(ExpectedBankCredit(
@@ -353,9 +383,6 @@ def refresh_expected(session: Session, *, today: dt.date | None = None) -> dict:
                 clearing_account=L.CARD_CLEARING, clearing_reference=provider))
         else:
             credit.amount, credit.fee = net, settlement.fees
-        session.execute(update(CardPayment.__table__).where(
-            CardPayment.__table__.c.id.in_([p[0] for p in pays]))
-            .values(settlement_id=settlement.id))
         made["card_settlements"] += 1
     done = select(ExpectedBankCredit.source_id).where(ExpectedBankCredit.kind == AGENT)
     for batch in session.scalars(select(ImportBatch).where(

@@ -191,6 +191,94 @@ def test_split_and_amounts_that_do_not_add_up(session, acct):
     assert props and sorted(props[0].item_ids) == sorted([c.id, d.id])
 
 
+def _paid_card_refund(session, provider: str, pence: int, paid_on: dt.date):
+    """A card refund paid through ``provider`` on ``paid_on``, posted as refunds.pay_card_refund
+    posts it (out of CARD_CLEARING)."""
+    from app.models.refund import Refund
+    from app.services.clearing import card_clearing_leg
+    from tests.integration.test_refunds import make_txn
+
+    txn = make_txn(session, 50_000)
+    L.post_group(session, "refund", [L.Leg(L.REFUNDS_PAYABLE, pence),
+                                     card_clearing_leg(-pence, provider, txn.id)], actor="t")
+    refund = Refund(transaction_id=txn.id, amount=pence, reason="Paid twice", method="card",
+                    status="paid", requested_by="clerk", provider=provider,
+                    paid_at=dt.datetime.combine(paid_on, dt.time(12), dt.timezone.utc))
+    session.add(refund)
+    session.commit()
+    return refund
+
+
+def _clearing(session, provider: str) -> int:
+    from sqlalchemy import func
+
+    return session.scalar(select(func.coalesce(func.sum(LedgerLine.amount), 0)).where(
+        LedgerLine.account == L.CARD_CLEARING, LedgerLine.account_reference == provider))
+
+
+def test_card_refunds_are_netted_off_their_days_settlement(session, acct):
+    """The provider pays out a card refund from the next working day's settlement: the expected
+    credit is that day's payments less fees less refunds, matching it clears CARD_CLEARING to
+    nothing, and a refresh counts nothing twice. A day whose refunds take all of it expects no
+    credit, and its payments and refunds are still attached (not counted again later)."""
+    provider = unique("p", 10).lower()
+    paid_on = dt.date.today() - dt.timedelta(days=14)
+    day = RC.next_working_day(paid_on)
+    gid = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", 20000, None, provider),
+                                            L.Leg("FUND", -20000, "HRA")], actor="t").id
+    for amount, fee in ((10000, 75), (10000, 75)):
+        session.add(CardPayment(token=unique("tok", 20), status="paid", amount=amount,
+                                provider=provider, settled_date=day, fee=fee,
+                                posting_group_id=gid, expires_at=dt.datetime.now(dt.timezone.utc)))
+    session.commit()
+    refund = _paid_card_refund(session, provider, 3000, paid_on)
+    other = _paid_card_refund(session, unique("q", 10).lower(), 500, paid_on)  # another provider
+    later = _paid_card_refund(session, provider, 700, dt.date.today() + dt.timedelta(days=3))
+    for _ in range(2):  # the second refresh changes nothing
+        RC.refresh_expected(session)
+        session.commit()
+        settlement = session.scalar(select(CardSettlement).where(
+            CardSettlement.provider == provider, CardSettlement.settled_date == day))
+        assert (settlement.payments, settlement.gross, settlement.fees, settlement.refund_count,
+                settlement.refunds) == (2, 20000, 150, 1, 3000)
+        item = session.scalar(select(ExpectedBankCredit).where(
+            ExpectedBankCredit.kind == RC.CARD, ExpectedBankCredit.source_id == settlement.id))
+        assert (item.amount, item.fee, item.gross) == (16850, 150, 17000)
+    session.refresh(refund), session.refresh(other), session.refresh(later)
+    assert refund.settlement_id == settlement.id
+    assert other.settlement_id not in (None, settlement.id)  # its own provider's settlement
+    assert later.settlement_id is None  # not due yet
+    item.bank_account_id = acct.id
+    session.commit()
+    (line,) = statement(session, acct, [(day, 16850, "CARD SETTLEMENT")])
+    m = RC.match(session, actor="clerk", line_ids=[line], item_ids=[item.id])
+    assert legs(session, m.posting_group_id) == sorted([
+        ("BANK", acct.ledger_reference, 16850), ("CARD_FEES", provider, 150),
+        ("CARD_CLEARING", provider, -17000)])
+    assert _clearing(session, provider) == -700  # only the refund not settled yet
+
+    # refunds beyond the day's payments: no credit to expect, nothing counted twice
+    p2 = unique("r", 10).lower()
+    day2 = RC.next_working_day(paid_on + dt.timedelta(days=3))
+    gid2 = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", 1000, None, p2),
+                                             L.Leg("FUND", -1000, "HRA")], actor="t").id
+    session.add(CardPayment(token=unique("tok", 20), status="paid", amount=1000, provider=p2,
+                            settled_date=day2, fee=10, posting_group_id=gid2,
+                            expires_at=dt.datetime.now(dt.timezone.utc)))
+    session.commit()
+    big = _paid_card_refund(session, p2, 2000, paid_on + dt.timedelta(days=3))
+    for _ in range(2):
+        RC.refresh_expected(session)
+        session.commit()
+    s2 = session.scalar(select(CardSettlement).where(CardSettlement.provider == p2))
+    session.refresh(big)
+    assert big.settlement_id is not None
+    assert (s2.payments, s2.gross, s2.fees) == (1, 1000, 10)
+    assert s2.refunds == 2000 and s2.refund_count == 1
+    assert session.scalar(select(ExpectedBankCredit).where(
+        ExpectedBankCredit.kind == RC.CARD, ExpectedBankCredit.source_id == s2.id)) is None
+
+
 def test_card_settlement_from_simulator_facts_with_fees_and_clerk_fee(session, acct):
     provider = unique("p", 10).lower()
     day = dt.date.today() - dt.timedelta(days=10)
