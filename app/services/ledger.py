@@ -487,20 +487,33 @@ def reserved(session: Session, transaction_id: int) -> int:
 def available_amounts(session: Session, transactions: Collection[Transaction]) -> dict[int, int]:
     """Each transaction's available amount (available_amount) by id, in a query per part for any
     number of transactions: a page of 100 search results costs four queries, not 400."""
+    return _availability(session, transactions)[0]
+
+
+def _availability(session: Session, transactions: Collection[Transaction]
+                  ) -> tuple[dict[int, int], dict[int, int]]:
+    """(available amount by id, pence reserved by id: ids with none left out)."""
     if not transactions:
-        return {}
+        return {}, {}
     gids = {t.posting_group_id for t in transactions}
     reversed_groups = set(session.scalars(select(PostingGroup.reverses_id).where(
         PostingGroup.reverses_id.in_(gids))))
     ids = [t.id for t in transactions if t.posting_group_id not in reversed_groups]
-    out, held = moved_out_of(session, ids), reserved_against(session, ids)
-    return {t.id: 0 if t.posting_group_id in reversed_groups
-            else t.amount - out.get(t.id, 0) - held.get(t.id, 0) for t in transactions}
+    out, held = moved_out_of(session, ids), reserved_against(session, [t.id for t in transactions])
+    return ({t.id: 0 if t.posting_group_id in reversed_groups
+             else t.amount - out.get(t.id, 0) - held.get(t.id, 0) for t in transactions}, held)
 
 
 def available_amount(session: Session, transaction: Transaction) -> int:
     """amount − journals/transfers out (not reversed) − reservations (e.g. refunds); 0 if reversed."""
     return available_amounts(session, [transaction])[transaction.id]
+
+
+def availability(session: Session, transaction: Transaction) -> tuple[int, int]:
+    """(available_amount, reserved) of one transaction, each part read once (the transaction's
+    page shows both)."""
+    available, held = _availability(session, [transaction])
+    return available[transaction.id], held.get(transaction.id, 0)
 
 
 _INSERT_NARRATIVE = insert(TransactionNarrative.__table__)

@@ -257,11 +257,11 @@ class TransactionView(BaseView):
                              .order_by(Transaction.id)).all()
         siblings = SC.keep(siblings)
         refunds = _refunds_for(s, t.id)
+        available, reserved = L.availability(s, t)
         sm = self.appbuilder.sm
         return self.render_template(
             "ledger/transaction.html", t=t, group=group, postings=postings, groups=groups,
-            siblings=siblings, available=L.available_amount(s, t),
-            reserved=L.reserved(s, t.id), related=J.related(s, t), refunds=refunds,
+            siblings=siblings, available=available, reserved=reserved, related=J.related(s, t), refunds=refunds,
             account_balance=L.balance_of(s, L.FUND, t.fund_code, t.account_reference)
             if t.account_reference else None,
             reversed=L.is_reversed(s, group), history=history_for(s, "Transaction", t.id),

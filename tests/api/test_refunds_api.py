@@ -223,3 +223,9 @@ def test_a_page_of_transactions_gives_each_its_available_amount_in_a_few_queries
     assert got == expected
     # about 4 per row before (reversed? moved out? refunds? write-offs?): 13 rows made 50+
     assert len(statements) <= 25, "\n".join(statements)
+    # the transaction's page reads both figures at once (ledger.availability)
+    session.expire_all()
+    for txn, reserved in ((refunded, 1234), (plain, 0), (journalled, 0)):
+        txn = session.get(type(txn), txn.id)
+        assert L.availability(session, txn) == (L.available_amount(session, txn), reserved)
+        assert L.reserved(session, txn.id) == reserved
