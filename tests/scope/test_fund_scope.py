@@ -167,6 +167,38 @@ def test_central_work_is_for_all_funds_users(client, api, two):
     assert client.get("/periods/").status_code == 200
 
 
+def test_a_fund_groups_clerk_reads_the_import_rules_and_does_not_change_them(client, session,
+                                                                           two):
+    """Processing rules and bank profiles apply to every import: a clerk of one fund group sees
+    them and gets a 404 for adding, editing or deleting one (nothing saved); a clerk with all
+    funds changes them."""
+    from app.models.imports import ProcessingRule
+
+    rule = ProcessingRule(name=unique("Rule ", 14), priority=500, enabled=False,
+                          conditions='reference starts_with "ZZSCOPE"', set_fund_code="TWS")
+    session.add(rule)
+    session.commit()
+    name = unique("Steal ", 14)
+    form = {"name": name, "priority": "1", "enabled": "y",
+            "conditions": 'reference starts_with "B"', "set_fund_code": two["A"]["code"]}
+    login(client, two["clerk"])
+    assert client.get("/processingruleview/list/").status_code == 200
+    assert client.get("/bankprofileview/list/").status_code == 200
+    for url in ("/processingruleview/add", f"/processingruleview/edit/{rule.id}",
+                "/bankprofileview/add"):
+        assert client.get(url).status_code == 404, url
+    assert client.post("/processingruleview/add", data=form).status_code == 404
+    assert client.post(f"/processingruleview/edit/{rule.id}", data=form).status_code == 404
+    assert client.post(f"/processingruleview/delete/{rule.id}").status_code == 404
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(ProcessingRule).where(
+        ProcessingRule.name == name)) == 0
+    assert session.get(ProcessingRule, rule.id).set_fund_code == "TWS"
+    login(client, "clerk")
+    assert client.get("/processingruleview/add").status_code == 200
+    assert client.get(f"/processingruleview/edit/{rule.id}").status_code == 200
+
+
 def test_approvers_see_and_decide_only_their_funds(app, session, two):
     from app.services import refunds as RF
     from app.services import workflow as wf
