@@ -425,12 +425,11 @@ def write_xlsx(session: Session, f: SearchFilters, fh) -> None:
 
 # --- dashboard -------------------------------------------------------------------------------
 
-def _income_base(date_from: dt.date, date_to: dt.date):
-    """Money in (receipts and imports), not reallocations, not reversed, in the user's funds."""
+def _income_base(*conditions):
+    """Money in (receipts and imports), not reallocations, not reversed, in the user's funds,
+    and ``conditions``."""
     scoped = condition(Transaction.fund_code)  # the user's fund groups
-    return income_days.income_conditions(
-        Transaction.transaction_date >= date_from, Transaction.transaction_date <= date_to,
-        *(() if scoped is None else (scoped,)))
+    return income_days.income_conditions(*conditions, *(() if scoped is None else (scoped,)))
 
 
 def dashboard(session: Session, today: dt.date | None = None, *, summaries: bool = True) -> dict:
@@ -451,10 +450,7 @@ def dashboard(session: Session, today: dt.date | None = None, *, summaries: bool
     start30 = today - dt.timedelta(days=29)
     held = set(income_days.split(session, start30, today)) if summaries else set()
     live = [d for d in (start30 + dt.timedelta(days=k) for k in range(30)) if d not in held]
-    scoped = condition(Transaction.fund_code)  # the user's fund groups
-    base = income_days.income_conditions(
-        income_days.days_condition(Transaction.transaction_date, live),
-        *(() if scoped is None else (scoped,)))
+    base = _income_base(income_days.days_condition(Transaction.transaction_date, live))
     is_today = (Transaction.transaction_date == today).label("is_today")
     rows = session.execute(
         select(Transaction.fund_code, Transaction.payment_method_code, is_today,

@@ -261,7 +261,8 @@ class TransactionView(BaseView):
         sm = self.appbuilder.sm
         return self.render_template(
             "ledger/transaction.html", t=t, group=group, postings=postings, groups=groups,
-            siblings=siblings, available=available, reserved=reserved, related=J.related(s, t), refunds=refunds,
+            siblings=siblings, available=available, reserved=reserved, related=J.related(s, t),
+            refunds=refunds,
             account_balance=L.balance_of(s, L.FUND, t.fund_code, t.account_reference)
             if t.account_reference else None,
             reversed=L.is_reversed(s, group), history=history_for(s, "Transaction", t.id),
