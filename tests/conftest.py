@@ -230,8 +230,8 @@ def page(browser):
     context.close()
 
 
-#: accessibility checks of pages: run once in CI, on SQLite (what a page's markup is does not
-#: depend on the database; the journeys around them run on both)
+#: accessibility checks and sweeps of pages: run once in CI, on SQLite (what a page's markup
+#: is does not depend on the database; the journeys around them run on both)
 once_on_sqlite = pytest.mark.skipif(
     (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"),
     reason="accessibility checks run once, on SQLite (the pages do not depend on the database)")

@@ -4,11 +4,9 @@ import os
 
 import pytest
 
-from tests.conftest import browser_login
+from tests.conftest import browser_login, once_on_sqlite
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"),
-    reason="whole-site sweeps run once, on SQLite (the pages do not depend on the database)")]
+pytestmark = [pytest.mark.browser, once_on_sqlite]
 
 AXE = os.path.join(os.path.dirname(__file__), "vendor", "axe.min.js")
 PAGES = [

@@ -14,15 +14,17 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import func, select
 
-from app.models.fund_group import FundGroup, UserFundAccess, user_fund_group
+from app.models.fund_group import FundGroup
 from app.models.income_day import IncomeDay, IncomeDayChange
 from app.models.ledger import PostingGroup
 from app.models.reference import Fund
+from app.security import roles as R
 from app.services import income_days as D
 from app.services import search as S
 from app.services.ledger import reverse_group
 from app.services.receipts import take_receipt
-from tests.conftest import PASSWORD, unique
+from tests.conftest import unique
+from tests.scope.test_fund_scope import _user
 
 TODAY = dt.date.today()
 
@@ -55,13 +57,8 @@ def funds(app):
         group = FundGroup(name=f"Days {tag}", funds=[a])
         s.add(group)
         s.commit()
-        sm = app.appbuilder.sm
         name = f"dayclerk{tag.lower()}"
-        user = sm.add_user(name, "Day", "Clerk", f"{name}@example.invalid",
-                           [sm.find_role("Income Clerk")], password=PASSWORD)
-        s.add(UserFundAccess(user_id=user.id, all_funds=False))
-        s.execute(user_fund_group.insert().values(user_id=user.id, group_id=group.id))
-        s.commit()
+        _user(app, s, name, [R.CLERK], [group.id])
         set_actor(None)
         out = {"A": a.code, "B": b.code, "clerk": name}
         db.session.remove()

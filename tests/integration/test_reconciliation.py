@@ -191,6 +191,19 @@ def test_split_and_amounts_that_do_not_add_up(session, acct):
     assert props and sorted(props[0].item_ids) == sorted([c.id, d.id])
 
 
+def _card_payments(session, provider: str, day: dt.date, pays) -> None:
+    """Paid card payments of ``provider`` settled on ``day``, (amount, fee) each, received as one
+    receipt into CARD_CLEARING."""
+    total = sum(amount for amount, _ in pays)
+    gid = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", total, None, provider),
+                                            L.Leg("FUND", -total, "HRA")], actor="t").id
+    for amount, fee in pays:
+        session.add(CardPayment(token=unique("tok", 20), status="paid", amount=amount,
+                                provider=provider, settled_date=day, fee=fee,
+                                posting_group_id=gid, expires_at=dt.datetime.now(dt.timezone.utc)))
+    session.commit()
+
+
 def _paid_card_refund(session, provider: str, pence: int, paid_on: dt.date):
     """A card refund paid through ``provider`` on ``paid_on``, posted as refunds.pay_card_refund
     posts it (out of CARD_CLEARING)."""
@@ -224,13 +237,7 @@ def test_card_refunds_are_netted_off_their_days_settlement(session, acct):
     provider = unique("p", 10).lower()
     paid_on = dt.date.today() - dt.timedelta(days=14)
     day = RC.next_working_day(paid_on)
-    gid = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", 20000, None, provider),
-                                            L.Leg("FUND", -20000, "HRA")], actor="t").id
-    for amount, fee in ((10000, 75), (10000, 75)):
-        session.add(CardPayment(token=unique("tok", 20), status="paid", amount=amount,
-                                provider=provider, settled_date=day, fee=fee,
-                                posting_group_id=gid, expires_at=dt.datetime.now(dt.timezone.utc)))
-    session.commit()
+    _card_payments(session, provider, day, ((10000, 75), (10000, 75)))
     refund = _paid_card_refund(session, provider, 3000, paid_on)
     other = _paid_card_refund(session, unique("q", 10).lower(), 500, paid_on)  # another provider
     later = _paid_card_refund(session, provider, 700, dt.date.today() + dt.timedelta(days=3))
@@ -260,12 +267,7 @@ def test_card_refunds_are_netted_off_their_days_settlement(session, acct):
     # refunds beyond the day's payments: no credit to expect, nothing counted twice
     p2 = unique("r", 10).lower()
     day2 = RC.next_working_day(paid_on + dt.timedelta(days=3))
-    gid2 = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", 1000, None, p2),
-                                             L.Leg("FUND", -1000, "HRA")], actor="t").id
-    session.add(CardPayment(token=unique("tok", 20), status="paid", amount=1000, provider=p2,
-                            settled_date=day2, fee=10, posting_group_id=gid2,
-                            expires_at=dt.datetime.now(dt.timezone.utc)))
-    session.commit()
+    _card_payments(session, p2, day2, ((1000, 10),))
     big = _paid_card_refund(session, p2, 2000, paid_on + dt.timedelta(days=3))
     for _ in range(2):
         RC.refresh_expected(session)
@@ -282,13 +284,7 @@ def test_card_refunds_are_netted_off_their_days_settlement(session, acct):
 def test_card_settlement_from_simulator_facts_with_fees_and_clerk_fee(session, acct):
     provider = unique("p", 10).lower()
     day = dt.date.today() - dt.timedelta(days=10)
-    gid = L.post_group(session, "receipt", [L.Leg("CARD_CLEARING", 20000, None, provider),
-                                            L.Leg("FUND", -20000, "HRA")], actor="t").id
-    for amount, fee in ((10000, 75), (10000, 75)):
-        session.add(CardPayment(token=unique("tok", 20), status="paid", amount=amount,
-                                provider=provider, settled_date=day, fee=fee,
-                                posting_group_id=gid, expires_at=dt.datetime.now(dt.timezone.utc)))
-    session.commit()
+    _card_payments(session, provider, day, ((10000, 75), (10000, 75)))
     RC.refresh_expected(session)
     session.commit()
     settlement = session.scalar(select(CardSettlement).where(CardSettlement.provider == provider))
