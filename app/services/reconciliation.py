@@ -53,6 +53,7 @@ from app.models.reconciliation import (
     ReconSignOff,
     StatementLine,
 )
+from app.models.refund import Refund, RefundMethod, RefundStatus
 from app.security import roles as R
 from app.services import audit
 from app.services import ledger as L
@@ -319,8 +320,6 @@ def refresh_expected(session: Session, *, today: dt.date | None = None) -> dict:
     whose refunds reach its payments less fees has no credit to expect (the provider would
     debit the account): its payments and refunds are attached to the day's settlement all the
     same, so a later refresh does not count them again."""
-    from app.models.refund import Refund, RefundMethod, RefundStatus
-
     today = today or _today()
     made = {"card_settlements": 0, "agent_files": 0}
     pending = session.execute(select(
