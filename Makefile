@@ -31,10 +31,10 @@ migrate: install
 	$(FLASK) db upgrade
 	$(FLASK) ims audit-rekey
 
-seed: migrate
-	$(FLASK) ims sync-roles
-	$(FLASK) ims sync-workflows
-	$(FLASK) ims seed --demo
+# `ims setup --demo`: migrate, audit-rekey, sync-roles, sync-workflows and seed --demo in one
+# process (each is a command of its own too)
+seed: install
+	$(FLASK) ims setup --demo
 
 run: translations seed
 	@echo "IMS: http://$(HOST):$(PORT)  (demo users: admin, wfadmin, head, manager, manager2, clerk, clerk2, cashier, auditor / Passw0rd!)"
@@ -42,8 +42,9 @@ run: translations seed
 	  trap "kill $$! 2>/dev/null" EXIT INT TERM; \
 	  $(FLASK) run --host $(HOST) --port $(PORT)
 
-# two pytest-xdist workers (each with its own database), whole test files to each
-TEST_WORKERS ?= 2
+# three pytest-xdist workers (each with its own database), whole test files to each: on two
+# cores the third keeps them busy while browser and CLI tests wait
+TEST_WORKERS ?= 3
 test: translations
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 

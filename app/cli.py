@@ -40,6 +40,23 @@ def seed(demo: bool) -> None:
         click.echo(f"{key}: {value}")
 
 
+@ims_cli.command("setup")
+@click.option("--demo", is_flag=True, help="Also create demo users, accounts and activity.")
+@click.pass_context
+def setup(ctx: click.Context, demo: bool) -> None:
+    """Install or upgrade in one go: migrate the database to head, audit-rekey, sync-roles,
+    sync-workflows, seed (--demo for the demo data). What `make run` does; idempotent, and each
+    step is also a command of its own. Stops at the first step that fails."""
+    from flask_migrate import upgrade
+
+    click.echo("== db upgrade")
+    upgrade()
+    for step, kwargs in ((audit_rekey, {"accept_broken": False}), (sync_roles_cmd, {}),
+                         (sync_workflows_cmd, {}), (seed, {"demo": demo})):
+        click.echo(f"== {step.name}")
+        ctx.invoke(step, **kwargs)
+
+
 @ims_cli.command("sync-roles")
 def sync_roles_cmd() -> None:
     """Create permissions and apply app/security/roles.py to the roles."""

@@ -231,10 +231,27 @@ def page(browser):
 
 
 #: accessibility checks and sweeps of pages: run once in CI, on SQLite (what a page's markup
-#: is does not depend on the database; the journeys around them run on both)
+#: is does not depend on the database)
 once_on_sqlite = pytest.mark.skipif(
     (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"),
     reason="accessibility checks run once, on SQLite (the pages do not depend on the database)")
+
+#: The browser journeys (tests/browser) run on SQLite; on PostgreSQL only these files' do, as a
+#: smoke of the browser on the production database (a receipt, a journal and its undo; a
+#: two-step approval). What the pages' scripts do does not depend on the database, and every
+#: request a journey makes is also tested on both databases by the view, API and service tests
+#: (tests/views, tests/api, tests/integration): the rest would repeat them for some 3 minutes.
+BROWSER_ON_POSTGRES = {"test_cashier.py", "test_tasks_browser.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"):
+        return
+    once = pytest.mark.skip(reason="browser journeys run on SQLite (BROWSER_ON_POSTGRES: the "
+                                   "smoke that runs on both)")
+    for item in items:
+        if item.path.parent.name == "browser" and item.path.name not in BROWSER_ON_POSTGRES:
+            item.add_marker(once)
 
 
 def browser_login(page, live_url, username, password=PASSWORD):
