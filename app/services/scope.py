@@ -37,10 +37,12 @@ CENTRAL_PATHS = ("/periods", "/gl-exports", "/ledger/trial-balance", "/refund-pa
                  # bank reconciliation (and its bank accounts), retention and subject access
                  "/reconciliation", "/bankaccountview", "/api/v1/reconciliation", "/api/v1/bank-accounts",
                  "/retention", "/subject-access", "/api/v1/retention", "/api/v1/subject-access",
-                 # processing rules and bank profiles apply to every import, whatever the fund a
-                 # row is for: a fund group's clerk may read them, not change them (a rule could
-                 # send another group's income to a fund of their own)
-                 *(f"/{view}/{op}" for view in ("processingruleview", "bankprofileview")
+                 # processing rules, bank profiles and fund reference patterns apply to every
+                 # import, whatever the fund a row is for: a fund group's clerk may read them,
+                 # not change them (a rule, or a pattern ".*" of their own fund's, could send
+                 # another group's income to a fund of theirs)
+                 *(f"/{view}/{op}" for view in ("processingruleview", "bankprofileview",
+                                                "fundreferencepatternview")
                    for op in ("add", "edit", "delete", "action", "action_post")))
 #: ...except these (a Cashier of a fund group still cashes up their own till)
 CENTRAL_EXCEPTIONS = ("/cash-ups/new", "/api/v1/cash-ups/till")

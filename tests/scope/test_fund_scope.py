@@ -169,10 +169,11 @@ def test_central_work_is_for_all_funds_users(client, api, two):
 
 def test_a_fund_groups_clerk_reads_the_import_rules_and_does_not_change_them(client, session,
                                                                            two):
-    """Processing rules and bank profiles apply to every import: a clerk of one fund group sees
-    them and gets a 404 for adding, editing or deleting one (nothing saved); a clerk with all
-    funds changes them."""
-    from app.models.imports import ProcessingRule
+    """Processing rules, bank profiles and fund reference patterns apply to every import: a
+    clerk of one fund group sees them and gets a 404 for adding, editing or deleting one
+    (nothing saved: a pattern ".*" for their own fund would take every other group's rows
+    without a fund); a clerk with all funds changes them."""
+    from app.models.imports import FundReferencePattern, ProcessingRule
 
     rule = ProcessingRule(name=unique("Rule ", 14), priority=500, enabled=False,
                           conditions='reference starts_with "ZZSCOPE"', set_fund_code="TWS")
@@ -194,9 +195,24 @@ def test_a_fund_groups_clerk_reads_the_import_rules_and_does_not_change_them(cli
     assert session.scalar(select(func.count()).select_from(ProcessingRule).where(
         ProcessingRule.name == name)) == 0
     assert session.get(ProcessingRule, rule.id).set_fund_code == "TWS"
+
+    pattern = session.scalars(select(FundReferencePattern)).first()
+    before = (pattern.pattern, pattern.fund_code)
+    grab = {"fund": two["A"]["code"], "pattern": ".*", "priority": "0", "enabled": "y"}
+    assert client.get("/fundreferencepatternview/list/").status_code == 200
+    for url in ("/fundreferencepatternview/add", f"/fundreferencepatternview/edit/{pattern.id}"):
+        assert client.get(url).status_code == 404, url
+        assert client.post(url, data=grab).status_code == 404, url
+    assert client.post(f"/fundreferencepatternview/delete/{pattern.id}").status_code == 404
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(FundReferencePattern).where(
+        FundReferencePattern.pattern == ".*")) == 0
+    assert (pattern.pattern, pattern.fund_code) == before
+
     login(client, "clerk")
     assert client.get("/processingruleview/add").status_code == 200
     assert client.get(f"/processingruleview/edit/{rule.id}").status_code == 200
+    assert client.get("/fundreferencepatternview/add").status_code == 200
 
 
 def test_approvers_see_and_decide_only_their_funds(app, session, two):
