@@ -62,6 +62,39 @@ def test_readyz_wants_the_migrations_at_head(app, empty_database_url):  # noqa: 
         engine.dispose()
 
 
+def test_a_failing_job_is_rolled_back_and_the_tick_goes_on(app, session, monkeypatch, caplog):
+    """A job that raises (say, a card provider down): what it wrote is rolled back, its line and
+    the log say it failed, the jobs after it run, the tick ends with its checkpoint and
+    heartbeat, and `ims tick` exits 0 (the worker's loop goes on to the next tick)."""
+    from app.extensions import db
+    from app.models.operations import WorkerHeartbeat
+    from app.services import jobs
+
+    ref = unique("JOB", 10)
+
+    def exploding():
+        db.session.add(AccountHolder(fund_code="HRA", account_reference=ref, name="Half-done"))
+        db.session.flush()
+        raise RuntimeError("the provider is down")
+
+    ran = []
+    monkeypatch.setattr(jobs, "_JOBS", [("exploding", exploding),
+                                        ("after", lambda: ran.append(1) or "ran")])
+    with caplog.at_level(logging.ERROR):
+        result = app.test_cli_runner().invoke(args=["ims", "tick"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[:2] == ["exploding: failed: RuntimeError", "after: ran"] and ran == [1]
+    assert lines[2].startswith("audit-checkpoint: ")
+    assert any(r.exc_info and "exploding" in r.getMessage() for r in caplog.records)
+    session.expire_all()
+    assert session.scalar(select(AccountHolder).where(
+        AccountHolder.account_reference == ref)) is None
+    beat = session.scalar(select(WorkerHeartbeat).order_by(
+        WorkerHeartbeat.last_tick_at.desc()).limit(1))
+    assert beat.last_summary.startswith("exploding: failed: RuntimeError; after: ran")
+
+
 # --------------------------------------------------------------------------- metrics
 def test_metrics_are_counted_and_guarded(app, client, api):
     from app.extensions import db

@@ -13,7 +13,7 @@ from app.models.fund_group import FundGroup, UserFundAccess, user_fund_group
 from app.models.ledger import Transaction
 from app.models.reference import Fund
 from app.security import roles as R
-from tests.conftest import PASSWORD, api_token, login, unique
+from tests.conftest import PASSWORD, login, unique
 
 
 def _user(app, session, name, roles, group_ids=(), all_funds=False):
@@ -111,7 +111,8 @@ def test_narrative_search_counts_the_groups_funds_only(api, session, two):
     session.commit()
     from sqlalchemy import select
 
-    from app.models.ledger import Transaction, TransactionNarrative as N
+    from app.models.ledger import Transaction
+    from app.models.ledger import TransactionNarrative as N
 
     # each narrative keeps its transaction's fund (the scoped search filters on that copy)
     assert set(session.execute(select(N.narrative, N.fund_code, Transaction.fund_code).join(
@@ -242,8 +243,9 @@ def test_approvers_see_and_decide_only_their_funds(app, session, two):
     lane = sm.find_role("Scope lane") or sm.add_role("Scope lane")
     _user(app, session, unique("lane", 10).lower(), [], [two["A"]["group"]])
     member = session.scalars(select(UserFundAccess).order_by(UserFundAccess.user_id.desc())).first()
-    from app.extensions import appbuilder  # noqa: F401
     from flask_appbuilder.security.sqla.models import User
+
+    from app.extensions import appbuilder  # noqa: F401
 
     user = session.get(User, member.user_id)
     user.roles = [lane]
