@@ -28,6 +28,7 @@ class ReconciliationApi(BaseApi):
     method_permission_name = {"accounts": "read", "get_reconciliation": "read",
                               "post_debit": "write",
                               "proposals": "read", "match": "write", "unmatch": "write",
+                              "confirm_agreed": "write",
                               "refresh": "write", "prepare": "write", "decide": "sign_off"}
     allow_browser_login = True
 
@@ -127,6 +128,36 @@ class ReconciliationApi(BaseApi):
         made = RC.refresh_expected(db.session)
         db.session.commit()
         return self.response(200, **made)
+
+    @expose("/accounts/<account>/confirm-agreed", methods=["POST"])
+    @protect()
+    @domain_errors
+    def confirm_agreed(self, account):
+        """Confirm every proposal whose reference agrees (`agreed` in the proposals), each as
+        its own match; those another clerk matched meanwhile are skipped and counted
+        ---
+        post:
+          parameters:
+          - {in: path, name: account, required: true, schema: {type: string}}
+          responses:
+            200:
+              description: The matches made (posted as POST /matches does) and how many
+                proposals were skipped
+              content:
+                application/json:
+                  schema:
+                    type: object
+                    properties:
+                      count: {type: integer}
+                      skipped: {type: integer}
+                      result: {type: array, items: {type: object}}
+        """
+        session = db.session
+        acct = RC.bank_account_for(session, account)
+        done = RC.confirm_agreed(session, acct, actor=current_username())
+        result = [RC.match_json(session, m) for m in done.matches]
+        session.commit()
+        return self.response(200, count=len(result), skipped=done.skipped, result=result)
 
     @expose("/matches", methods=["POST"])
     @protect()

@@ -403,6 +403,10 @@ def refresh_expected(session: Session, *, today: dt.date | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------- proposals
+#: a proposal's score when its line carries the credit's reference (same amount, in the window)
+AGREED = 2
+
+
 @dataclass
 class Proposal:
     line_ids: list[int]
@@ -412,9 +416,14 @@ class Proposal:
     score: int = 0
     details: dict = field(default_factory=dict)
 
+    @property
+    def agreed(self) -> bool:
+        """The line carries the credit's reference: ``confirm_agreed`` confirms it."""
+        return self.score >= AGREED
+
     def as_json(self) -> dict:
         return {"line_ids": self.line_ids, "item_ids": self.item_ids,
-                "amount": str(Money(self.amount)), "reason": self.reason}
+                "amount": str(Money(self.amount)), "reason": self.reason, "agreed": self.agreed}
 
 
 def _norm(text: str | None) -> str:
@@ -476,7 +485,7 @@ def propose(session: Session, acct: BankAccount, *, window: int = WINDOW_DAYS,
             reason = f"Amount {Money(amount)} equal; " + (
                 "same date" if days == 0 else f"dates {days} day(s) apart") + (
                 "; reference in the line" if ref_hit else "")
-            out.append(Proposal([lid], [iid], amount, reason, 2 if ref_hit else 1))
+            out.append(Proposal([lid], [iid], amount, reason, AGREED if ref_hit else 1))
             continue
         for day, kind, ids in group_sums.get(amount, ()):
             if abs(day - ldate) <= win and not taken.intersection(ids):
@@ -488,11 +497,33 @@ def propose(session: Session, acct: BankAccount, *, window: int = WINDOW_DAYS,
     return out
 
 
-def auto_match(session: Session, acct: BankAccount, *, actor: str) -> list[ReconMatch]:
-    """Confirm every proposal whose reference agrees (score 2); the caller commits."""
-    return [match(session, actor=actor, line_ids=p.line_ids, item_ids=p.item_ids,
-                  reason=p.reason, commit=False)
-            for p in propose(session, acct) if p.score >= 2]
+@dataclass
+class Confirmed:
+    matches: list[ReconMatch]
+    #: proposals another clerk matched (or unmatched a side of) while these were confirmed
+    skipped: int = 0
+
+
+def confirm_agreed(session: Session, acct: BankAccount, *, actor: str) -> Confirmed:
+    """Confirm, in one go, every proposal of the account whose reference agrees: the
+    statement line carries the expected credit's reference and the amounts are equal (a
+    clerk's check of such a pair adds nothing; the day's card settlements and banked bags
+    come in dozens). The other proposals are left for a clerk. Each match is its own
+    transaction, posted and committed as ``match`` does; one that a concurrent clerk took
+    meanwhile is skipped and counted, the rest still confirmed. Another error (a closed
+    period, say) stops the run with what was confirmed before it kept."""
+    done: list[ReconMatch] = []
+    skipped = 0
+    for p in propose(session, acct):
+        if not p.agreed:
+            continue
+        try:
+            done.append(match(session, actor=actor, line_ids=p.line_ids, item_ids=p.item_ids,
+                              reason=f"Confirmed with the agreed proposals: {p.reason}"))
+        except Conflict:
+            session.rollback()
+            skipped += 1
+    return Confirmed(done, skipped)
 
 
 # --------------------------------------------------------------------------- matching

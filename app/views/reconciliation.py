@@ -55,7 +55,7 @@ class ReconciliationView(BaseView):
     class_permission_name = "Reconciliation"
     base_permissions = ["can_read", "can_write", "can_sign_off"]
     method_permission_name = {"index": "read", "match": "write", "unmatch": "write",
-                              "post_debit": "write",
+                              "post_debit": "write", "confirm_agreed": "write",
                               "refresh": "write", "prepare": "write", "decide": "sign_off"}
     default_view = "index"
 
@@ -117,6 +117,25 @@ class ReconciliationView(BaseView):
             return self._back(acct, as_of)
         flash(_("Matched: %(amount)s (match %(id)d).", amount=money(m.lines_total), id=m.id),
               "success")
+        return self._back(acct, as_of)
+
+    @expose("/confirm-agreed", methods=["POST"])
+    @has_access
+    def confirm_agreed(self):
+        acct = self._account(request.form.get("account"))
+        as_of = _day(request.form.get("as_of"))
+        try:
+            done = RC.confirm_agreed(db.session, acct, actor=_user())
+        except DomainError as exc:
+            db.session.rollback()
+            flash(exc.message, "danger")
+            return self._back(acct, as_of)
+        total = sum(m.lines_total for m in done.matches)
+        flash(_("Confirmed %(n)d match(es) whose reference agrees: %(amount)s.",
+                n=len(done.matches), amount=money(total)), "success")
+        if done.skipped:
+            flash(_("%(n)d proposal(s) were matched by someone else meanwhile: not confirmed "
+                    "again.", n=done.skipped), "warning")
         return self._back(acct, as_of)
 
     @expose("/lines/<int:pk>/post", methods=["POST"])

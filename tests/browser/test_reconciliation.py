@@ -1,7 +1,8 @@
 """In Chromium: an Income Clerk opens the bank reconciliation of an account, confirms the
-proposed match of a bag's credit (posted Dr Bank / Cr Cash in transit) and the card settlement
-line with its fee, sees a zero unexplained difference and submits it; a Finance Manager signs it
-off (the clerk is offered no sign-off: four eyes)."""
+proposed match of a bag's credit with the proposals whose reference agrees (posted Dr Bank / Cr
+Cash in transit) and the card settlement line with its fee on its own, sees a zero unexplained
+difference and submits it; a Finance Manager signs it off (the clerk is offered no sign-off:
+four eyes)."""
 
 import datetime as dt
 import random
@@ -47,8 +48,14 @@ def test_clerk_matches_and_a_manager_signs_off(app, page, live_url):
     assert page.inner_text("#recon-unexplained") == "£0.00"
     assert page.locator(".recon-proposal").count() == 2
     assert _violations(page) == []  # the page with items on both sides passes axe
-    page.locator(".recon-confirm").first.click()
+    # the bag's line carries its reference: confirmed with the agreed ones; the card
+    # settlement's does not ("SIM SETTLEMENT"), so the clerk confirms it on its own
+    assert "1 proposal(s), £250.00" in page.inner_text("#recon-confirm-agreed-form")
+    page.click("#recon-confirm-agreed")
     page.wait_for_load_state("networkidle")
+    assert "Confirmed 1 match(es) whose reference agrees: £250.00" in page.inner_text("body")
+    assert page.locator(".recon-proposal").count() == 1
+    assert page.locator("#recon-confirm-agreed").count() == 0
     page.locator(".recon-confirm").first.click()
     page.wait_for_load_state("networkidle")
     assert page.locator(".recon-proposal").count() == 0

@@ -10,7 +10,7 @@ import io
 import random
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.domain.errors import Conflict, Forbidden, ValidationError
 from app.models.card_payment import CardPayment
@@ -334,6 +334,87 @@ def test_concurrent_clerks_match_a_line_and_an_item_once(app, session, acct):
     results = race(app, lambda s: RC.match(s, actor="c1", line_ids=[l2], item_ids=[other]),
                    lambda s: RC.match(s, actor="c2", line_ids=[l3], item_ids=[other]))
     assert sorted(results) == ["Conflict", "ok"], results
+
+
+def test_agreed_proposals_are_confirmed_in_one_go_and_the_rest_left(session, acct):
+    """The proposals whose line carries the credit's reference are confirmed together, each its
+    own posted match; a proposal by amount and date alone is left for a clerk."""
+    bags = [credit(session, acct, pence) for pence in (12000, 3456)]
+    loose = credit(session, acct, 9900)
+    lines = statement(session, acct, [(DAY, 12000, f"BAG {bags[0].reference}"),
+                                      (DAY, 3456, f"DEPOSIT {bags[1].reference.lower()}"),
+                                      (DAY, 9900, "CASH")])
+    props = {p.line_ids[0]: p for p in RC.propose(session, acct)}
+    assert [props[ln].agreed for ln in lines] == [True, True, False]
+    assert props[lines[0]].as_json()["agreed"] is True
+
+    done = RC.confirm_agreed(session, acct, actor="clerk")
+    assert done.skipped == 0
+    assert sorted(m.lines_total for m in done.matches) == [3456, 12000]
+    session.expire_all()
+    for line, bag, m in zip(lines, bags, sorted(done.matches, key=lambda m: -m.lines_total)):
+        assert session.get(StatementLine, line).match_id == m.id
+        assert session.get(ExpectedBankCredit, bag.id).cleared
+        assert legs(session, m.posting_group_id) == sorted([
+            ("BANK", acct.ledger_reference, bag.amount), ("CASH_IN_TRANSIT", "CIVIC", -bag.amount)])
+        assert m.created_by == "clerk"
+    assert session.get(StatementLine, lines[2]).match_id is None
+    assert not session.get(ExpectedBankCredit, loose.id).cleared
+    assert [p.line_ids for p in RC.propose(session, acct)] == [[lines[2]]]
+    assert RC.confirm_agreed(session, acct, actor="clerk").matches == []
+
+
+def test_two_clerks_confirming_the_agreed_proposals_at_once_match_each_once(app, session, acct):
+    bags = [credit(session, acct, 1000 + i) for i in range(6)]
+    lines = statement(session, acct, [(DAY, b.amount, f"BAG {b.reference}") for b in bags])
+    made: dict[str, tuple[list[int], int]] = {}  # clerk -> (their matches' groups, skipped)
+
+    def clerk(who):
+        def run(s):
+            done = RC.confirm_agreed(s, RC.bank_account_for(s, acct.code), actor=who)
+            made[who] = ([m.posting_group_id for m in done.matches], done.skipped)
+        return run
+
+    assert race(app, clerk("c1"), clerk("c2")) == ["ok", "ok"]
+    groups = [g for mine, _ in made.values() for g in mine]
+    assert len(groups) == len(set(groups)) == 6  # each proposal confirmed by one clerk
+    session.expire_all()
+    matched = [session.get(StatementLine, ln).match_id for ln in lines]
+    assert None not in matched and len(set(matched)) == 6
+    assert session.scalar(select(func.sum(LedgerLine.amount)).where(
+        LedgerLine.group_id.in_(groups), LedgerLine.account == "BANK")) == sum(
+        b.amount for b in bags)
+
+
+def test_api_and_page_confirm_the_agreed_proposals(api, as_user, session, acct):
+    first, second = credit(session, acct, 2500), credit(session, acct, 7500)
+    (l1,) = statement(session, acct, [(DAY, 2500, first.reference)])
+    base = "/api/v1/reconciliation"
+    props = api("clerk").get(f"{base}/accounts/{acct.code}/proposals").json["result"]
+    assert [p["agreed"] for p in props] == [True]
+    url = f"{base}/accounts/{acct.code}/confirm-agreed"
+    assert api("auditor").post(url).status_code == 403
+    assert api("clerk").post(f"{base}/accounts/NO-SUCH/confirm-agreed").status_code == 422
+    page_url = f"/reconciliation/?account={acct.code}&as_of={DAY.isoformat()}"
+    page = as_user("clerk").get(page_url)
+    assert b'id="recon-confirm-agreed"' in page.data
+    assert "1 proposal(s), £25.00" in page.get_data(as_text=True)
+    assert b'id="recon-confirm-agreed"' not in as_user("auditor").get(page_url).data
+    resp = as_user("clerk").post("/reconciliation/confirm-agreed", data={
+        "account": acct.code, "as_of": DAY.isoformat()}, follow_redirects=True)
+    assert resp.status_code == 200
+    assert "Confirmed 1 match(es) whose reference agrees: £25.00" in resp.get_data(as_text=True)
+    assert b'id="recon-confirm-agreed"' not in resp.data  # nothing left to confirm
+    session.expire_all()
+    assert session.get(StatementLine, l1).match_id is not None
+
+    (l2,) = statement(session, acct, [(DAY, 7500, f"PAID IN {second.reference}")])
+    done = api("clerk").post(url)
+    assert done.status_code == 200, done.json
+    assert done.json["count"] == 1 and done.json["skipped"] == 0
+    assert done.json["result"][0]["line_ids"] == [l2]
+    assert done.json["result"][0]["lines_total"] == "75.00"
+    assert api("clerk").post(url).json["count"] == 0
 
 
 # --------------------------------------------------------------------------- reconciliation
