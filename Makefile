@@ -43,10 +43,11 @@ run: translations seed
 	  $(FLASK) run --host $(HOST) --port $(PORT)
 
 # three pytest-xdist workers (each with its own database), whole test files to each: on two
-# cores the third keeps them busy while browser and CLI tests wait
+# cores the third keeps them busy while browser and CLI tests wait; the files in the order
+# collected, the slowest first (SLOW_FIRST in tests/conftest.py)
 TEST_WORKERS ?= 3
 test: translations
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # every benchmark on a throw-away PostgreSQL database; one summary table (bench/results.md)
 bench: install

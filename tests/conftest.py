@@ -244,7 +244,26 @@ once_on_sqlite = pytest.mark.skipif(
 BROWSER_ON_POSTGRES = {"test_cashier.py", "test_tasks_browser.py"}
 
 
+#: The slowest files, slowest first (a minute or more each on SQLite): collected first, so that
+#: pytest-xdist hands them out first (`make test` turns off its reordering by number of tests,
+#: which sent the slow files of few tests last, to run alone at the end while the other workers
+#: stood idle). The rest follow in their usual order.
+SLOW_FIRST = ("browser/test_axe_sweep.py", "browser/test_injection.py",
+              "api/test_schemathesis.py", "integration/test_audit_tamper.py",
+              "integration/test_migrations.py", "views/test_permission_matrix.py",
+              "browser/test_refunds.py", "browser/test_layout.py", "browser/test_suspense.py",
+              "integration/test_bundle_empty_site.py", "integration/test_operations.py",
+              "browser/test_portal_browser.py", "integration/test_gl_cli.py",
+              "browser/test_accessibility.py")
+
+
+def _slowness(item) -> int:
+    path = f"{item.path.parent.name}/{item.path.name}"
+    return SLOW_FIRST.index(path) if path in SLOW_FIRST else len(SLOW_FIRST)
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_slowness)  # stable: each file's tests keep their order
     if not (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"):
         return
     once = pytest.mark.skip(reason="browser journeys run on SQLite (BROWSER_ON_POSTGRES: the "
