@@ -195,7 +195,8 @@ def seed_reconciliation(session: Session) -> dict[str, int]:
     """Card payments with their settlements and a bank statement for the default bank account
     that reconciles apart from two deliberate differences: a bank charge (a debit line) and a
     credit nobody expected. The banked bags are matched already; the card settlements wait as
-    proposals for a clerk to confirm. Runs once (a setting marks it done), after the cash-ups."""
+    proposals for a clerk to confirm (their lines carry the payout's reference: *Confirm all
+    whose reference agrees*). Runs once (a setting marks it done), after the cash-ups."""
     if session.get(Setting, RECONCILIATION_DONE_KEY) is not None:
         return {"demo statement lines added": 0}
     from app.models.card_payment import CardPayment
@@ -242,7 +243,7 @@ def seed_reconciliation(session: Session) -> dict[str, int]:
     lines = []
     for it in items:
         words = {"cash_up_bag": f"DEPOSIT {it.reference}",
-                 "card_settlement": f"{provider.upper()} SETTLEMENT",
+                 "card_settlement": f"{it.reference} SETTLEMENT",  # the provider's payout
                  "agent_file": f"{it.reference} REMITTANCE"}.get(it.kind, it.reference)
         lines.append({"date": min(max(it.expected_date, today - dt.timedelta(days=6)), today),
                       "amount": it.amount, "reference": words})
