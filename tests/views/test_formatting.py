@@ -66,7 +66,8 @@ def test_vat_list_shows_rate_as_percent(as_user):
     client = as_user("admin")
     for lang in ("en", "cy"):
         client.get(f"/lang/{lang}")
-        page = client.get("/vatcodeview/list/").data.decode()
+        # The standard rate by its code (equal to): the list is paged, other tests add codes.
+        page = client.get("/vatcodeview/list/?_flt_3_code=S").data.decode()
         assert "20%" in page and "E+" not in page and "0.2000" not in page
     client.get("/lang/en")
     page = client.get("/fundview/list/").data.decode()

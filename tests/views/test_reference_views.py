@@ -16,7 +16,7 @@ from tests.conftest import unique
 
 def test_fund_list_search_and_add(as_user, session):
     client = as_user("admin")
-    assert b"Council Tax" in client.get("/fundview/list/").data
+    assert b"Council Tax" in client.get("/fundview/list/?_flt_0_code=CTAX").data
     code = unique("F")
     resp = client.post("/fundview/add", data={
         "code": code, "name": "Pest Control", "gl_code": "7001", "maximum_amount": "1,500.00",
@@ -68,10 +68,16 @@ def test_clerk_cannot_add_funds(as_user):
     assert client.get("/fundview/add").status_code == 403
 
 
-def test_money_formatted_for_locale(as_user):
+def test_money_formatted_for_locale(as_user, session):
+    # A fund of its own, found by its code: the list is paged by code, and other tests add funds
+    # whose codes sort before the seeded ones (a seeded fund's limit fell onto page two).
+    code = unique("F")
+    session.add(Fund(code=code, name="Locale limit", maximum_amount=123456789))
+    session.commit()
     client = as_user("admin")
-    page = client.get("/fundview/list/").data.decode()
-    assert "£10,000.00" in page
+    page = client.get(f"/fundview/list/?_flt_0_code={code}").data.decode()
+    assert code in page
+    assert "£1,234,567.89" in page
 
 
 # ---------------------------------------------------------------------------- issue #15 item 7
