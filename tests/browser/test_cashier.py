@@ -76,6 +76,43 @@ def test_cashier_receipt_then_clerk_journal_and_undo(app, page, live_url):
     assert "Undone by" in page.locator("#related-journals").inner_text()
 
 
+def test_a_late_answer_to_an_earlier_check_does_not_wipe_the_reference_message(app, page, live_url):
+    """Choosing the fund checks the line (no reference yet); leaving the reference checks it again.
+    The answers can come back in either order (the server runs them at once): the first one's,
+    arriving last, wiped the check-digit message (CI saw it). Here the first is held back."""
+    from app.extensions import db
+
+    with app.app_context():
+        fund = db.session.scalar(select(Fund).where(Fund.code == "CTAX"))
+        good = make_reference(fund.validator, random.Random(4243))
+        db.session.remove()
+    bad = good[:-1] + ("1" if good[-1] != "1" else "2")
+    held = []
+
+    def hold_the_fund_check(route):
+        if route.request.post_data_json.get("account_reference") == "":
+            held.append(route)
+        else:
+            route.continue_()
+
+    browser_login(page, live_url, "cashier")
+    page.goto(f"{live_url}/receipts/new")
+    page.route("**/receipts/validate", hold_the_fund_check)
+    first = page.locator("tr.receipt-line").nth(0)
+    first.locator("select[name=fund_code]").select_option("CTAX")
+    first.locator("input[name=account_reference]").fill(bad)
+    first.locator("input[name=amount]").focus()
+    msg = first.locator(".line-msg-account_reference")
+    msg.filter(has_text="Check digit").wait_for()
+    assert len(held) == 1
+    with page.expect_response("**/receipts/validate") as late:
+        held[0].continue_()
+    assert late.value.ok
+    page.wait_for_timeout(300)  # the late answer's handler has run
+    assert "Check digit is wrong" in msg.inner_text()
+    page.unroute("**/receipts/validate")
+
+
 @once_on_sqlite
 def test_ledger_pages_have_no_serious_wcag_violations(page, live_url):
     from tests.browser.test_accessibility import _violations

@@ -30,12 +30,15 @@
     var body = {fund_code: fund.value, account_reference: ref ? ref.value : "",
                 amount: amount ? amount.value : "", vat_code: vat ? vat.value : "",
                 payment_method_code: methodSel ? methodSel.value : ""};
+    /* Only the row's latest check may speak: the fund's check (sent as the fund is chosen, with
+       no reference yet) can come back after the reference's and would wipe its message. */
+    var seq = row.imsCheck = (row.imsCheck || 0) + 1;
     var xhr = new XMLHttpRequest();
     xhr.open("POST", url);
     xhr.setRequestHeader("Content-Type", "application/json");
     if (csrf) { xhr.setRequestHeader("X-CSRFToken", csrf.value); }
     xhr.onload = function () {
-      if (xhr.status !== 200) { return; }
+      if (xhr.status !== 200 || seq !== row.imsCheck) { return; }
       var data = JSON.parse(xhr.responseText);
       var errs = data.errors || {};
       setMsg(row, "fund_code", errs.fund_code || [], false);
