@@ -230,10 +230,13 @@ def page(browser):
     context.close()
 
 
+#: the suite runs on PostgreSQL (TEST_DATABASE_URL), not on the embedded SQLite
+ON_POSTGRES = (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres")
+
 #: accessibility checks and sweeps of pages: run once in CI, on SQLite (what a page's markup
 #: is does not depend on the database)
 once_on_sqlite = pytest.mark.skipif(
-    (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"),
+    ON_POSTGRES,
     reason="accessibility checks run once, on SQLite (the pages do not depend on the database)")
 
 #: The browser journeys (tests/browser) run on SQLite; on PostgreSQL only these files' do, as a
@@ -264,7 +267,7 @@ def _slowness(item) -> int:
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_slowness)  # stable: each file's tests keep their order
-    if not (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"):
+    if not ON_POSTGRES:
         return
     once = pytest.mark.skip(reason="browser journeys run on SQLite (BROWSER_ON_POSTGRES: the "
                                    "smoke that runs on both)")

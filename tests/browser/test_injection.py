@@ -16,19 +16,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import os
 from xml.sax.saxutils import quoteattr
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
-from tests.conftest import PASSWORD, browser_login, unique
+from tests.conftest import ON_POSTGRES, PASSWORD, browser_login, unique
 from tests.views.test_permission_matrix import DEMO_USER
 
 pytestmark = pytest.mark.browser
 
-ON_POSTGRES = (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres")
 crawl_only_on_sqlite = pytest.mark.skipif(ON_POSTGRES, reason="the injection crawl runs on SQLite")
 
 #: the approver's page of the original finding: clicks Approve as soon as the page loads

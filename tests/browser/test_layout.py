@@ -4,14 +4,12 @@ like the rest and its diagram is not clipped. Screenshots go to test-results/.""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from tests.conftest import browser_login, screenshot
+from tests.conftest import ON_POSTGRES, browser_login, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(
-    (os.environ.get("TEST_DATABASE_URL") or "").startswith("postgres"),
+    ON_POSTGRES,
     reason="whole-site sweeps run once, on SQLite (the pages do not depend on the database)")]
 
 USERS = ("admin", "wfadmin", "head", "manager", "clerk", "cashier", "auditor")
